@@ -1,0 +1,386 @@
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Message is one STEP message: an ordered JSON object and an optional binary
+// part. Unknown fields are kept, in their original order and bytes, so that a
+// server can return a stored DATA document as it was saved and a decoder can
+// show everything a peer sent.
+type Message struct {
+	keys   []string
+	vals   map[string]json.RawMessage
+	Binary []byte
+}
+
+// ErrFieldMissing is returned by the typed accessors for an absent field.
+var ErrFieldMissing = errors.New("field is missing")
+
+// FieldTypeError is returned by the typed accessors when a field is present
+// but its JSON value is not of the kind STEP defines for it.
+type FieldTypeError struct {
+	Field string
+	Want  string          // e.g. "string", "integer", "non-negative integer"
+	Got   json.RawMessage // the value as sent
+}
+
+func (e *FieldTypeError) Error() string {
+	got := string(e.Got)
+	if len(got) > 40 {
+		got = got[:37] + "..."
+	}
+	return fmt.Sprintf("field %q must be a %s, got %s", e.Field, e.Want, got)
+}
+
+// NewMessage returns an empty message.
+func NewMessage() *Message {
+	return &Message{vals: make(map[string]json.RawMessage, 8)}
+}
+
+// NewRequest returns a request of the given operation and type.
+func NewRequest(op Operation, t Type) *Message {
+	m := NewMessage()
+	m.Set(FieldOperation, string(op))
+	m.Set(FieldDirection, string(DirRequest))
+	m.Set(FieldType, string(t))
+	return m
+}
+
+// NewResponse returns a response with the four fields every response carries.
+func NewResponse(op Operation, t Type, s Status, msg string) *Message {
+	m := NewMessage()
+	m.Set(FieldOperation, string(op))
+	m.Set(FieldDirection, string(DirResponse))
+	m.Set(FieldType, string(t))
+	m.Set(FieldStatus, int(s))
+	m.Set(FieldStatusMsg, msg)
+	return m
+}
+
+// Fields returns the field names in order.
+func (m *Message) Fields() []string {
+	return append([]string(nil), m.keys...)
+}
+
+// Len is the number of fields.
+func (m *Message) Len() int { return len(m.keys) }
+
+// Has reports whether field is present.
+func (m *Message) Has(field string) bool {
+	_, ok := m.vals[field]
+	return ok
+}
+
+// Raw returns the JSON value of field as sent.
+func (m *Message) Raw(field string) (json.RawMessage, bool) {
+	v, ok := m.vals[field]
+	return v, ok
+}
+
+// SetRaw sets field to an already encoded JSON value. A field that exists
+// keeps its position.
+func (m *Message) SetRaw(field string, raw json.RawMessage) *Message {
+	if m.vals == nil {
+		m.vals = make(map[string]json.RawMessage, 8)
+	}
+	if _, ok := m.vals[field]; !ok {
+		m.keys = append(m.keys, field)
+	}
+	m.vals[field] = raw
+	return m
+}
+
+// Set sets field to v encoded as JSON. Values that cannot be encoded (for
+// example a channel) are a programming error and panic.
+func (m *Message) Set(field string, v any) *Message {
+	var raw []byte
+	switch x := v.(type) {
+	case string:
+		raw = appendJSONString(nil, x)
+	case int:
+		raw = strconv.AppendInt(nil, int64(x), 10)
+	case int64:
+		raw = strconv.AppendInt(nil, x, 10)
+	case Status:
+		raw = strconv.AppendInt(nil, int64(x), 10)
+	case json.RawMessage:
+		raw = x
+	default:
+		var err error
+		raw, err = marshalNoEscape(v)
+		if err != nil {
+			panic(fmt.Sprintf("spec: field %q: %v", field, err))
+		}
+	}
+	return m.SetRaw(field, raw)
+}
+
+// Delete removes field.
+func (m *Message) Delete(field string) {
+	if _, ok := m.vals[field]; !ok {
+		return
+	}
+	delete(m.vals, field)
+	for i, k := range m.keys {
+		if k == field {
+			m.keys = append(m.keys[:i], m.keys[i+1:]...)
+			break
+		}
+	}
+}
+
+// Clone returns a deep copy.
+func (m *Message) Clone() *Message {
+	c := &Message{keys: append([]string(nil), m.keys...), vals: make(map[string]json.RawMessage, len(m.vals))}
+	for k, v := range m.vals {
+		c.vals[k] = append(json.RawMessage(nil), v...)
+	}
+	if m.Binary != nil {
+		c.Binary = append([]byte(nil), m.Binary...)
+	}
+	return c
+}
+
+// String returns field's value if it is a JSON string.
+func (m *Message) String(field string) (string, error) {
+	raw, ok := m.vals[field]
+	if !ok {
+		return "", ErrFieldMissing
+	}
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", &FieldTypeError{Field: field, Want: "string", Got: raw}
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", &FieldTypeError{Field: field, Want: "string", Got: raw}
+	}
+	return s, nil
+}
+
+// Int returns field's value if it is a JSON integer (no fraction, no
+// exponent) that fits in an int64.
+func (m *Message) Int(field string) (int64, error) {
+	raw, ok := m.vals[field]
+	if !ok {
+		return 0, ErrFieldMissing
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		return 0, &FieldTypeError{Field: field, Want: "integer", Got: raw}
+	}
+	return n, nil
+}
+
+// NonNegInt is Int for fields that may not be negative.
+func (m *Message) NonNegInt(field string) (int64, error) {
+	n, err := m.Int(field)
+	if err != nil {
+		return 0, err
+	}
+	if n < 0 {
+		return 0, &FieldTypeError{Field: field, Want: "non-negative integer", Got: m.vals[field]}
+	}
+	return n, nil
+}
+
+// str returns field's string value, or "" when it is absent or not a string.
+func (m *Message) str(field string) string {
+	s, _ := m.String(field)
+	return s
+}
+
+// Operation is the operation field ("" when absent or not a string).
+func (m *Message) Operation() Operation { return Operation(m.str(FieldOperation)) }
+
+// Direction is the direction field ("" when absent or not a string).
+func (m *Message) Direction() Direction { return Direction(m.str(FieldDirection)) }
+
+// Type is the type field ("" when absent or not a string).
+func (m *Message) Type() Type { return Type(m.str(FieldType)) }
+
+// StatusMsg is the status_msg field ("" when absent or not a string).
+func (m *Message) StatusMsg() string { return m.str(FieldStatusMsg) }
+
+// Status is the status field; ok is false when it is absent or not an integer.
+func (m *Message) Status() (s Status, ok bool) {
+	n, err := m.Int(FieldStatus)
+	if err != nil || n < math.MinInt32 || n > math.MaxInt32 {
+		return 0, false
+	}
+	return Status(n), true
+}
+
+// Key is the key field.
+func (m *Message) Key() (string, error) { return m.String(FieldKey) }
+
+// Token is the token field.
+func (m *Message) Token() (string, error) { return m.String(FieldToken) }
+
+// Username is the username field.
+func (m *Message) Username() (string, error) { return m.String(FieldUsername) }
+
+// Password is the password field.
+func (m *Message) Password() (string, error) { return m.String(FieldPassword) }
+
+// MD5 is the md5 field.
+func (m *Message) MD5() (string, error) { return m.String(FieldMD5) }
+
+// Size is the size field.
+func (m *Message) Size() (int64, error) { return m.NonNegInt(FieldSize) }
+
+// BlockIndex is the block_index field. A negative index is returned as
+// sent: its status differs from that of a value of the wrong type.
+func (m *Message) BlockIndex() (int64, error) { return m.Int(FieldBlockIndex) }
+
+// BlockSize is the block_size field.
+func (m *Message) BlockSize() (int64, error) { return m.NonNegInt(FieldBlockSize) }
+
+// TotalBlock is the total_block field.
+func (m *Message) TotalBlock() (int64, error) { return m.NonNegInt(FieldTotalBlock) }
+
+// MarshalJSON writes the fields in order.
+func (m *Message) MarshalJSON() ([]byte, error) {
+	return m.AppendJSON(nil), nil
+}
+
+// AppendJSON appends the JSON object to dst, fields in order.
+func (m *Message) AppendJSON(dst []byte) []byte {
+	dst = append(dst, '{')
+	for i, k := range m.keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONString(dst, k)
+		dst = append(dst, ':')
+		dst = append(dst, m.vals[k]...)
+	}
+	return append(dst, '}')
+}
+
+// UnmarshalJSON parses a JSON object, keeping the order of its fields. A
+// repeated field keeps its first position and its last value, as most JSON
+// parsers do.
+func (m *Message) UnmarshalJSON(b []byte) error {
+	return m.parseObject(b)
+}
+
+func (m *Message) parseObject(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errNotObject
+	}
+	m.keys = m.keys[:0]
+	if m.vals == nil {
+		m.vals = make(map[string]json.RawMessage, 8)
+	} else {
+		clear(m.vals)
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		k, ok := tok.(string)
+		if !ok {
+			return fmt.Errorf("object key is %T", tok)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		m.SetRaw(k, v)
+	}
+	if _, err := dec.Token(); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON object")
+	}
+	return nil
+}
+
+var errNotObject = errors.New("JSON value is not an object")
+
+// ParseMessage parses a JSON object into a new Message.
+func ParseMessage(b []byte) (*Message, error) {
+	m := NewMessage()
+	if err := m.parseObject(b); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Map returns the fields decoded into Go values (numbers as json.Number),
+// for printing and tests.
+func (m *Message) Map() map[string]any {
+	out := make(map[string]any, len(m.keys))
+	for _, k := range m.keys {
+		dec := json.NewDecoder(bytes.NewReader(m.vals[k]))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err == nil {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// JSONString is the JSON part as text.
+func (m *Message) JSONString() string { return string(m.AppendJSON(nil)) }
+
+func marshalNoEscape(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+// appendJSONString appends s as a JSON string. Non-ASCII text is written as
+// UTF-8, like the reference server (json.dumps with ensure_ascii=False).
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
