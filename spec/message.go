@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -15,12 +14,22 @@ import (
 // Message is one STEP message: an ordered JSON object and an optional binary
 // part. Unknown fields are kept, in their original order and bytes, so that a
 // server can return a stored DATA document as it was saved and a decoder can
-// show everything a peer sent.
+// show everything a peer sent. The zero value is an empty message.
 type Message struct {
-	keys   []string
-	vals   map[string]json.RawMessage
+	fields []field
+	// index maps a name to its position in fields once a message has more
+	// fields than a linear search handles well (large DATA documents).
+	index  map[string]int
 	Binary []byte
 }
+
+type field struct {
+	name string
+	val  json.RawMessage
+}
+
+// indexThreshold is the field count above which a Message keeps an index.
+const indexThreshold = 16
 
 // ErrFieldMissing is returned by the typed accessors for an absent field.
 var ErrFieldMissing = errors.New("field is missing")
@@ -43,21 +52,21 @@ func (e *FieldTypeError) Error() string {
 
 // NewMessage returns an empty message.
 func NewMessage() *Message {
-	return &Message{vals: make(map[string]json.RawMessage, 8)}
+	return &Message{}
 }
 
 // NewRequest returns a request of the given operation and type.
 func NewRequest(op Operation, t Type) *Message {
-	m := NewMessage()
+	m := &Message{fields: make([]field, 0, 8)}
 	m.Set(FieldOperation, string(op))
 	m.Set(FieldDirection, string(DirRequest))
 	m.Set(FieldType, string(t))
 	return m
 }
 
-// NewResponse returns a response with the four fields every response carries.
+// NewResponse returns a response with the five fields every response carries.
 func NewResponse(op Operation, t Type, s Status, msg string) *Message {
-	m := NewMessage()
+	m := &Message{fields: make([]field, 0, 10)}
 	m.Set(FieldOperation, string(op))
 	m.Set(FieldDirection, string(DirResponse))
 	m.Set(FieldType, string(t))
@@ -66,36 +75,69 @@ func NewResponse(op Operation, t Type, s Status, msg string) *Message {
 	return m
 }
 
+// find returns the position of field, or -1.
+func (m *Message) find(name string) int {
+	if m.index != nil {
+		if i, ok := m.index[name]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range m.fields {
+		if m.fields[i].name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func (m *Message) reindex() {
+	if len(m.fields) <= indexThreshold {
+		m.index = nil
+		return
+	}
+	m.index = make(map[string]int, len(m.fields))
+	for i, f := range m.fields {
+		m.index[f.name] = i
+	}
+}
+
 // Fields returns the field names in order.
 func (m *Message) Fields() []string {
-	return append([]string(nil), m.keys...)
+	out := make([]string, len(m.fields))
+	for i, f := range m.fields {
+		out[i] = f.name
+	}
+	return out
 }
 
 // Len is the number of fields.
-func (m *Message) Len() int { return len(m.keys) }
+func (m *Message) Len() int { return len(m.fields) }
 
 // Has reports whether field is present.
-func (m *Message) Has(field string) bool {
-	_, ok := m.vals[field]
-	return ok
-}
+func (m *Message) Has(field string) bool { return m.find(field) >= 0 }
 
 // Raw returns the JSON value of field as sent.
 func (m *Message) Raw(field string) (json.RawMessage, bool) {
-	v, ok := m.vals[field]
-	return v, ok
+	if i := m.find(field); i >= 0 {
+		return m.fields[i].val, true
+	}
+	return nil, false
 }
 
 // SetRaw sets field to an already encoded JSON value. A field that exists
 // keeps its position.
-func (m *Message) SetRaw(field string, raw json.RawMessage) *Message {
-	if m.vals == nil {
-		m.vals = make(map[string]json.RawMessage, 8)
+func (m *Message) SetRaw(name string, raw json.RawMessage) *Message {
+	if i := m.find(name); i >= 0 {
+		m.fields[i].val = raw
+		return m
 	}
-	if _, ok := m.vals[field]; !ok {
-		m.keys = append(m.keys, field)
+	m.fields = append(m.fields, field{name: name, val: raw})
+	if m.index != nil {
+		m.index[name] = len(m.fields) - 1
+	} else if len(m.fields) > indexThreshold {
+		m.reindex()
 	}
-	m.vals[field] = raw
 	return m
 }
 
@@ -126,24 +168,30 @@ func (m *Message) Set(field string, v any) *Message {
 
 // Delete removes field.
 func (m *Message) Delete(field string) {
-	if _, ok := m.vals[field]; !ok {
+	i := m.find(field)
+	if i < 0 {
 		return
 	}
-	delete(m.vals, field)
-	for i, k := range m.keys {
-		if k == field {
-			m.keys = append(m.keys[:i], m.keys[i+1:]...)
-			break
-		}
+	m.fields = append(m.fields[:i], m.fields[i+1:]...)
+	if m.index != nil {
+		m.reindex()
 	}
 }
 
-// Clone returns a deep copy.
+// Clone returns a deep copy that shares no memory with m.
 func (m *Message) Clone() *Message {
-	c := &Message{keys: append([]string(nil), m.keys...), vals: make(map[string]json.RawMessage, len(m.vals))}
-	for k, v := range m.vals {
-		c.vals[k] = append(json.RawMessage(nil), v...)
+	n := 0
+	for _, f := range m.fields {
+		n += len(f.val)
 	}
+	buf := make([]byte, 0, n)
+	c := &Message{fields: make([]field, len(m.fields))}
+	for i, f := range m.fields {
+		start := len(buf)
+		buf = append(buf, f.val...)
+		c.fields[i] = field{name: f.name, val: buf[start:len(buf):len(buf)]}
+	}
+	c.reindex()
 	if m.Binary != nil {
 		c.Binary = append([]byte(nil), m.Binary...)
 	}
@@ -152,9 +200,12 @@ func (m *Message) Clone() *Message {
 
 // String returns field's value if it is a JSON string.
 func (m *Message) String(field string) (string, error) {
-	raw, ok := m.vals[field]
+	raw, ok := m.Raw(field)
 	if !ok {
 		return "", ErrFieldMissing
+	}
+	if s, ok := plainString(raw); ok {
+		return s, nil
 	}
 	if len(raw) == 0 || raw[0] != '"' {
 		return "", &FieldTypeError{Field: field, Want: "string", Got: raw}
@@ -166,10 +217,28 @@ func (m *Message) String(field string) (string, error) {
 	return s, nil
 }
 
+// plainString decodes a JSON string without escapes, the common case,
+// without going through encoding/json.
+func plainString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	in := raw[1 : len(raw)-1]
+	for _, c := range in {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	if !utf8.Valid(in) {
+		return "", false
+	}
+	return internField(in), true
+}
+
 // Int returns field's value if it is a JSON integer (no fraction, no
 // exponent) that fits in an int64.
 func (m *Message) Int(field string) (int64, error) {
-	raw, ok := m.vals[field]
+	raw, ok := m.Raw(field)
 	if !ok {
 		return 0, ErrFieldMissing
 	}
@@ -187,7 +256,8 @@ func (m *Message) NonNegInt(field string) (int64, error) {
 		return 0, err
 	}
 	if n < 0 {
-		return 0, &FieldTypeError{Field: field, Want: "non-negative integer", Got: m.vals[field]}
+		raw, _ := m.Raw(field)
+		return 0, &FieldTypeError{Field: field, Want: "non-negative integer", Got: raw}
 	}
 	return n, nil
 }
@@ -255,13 +325,13 @@ func (m *Message) MarshalJSON() ([]byte, error) {
 // AppendJSON appends the JSON object to dst, fields in order.
 func (m *Message) AppendJSON(dst []byte) []byte {
 	dst = append(dst, '{')
-	for i, k := range m.keys {
+	for i, f := range m.fields {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, k)
+		dst = appendJSONString(dst, f.name)
 		dst = append(dst, ':')
-		dst = append(dst, m.vals[k]...)
+		dst = append(dst, f.val...)
 	}
 	return append(dst, '}')
 }
@@ -271,46 +341,6 @@ func (m *Message) AppendJSON(dst []byte) []byte {
 // parsers do.
 func (m *Message) UnmarshalJSON(b []byte) error {
 	return m.parseObject(b)
-}
-
-func (m *Message) parseObject(b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return errNotObject
-	}
-	m.keys = m.keys[:0]
-	if m.vals == nil {
-		m.vals = make(map[string]json.RawMessage, 8)
-	} else {
-		clear(m.vals)
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		k, ok := tok.(string)
-		if !ok {
-			return fmt.Errorf("object key is %T", tok)
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return err
-		}
-		m.SetRaw(k, v)
-	}
-	if _, err := dec.Token(); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("data after the JSON object")
-	}
-	return nil
 }
 
 var errNotObject = errors.New("JSON value is not an object")
@@ -327,13 +357,13 @@ func ParseMessage(b []byte) (*Message, error) {
 // Map returns the fields decoded into Go values (numbers as json.Number),
 // for printing and tests.
 func (m *Message) Map() map[string]any {
-	out := make(map[string]any, len(m.keys))
-	for _, k := range m.keys {
-		dec := json.NewDecoder(bytes.NewReader(m.vals[k]))
+	out := make(map[string]any, len(m.fields))
+	for _, f := range m.fields {
+		dec := json.NewDecoder(bytes.NewReader(f.val))
 		dec.UseNumber()
 		var v any
 		if err := dec.Decode(&v); err == nil {
-			out[k] = v
+			out[f.name] = v
 		}
 	}
 	return out
