@@ -126,7 +126,7 @@ func TestCatalogueCheckFails(t *testing.T) {
 		doc string
 		cat []Requirement
 	}{
-		"missing from document": {"## 2. Framing\n\n- **FRAME-1** (MUST) A frame MUST be.\n", cat},
+		"missing from document":  {"## 2. Framing\n\n- **FRAME-1** (MUST) A frame MUST be.\n", cat},
 		"missing from catalogue": {good + "- **FRAME-3** (MAY) It MAY be.\n", cat},
 		"level differs":          {"## 2. Framing\n\n- **FRAME-1** (SHOULD) A frame SHOULD be.\n- **FRAME-2** (SHOULD) It SHOULD be.\n", cat},
 		"stated twice":           {good + "- **FRAME-1** (MUST) Again it MUST be.\n", cat},
