@@ -2,6 +2,8 @@ package spec
 
 import _ "embed"
 
+//go:generate go run ../fixtures/frames/gen -out ../fixtures/frames
+
 //go:embed STEP.md
 var document string
 

@@ -143,7 +143,7 @@ func (r *Reader) ReadFrame() (Frame, error) {
 		if err == io.ErrUnexpectedEOF {
 			return Frame{}, &FrameError{Err: ErrTruncatedHeader, Offset: start, Detail: fmt.Sprintf("%d of %d header bytes", n, HeaderLen)}
 		}
-		return Frame{}, err
+		return Frame{}, fmt.Errorf("read step frame header: %w", err)
 	}
 	jlen := binary.BigEndian.Uint32(r.hdr[0:4])
 	blen := binary.BigEndian.Uint32(r.hdr[4:8])
@@ -155,20 +155,46 @@ func (r *Reader) ReadFrame() (Frame, error) {
 		return Frame{}, &FrameError{Err: ErrBinaryTooLarge, Offset: start, JSONLen: jlen, BinaryLen: blen, Limit: r.lim.MaxBinary}
 	}
 	total := int(jlen) + int(blen)
-	if cap(r.buf) < total {
-		r.buf = make([]byte, total)
-	}
-	body := r.buf[:total]
-	n, err = io.ReadFull(r.br, body)
+	body, n, err := r.readBody(total)
 	r.off += int64(n)
 	if err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return Frame{}, &FrameError{Err: ErrTruncatedBody, Offset: start, JSONLen: jlen, BinaryLen: blen,
 				Detail: fmt.Sprintf("%d of %d body bytes", n, total)}
 		}
-		return Frame{}, err
+		return Frame{}, fmt.Errorf("read step frame body: %w", err)
 	}
 	return Frame{Offset: start, JSON: body[:jlen], Binary: body[jlen:]}, nil
+}
+
+// growStep is how much of a frame body the Reader allocates before the
+// peer has sent it: a header is a claim, and a peer that announces a large
+// frame and sends nothing must not cost its full length in memory.
+const growStep = 64 << 10
+
+// readBody reads a body of total bytes into the Reader's buffer, growing
+// the buffer only as the bytes arrive.
+func (r *Reader) readBody(total int) ([]byte, int, error) {
+	if cap(r.buf) >= total {
+		n, err := io.ReadFull(r.br, r.buf[:total])
+		return r.buf[:total], n, err
+	}
+	buf := r.buf[:0]
+	for len(buf) < total {
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), min(total, max(2*cap(buf), growStep)))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := io.ReadFull(r.br, buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			r.buf = buf
+			return buf, len(buf), err
+		}
+	}
+	r.buf = buf
+	return buf, total, nil
 }
 
 // ReadMessage reads one frame and parses its JSON part. The message's Binary
@@ -232,7 +258,7 @@ func (r *Reader) detectCharCount(f Frame, perr *FrameError) *FrameError {
 		p, _ := r.br.Peek(n)
 		return p
 	})
-	if !ok {
+	if !ok || len(text) > int(r.lim.MaxJSON) {
 		return nil
 	}
 	m := NewMessage()
@@ -253,7 +279,9 @@ func (r *Reader) detectCharCount(f Frame, perr *FrameError) *FrameError {
 		n, err := io.ReadFull(r.br, tail)
 		r.off += int64(n)
 		if err != nil {
-			return nil
+			// Bytes are consumed now: the stream is no longer in step.
+			return &FrameError{Err: ErrTruncatedBody, Offset: f.Offset, JSONLen: uint32(jlen), BinaryLen: uint32(blen),
+				Detail: "the stream ended inside a frame whose JSON length counts characters"}
 		}
 		got = append(got, tail...)
 	}
@@ -360,7 +388,7 @@ func DecodeFrame(b []byte, lim Limits) (*Message, int, error) {
 	if hasNonASCII(f.JSON) {
 		rest := b[HeaderLen:]
 		text, ok := completeChars(rest, int(jlen), func(int) []byte { return nil })
-		if ok {
+		if ok && len(text) <= int(lim.MaxJSON) {
 			rm := NewMessage()
 			if rm.parseObject(text) == nil && HeaderLen+len(text)+int(blen) <= len(b) {
 				n := HeaderLen + len(text) + int(blen)

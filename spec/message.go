@@ -47,7 +47,11 @@ func (e *FieldTypeError) Error() string {
 	if len(got) > 40 {
 		got = got[:37] + "..."
 	}
-	return fmt.Sprintf("field %q must be a %s, got %s", e.Field, e.Want, got)
+	article := "a"
+	if e.Want != "" && strings.ContainsRune("aeiou", rune(e.Want[0])) {
+		article = "an"
+	}
+	return fmt.Sprintf("field %q must be %s %s, got %s", e.Field, article, e.Want, got)
 }
 
 // NewMessage returns an empty message.
