@@ -288,9 +288,17 @@ func TestCharCountTruncated(t *testing.T) {
 	if errors.Is(err, ErrCharCountLength) {
 		t.Fatalf("recovered a frame whose binary part never came")
 	}
-	var fe *FrameError
-	if !errors.As(err, &fe) {
-		t.Fatalf("err = %v", err)
+	if !errors.Is(err, ErrTruncatedBody) {
+		t.Fatalf("err = %v, want ErrTruncatedBody", err)
+	}
+	// In memory, the same bytes mean "need more data": nothing consumed.
+	_, n, err := DecodeFrame(frame, Limits{})
+	if !errors.Is(err, ErrTruncatedBody) || n != 0 {
+		t.Fatalf("DecodeFrame: n=%d err=%v, want ErrTruncatedBody and 0", n, err)
+	}
+	_, n, err = DecodeFrame(append(frame, "bin!"...), Limits{})
+	if !errors.Is(err, ErrCharCountLength) || n != len(frame)+4 {
+		t.Fatalf("DecodeFrame with the binary: n=%d err=%v", n, err)
 	}
 }
 

@@ -390,8 +390,14 @@ func DecodeFrame(b []byte, lim Limits) (*Message, int, error) {
 		text, ok := completeChars(rest, int(jlen), func(int) []byte { return nil })
 		if ok && len(text) <= int(lim.MaxJSON) {
 			rm := NewMessage()
-			if rm.parseObject(text) == nil && HeaderLen+len(text)+int(blen) <= len(b) {
+			if rm.parseObject(text) == nil {
 				n := HeaderLen + len(text) + int(blen)
+				if n > len(b) {
+					// The text is whole but the binary part has not all
+					// arrived: as for any frame, more data is needed.
+					return nil, 0, &FrameError{Err: ErrTruncatedBody, JSONLen: jlen, BinaryLen: blen,
+						Detail: fmt.Sprintf("%d of %d body bytes of a frame whose JSON length counts characters", len(b)-HeaderLen, n-HeaderLen)}
+				}
 				rm.Binary = b[HeaderLen+len(text) : n]
 				return nil, n, &FrameError{Err: ErrCharCountLength, JSONLen: jlen, BinaryLen: blen, Recovered: rm,
 					ActualJSONLen: len(text), Detail: "the JSON holds non-ASCII text; its length must count bytes"}
