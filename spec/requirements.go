@@ -147,7 +147,7 @@ var catalogue = []Requirement{
 	{"DATA-DELETE-1", MUST, Server, "8.3", "DATA DELETE of a stored key removes it and is answered with status 200 and the key."},
 	{"DATA-DELETE-2", MUST, Server, "8.3", "DATA DELETE of an unknown key is answered with status 404."},
 	{"DATA-DELETE-3", MUST, Server, "8.3", "DATA DELETE without a key is answered with status 410."},
-	{"DATA-OTHER-1", MUST, Server, "8.4", "DATA UPLOAD, DATA DOWNLOAD and DATA with LOGIN are refused with a 4xx status."},
+	{"DATA-OTHER-1", MUST, Server, "8.4", "DATA UPLOAD and DATA DOWNLOAD are refused with a 4xx status."},
 	{"DATA-OTHER-2", SHOULD, Server, "8.4", "The status for DATA UPLOAD and DATA DOWNLOAD is 408."},
 
 	// 9.1 FILE SAVE (upload plan)
