@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/md5"
 	"io"
+	"net"
 	"testing"
 )
 
@@ -138,5 +139,90 @@ func BenchmarkParseMessageTokens(b *testing.B) {
 		if _, _, err := tokenParse(text); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// loopbackPair returns both ends of a TCP connection on 127.0.0.1.
+func loopbackPair(b *testing.B) (client, server net.Conn) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		b.Fatal("accept failed")
+	}
+	b.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// BenchmarkLoopbackBlockFrames sends block frames through loopback TCP with
+// a Writer and reads them with a Reader on the other side; compare with
+// BenchmarkLoopbackRawCopy, the same bytes with no framing at all.
+func BenchmarkLoopbackBlockFrames(b *testing.B) {
+	client, server := loopbackPair(b)
+	m := benchBlock()
+	frame, _ := EncodeFrame(m)
+	done := make(chan error, 1)
+	go func() {
+		r := NewReader(server, Limits{})
+		for {
+			if _, err := r.ReadMessage(); err != nil {
+				if err == io.EOF {
+					err = nil
+				}
+				done <- err
+				return
+			}
+		}
+	}()
+	w := NewWriter(client)
+	b.SetBytes(int64(len(frame)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := w.WriteMessage(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	client.(*net.TCPConn).CloseWrite()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+}
+
+func BenchmarkLoopbackRawCopy(b *testing.B) {
+	client, server := loopbackPair(b)
+	frame, _ := EncodeFrame(benchBlock())
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, server)
+		done <- err
+	}()
+	b.SetBytes(int64(len(frame)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := client.Write(frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+	client.(*net.TCPConn).CloseWrite()
+	if err := <-done; err != nil {
+		b.Fatal(err)
 	}
 }

@@ -106,12 +106,11 @@ type Frame struct {
 // frame, checks the announced lengths against its Limits before growing it,
 // and is not safe for concurrent use.
 type Reader struct {
-	br     *bufio.Reader
-	lim    Limits
-	off    int64
-	hdr    [HeaderLen]byte
-	buf    []byte
-	header [HeaderLen]byte
+	br  *bufio.Reader
+	lim Limits
+	off int64
+	hdr [HeaderLen]byte // the header of the frame last read
+	buf []byte
 }
 
 // NewReader returns a Reader on r with the given limits.
@@ -147,7 +146,6 @@ func (r *Reader) ReadFrame() (Frame, error) {
 	}
 	jlen := binary.BigEndian.Uint32(r.hdr[0:4])
 	blen := binary.BigEndian.Uint32(r.hdr[4:8])
-	r.header = r.hdr
 	if jlen > r.lim.MaxJSON {
 		return Frame{}, &FrameError{Err: ErrJSONTooLarge, Offset: start, JSONLen: jlen, BinaryLen: blen, Limit: r.lim.MaxJSON}
 	}
@@ -239,8 +237,8 @@ func parseFrameJSON(f Frame) (*Message, *FrameError) {
 // If so, it consumes the rest of the frame (text and binary) and returns the
 // recovered message inside an ErrCharCountLength error.
 func (r *Reader) detectCharCount(f Frame, perr *FrameError) *FrameError {
-	jlen := int(binary.BigEndian.Uint32(r.header[0:4]))
-	blen := int(binary.BigEndian.Uint32(r.header[4:8]))
+	jlen := int(binary.BigEndian.Uint32(r.hdr[0:4]))
+	blen := int(binary.BigEndian.Uint32(r.hdr[4:8]))
 	if !hasNonASCII(f.JSON) {
 		return nil
 	}
