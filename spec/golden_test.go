@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -242,5 +244,52 @@ func TestGoldenBad(t *testing.T) {
 				t.Errorf("DecodeFrame: %v, want %v", err, want)
 			}
 		})
+	}
+}
+
+// TestGoldenUpToDate regenerates the fixtures into a temporary directory
+// and compares: the committed frames are exactly what the generator writes.
+func TestGoldenUpToDate(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("go", "run", "../fixtures/frames/gen", "-out", dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("generator: %v\n%s", err, out)
+	}
+	want := map[string][]byte{}
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(dir, path)
+			want[rel], _ = os.ReadFile(path)
+		}
+		return nil
+	})
+	got := map[string][]byte{}
+	filepath.WalkDir(goldenDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == "gen" {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(goldenDir, path)
+			got[rel], _ = os.ReadFile(path)
+		}
+		return nil
+	})
+	if len(want) == 0 {
+		t.Fatal("the generator wrote nothing")
+	}
+	for name, w := range want {
+		if g, ok := got[name]; !ok {
+			t.Errorf("%s is missing from fixtures/frames; run go generate ./spec", name)
+		} else if !bytes.Equal(g, w) {
+			t.Errorf("%s differs from what the generator writes; run go generate ./spec", name)
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("%s is not written by the generator", name)
+		}
 	}
 }
