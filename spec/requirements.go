@@ -140,7 +140,7 @@ var catalogue = []Requirement{
 	{"DATA-SAVE-3", MUST, Server, "8.1", "DATA SAVE of an existing key is answered with status 402 and leaves the stored document unchanged."},
 	{"DATA-SAVE-4", SHOULD, Server, "8.1", "A generated key is a random (version 4) UUID in its canonical text form."},
 	{"DATA-SAVE-5", SHOULD, Server, "8.1", "The stored document is the request's fields in order and as sent, except token."},
-	{"DATA-GET-1", MUST, Server, "8.2", "DATA GET of a stored key is answered with status 200 and every field the document was saved with, other than the protocol's own."},
+	{"DATA-GET-1", MUST, Server, "8.2", "DATA GET of a stored key is answered with status 200 and every field the document was saved with, other than the five every response carries."},
 	{"DATA-GET-2", MUST, Server, "8.2", "DATA GET of an unknown key is answered with status 404."},
 	{"DATA-GET-3", MUST, Server, "8.2", "DATA GET without a key is answered with status 410."},
 	{"DATA-GET-4", SHOULD, Server, "8.2", "DATA GET returns the stored fields in their saved order and bytes; the response's own five fields replace same-named stored fields."},
