@@ -3,29 +3,28 @@ package spec
 import (
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 )
 
 // parseObject replaces m's fields with those of the JSON object b.
 //
-// encoding/json's Decoder.Token costs several allocations per field; a frame
-// parser runs once per request, so this one validates b with json.Valid
-// (which does not allocate) and then walks the now known-good text by hand.
-// The values are sub-slices of a single copy of b, capped so that appending
-// to one cannot overwrite the next.
+// encoding/json's Decoder.Token costs several allocations per field, and a
+// frame parser runs once per request. This one checks the grammar exactly as
+// encoding/json does (FuzzReader compares the two) in a single pass, and
+// records each field as it goes. The values are sub-slices of one copy of b,
+// capped so that appending to one cannot overwrite the next.
 func (m *Message) parseObject(b []byte) error {
-	if !json.Valid(b) {
-		var raw json.RawMessage
-		if err := json.Unmarshal(b, &raw); err != nil {
-			return err // a *json.SyntaxError, with its offset
+	s := scanner{b: b}
+	s.skipSpace()
+	if s.i >= len(b) || b[s.i] != '{' {
+		if s.value(0) && s.end() {
+			return errNotObject
 		}
-		return errors.New("invalid JSON")
-	}
-	i := skipSpace(b, 0)
-	if b[i] != '{' {
-		return errNotObject
+		return syntaxError(b)
 	}
 	own := make([]byte, len(b))
 	copy(own, b)
+	s.b = own
 	if m.fields == nil {
 		m.fields = make([]field, 0, 10)
 	} else {
@@ -33,90 +32,289 @@ func (m *Message) parseObject(b []byte) error {
 		m.fields = m.fields[:0]
 	}
 	m.index = nil
-	i = skipSpace(own, i+1)
-	if own[i] == '}' {
+	s.i++
+	s.skipSpace()
+	if s.i < len(own) && own[s.i] == '}' {
+		s.i++
+		if !s.end() {
+			return syntaxError(b)
+		}
 		return nil
 	}
 	for {
-		end := endOfString(own, i)
-		name, err := decodeName(own[i:end])
+		ks := s.i
+		escaped, ok := s.str()
+		if !ok {
+			return syntaxError(b)
+		}
+		ke := s.i
+		s.skipSpace()
+		if s.i >= len(own) || own[s.i] != ':' {
+			return syntaxError(b)
+		}
+		s.i++
+		s.skipSpace()
+		vs := s.i
+		if !s.value(1) {
+			return syntaxError(b)
+		}
+		ve := s.i
+		name, err := decodeName(own[ks:ke], escaped)
 		if err != nil {
 			return err
 		}
-		i = skipSpace(own, end) // at ':'
-		i = skipSpace(own, i+1) // at the value
-		vend := endOfValue(own, i)
-		m.SetRaw(name, own[i:vend:vend])
-		i = skipSpace(own, vend) // at ',' or '}'
-		if own[i] == '}' {
+		m.SetRaw(name, own[vs:ve:ve])
+		s.skipSpace()
+		if s.i >= len(own) {
+			return syntaxError(b)
+		}
+		switch own[s.i] {
+		case ',':
+			s.i++
+			s.skipSpace()
+		case '}':
+			s.i++
+			if !s.end() {
+				return syntaxError(b)
+			}
 			return nil
-		}
-		i = skipSpace(own, i+1)
-	}
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) {
-		switch b[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
 		default:
-			return i
+			return syntaxError(b)
 		}
 	}
-	return i
 }
 
-// endOfString returns the index just past the JSON string starting at b[i].
-func endOfString(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
+// syntaxError returns encoding/json's description of what is wrong with b,
+// which carries the offset of the error.
+func syntaxError(b []byte) error {
+	var raw json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	return errors.New("invalid JSON")
+}
+
+// maxDepth is encoding/json's limit on nested arrays and objects.
+const maxDepth = 10000
+
+// scanner checks JSON text against the grammar of RFC 8259 as
+// encoding/json applies it: bytes inside strings are not checked for UTF-8
+// (the frame parser does that first), control characters are refused.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) skipSpace() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
 		}
 	}
-	return len(b)
 }
 
-// endOfValue returns the index just past the JSON value starting at b[i].
-func endOfValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return endOfString(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				j = endOfString(b, j) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
+// end reports whether only whitespace is left.
+func (s *scanner) end() bool {
+	s.skipSpace()
+	return s.i == len(s.b)
+}
+
+// value checks the value at s.i, nested depth containers deep, and moves
+// past it.
+func (s *scanner) value(depth int) bool {
+	if s.i >= len(s.b) {
+		return false
+	}
+	switch c := s.b[s.i]; {
+	case c == '"':
+		_, ok := s.str()
+		return ok
+	case c == '{':
+		return s.object(depth + 1)
+	case c == '[':
+		return s.array(depth + 1)
+	case c == 't':
+		return s.literal("true")
+	case c == 'f':
+		return s.literal("false")
+	case c == 'n':
+		return s.literal("null")
+	case c == '-' || c >= '0' && c <= '9':
+		return s.number()
+	}
+	return false
+}
+
+func (s *scanner) literal(lit string) bool {
+	if len(s.b)-s.i < len(lit) || string(s.b[s.i:s.i+len(lit)]) != lit {
+		return false
+	}
+	s.i += len(lit)
+	return true
+}
+
+func (s *scanner) digits() int {
+	n := 0
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		s.i++
+		n++
+	}
+	return n
+}
+
+func (s *scanner) number() bool {
+	if s.b[s.i] == '-' {
+		s.i++
+	}
+	if s.i >= len(s.b) {
+		return false
+	}
+	if s.b[s.i] == '0' {
+		s.i++
+	} else if s.digits() == 0 {
+		return false
+	}
+	if s.i < len(s.b) && s.b[s.i] == '.' {
+		s.i++
+		if s.digits() == 0 {
+			return false
+		}
+	}
+	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		s.i++
+		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
+			s.i++
+		}
+		if s.digits() == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// str checks the string at s.i and moves past its closing quote. escaped
+// reports whether it holds a backslash escape.
+func (s *scanner) str() (escaped, ok bool) {
+	if s.i >= len(s.b) || s.b[s.i] != '"' {
+		return false, false
+	}
+	for i := s.i + 1; i < len(s.b); i++ {
+		switch c := s.b[i]; {
+		case c == '"':
+			s.i = i + 1
+			return escaped, true
+		case c < 0x20:
+			return false, false
+		case c == '\\':
+			escaped = true
+			i++
+			if i >= len(s.b) {
+				return false, false
+			}
+			switch s.b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if len(s.b)-i <= 4 {
+					return false, false
 				}
+				for _, h := range s.b[i+1 : i+5] {
+					if !isHex(h) {
+						return false, false
+					}
+				}
+				i += 4
+			default:
+				return false, false
 			}
 		}
-		return len(b)
 	}
-	j := i
-	for j < len(b) {
-		switch b[j] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return j
+	return false, false
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func (s *scanner) object(depth int) bool {
+	if depth > maxDepth {
+		return false
+	}
+	s.i++ // '{'
+	s.skipSpace()
+	if s.i < len(s.b) && s.b[s.i] == '}' {
+		s.i++
+		return true
+	}
+	for {
+		if _, ok := s.str(); !ok {
+			return false
 		}
-		j++
+		s.skipSpace()
+		if s.i >= len(s.b) || s.b[s.i] != ':' {
+			return false
+		}
+		s.i++
+		s.skipSpace()
+		if !s.value(depth) {
+			return false
+		}
+		s.skipSpace()
+		if s.i >= len(s.b) {
+			return false
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+			s.skipSpace()
+		case '}':
+			s.i++
+			return true
+		default:
+			return false
+		}
 	}
-	return j
+}
+
+func (s *scanner) array(depth int) bool {
+	if depth > maxDepth {
+		return false
+	}
+	s.i++ // '['
+	s.skipSpace()
+	if s.i < len(s.b) && s.b[s.i] == ']' {
+		s.i++
+		return true
+	}
+	for {
+		if !s.value(depth) {
+			return false
+		}
+		s.skipSpace()
+		if s.i >= len(s.b) {
+			return false
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+			s.skipSpace()
+		case ']':
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
 }
 
 // decodeName decodes an object key (a JSON string, quotes included).
-func decodeName(q []byte) (string, error) {
-	if s, ok := plainString(q); ok {
-		return s, nil
+func decodeName(q []byte, escaped bool) (string, error) {
+	if !escaped {
+		if in := q[1 : len(q)-1]; utf8.Valid(in) {
+			return internField(in), nil
+		}
 	}
 	var s string
 	if err := json.Unmarshal(q, &s); err != nil {
