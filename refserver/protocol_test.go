@@ -100,7 +100,9 @@ func TestRequestChecks(t *testing.T) {
 			return req(spec.OpLogin, spec.TypeAuth, "username", "学生", "password", md5hex([]byte("学生")))
 		}, 200, spec.OpLogin, spec.TypeAuth, nil},
 		{"no token", func(*client) *spec.Message { return req(spec.OpSave, spec.TypeData, "key", "k") }, 403, spec.OpSave, spec.TypeAuth, nil},
-		{"token not base64", func(*client) *spec.Message { return req(spec.OpGet, spec.TypeData, "token", "%%%not base64%%%", "key", "k") }, 403, spec.OpGet, spec.TypeAuth, nil},
+		{"token not base64", func(*client) *spec.Message {
+			return req(spec.OpGet, spec.TypeData, "token", "%%%not base64%%%", "key", "k")
+		}, 403, spec.OpGet, spec.TypeAuth, nil},
 		{"token not a string", func(*client) *spec.Message { return req(spec.OpGet, spec.TypeData, "token", 42, "key", "k") }, 403, spec.OpGet, spec.TypeAuth, nil},
 		{"token of three parts", func(*client) *spec.Message {
 			return req(spec.OpGet, spec.TypeFile, "token", "YS5iLmM=", "key", "k") // a.b.c

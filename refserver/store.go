@@ -24,10 +24,10 @@ import (
 // dot (a username's dots become underscores), so the staging folder
 // tmp/.stage cannot collide with a user.
 const (
-	dirData  = "data"  // data/USER/KEY: a DATA document, as JSON
-	dirFile  = "file"  // file/USER/KEY: a completed file, whole
-	dirMeta  = "meta"  // meta/USER/KEY: size and MD5 of file/USER/KEY
-	dirTmp   = "tmp"   // tmp/USER/KEY/: an upload in progress
+	dirData  = "data" // data/USER/KEY: a DATA document, as JSON
+	dirFile  = "file" // file/USER/KEY: a completed file, whole
+	dirMeta  = "meta" // meta/USER/KEY: size and MD5 of file/USER/KEY
+	dirTmp   = "tmp"  // tmp/USER/KEY/: an upload in progress
 	dirStage = "tmp/.stage"
 
 	// Inside tmp/USER/KEY/: fixed names, so no key can collide with the
