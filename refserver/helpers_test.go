@@ -4,6 +4,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,3 +180,9 @@ func start(tb testing.TB, cfg refserver.Config) (string, *refserver.Server) {
 	tb.Helper()
 	return refserver.StartTest(tb, cfg)
 }
+
+// atomicTime is a clock tests can move.
+type atomicTime struct{ v atomic.Int64 }
+
+func (a *atomicTime) Store(t time.Time) { a.v.Store(t.UnixNano()) }
+func (a *atomicTime) Load() time.Time   { return time.Unix(0, a.v.Load()) }
