@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/maphash"
 	"io"
 	"io/fs"
@@ -57,6 +56,8 @@ type store struct {
 	seed  maphash.Seed
 	locks [lockStripes]sync.Mutex // per key, striped
 
+	blockPool sync.Pool // *[]byte buffers of blocks waiting to be hashed
+
 	files   sync.Map // user/key -> *fileMeta, completed files
 	uploads sync.Map // user/key -> *upload, uploads in progress
 }
@@ -86,7 +87,7 @@ type upload struct {
 	count    int64
 	// The MD5 covers blocks [0, hashed) as they arrive in order; blocks
 	// that arrive early are hashed from the file when their turn comes.
-	h      hash.Hash
+	d      *digest
 	hashed int64
 	active atomic.Int64 // unix nanoseconds of the last block
 }
@@ -340,6 +341,7 @@ func (s *store) createEmpty(user, key string) (*fileMeta, error) {
 // ---- uploads in progress ----
 
 func (u *upload) closeFiles() {
+	u.d.wait()
 	if u.f != nil {
 		u.f.Close()
 	}
@@ -370,7 +372,7 @@ func (s *store) uploadLocked(user, key string) (*upload, error) {
 		s.root.RemoveAll(dir)
 		return nil, errNotFound
 	}
-	u := &upload{plan: plan, h: md5.New()}
+	u := &upload{plan: plan, d: newDigest(&s.blockPool)}
 	u.f, err = s.root.OpenFile(filepath.Join(dir, upBlocks), os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		// The file was moved to file/ by a completion the crash
@@ -426,7 +428,7 @@ func (s *store) planUpload(user, key string, size, blockSize int64, now time.Tim
 	if err := s.root.MkdirAll(dir, 0o755); err != nil {
 		return uploadPlan{}, 0, fmt.Errorf("create upload folder: %w", err)
 	}
-	u := &upload{plan: plan, h: md5.New(), received: make([]byte, plan.TotalBlock)}
+	u := &upload{plan: plan, d: newDigest(&s.blockPool), received: make([]byte, plan.TotalBlock)}
 	var err error
 	u.f, err = s.root.OpenFile(filepath.Join(dir, upBlocks), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err == nil {
@@ -499,12 +501,12 @@ func (s *store) writeBlock(user, key string, u *upload, index int64, block []byt
 	} else if index < u.hashed {
 		// A block hashed already was sent again, maybe with other
 		// bytes: hash the file again from the start.
-		u.h.Reset()
+		u.d.reset()
 		u.hashed = 0
 	}
 	u.active.Store(now.UnixNano())
 	if index == u.hashed {
-		u.h.Write(block)
+		u.d.write(block)
 		u.hashed++
 	}
 	if u.count < u.plan.TotalBlock {
@@ -526,7 +528,7 @@ func (s *store) finish(user, key string, u *upload) (*fileMeta, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stat upload: %w", err)
 	}
-	m := &fileMeta{Size: u.plan.Size, MD5: hex.EncodeToString(u.h.Sum(nil)), ModTime: fi.ModTime().UnixNano()}
+	m := &fileMeta{Size: u.plan.Size, MD5: hex.EncodeToString(u.d.sum()), ModTime: fi.ModTime().UnixNano()}
 	b, _ := json.Marshal(m)
 	if err := s.writeAtomic(p(dirMeta, user, key), b); err != nil {
 		return nil, err
@@ -554,9 +556,8 @@ func (u *upload) hashRest() error {
 		return nil
 	}
 	off := u.hashed * u.plan.BlockSize
-	sr := io.NewSectionReader(u.f, off, u.plan.Size-off)
-	if _, err := io.Copy(u.h, sr); err != nil {
-		return fmt.Errorf("hash upload: %w", err)
+	if err := u.d.readFrom(io.NewSectionReader(u.f, off, u.plan.Size-off)); err != nil {
+		return err
 	}
 	u.hashed = u.plan.TotalBlock
 	return nil
