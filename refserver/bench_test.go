@@ -123,7 +123,40 @@ func benchRoot(b *testing.B) string {
 
 func BenchmarkUpload(b *testing.B) {
 	measureLimits(b)
-	addr, _ := refserver.StartTest(b, refserver.Config{Root: benchRoot(b)})
+	benchUpload(b, benchRoot(b))
+	reportRatios(b, int64(b.N)*benchFileSize)
+}
+
+// BenchmarkUploadDisk is BenchmarkUpload with its root on disk, where the
+// fsync of each completed file counts; it is compared with the rate of
+// writing and fsyncing a file of the same size in the same folder.
+func BenchmarkUploadDisk(b *testing.B) {
+	measureLimits(b)
+	root := b.TempDir()
+	f, err := os.CreateTemp(root, "disk-rate-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := pattern(benchFileSize, 3)
+	start := time.Now()
+	if _, err := f.Write(buf); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	diskRate := float64(len(buf)) / time.Since(start).Seconds()
+	f.Close()
+	os.Remove(f.Name())
+	b.ResetTimer()
+	benchUpload(b, root)
+	reportRatios(b, int64(b.N)*benchFileSize)
+	b.ReportMetric(diskRate/1e6, "disk-MB/s")
+	b.ReportMetric(float64(int64(b.N)*benchFileSize)/b.Elapsed().Seconds()/diskRate, "x-disk")
+}
+
+func benchUpload(b *testing.B, root string) {
+	addr, _ := refserver.StartTest(b, refserver.Config{Root: root})
 	c := dial(b, addr)
 	c.login("bench")
 	data := pattern(benchFileSize, 7)
@@ -163,7 +196,6 @@ func BenchmarkUpload(b *testing.B) {
 		b.StartTimer()
 	}
 	b.StopTimer()
-	reportRatios(b, int64(b.N)*int64(len(data)))
 }
 
 func BenchmarkDownload(b *testing.B) {

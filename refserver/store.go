@@ -38,6 +38,10 @@ const (
 
 const lockStripes = 4096
 
+// writebackEvery is how many bytes of an upload may be written before the
+// kernel is asked to start writing them to disk.
+const writebackEvery = 8 << 20
+
 // Errors of the store, mapped to statuses by the handlers.
 var (
 	errNotFound   = errors.New("not found")
@@ -89,6 +93,8 @@ type upload struct {
 	// that arrive early are hashed from the file when their turn comes.
 	d      *digest
 	hashed int64
+	// dirty counts the bytes written since writeback was last started.
+	dirty  int64
 	active atomic.Int64 // unix nanoseconds of the last block
 }
 
@@ -486,6 +492,9 @@ func (s *store) writeBlock(user, key string, u *upload, index int64, block []byt
 		if err := u.f.Sync(); err != nil {
 			return nil, fmt.Errorf("sync block %d: %w", index, err)
 		}
+	} else if u.dirty += int64(len(block)); u.dirty >= writebackEvery {
+		startWriteback(u.f)
+		u.dirty = 0
 	}
 	if u.received[index] == 0 {
 		if _, err := u.rf.WriteAt([]byte{1}, index); err != nil {
