@@ -12,7 +12,7 @@ import (
 // Status messages that clients or people may look for.
 const (
 	msgUploadPlan   = "This is the upload plan."
-	msgDownloadPlan = "This is the download plan."
+	msgDownloadPlan = "OK. This is the download plan."
 	msgNotComplete  = "The file is not completely uploaded."
 	msgEarth        = "DO NOT ANSWER! DO NOT ANSWER! DO NOT ANSWER!"
 )
@@ -101,6 +101,11 @@ func (c *conn) login(req *spec.Message) *spec.Message {
 	}
 	if err := checkName(TokenUser(username)); err != nil {
 		return fail(spec.StatusFieldMissing, fmt.Sprintf(`"username" cannot be used: %v.`, err))
+	}
+	// Password checks are costly in account mode: they share the user's
+	// rate limit.
+	if s := c.srv; s.cfg.RateLimit > 0 && !s.user(TokenUser(username)).limiter.Allow() {
+		return fail(spec.StatusTooManyRequests, "Too many requests: rate limit reached, slow down.")
 	}
 	token, ok := c.srv.auth.login(username, password, c.srv.cfg.Now())
 	if !ok {
