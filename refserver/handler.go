@@ -274,6 +274,14 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 	if resp != nil {
 		return resp
 	}
+	// The reference's order: an existing key first, then the size.
+	unlock := s.store.lock(user, k)
+	defer unlock()
+	if _, err := s.store.completedLocked(user, k); err == nil {
+		return reply(op, t, spec.StatusKeyExists, fmt.Sprintf("The key %q is existing.", k)).Set(spec.FieldKey, k)
+	} else if !errors.Is(err, errNotFound) {
+		return c.internal(op, t, "look up file", err)
+	}
 	if !req.Has(spec.FieldSize) {
 		return reply(op, t, spec.StatusFieldMissing, `Field "size" is missing.`)
 	}
@@ -283,13 +291,6 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 	}
 	if size > s.cfg.MaxFileSize {
 		return reply(op, t, spec.StatusTooLarge, fmt.Sprintf("File too large: at most %d bytes.", s.cfg.MaxFileSize))
-	}
-	unlock := s.store.lock(user, k)
-	defer unlock()
-	if _, err := s.store.completedLocked(user, k); err == nil {
-		return reply(op, t, spec.StatusKeyExists, fmt.Sprintf("The key %q is existing.", k)).Set(spec.FieldKey, k)
-	} else if !errors.Is(err, errNotFound) {
-		return c.internal(op, t, "look up file", err)
 	}
 	var old int64
 	u, err := s.store.uploadLocked(user, k)
