@@ -168,6 +168,14 @@ func TestDataOperations(t *testing.T) {
 }
 
 // §6: FILE operations.
+func TestPlanBlockLimit(t *testing.T) {
+	addr, _ := refserver.StartTest(t, refserver.Config{BlockSize: 1})
+	c := dial(t, addr)
+	c.login("tiny")
+	wantStatus(t, c.do(c.authed(spec.OpSave, spec.TypeFile, "key", "k", "size", 1<<24+1)), 413)
+	wantStatus(t, c.do(c.authed(spec.OpSave, spec.TypeFile, "key", "k", "size", 1000)), 200)
+}
+
 func TestFileOperations(t *testing.T) {
 	addr, _ := refserver.StartTest(t, refserver.Config{})
 	c := dial(t, addr)
