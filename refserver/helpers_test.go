@@ -10,6 +10,7 @@ import (
 
 	"github.com/stepkit/stepkit/refserver"
 	"github.com/stepkit/stepkit/spec"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // client is a minimal STEP client for tests, written on the spec codec.
@@ -186,3 +187,9 @@ type atomicTime struct{ v atomic.Int64 }
 
 func (a *atomicTime) Store(t time.Time) { a.v.Store(t.UnixNano()) }
 func (a *atomicTime) Load() time.Time   { return time.Unix(0, a.v.Load()) }
+
+// cheapHash is a bcrypt hash of the lowest cost, to keep tests fast.
+func cheapHash(password string) (string, error) {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	return string(h), err
+}

@@ -218,7 +218,7 @@ func TestCourseTokens(t *testing.T) {
 }
 
 func TestAccountMode(t *testing.T) {
-	hash, err := refserver.HashPassword("s3cret")
+	hash, err := cheapHash("s3cret")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestAccountMode(t *testing.T) {
 }
 
 func TestAccountsRefuseCollidingUsers(t *testing.T) {
-	h, _ := refserver.HashPassword("x")
+	h, _ := cheapHash("x")
 	if _, err := refserver.NewAccounts(map[string]string{"a.b": h, "a_b": h}, nil); err == nil {
 		t.Fatal("a.b and a_b share a folder but were accepted")
 	}
@@ -287,7 +287,7 @@ func TestAccountsRefuseCollidingUsers(t *testing.T) {
 }
 
 func TestReadUsersFile(t *testing.T) {
-	h, _ := refserver.HashPassword("pw")
+	h, _ := cheapHash("pw")
 	path := filepath.Join(t.TempDir(), "users")
 	os.WriteFile(path, []byte("# users\n\nalice:"+h+"\n  bob:"+h+"  \n"), 0o600)
 	users, err := refserver.ReadUsersFile(path)
@@ -302,4 +302,19 @@ func TestReadUsersFile(t *testing.T) {
 	if _, err := refserver.ReadUsersFile(path); err == nil {
 		t.Fatal("line without a hash accepted")
 	}
+}
+
+func TestHashPassword(t *testing.T) {
+	h, err := refserver.HashPassword("correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := refserver.NewAccounts(map[string]string{"u": h}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := refserver.StartTest(t, refserver.Config{Accounts: acc})
+	c := dial(t, addr)
+	wantStatus(t, c.do(req(spec.OpLogin, spec.TypeAuth, "username", "u", "password", "correct horse")), 200)
+	wantStatus(t, c.do(req(spec.OpLogin, spec.TypeAuth, "username", "u", "password", "Correct horse")), 401)
 }
