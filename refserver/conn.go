@@ -153,6 +153,7 @@ func (c *conn) loop() string {
 			return "write failed"
 		}
 		if closeAfter {
+			lingerClose(c.nc)
 			return "BYE"
 		}
 	}
