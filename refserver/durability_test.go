@@ -445,3 +445,24 @@ func TestSameKeyDifferentContent(t *testing.T) {
 		t.Fatal("download differs from the stored file")
 	}
 }
+
+func TestSyncBlocks(t *testing.T) {
+	root := t.TempDir()
+	addr, srv, _ := serveOn(t, refserver.Config{Root: root, BlockSize: 100, SyncBlocks: true})
+	c := dial(t, addr)
+	c.login("sync")
+	data := pattern(250, 6)
+	wantStatus(t, c.do(c.authed(spec.OpSave, spec.TypeFile, "key", "k", "size", len(data))), 200)
+	uploadBlocks(t, c, "k", data, 100, 2, 0)
+	srv.Close()
+	addr2, _, _ := serveOn(t, refserver.Config{Root: root, BlockSize: 100, SyncBlocks: true})
+	d := dial(t, addr2)
+	d.token = c.token
+	m := d.authed(spec.OpUpload, spec.TypeFile, "key", "k", "block_index", 1)
+	m.Binary = data[100:200]
+	r := d.do(m)
+	wantStatus(t, r, 200)
+	if s, _ := r.MD5(); s != md5hex(data) {
+		t.Fatalf("md5 %s", s)
+	}
+}
