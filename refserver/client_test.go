@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stepkit/stepkit/refserver"
 	"github.com/stepkit/stepkit/spec"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -173,13 +172,6 @@ func (c *client) download(key string) []byte {
 		c.tb.Fatalf("download %q: md5 %s, plan says %s", key, md5hex(out), sum)
 	}
 	return out
-}
-
-// start is refserver.StartTest with a small block size, so that files of
-// a few blocks stay small.
-func start(tb testing.TB, cfg refserver.Config) (string, *refserver.Server) {
-	tb.Helper()
-	return refserver.StartTest(tb, cfg)
 }
 
 // atomicTime is a clock tests can move.
