@@ -131,16 +131,16 @@ func (r *result) snapshot() (Outcome, []Finding, []string) {
 
 // CaseReport is one case's entry in a Report.
 type CaseReport struct {
-	ID           string         `json:"id"`
-	Section      string         `json:"section"`
-	Title        string         `json:"title"`
+	ID           string           `json:"id"`
+	Section      string           `json:"section"`
+	Title        string           `json:"title"`
 	Requirements []RequirementRef `json:"requirements"`
-	Outcome      Outcome        `json:"outcome"`
-	Broken       []string       `json:"broken,omitempty"` // IDs of the requirements found broken
-	DurationMS   float64        `json:"duration_ms"`
-	Findings     []Finding      `json:"findings,omitempty"`
-	Notes        []string       `json:"notes,omitempty"`
-	Exchange     []Event        `json:"exchange,omitempty"`
+	Outcome      Outcome          `json:"outcome"`
+	Broken       []string         `json:"broken,omitempty"` // IDs of the requirements found broken
+	DurationMS   float64          `json:"duration_ms"`
+	Findings     []Finding        `json:"findings,omitempty"`
+	Notes        []string         `json:"notes,omitempty"`
+	Exchange     []Event          `json:"exchange,omitempty"`
 }
 
 // RequirementRef names a requirement a case cites.

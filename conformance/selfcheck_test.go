@@ -301,7 +301,7 @@ func mutations() []*mutation {
 		{
 			name:      "an UPLOAD past the end answered 410 (the 2022 reference)",
 			nonStrict: []string{"FILE-UPLOAD-7"}, selectors: []string{"FILE-UPLOAD-6"},
-			response:  setStatus(opType(spec.OpUpload, spec.TypeFile), 405, 410),
+			response: setStatus(opType(spec.OpUpload, spec.TypeFile), 405, 410),
 		},
 		{
 			name:      "FILE SAVE without size answered 402 (the reference)",
@@ -316,7 +316,7 @@ func mutations() []*mutation {
 		{
 			name:      "responses written in two pieces",
 			nonStrict: []string{"FRAME-6"}, selectors: []string{"FRAME-6"},
-			encode:    splitEncode,
+			encode: splitEncode,
 		},
 		{
 			name:      "BYE left unanswered",
