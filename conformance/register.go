@@ -269,6 +269,12 @@ func (s *Suite) Report(gr types.Report) *Report {
 		}
 		rep.Cases = append(rep.Cases, cr)
 	}
+	// Ginkgo orders specs its own way; reports follow STEP.md.
+	index := map[string]int{}
+	for i, c := range s.defined {
+		index[c.ID] = i
+	}
+	sort.SliceStable(rep.Cases, func(i, j int) bool { return index[rep.Cases[i].ID] < index[rep.Cases[j].ID] })
 	rep.tally()
 	return rep
 }
@@ -332,7 +338,7 @@ func runPreflight(ctx context.Context, cfg Config) (error, string) {
 		return fmt.Errorf("%s", msg), strings.Join(detail, "; ")
 	}
 	st, _ := resp.Status()
-	return nil, fmt.Sprintf("LOGIN answered with status %d in %v", st, time.Since(log.start).Round(time.Millisecond))
+	return nil, fmt.Sprintf("LOGIN answered with status %d in %.1f ms", st, float64(time.Since(log.start).Microseconds())/1000)
 }
 
 // sortedSections returns the section prefixes of cases in first-seen order.

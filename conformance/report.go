@@ -141,10 +141,11 @@ func (r *Report) WriteText(w io.Writer, colour, verbose bool) error {
 	for _, s := range r.Sections {
 		fmt.Fprintf(&b, "%-15s %5d %5d %10d %13d %5d\n", s.Section, s.Counts[Pass], s.Counts[Fail], s.Counts[NonStrict], s.Counts[Informational], s.Counts[Error])
 	}
+	grouped := r.writeGroupedErrors(&b, p)
 	for _, o := range []Outcome{Error, Fail, NonStrict, Informational} {
 		first := true
 		for _, c := range r.Cases {
-			if c.Outcome != o {
+			if c.Outcome != o || grouped[c.ID] {
 				continue
 			}
 			if first {
@@ -179,6 +180,36 @@ func (r *Report) WriteText(w io.Writer, colour, verbose bool) error {
 		r.Counts[Fail], r.Counts[Error], r.Counts[NonStrict], r.Counts[Informational], r.Counts[Pass])
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeGroupedErrors prints once the ERROR cases that share one reason
+// (a server that cannot be reached errs every case the same way) and
+// returns their IDs.
+func (r *Report) writeGroupedErrors(b *strings.Builder, p palette) map[string]bool {
+	byMsg := map[string][]string{}
+	var order []string
+	for _, c := range r.Cases {
+		if c.Outcome != Error || len(c.Findings) != 1 {
+			continue
+		}
+		m := c.Findings[0].Message
+		if _, ok := byMsg[m]; !ok {
+			order = append(order, m)
+		}
+		byMsg[m] = append(byMsg[m], c.ID)
+	}
+	done := map[string]bool{}
+	for _, m := range order {
+		ids := byMsg[m]
+		if len(ids) < 3 {
+			continue
+		}
+		fmt.Fprintf(b, "\n%sERROR%s in %d cases (%s ... %s):\n    %s\n", p.fail+p.bold, p.reset, len(ids), ids[0], ids[len(ids)-1], m)
+		for _, id := range ids {
+			done[id] = true
+		}
+	}
+	return done
 }
 
 func indent(s, pre string) string {
