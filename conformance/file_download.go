@@ -92,4 +92,3 @@ func whereFrom(data, got []byte, bs int64) string {
 	}
 	return ""
 }
-

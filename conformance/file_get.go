@@ -44,4 +44,3 @@ func fileGetCases(r *registrar) {
 		})
 	})
 }
-
