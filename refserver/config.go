@@ -65,7 +65,8 @@ type Config struct {
 	Quota int64
 	// RateLimit is the number of requests per second each user may make
 	// (tokens of a golang.org/x/time/rate bucket of RateBurst, default
-	// max(1, RateLimit)). Zero means no limit. Excess requests get 429.
+	// max(1, RateLimit)), LOGIN attempts naming the user included. Zero
+	// means no limit. Excess requests get 429.
 	RateLimit float64
 	RateBurst int
 

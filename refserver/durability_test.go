@@ -380,3 +380,64 @@ func TestShutdownDeadline(t *testing.T) {
 	}
 	closed(t, c)
 }
+
+// Two clients send different bytes for the same key at once: whatever
+// mixture of blocks wins, the MD5 the server reports is that of the file
+// it stores, and the file is served whole.
+func TestSameKeyDifferentContent(t *testing.T) {
+	root := t.TempDir()
+	addr, _ := refserver.StartTest(t, refserver.Config{Root: root, BlockSize: 256})
+	const blocks = 64
+	owner := dial(t, addr)
+	owner.login("mix")
+	wantStatus(t, owner.do(owner.authed(spec.OpSave, spec.TypeFile, "key", "k", "size", blocks*256)), 200)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var reported []string
+	for w := 0; w < 2; w++ {
+		c := dial(t, addr)
+		c.token = owner.token
+		data := pattern(blocks*256, byte(40*w+1))
+		wg.Add(1)
+		go func(w int, c *client) {
+			defer wg.Done()
+			// Each client sends every block twice, the two clients in
+			// opposite orders.
+			for pass := 0; pass < 2; pass++ {
+				for j := 0; j < blocks; j++ {
+					i := j
+					if (pass+w)%2 == 1 {
+						i = blocks - 1 - j
+					}
+					m := c.authed(spec.OpUpload, spec.TypeFile, "key", "k", "block_index", i)
+					m.Binary = data[i*256 : (i+1)*256]
+					c.send(m)
+					r, err := c.recvErr()
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if s, _ := r.MD5(); s != "" {
+						mu.Lock()
+						reported = append(reported, s)
+						mu.Unlock()
+					}
+				}
+			}
+		}(w, c)
+	}
+	wg.Wait()
+	if len(reported) != 1 {
+		t.Fatalf("%d completions reported, want 1", len(reported))
+	}
+	stored, err := os.ReadFile(filepath.Join(root, "file", "mix", "k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md5hex(stored) != reported[0] {
+		t.Fatalf("reported md5 %s, stored file has %s", reported[0], md5hex(stored))
+	}
+	if got := owner.download("k"); !bytes.Equal(got, stored) {
+		t.Fatal("download differs from the stored file")
+	}
+}

@@ -12,7 +12,7 @@ import (
 // Status messages that clients or people may look for.
 const (
 	msgUploadPlan   = "This is the upload plan."
-	msgDownloadPlan = "This is the download plan."
+	msgDownloadPlan = "OK. This is the download plan."
 	msgNotComplete  = "The file is not completely uploaded."
 	msgEarth        = "DO NOT ANSWER! DO NOT ANSWER! DO NOT ANSWER!"
 )
@@ -101,6 +101,11 @@ func (c *conn) login(req *spec.Message) *spec.Message {
 	}
 	if err := checkName(TokenUser(username)); err != nil {
 		return fail(spec.StatusFieldMissing, fmt.Sprintf(`"username" cannot be used: %v.`, err))
+	}
+	// Password checks are costly in account mode: they share the user's
+	// rate limit.
+	if s := c.srv; s.cfg.RateLimit > 0 && !s.user(TokenUser(username)).limiter.Allow() {
+		return fail(spec.StatusTooManyRequests, "Too many requests: rate limit reached, slow down.")
 	}
 	token, ok := c.srv.auth.login(username, password, c.srv.cfg.Now())
 	if !ok {
@@ -269,6 +274,14 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 	if resp != nil {
 		return resp
 	}
+	// The reference's order: an existing key first, then the size.
+	unlock := s.store.lock(user, k)
+	defer unlock()
+	if _, err := s.store.completedLocked(user, k); err == nil {
+		return reply(op, t, spec.StatusKeyExists, fmt.Sprintf("The key %q is existing.", k)).Set(spec.FieldKey, k)
+	} else if !errors.Is(err, errNotFound) {
+		return c.internal(op, t, "look up file", err)
+	}
 	if !req.Has(spec.FieldSize) {
 		return reply(op, t, spec.StatusFieldMissing, `Field "size" is missing.`)
 	}
@@ -278,13 +291,6 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 	}
 	if size > s.cfg.MaxFileSize {
 		return reply(op, t, spec.StatusTooLarge, fmt.Sprintf("File too large: at most %d bytes.", s.cfg.MaxFileSize))
-	}
-	unlock := s.store.lock(user, k)
-	defer unlock()
-	if _, err := s.store.completedLocked(user, k); err == nil {
-		return reply(op, t, spec.StatusKeyExists, fmt.Sprintf("The key %q is existing.", k)).Set(spec.FieldKey, k)
-	} else if !errors.Is(err, errNotFound) {
-		return c.internal(op, t, "look up file", err)
 	}
 	var old int64
 	u, err := s.store.uploadLocked(user, k)

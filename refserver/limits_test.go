@@ -54,7 +54,7 @@ func TestQuota(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	addr, _ := refserver.StartTest(t, refserver.Config{RateLimit: 0.001, RateBurst: 3})
+	addr, _ := refserver.StartTest(t, refserver.Config{RateLimit: 0.001, RateBurst: 4}) // the login and three requests
 	c := dial(t, addr)
 	c.login("r")
 	for i := 0; i < 3; i++ {
@@ -70,7 +70,11 @@ func TestRateLimit(t *testing.T) {
 	wantStatus(t, d.do(d.authed(spec.OpSave, spec.TypeFile, "key", "x", "size", 1)), 429)
 	d.login("someone else")
 	wantStatus(t, d.do(d.authed(spec.OpGet, spec.TypeData, "key", "x")), 404)
-	usable(t, c)
+	// Logins count against the limit of the user they name.
+	r = d.do(req(spec.OpLogin, spec.TypeAuth, "username", "r", "password", md5hex([]byte("r"))))
+	wantStatus(t, r, 429)
+	wantOpType(t, r, spec.OpLogin, spec.TypeAuth)
+	wantStatus(t, d.do(d.authed(spec.OpGet, spec.TypeData, "key", "x")), 404)
 }
 
 func TestConnectionCap(t *testing.T) {

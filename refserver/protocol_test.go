@@ -242,6 +242,7 @@ func TestFileOperations(t *testing.T) {
 		}},
 		{"UPLOAD completed key", up("a", 0, block(0)), 408, spec.OpUpload, spec.TypeFile, nil},
 		{"SAVE completed key", f(spec.OpSave, "key", "a", "size", 3), 402, spec.OpSave, spec.TypeFile, nil},
+		{"SAVE completed key without size", f(spec.OpSave, "key", "a"), 402, spec.OpSave, spec.TypeFile, nil},
 		{"GET without key", f(spec.OpGet), 410, spec.OpGet, spec.TypeFile, nil},
 		{"GET unknown", f(spec.OpGet, "key", "zz"), 404, spec.OpGet, spec.TypeFile, nil},
 		{"GET ok", f(spec.OpGet, "key", "a"), 200, spec.OpGet, spec.TypeFile, func(t *testing.T, _ *client, m *spec.Message) {

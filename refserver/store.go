@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/maphash"
 	"io"
 	"io/fs"
@@ -39,6 +38,10 @@ const (
 
 const lockStripes = 4096
 
+// writebackEvery is how many bytes of an upload may be written before the
+// kernel is asked to start writing them to disk.
+const writebackEvery = 8 << 20
+
 // Errors of the store, mapped to statuses by the handlers.
 var (
 	errNotFound   = errors.New("not found")
@@ -56,6 +59,8 @@ type store struct {
 
 	seed  maphash.Seed
 	locks [lockStripes]sync.Mutex // per key, striped
+
+	blockPool sync.Pool // *[]byte buffers of blocks waiting to be hashed
 
 	files   sync.Map // user/key -> *fileMeta, completed files
 	uploads sync.Map // user/key -> *upload, uploads in progress
@@ -86,8 +91,10 @@ type upload struct {
 	count    int64
 	// The MD5 covers blocks [0, hashed) as they arrive in order; blocks
 	// that arrive early are hashed from the file when their turn comes.
-	h      hash.Hash
+	d      *digest
 	hashed int64
+	// dirty counts the bytes written since writeback was last started.
+	dirty  int64
 	active atomic.Int64 // unix nanoseconds of the last block
 }
 
@@ -340,6 +347,7 @@ func (s *store) createEmpty(user, key string) (*fileMeta, error) {
 // ---- uploads in progress ----
 
 func (u *upload) closeFiles() {
+	u.d.wait()
 	if u.f != nil {
 		u.f.Close()
 	}
@@ -370,7 +378,7 @@ func (s *store) uploadLocked(user, key string) (*upload, error) {
 		s.root.RemoveAll(dir)
 		return nil, errNotFound
 	}
-	u := &upload{plan: plan, h: md5.New()}
+	u := &upload{plan: plan, d: newDigest(&s.blockPool)}
 	u.f, err = s.root.OpenFile(filepath.Join(dir, upBlocks), os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		// The file was moved to file/ by a completion the crash
@@ -426,7 +434,7 @@ func (s *store) planUpload(user, key string, size, blockSize int64, now time.Tim
 	if err := s.root.MkdirAll(dir, 0o755); err != nil {
 		return uploadPlan{}, 0, fmt.Errorf("create upload folder: %w", err)
 	}
-	u := &upload{plan: plan, h: md5.New(), received: make([]byte, plan.TotalBlock)}
+	u := &upload{plan: plan, d: newDigest(&s.blockPool), received: make([]byte, plan.TotalBlock)}
 	var err error
 	u.f, err = s.root.OpenFile(filepath.Join(dir, upBlocks), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err == nil {
@@ -484,6 +492,9 @@ func (s *store) writeBlock(user, key string, u *upload, index int64, block []byt
 		if err := u.f.Sync(); err != nil {
 			return nil, fmt.Errorf("sync block %d: %w", index, err)
 		}
+	} else if u.dirty += int64(len(block)); u.dirty >= writebackEvery {
+		startWriteback(u.f)
+		u.dirty = 0
 	}
 	if u.received[index] == 0 {
 		if _, err := u.rf.WriteAt([]byte{1}, index); err != nil {
@@ -499,12 +510,12 @@ func (s *store) writeBlock(user, key string, u *upload, index int64, block []byt
 	} else if index < u.hashed {
 		// A block hashed already was sent again, maybe with other
 		// bytes: hash the file again from the start.
-		u.h.Reset()
+		u.d.reset()
 		u.hashed = 0
 	}
 	u.active.Store(now.UnixNano())
 	if index == u.hashed {
-		u.h.Write(block)
+		u.d.write(block)
 		u.hashed++
 	}
 	if u.count < u.plan.TotalBlock {
@@ -526,7 +537,7 @@ func (s *store) finish(user, key string, u *upload) (*fileMeta, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stat upload: %w", err)
 	}
-	m := &fileMeta{Size: u.plan.Size, MD5: hex.EncodeToString(u.h.Sum(nil)), ModTime: fi.ModTime().UnixNano()}
+	m := &fileMeta{Size: u.plan.Size, MD5: hex.EncodeToString(u.d.sum()), ModTime: fi.ModTime().UnixNano()}
 	b, _ := json.Marshal(m)
 	if err := s.writeAtomic(p(dirMeta, user, key), b); err != nil {
 		return nil, err
@@ -554,9 +565,8 @@ func (u *upload) hashRest() error {
 		return nil
 	}
 	off := u.hashed * u.plan.BlockSize
-	sr := io.NewSectionReader(u.f, off, u.plan.Size-off)
-	if _, err := io.Copy(u.h, sr); err != nil {
-		return fmt.Errorf("hash upload: %w", err)
+	if err := u.d.readFrom(io.NewSectionReader(u.f, off, u.plan.Size-off)); err != nil {
+		return err
 	}
 	u.hashed = u.plan.TotalBlock
 	return nil
