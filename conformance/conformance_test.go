@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/onsi/ginkgo/v2"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/stepkit/stepkit/conformance"
 	"github.com/stepkit/stepkit/refserver"
@@ -53,5 +54,55 @@ func TestConformance(t *testing.T) {
 	}
 	if !rep.Conformant {
 		t.Errorf("%s is not conformant: %d FAIL, %d ERROR", cfg.Target, rep.Counts[conformance.Fail], rep.Counts[conformance.Error])
+	}
+}
+
+// TestConformanceAccountMode runs the suite against refserver in account
+// mode with every extension the run can be told about: real users, expiring
+// tokens, a quota and a connection cap. The cases that are informational
+// in course mode then pass.
+func TestConformanceAccountMode(t *testing.T) {
+	hashes := map[string]string{}
+	for _, u := range [][2]string{{"alice", "alice-pw"}, {"bob", "bob-pw"}} {
+		// The lowest cost: the suite logs in a few hundred times.
+		h, err := bcrypt.GenerateFromPassword([]byte(u[1]), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes[u[0]] = string(h)
+	}
+	acc, err := refserver.NewAccounts(hashes, []byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := refserver.StartTest(t, refserver.Config{Accounts: acc, Quota: 1 << 20, MaxConns: 24,
+		ReadTimeout: testIdle, IdleTimeout: testIdle})
+	cfg := conformance.Config{Target: addr, User: "alice", Password: "alice-pw", User2: "bob", Password2: "bob-pw",
+		Quota: 1 << 20, MaxConns: 24, IdleTimeout: testIdle}
+	rep, err := conformance.Run(context.Background(), conformance.Options{Config: cfg, LabelFilter: "!req:TOKEN-7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Conformant {
+		rep.WriteText(os.Stdout, false, true)
+		t.Fatalf("account mode not conformant: %v", rep.Counts)
+	}
+	for _, id := range []string{"EXT-1", "EXT-3", "EXT-4"} {
+		if c, ok := rep.Case(id); !ok || c.Outcome != conformance.Pass {
+			t.Errorf("%s: %s %v", id, c.Outcome, c.Findings)
+		}
+	}
+
+	// Expiry on its own, with a short lifetime: tokens carry whole seconds,
+	// so a lifetime this short would expire tokens inside other cases.
+	const ttl = time.Second
+	addr, _ = refserver.StartTest(t, refserver.Config{Accounts: acc, TokenTTL: ttl})
+	cfg = conformance.Config{Target: addr, User: "alice", Password: "alice-pw", TokenTTL: ttl}
+	rep, err = conformance.Run(context.Background(), conformance.Options{Config: cfg, Selectors: []string{"TOKEN-7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := rep.Case("TOKEN-7"); !ok || c.Outcome != conformance.Pass {
+		t.Errorf("TOKEN-7: %s %v", c.Outcome, c.Findings)
 	}
 }

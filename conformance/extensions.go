@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/stepkit/stepkit/spec"
 )
@@ -52,9 +53,17 @@ func extensionCases(r *registrar) {
 			if max <= 0 {
 				t.NotApplicable("EXT-3", "the server's connection limit is not known for this run (--max-conns)")
 			}
+			var held []*Session
 			for i := 0; i < max; i++ {
-				t.LoginAs(randomOr(t))
+				held = append(held, t.LoginAs(randomOr(t)))
 			}
+			// The next case must find the server below its limit again.
+			t.Defer(func() {
+				for _, s := range held {
+					s.Conn.Close()
+				}
+				t.waitBelowLimit()
+			})
 			c := t.Dial()
 			resp, err := c.ReadMessage()
 			rep := &Reply{Conn: c, Resp: resp, Err: err}
@@ -77,4 +86,27 @@ func extensionCases(r *registrar) {
 			t.Check(rep, "EXT-4", rep.Status() == spec.StatusPasswordError, fmt.Sprintf("a made-up user logged in with MD5(username): status %s", statusText(rep.Status())), "status 401")
 		})
 	})
+}
+
+// waitBelowLimit waits, for up to the read timeout, until a new connection
+// is served with something other than 503: a server notices closed
+// connections a moment after the client closes them.
+func (t *T) waitBelowLimit() {
+	deadline := time.Now().Add(t.cfg.ReadTimeout)
+	for time.Now().Before(deadline) {
+		c, err := dialConn(t.ctx, t.cfg.Target, 0, t.cfg.ReadTimeout, &wireLog{start: time.Now()})
+		if err != nil {
+			return
+		}
+		u := randomOr(t)
+		_ = c.WriteMessage(loginReq(spec.FieldUsername, u.User, spec.FieldPassword, u.Password))
+		m, err := c.ReadMessage()
+		c.Close()
+		if err == nil {
+			if st, _ := m.Status(); st != spec.StatusServiceBusy {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -106,8 +106,11 @@ func tokenCases(r *registrar) {
 				t.NotApplicable("TOKEN-7", "token expiry not configured for this run (--token-ttl)")
 			}
 			s := t.Login()
+			s.Conn.Close()
 			time.Sleep(ttl + time.Second)
-			rep := s.Do(s.KeyReq(spec.OpGet, spec.TypeData, t.Key()), "TOKEN-7")
+			// A fresh connection: the server may close idle ones meanwhile.
+			late := &Session{Conn: t.Dial(), t: t, Creds: s.Creds, Token: s.Token}
+			rep := late.Do(late.KeyReq(spec.OpGet, spec.TypeData, t.Key()), "TOKEN-7")
 			t.Status(rep, "TOKEN-7", spec.StatusTokenError)
 		})
 
