@@ -141,12 +141,20 @@ func TestReportFormats(t *testing.T) {
 		t.Fatal("conformant despite a FAIL")
 	}
 
+	verdict := map[string]string{}
+	for _, v := range rep.Requirements {
+		verdict[v.ID] = v.Verdict
+	}
+	if verdict["FILE-UPLOAD-2"] != "FAIL" || verdict["EXT-3"] != "INFORMATIONAL" {
+		t.Errorf("requirement verdicts %v", verdict)
+	}
+
 	var text bytes.Buffer
 	if err := rep.WriteText(&text, false, true); err != nil {
 		t.Fatal(err)
 	}
 	out := text.String()
-	for _, want := range []string{"FAIL", "NON-STRICT", "INFORMATIONAL", "FILE-UPLOAD-2 (MUST)", "requires:", "sent:", "received:", "expected:", "NOT CONFORMANT", "exchange:"} {
+	for _, want := range []string{"FAIL", "NON-STRICT", "INFORMATIONAL", "FILE-UPLOAD-2 (MUST)", "requires:", "sent:", "received:", "expected:", "NOT CONFORMANT", "exchange:", "requirements not met", "FAIL FILE-UPLOAD-2 (MUST"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("text report lacks %q", want)
 		}
@@ -197,7 +205,7 @@ func TestReportFormats(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := html.String()
-	for _, want := range []string{"<!DOCTYPE html>", "NOT CONFORMANT", `id="sec-FILE-UPLOAD"`, "<details", "wire exchange", "FILE-UPLOAD-2"} {
+	for _, want := range []string{"<!DOCTYPE html>", "NOT CONFORMANT", `id="sec-FILE-UPLOAD"`, "<details", "wire exchange", "FILE-UPLOAD-2", "Requirements not met"} {
 		if !strings.Contains(h, want) {
 			t.Errorf("HTML report lacks %q", want)
 		}

@@ -33,19 +33,28 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		}
 		secs[i].Cases = append(secs[i].Cases, c)
 	}
+	var broken []RequirementVerdict
+	for _, v := range r.Requirements {
+		if v.Verdict != string(Pass) && v.Verdict != string(Informational) {
+			broken = append(broken, v)
+		}
+	}
 	data := struct {
 		R        *Report
 		Sections []section
 		Outcomes []Outcome
-	}{r, secs, Outcomes()}
+		Broken   []RequirementVerdict
+	}{r, secs, Outcomes(), broken}
 	return htmlTemplate.Execute(w, data)
 }
 
 var htmlTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
-	"lower": func(o Outcome) string { return strings.ToLower(strings.ReplaceAll(string(o), "-", "")) },
-	"secs":  func(ms float64) string { return fmt.Sprintf("%.2f s", ms/1000) },
-	"msec":  func(ms float64) string { return fmt.Sprintf("%.1f ms", ms) },
-	"at":    func(e Event) string { return fmt.Sprintf("%.1f", float64(e.At.Microseconds())/1000) },
+	"lower":  func(o Outcome) string { return strings.ToLower(strings.ReplaceAll(string(o), "-", "")) },
+	"lowers": func(s string) string { return strings.ToLower(strings.ReplaceAll(s, "-", "")) },
+	"join":   func(s []string) string { return strings.Join(s, ", ") },
+	"secs":   func(ms float64) string { return fmt.Sprintf("%.2f s", ms/1000) },
+	"msec":   func(ms float64) string { return fmt.Sprintf("%.1f ms", ms) },
+	"at":     func(e Event) string { return fmt.Sprintf("%.1f", float64(e.At.Microseconds())/1000) },
 	"arrow": func(e Event) string {
 		switch e.Dir {
 		case "send":
@@ -71,7 +80,7 @@ th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top
 th{background:#f5f5f5}
 td.n{text-align:right;width:6em}
 .o{font-weight:bold;white-space:nowrap}
-.pass{color:#1b6e14}.fail{color:#b00}.error{color:#b00}.nonstrict{color:#a66b00}.informational{color:#06c}
+.blocked{color:#777}.pass{color:#1b6e14}.fail{color:#b00}.error{color:#b00}.nonstrict{color:#a66b00}.informational{color:#06c}
 details{margin:.1em 0}
 summary{cursor:pointer}
 pre{background:#f8f8f8;border:1px solid #eee;padding:.5em;overflow-x:auto;white-space:pre-wrap;word-break:break-all;font-size:.85em}
@@ -93,6 +102,11 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.5em;overflow-x:auto;white-
 <tr><th>section</th>{{range .Outcomes}}<th class="{{lower .}}">{{.}}</th>{{end}}</tr>
 {{range .Sections}}{{$s := .}}<tr><td><a href="#sec-{{.Name}}">{{.Name}}</a></td>{{range $.Outcomes}}<td class="n">{{index $s.Counts .}}</td>{{end}}</tr>
 {{end}}</table>
+{{if .Broken}}<h2>Requirements not met</h2>
+<table>
+<tr><th style="width:10em">requirement</th><th style="width:6em">level</th><th style="width:8em">verdict</th><th>found in</th></tr>
+{{range .Broken}}<tr><td>{{.ID}}</td><td>{{.Level}}</td><td class="o {{lowers .Verdict}}">{{.Verdict}}</td><td>{{join .Broken}}{{if not .Broken}}(every case citing it stopped earlier: {{join .Cases}}){{end}}</td></tr>
+{{end}}</table>{{end}}
 {{range .Sections}}
 <h2 id="sec-{{.Name}}">{{.Name}}</h2>
 <table>

@@ -25,10 +25,83 @@ type Report struct {
 	Preflight  string          `json:"preflight,omitempty"`
 	Counts     map[Outcome]int `json:"counts"`
 	Sections   []SectionCount  `json:"sections"`
-	Cases      []CaseReport    `json:"cases"`
+	// Requirements is the verdict per requirement the run's cases cite.
+	Requirements []RequirementVerdict `json:"requirements"`
+	Cases        []CaseReport         `json:"cases"`
 	// Conformant is false when a MUST failed or a case errored (with
 	// Strict: when any case is neither PASS nor INFORMATIONAL).
 	Conformant bool `json:"conformant"`
+}
+
+// RequirementVerdict is the run's verdict on one requirement: the worst
+// outcome of the findings against it, PASS when a case citing it ran to
+// its end without one, or BLOCKED when every case citing it stopped
+// earlier on another requirement.
+type RequirementVerdict struct {
+	ID      string   `json:"id"`
+	Level   string   `json:"level"`
+	Verdict string   `json:"verdict"`
+	Cases   []string `json:"cases"`            // cases citing it
+	Broken  []string `json:"broken,omitempty"` // cases that found it broken
+}
+
+// Blocked is the verdict of a requirement no case could decide.
+const Blocked = "BLOCKED"
+
+func (r *Report) verdicts() {
+	type acc struct {
+		v     RequirementVerdict
+		worst Outcome
+		found bool
+		ran   bool
+	}
+	byID := map[string]*acc{}
+	var order []string
+	for _, c := range r.Cases {
+		for _, ref := range c.Requirements {
+			a := byID[ref.ID]
+			if a == nil {
+				a = &acc{v: RequirementVerdict{ID: ref.ID, Level: ref.Level}}
+				byID[ref.ID] = a
+				order = append(order, ref.ID)
+			}
+			a.v.Cases = append(a.v.Cases, c.ID)
+			if c.Outcome != Fail && c.Outcome != Error {
+				a.ran = true
+			}
+		}
+		for _, f := range c.Findings {
+			if f.Requirement == "" {
+				continue
+			}
+			a := byID[f.Requirement]
+			if a == nil {
+				a = &acc{v: RequirementVerdict{ID: f.Requirement, Level: f.Level}}
+				byID[f.Requirement] = a
+				order = append(order, f.Requirement)
+			}
+			if !a.found || f.Outcome.rank() > a.worst.rank() {
+				a.worst = f.Outcome
+			}
+			a.found = true
+			if n := len(a.v.Broken); n == 0 || a.v.Broken[n-1] != c.ID {
+				a.v.Broken = append(a.v.Broken, c.ID)
+			}
+		}
+	}
+	r.Requirements = nil
+	for _, id := range order {
+		a := byID[id]
+		switch {
+		case a.found:
+			a.v.Verdict = string(a.worst)
+		case a.ran:
+			a.v.Verdict = string(Pass)
+		default:
+			a.v.Verdict = Blocked
+		}
+		r.Requirements = append(r.Requirements, a.v)
+	}
 }
 
 // SectionCount is the tally of one section.
@@ -54,6 +127,7 @@ func (r *Report) tally() {
 	for _, s := range sortedSections(r.Cases) {
 		r.Sections = append(r.Sections, SectionCount{Section: s, Counts: by[s]})
 	}
+	r.verdicts()
 	r.setConformant()
 }
 
@@ -140,6 +214,18 @@ func (r *Report) WriteText(w io.Writer, colour, verbose bool) error {
 	fmt.Fprintf(&b, "%-15s %5s %5s %10s %13s %5s\n", "section", "PASS", "FAIL", "NON-STRICT", "INFORMATIONAL", "ERROR")
 	for _, s := range r.Sections {
 		fmt.Fprintf(&b, "%-15s %5d %5d %10d %13d %5d\n", s.Section, s.Counts[Pass], s.Counts[Fail], s.Counts[NonStrict], s.Counts[Informational], s.Counts[Error])
+	}
+	var broken []string
+	for _, v := range r.Requirements {
+		if v.Verdict == string(Fail) || v.Verdict == string(NonStrict) || v.Verdict == Blocked {
+			broken = append(broken, fmt.Sprintf("%s %s (%s, %d of %d cases)", v.Verdict, v.ID, v.Level, len(v.Broken), len(v.Cases)))
+		}
+	}
+	if len(broken) > 0 {
+		fmt.Fprintf(&b, "\nrequirements not met (%d of %d cited):\n", len(broken), len(r.Requirements))
+		for _, s := range broken {
+			fmt.Fprintf(&b, "  %s\n", s)
+		}
 	}
 	grouped := r.writeGroupedErrors(&b, p)
 	for _, o := range []Outcome{Error, Fail, NonStrict, Informational} {
