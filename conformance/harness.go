@@ -144,6 +144,11 @@ func (t *T) LoginOn(c *Conn, u Creds) *Session {
 	req.Set(spec.FieldUsername, u.User)
 	req.Set(spec.FieldPassword, u.Password)
 	r := t.DoOn(c, req, "LOGIN-5")
+	if u.Course && !t.cfg.courseLogin() && r.Status() != spec.StatusOK {
+		// A made-up user on a server with real accounts: the run lacks a
+		// second account, which is no fault of the server.
+		t.abortError(fmt.Sprintf("this case needs a second user and the server refused a made-up one (status %s): give --user2 and --password2", statusText(r.Status())))
+	}
 	req5 := "LOGIN-5"
 	if u.Course {
 		req5 = "LOGIN-6"

@@ -150,6 +150,7 @@ type Suite struct {
 	cases    map[string]*Case
 	defined  []*Case
 	pre      preflight
+	runCtx   context.Context
 }
 
 // Register defines the cases with Ginkgo's global suite for cfg; call it at
@@ -157,7 +158,7 @@ type Suite struct {
 // when the process runs the suite more than once. sel, when not nil, picks
 // the cases to define.
 func Register(cfg Config, sel func(*Case) bool) *Suite {
-	s := &Suite{cfg: cfg.withDefaults(), selectFn: sel, results: map[string]*result{}, cases: map[string]*Case{}}
+	s := &Suite{cfg: cfg.withDefaults(), selectFn: sel, results: map[string]*result{}, cases: map[string]*Case{}, runCtx: context.Background()}
 	r := &registrar{ginkgo: true, suite: s, count: map[string]int{}}
 	ginkgo.Describe("STEP conformance", func() {
 		for _, f := range sections {
@@ -181,12 +182,16 @@ func (s *Suite) define(c *Case) {
 		s.results[c.ID] = res
 		s.mu.Unlock()
 		ginkgo.AddReportEntry(entryName, c.ID, ginkgo.ReportEntryVisibilityNever)
-		if err := s.pre.check(ctx, s.cfg); err != nil {
+		if s.runCtx.Err() != nil {
+			res.add(Finding{Outcome: Error, Message: "not run: the run was interrupted"})
+		} else if err := s.pre.check(ctx, s.cfg); err != nil {
 			res.add(Finding{Outcome: Error, Message: err.Error()})
 		} else {
 			caseCtx, cancel := context.WithCancel(ctx)
+			stop := context.AfterFunc(s.runCtx, cancel)
 			t := newT(caseCtx, s.cfg, c, res)
 			t.run(c.body)
+			stop()
 			cancel()
 		}
 		o, fs, _ := res.snapshot()
@@ -338,6 +343,10 @@ func runPreflight(ctx context.Context, cfg Config) (error, string) {
 		return fmt.Errorf("%s", msg), strings.Join(detail, "; ")
 	}
 	st, _ := resp.Status()
+	if !cfg.courseLogin() && st != spec.StatusOK {
+		msg := fmt.Sprintf("not run: the server refused the given credentials for %q (status %d %q)", cfg.User, st, resp.StatusMsg())
+		return fmt.Errorf("%s", msg), msg
+	}
 	return nil, fmt.Sprintf("LOGIN answered with status %d in %.1f ms", st, float64(time.Since(log.start).Microseconds())/1000)
 }
 

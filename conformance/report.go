@@ -217,8 +217,11 @@ func (r *Report) WriteText(w io.Writer, colour, verbose bool) error {
 	}
 	var broken []string
 	for _, v := range r.Requirements {
-		if v.Verdict == string(Fail) || v.Verdict == string(NonStrict) || v.Verdict == Blocked {
-			broken = append(broken, fmt.Sprintf("%s %s (%s, %d of %d cases)", v.Verdict, v.ID, v.Level, len(v.Broken), len(v.Cases)))
+		switch v.Verdict {
+		case string(Fail), string(NonStrict):
+			broken = append(broken, fmt.Sprintf("%-10s %s (%s): broken in %s", v.Verdict, v.ID, v.Level, strings.Join(v.Broken, ", ")))
+		case Blocked:
+			broken = append(broken, fmt.Sprintf("%-10s %s (%s): not decided, every case citing it stopped earlier (%s)", v.Verdict, v.ID, v.Level, strings.Join(v.Cases, ", ")))
 		}
 	}
 	if len(broken) > 0 {

@@ -189,8 +189,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	formatter.ColorableStdOut = out
 	defer func() { formatter.ColorableStdOut = prevOut }()
 
-	stop := context.AfterFunc(ctx, func() { s.pre.once.Do(func() { s.pre.err = ctx.Err() }) })
-	defer stop()
+	s.runCtx = ctx
 
 	gt := &ginkgoT{}
 	ginkgo.RunSpecs(gt, "STEP conformance", suiteCfg, repCfg)
