@@ -75,10 +75,9 @@ func TestConformanceAccountMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, _ := refserver.StartTest(t, refserver.Config{Accounts: acc, Quota: 1 << 20, MaxConns: 24,
-		ReadTimeout: testIdle, IdleTimeout: testIdle})
+	addr, _ := refserver.StartTest(t, refserver.Config{Accounts: acc, Quota: 1 << 20, MaxConns: 24})
 	cfg := conformance.Config{Target: addr, User: "alice", Password: "alice-pw", User2: "bob", Password2: "bob-pw",
-		Quota: 1 << 20, MaxConns: 24, IdleTimeout: testIdle}
+		Quota: 1 << 20, MaxConns: 24}
 	rep, err := conformance.Run(context.Background(), conformance.Options{Config: cfg, LabelFilter: "!req:TOKEN-7"})
 	if err != nil {
 		t.Fatal(err)

@@ -341,9 +341,11 @@ func mutations() []*mutation {
 	}
 }
 
-// selfCheckServer starts the reference server the self-check proxies.
+// selfCheckServer starts the reference server the self-check proxies, with
+// its default timeouts (ROBUST-5 is then informational: TestConformance
+// checks it).
 func selfCheckServer(t *testing.T) string {
-	addr, _ := refserver.StartTest(t, refserver.Config{ReadTimeout: testIdle, IdleTimeout: testIdle})
+	addr, _ := refserver.StartTest(t, refserver.Config{})
 	return addr
 }
 
@@ -352,11 +354,11 @@ func selfCheckServer(t *testing.T) string {
 // results below would mean little.
 func TestSelfCheckIdentityProxy(t *testing.T) {
 	addr := startProxy(t, selfCheckServer(t), &mutation{name: "identity"})
-	rep, err := conformance.Run(context.Background(), conformance.Options{Config: conformance.Config{Target: addr, IdleTimeout: testIdle}})
+	rep, err := conformance.Run(context.Background(), conformance.Options{Config: conformance.Config{Target: addr}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.Conformant || rep.Counts[conformance.NonStrict] > 0 {
+	if !rep.Conformant || rep.Counts[conformance.NonStrict] > 0 || rep.Counts[conformance.Pass] < len(rep.Cases)-6 {
 		rep.WriteText(os.Stdout, false, true)
 		t.Fatalf("through the identity proxy: %v", rep.Counts)
 	}
