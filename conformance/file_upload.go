@@ -103,7 +103,18 @@ func fileUploadCases(r *registrar) {
 				rep := s.UploadRaw(key, b.index, b.bin, "FILE-UPLOAD-10")
 				t.Status(rep, "FILE-UPLOAD-10", spec.StatusBlockSize)
 			}
-			s.SendBlocks(p, data)
+			// Every block but 1, whose only attempt had the wrong length:
+			// the upload must still be waiting for it.
+			for _, i := range []int64{0, 2} {
+				rep := s.UploadBlock(p, data, i, "FILE-UPLOAD-10")
+				t.Status(rep, "FILE-UPLOAD-10", spec.StatusOK)
+				_, done := rep.Resp.Raw(spec.FieldMD5)
+				t.Check(rep, "FILE-UPLOAD-10", !done, "the upload completed although block 1 was only sent with the wrong length", "no md5: block 1 still missing")
+			}
+			t.Status(s.GetPlan(key, "FILE-UPLOAD-10"), "FILE-UPLOAD-10", spec.StatusKeyNotFound)
+			last := s.UploadBlock(p, data, 1, "FILE-UPLOAD-10")
+			t.Status(last, "FILE-UPLOAD-10", spec.StatusOK)
+			t.CompletedMD5(last, md5hex(data))
 			s.VerifyStored(key, data, "FILE-UPLOAD-10")
 		})
 

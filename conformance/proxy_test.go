@@ -155,7 +155,7 @@ func (pc *proxyConn) requests(client, server net.Conn) {
 		}
 		jl, bl := binary.BigEndian.Uint32(hdr[:4]), binary.BigEndian.Uint32(hdr[4:])
 		if jl > 1<<20 || bl > 1<<20 {
-			pc.pending <- nil
+			pc.pending <- spec.NewMessage()
 			server.Write(hdr)
 			io.Copy(server, br)
 			return
@@ -169,7 +169,7 @@ func (pc *proxyConn) requests(client, server net.Conn) {
 		}
 		m, perr := spec.ParseMessage(body[:jl])
 		if perr != nil {
-			pc.pending <- nil
+			pc.pending <- spec.NewMessage() // unparseable: an empty request
 			server.Write(frame)
 			continue
 		}

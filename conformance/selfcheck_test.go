@@ -287,7 +287,127 @@ func mutations() []*mutation {
 				return one(resp)
 			},
 		},
+		{
+			name: "UPLOAD responses name the wrong block_index",
+			fail: []string{"FILE-UPLOAD-1"}, selectors: []string{"FILE-UPLOAD-1"},
+			response: func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
+				if is(req, spec.OpUpload, spec.TypeFile) && resp.Has(spec.FieldBlockIndex) {
+					i, _ := resp.BlockIndex()
+					resp.Set(spec.FieldBlockIndex, i+1)
+				}
+				return one(resp)
+			},
+		},
+		{
+			name: "DOWNLOAD responses give a wrong size",
+			fail: []string{"FILE-DOWNLOAD-1"}, selectors: []string{"FILE-DOWNLOAD-1"},
+			response: func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
+				if is(req, spec.OpDownload, spec.TypeFile) && resp.Has(spec.FieldSize) {
+					n, _ := resp.Int(spec.FieldSize)
+					resp.Set(spec.FieldSize, n+1)
+				}
+				return one(resp)
+			},
+		},
+		{
+			name: "the token dropped from successful LOGIN responses",
+			fail: []string{"LOGIN-5"}, selectors: []string{"LOGIN-5"},
+			response: func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
+				if req.Operation() == spec.OpLogin {
+					resp.Delete(spec.FieldToken)
+				}
+				return one(resp)
+			},
+		},
+		{
+			name: "DATA DELETE answered 200 without deleting anything",
+			fail: []string{"DATA-DELETE-1"}, selectors: []string{"DATA-DELETE-1"},
+			request: func(_ *proxyConn, req *spec.Message) *spec.Message {
+				if is(req, spec.OpDelete, spec.TypeData) {
+					k, _ := req.Key()
+					req.Set(spec.FieldKey, k+"-elsewhere")
+					return req
+				}
+				return nil
+			},
+			response: func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
+				if is(req, spec.OpDelete, spec.TypeData) {
+					k, _ := req.Key()
+					resp.Set(spec.FieldStatus, 200).Set(spec.FieldKey, strings.TrimSuffix(k, "-elsewhere"))
+				}
+				return one(resp)
+			},
+		},
+		{
+			name: "a wrong direction answered 400",
+			fail: []string{"REQ-2"}, selectors: []string{"REQ-2"},
+			response: setStatus(func(*spec.Message) bool { return true }, 407, 400),
+		},
+		{
+			name: "a block of the wrong length accepted (406 turned into 200)",
+			fail: []string{"FILE-UPLOAD-10"}, selectors: []string{"FILE-UPLOAD-10"},
+			response: setStatus(opType(spec.OpUpload, spec.TypeFile), 406, 200),
+		},
+		{
+			name: "a token that is not a JSON string accepted",
+			fail: []string{"TOKEN-9"}, selectors: []string{"TOKEN-9"},
+			request: func(pc *proxyConn, req *spec.Message) *spec.Message {
+				if raw, ok := req.Raw(spec.FieldToken); ok && len(raw) > 0 && raw[0] != '"' {
+					if last := pc.px.lastToken(); last != "" {
+						req.Set(spec.FieldToken, last)
+						return req
+					}
+				}
+				return nil
+			},
+		},
 		// SHOULD and MAY deviations: reported, never FAIL.
+		{
+			name:      "an empty username accepted (the reference)",
+			nonStrict: []string{"LOGIN-7"}, selectors: []string{"LOGIN-7"},
+			response: func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
+				if u, err := req.Username(); err == nil && u == "" {
+					resp.Set(spec.FieldStatus, 200).Set(spec.FieldToken, "x")
+				}
+				return one(resp)
+			},
+		},
+		{
+			name:      "DELETE of an upload in progress answered 200",
+			nonStrict: []string{"FILE-DELETE-6"}, selectors: []string{"FILE-DELETE-5"},
+			response: setStatus(opType(spec.OpDelete, spec.TypeFile), 404, 200),
+		},
+		{
+			name:      "type ERROR in DATA GET refusals",
+			nonStrict: []string{"MSG-5"}, selectors: []string{"MSG-5"},
+			response: func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
+				if is(req, spec.OpGet, spec.TypeData) && status(resp) == 404 {
+					resp.Set(spec.FieldType, "ERROR")
+				}
+				return one(resp)
+			},
+		},
+		{
+			name:      "malformed JSON answered by closing the connection (the reference)",
+			nonStrict: []string{"ROBUST-2"}, selectors: []string{"ROBUST-2"},
+			response: func(pc *proxyConn, req, resp *spec.Message) []*spec.Message {
+				if req.Len() == 0 {
+					pc.closeAfter = true
+					return nil
+				}
+				return one(resp)
+			},
+		},
+		{
+			name:      "an oversized header closed without the 413 answer",
+			nonStrict: []string{"ROBUST-3"}, selectors: []string{"ROBUST-3"},
+			response: func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
+				if status(resp) == 413 {
+					return nil
+				}
+				return one(resp)
+			},
+		},
 		{
 			name:      "FILE DELETE and DOWNLOAD answered with operation GET (the reference's quirk)",
 			nonStrict: []string{"MSG-2"}, selectors: []string{"MSG-2", "FILE-DELETE-1", "FILE-DOWNLOAD-1"},
