@@ -215,3 +215,18 @@ func TestBrokenServerSilentAfterLogin(t *testing.T) {
 		t.Fatalf("silence not reported against REQ-6 and the case's requirement: %v", fails)
 	}
 }
+
+// A server that serves one connection at a time (a course variant) stalls
+// a client holding two: the suite names CONN-3, not only the case's own
+// requirement.
+func TestBrokenServerOneConnectionAtATime(t *testing.T) {
+	addr := startProxyMode(t, selfCheckServer(t), &mutation{name: "serial"}, true)
+	rep := runAgainst(t, addr, "CONN-3", "ISO-1", "DATA-GET-2")
+	fails := rep.Broken(conformance.Fail)
+	if !fails["CONN-3"] {
+		t.Fatalf("CONN-3 not reported: %v", fails)
+	}
+	if c, ok := rep.Case("DATA-GET-2"); !ok || c.Outcome != conformance.Pass {
+		t.Errorf("a one-connection case should pass: %+v", c)
+	}
+}

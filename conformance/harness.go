@@ -310,12 +310,28 @@ func (t *T) transportFailure(r *Reply, req string) {
 		req = t.c.Reqs[0]
 	}
 	msg, reqs := describeNoAnswer(r.Err)
+	if errors.Is(r.Err, ErrSilent) && r.Conn != nil && r.Conn.answered == 0 && t.openConns() > 1 {
+		// A server that serves one connection at a time is silent on the
+		// second one: name the requirement that is really at stake.
+		msg += " (another connection of this case was open: a server serving one connection at a time stalls here)"
+		reqs = append(reqs, "CONN-3")
+	}
 	for _, extra := range reqs {
 		if extra != req {
 			t.record(r, extra, msg, "exactly one response to the request", false)
 		}
 	}
 	t.Fail(r, req, msg, "a response")
+}
+
+func (t *T) openConns() int {
+	n := 0
+	for _, c := range t.conns {
+		if !c.closed {
+			n++
+		}
+	}
+	return n
 }
 
 // describeNoAnswer explains a read that gave no frame and names the

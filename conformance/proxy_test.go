@@ -19,6 +19,9 @@ type mutatingProxy struct {
 	upstream string
 	mut      *mutation
 	l        net.Listener
+	// serial serves one client connection at a time, as some course
+	// servers do.
+	serial bool
 
 	mu     sync.Mutex
 	tokens []string // tokens issued by LOGIN responses, in order
@@ -57,14 +60,24 @@ type proxyConn struct {
 
 func startProxy(t *testing.T, upstream string, m *mutation) string {
 	t.Helper()
+	return startProxyMode(t, upstream, m, false)
+}
+
+func startProxyMode(t *testing.T, upstream string, m *mutation, serial bool) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	px := &mutatingProxy{upstream: upstream, mut: m, l: l}
-	go px.serve()
+	px := &mutatingProxy{upstream: upstream, mut: m, l: l, serial: serial}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		px.serve()
+	}()
 	t.Cleanup(func() {
 		l.Close()
+		<-done
 		px.wg.Wait()
 	})
 	return l.Addr().String()
@@ -75,6 +88,10 @@ func (px *mutatingProxy) serve() {
 		c, err := px.l.Accept()
 		if err != nil {
 			return
+		}
+		if px.serial {
+			px.handle(c)
+			continue
 		}
 		px.wg.Add(1)
 		go func() {

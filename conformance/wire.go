@@ -137,6 +137,7 @@ type Conn struct {
 	lastRaw     []byte
 	closed      bool
 	broken      bool // a read failed: the stream may be out of step
+	answered    int  // frames received
 }
 
 // dialConn connects to addr with the read timeout as the connect timeout.
@@ -220,6 +221,7 @@ func (c *Conn) readWithin(d time.Duration) (*spec.Message, error) {
 	m, err := c.r.ReadMessage()
 	if err == nil {
 		m = m.Clone()
+		c.answered++
 		c.cap.take()
 		c.log.add(Event{Conn: c.id, Dir: "recv", JSON: m.JSONString(), Binary: len(m.Binary)})
 		return m, nil
