@@ -74,6 +74,15 @@ func (t *T) finish() {
 // delete what they created. Findings inside f are ignored.
 func (t *T) Defer(f func()) { t.cleanup = append(t.cleanup, f) }
 
+// Sleep waits for d, or ends the case when it runs out of time first.
+func (t *T) Sleep(d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-t.ctx.Done():
+		t.abortError(fmt.Sprintf("the case ran out of time while waiting %v", d))
+	}
+}
+
 // Config is the run's configuration.
 func (t *T) Config() Config { return t.cfg }
 

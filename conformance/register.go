@@ -23,6 +23,9 @@ type Case struct {
 	Title   string   // one line: what the case does
 	Section string   // e.g. "FILE-UPLOAD"
 	body    func(*T)
+	// waits is how long the case waits on purpose (a token's lifetime, an
+	// idle timeout); it is added to the whole-case timeout.
+	waits func(Config) time.Duration
 }
 
 // Labels are the case's Ginkgo labels: req:ID for each requirement,
@@ -89,6 +92,12 @@ func (r *registrar) Describe(text string, body func()) {
 
 // Case defines a case citing reqs (the first is its subject).
 func (r *registrar) Case(reqs []string, title string, body func(*T)) {
+	r.SlowCase(reqs, title, nil, body)
+}
+
+// SlowCase defines a case that waits on purpose for as long as waits says
+// under the run's configuration.
+func (r *registrar) SlowCase(reqs []string, title string, waits func(Config) time.Duration, body func(*T)) {
 	for _, id := range reqs {
 		if _, ok := spec.Lookup(id); !ok {
 			panic(fmt.Sprintf("conformance: case %q cites unknown requirement %s", title, id))
@@ -100,7 +109,7 @@ func (r *registrar) Case(reqs []string, title string, body func(*T)) {
 	if n := r.count[first.ID]; n > 1 {
 		id = fmt.Sprintf("%s.%d", first.ID, n)
 	}
-	c := &Case{ID: id, Reqs: reqs, Title: title, Section: first.SectionPrefix(), body: body}
+	c := &Case{ID: id, Reqs: reqs, Title: title, Section: first.SectionPrefix(), body: body, waits: waits}
 	r.cases = append(r.cases, c)
 	if r.ginkgo && r.suite.selected(c) {
 		r.suite.define(c)
@@ -176,7 +185,11 @@ const entryName = "step-case"
 func (s *Suite) define(c *Case) {
 	s.cases[c.ID] = c
 	s.defined = append(s.defined, c)
-	ginkgo.It(c.Text(), ginkgo.Label(c.Labels()...), ginkgo.NodeTimeout(s.cfg.CaseTimeout), func(ctx ginkgo.SpecContext) {
+	timeout := s.cfg.CaseTimeout
+	if c.waits != nil {
+		timeout += c.waits(s.cfg)
+	}
+	ginkgo.It(c.Text(), ginkgo.Label(c.Labels()...), ginkgo.NodeTimeout(timeout), func(ctx ginkgo.SpecContext) {
 		res := &result{log: &wireLog{start: time.Now()}}
 		s.mu.Lock()
 		s.results[c.ID] = res

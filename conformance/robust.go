@@ -129,7 +129,7 @@ func robustCases(r *registrar) {
 			s.SaveData(key, "v", 1)
 		})
 
-		r.Case(reqs("ROBUST-5"), "a connection stalled mid-frame is closed after the server's timeout", func(t *T) {
+		r.SlowCase(reqs("ROBUST-5"), "a connection stalled mid-frame is closed after the server's timeout", func(c Config) time.Duration { return c.IdleTimeout }, func(t *T) {
 			idle := t.Config().IdleTimeout
 			if idle <= 0 {
 				t.NotApplicable("ROBUST-5", "the server's idle timeout is not known for this run (--idle-timeout)")
