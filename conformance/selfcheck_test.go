@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stepkit/stepkit/conformance"
 	"github.com/stepkit/stepkit/refserver"
@@ -494,7 +493,7 @@ func TestSelfCheckMutations(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			addr := startProxy(t, upstream, m)
 			rep, err := conformance.Run(context.Background(), conformance.Options{
-				Config:    conformance.Config{Target: addr, ReadTimeout: 400 * time.Millisecond},
+				Config:    conformance.Config{Target: addr, ReadTimeout: shortRead},
 				Selectors: m.selectors,
 			})
 			if err != nil {
