@@ -319,6 +319,12 @@ func (t *T) transportFailure(r *Reply, req string) {
 		req = t.c.Reqs[0]
 	}
 	msg, reqs := describeNoAnswer(r.Err)
+	var fe *spec.FrameError
+	if errors.As(r.Err, &fe) {
+		// A frame that cannot be read is the framing's fault, not the
+		// operation's: blame the framing requirement alone.
+		t.Fail(r, reqs[0], msg, "a well-formed STEP frame")
+	}
 	if errors.Is(r.Err, ErrSilent) && r.Conn != nil && r.Conn.answered == 0 && t.openConns() > 1 {
 		// A server that serves one connection at a time is silent on the
 		// second one: name the requirement that is really at stake.

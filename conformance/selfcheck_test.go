@@ -3,6 +3,7 @@ package conformance_test
 import (
 	"context"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -539,4 +540,65 @@ func keys(m map[string]bool) string {
 	}
 	sort.Strings(out)
 	return strings.Join(out, ", ")
+}
+
+// referenceProfile makes refserver answer like the course's reference
+// server where the two differ (STEP-REFERENCE.md): silence for AUTH
+// requests other than LOGIN, DATA UPLOAD, FILE GET without key and BYE;
+// operation GET in FILE DELETE and DOWNLOAD errors; 402 for FILE SAVE
+// without size; 410 for an index past the end; JSON lengths in characters;
+// a closed connection for malformed JSON.
+func referenceProfile() *mutation {
+	return &mutation{name: "the course reference", encode: charCountEncode,
+		response: func(pc *proxyConn, req, resp *spec.Message) []*spec.Message {
+			op, typ := req.Operation(), req.Type()
+			switch {
+			case req.Len() == 0:
+				pc.closeAfter = true
+				return nil
+			case op == spec.OpBye, typ == spec.TypeAuth && op != spec.OpLogin,
+				typ == spec.TypeData && (op == spec.OpUpload || op == spec.OpDownload),
+				typ == spec.TypeFile && op == spec.OpGet && !req.Has(spec.FieldKey):
+				return nil
+			}
+			if typ == spec.TypeFile && (op == spec.OpDelete || op == spec.OpDownload && status(resp) != 200) {
+				resp.Set(spec.FieldOperation, "GET")
+			}
+			if typ == spec.TypeFile && op == spec.OpSave && !req.Has(spec.FieldSize) {
+				resp.Set(spec.FieldStatus, 402)
+			}
+			if status(resp) == 405 {
+				resp.Set(spec.FieldStatus, 410)
+			}
+			return one(resp)
+		}}
+}
+
+// TestSelfCheckReferenceProfile: a server that behaves like the course's
+// reference fails exactly the MUSTs the reference breaks, and its other
+// differences are NON-STRICT, not FAIL.
+func TestSelfCheckReferenceProfile(t *testing.T) {
+	addr := startProxy(t, selfCheckServer(t), referenceProfile())
+	rep := runAgainst(t, addr, "REQ-7.2", "DATA-OTHER-1", "FILE-GET-4", "FRAME-2", "FILE-SAVE-4", "FILE-UPLOAD-6", "FILE-DOWNLOAD-7", "MSG-2", "BYE-2", "ROBUST-2.2", "DATA-GET")
+	fails, nonStrict := rep.Broken(conformance.Fail), rep.Broken(conformance.NonStrict)
+	wantFail := []string{"REQ-6", "REQ-7", "DATA-OTHER-1", "FILE-GET-4", "FRAME-2"}
+	wantNonStrict := []string{"MSG-2", "FILE-SAVE-5", "FILE-UPLOAD-7", "FILE-DOWNLOAD-8", "BYE-2", "ROBUST-2"}
+	for _, id := range wantFail {
+		if !fails[id] {
+			t.Errorf("%s not reported as FAIL", id)
+		}
+	}
+	for _, id := range wantNonStrict {
+		if !nonStrict[id] {
+			t.Errorf("%s not reported as NON-STRICT", id)
+		}
+	}
+	for id := range fails {
+		if !slices.Contains(wantFail, id) {
+			t.Errorf("%s reported as FAIL: the reference does not break it", id)
+		}
+	}
+	if t.Failed() {
+		rep.WriteText(os.Stdout, false, false)
+	}
 }
