@@ -151,21 +151,28 @@ func connCases(r *registrar) {
 			c.VerifyStored(key, data, "CONN-5")
 		})
 
-		r.Case(reqs("BYE-2", "CONN-1"), "BYE is answered 200 and then the connection is closed", func(t *T) {
-			s := t.Login()
-			bye := s.Req(spec.OpBye, spec.TypeAuth)
-			rep := t.Try(s.Conn, bye)
-			if rep.Err != nil {
-				t.Check(rep, "BYE-2", false, "no answer to BYE: "+rep.Err.Error(), "status 200, then the connection closed")
-				return
-			}
-			if !t.Status(rep, "BYE-2", spec.StatusOK) {
-				return
-			}
-			closed, err := s.Conn.expectClose(t.Config().ReadTimeout)
-			t.Check(&Reply{Conn: s.Conn, Evidence: fmt.Sprint(errOr(err, "no close"))}, "BYE-2", closed, "the connection stayed open after BYE", "the server closes the connection")
-		})
+		for _, typ := range []spec.Type{spec.TypeAuth, spec.TypeData, spec.TypeFile} {
+			typ := typ
+			r.Case(reqs("BYE-2", "CONN-1"), fmt.Sprintf("BYE of type %s is answered 200 and then the connection is closed", typ), func(t *T) {
+				byeCase(t, typ)
+			})
+		}
 	})
+}
+
+// byeCase sends BYE of type typ and expects status 200, then a close.
+func byeCase(t *T, typ spec.Type) {
+	s := t.Login()
+	rep := t.Try(s.Conn, s.Req(spec.OpBye, typ))
+	if rep.Err != nil {
+		t.Check(rep, "BYE-2", false, "no answer to BYE: "+rep.Err.Error(), "status 200, then the connection closed")
+		return
+	}
+	if !t.Status(rep, "BYE-2", spec.StatusOK) {
+		return
+	}
+	closed, err := s.Conn.expectClose(t.Config().ReadTimeout)
+	t.Check(&Reply{Conn: s.Conn, Evidence: errOr(err, "no close")}, "BYE-2", closed, "the connection stayed open after BYE", "the server closes the connection")
 }
 
 // randomOr returns a fresh course user, or the configured user when the

@@ -3,6 +3,8 @@ package conformance
 import (
 	"fmt"
 
+	"github.com/onsi/gomega"
+
 	"github.com/stepkit/stepkit/spec"
 )
 
@@ -19,7 +21,7 @@ func fileGetCases(r *registrar) {
 			t.Field(g, "FILE-GET-1", spec.FieldKey, key)
 			t.Field(g, "FILE-GET-1", spec.FieldSize, len(data))
 			bs := t.HasInt(g, "FILE-GET-1", spec.FieldBlockSize)
-			t.Check(g, "FILE-GET-1", bs >= 1 && bs <= spec.MaxBlockSize, fmt.Sprintf("block_size %d", bs), "block_size in 1..65536")
+			t.Expect(g, "FILE-GET-1", bs, gomega.And(gomega.BeNumerically(">=", 1), gomega.BeNumerically("<=", spec.MaxBlockSize)), "block_size out of 1..65536")
 			t.Field(g, "FILE-GET-1", spec.FieldTotalBlock, spec.TotalBlocks(int64(len(data)), bs))
 			md := t.HasString(g, "FILE-GET-1", spec.FieldMD5)
 			t.Check(g, "FILE-GET-1", equalFoldHex(md, md5hex(data)), fmt.Sprintf("md5 %s, the file hashes to %s", md, md5hex(data)), "md5 "+md5hex(data))

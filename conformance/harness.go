@@ -413,7 +413,7 @@ func (t *T) Expect(r *Reply, req string, actual any, m gomegatypes.GomegaMatcher
 		return false
 	}
 	if !ok {
-		t.record(r, req, what+": "+strings.TrimSpace(m.FailureMessage(actual)), "", true)
+		t.record(r, req, what, strings.TrimSpace(m.FailureMessage(actual)), true)
 	}
 	return ok
 }

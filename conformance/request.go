@@ -21,7 +21,7 @@ func requestCases(r *registrar) {
 	r.Describe("4. Request checks", func() {
 		for _, missing := range []string{spec.FieldOperation, spec.FieldDirection, spec.FieldType} {
 			missing := missing
-			r.Case(reqs("REQ-1"), fmt.Sprintf("a request without %s is answered 400 with operation ERROR", missing), func(t *T) {
+			r.Case(reqs("REQ-1", "CONN-1"), fmt.Sprintf("a request without %s is answered 400 with operation ERROR", missing), func(t *T) {
 				s := t.Login()
 				m := s.KeyReq(spec.OpGet, spec.TypeData, t.Key())
 				m.Delete(missing)
@@ -29,7 +29,7 @@ func requestCases(r *registrar) {
 				t.Status(rep, "REQ-1", spec.StatusCompulsory)
 				t.Check(rep, "REQ-1", rep.Resp.Operation() == spec.OpError, fmt.Sprintf("operation %q", rep.Resp.Operation()), `operation "ERROR"`)
 				// The connection stays usable.
-				t.Status(s.Do(s.KeyReq(spec.OpGet, spec.TypeData, t.Key()), "REQ-1"), "REQ-1", spec.StatusKeyNotFound)
+				t.Status(s.Do(s.KeyReq(spec.OpGet, spec.TypeData, t.Key()), "CONN-1"), "CONN-1", spec.StatusKeyNotFound)
 			})
 		}
 
@@ -102,12 +102,12 @@ func requestCases(r *registrar) {
 
 		for _, op := range []spec.Operation{spec.OpSave, spec.OpGet, spec.OpDelete} {
 			op := op
-			r.Case(reqs("REQ-7", "REQ-8"), fmt.Sprintf("type AUTH with operation %s is refused (409 preferred)", op), func(t *T) {
+			r.Case(reqs("REQ-7", "REQ-8", "CONN-1"), fmt.Sprintf("type AUTH with operation %s is refused (409 preferred)", op), func(t *T) {
 				s := t.Login()
 				m := s.KeyReq(op, spec.TypeAuth, t.Key())
 				rep := s.Do(m, "REQ-7")
 				t.Refused(rep, "REQ-7", "REQ-8", spec.StatusTypeNotAllowed)
-				t.Status(s.Do(s.KeyReq(spec.OpGet, spec.TypeData, t.Key()), "REQ-7"), "REQ-7", spec.StatusKeyNotFound)
+				t.Status(s.Do(s.KeyReq(spec.OpGet, spec.TypeData, t.Key()), "CONN-1"), "CONN-1", spec.StatusKeyNotFound)
 			})
 		}
 

@@ -2,11 +2,13 @@ package conformance_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stepkit/stepkit/conformance"
 	"github.com/stepkit/stepkit/refserver"
@@ -370,6 +372,16 @@ func mutations() []*mutation {
 					resp.Set(spec.FieldStatus, 200).Set(spec.FieldToken, "x")
 				}
 				return one(resp)
+			},
+		},
+		{
+			name:      "generated DATA keys that are not UUIDs",
+			nonStrict: []string{"DATA-SAVE-4"}, selectors: []string{"DATA-SAVE-4"},
+			request: func(_ *proxyConn, req *spec.Message) *spec.Message {
+				if is(req, spec.OpSave, spec.TypeData) && !req.Has(spec.FieldKey) {
+					return req.Set(spec.FieldKey, fmt.Sprintf("key-%d", time.Now().UnixNano()))
+				}
+				return nil
 			},
 		},
 		{
