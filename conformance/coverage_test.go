@@ -89,6 +89,7 @@ func TestSelect(t *testing.T) {
 			return c.Section == "DATA-GET" || strings.Contains(strings.Join(c.Reqs, ","), "DATA-GET")
 		}},
 		{sel: []string{"REQ-3.2"}, min: 1, check: func(c *conformance.Case) bool { return c.ID == "REQ-3.2" }},
+		{sel: []string{"REQ-1"}, min: 3, check: func(c *conformance.Case) bool { return c.Reqs[0] == "REQ-1" }},
 		{filter: "level:MAY", min: 3, check: func(c *conformance.Case) bool { return strings.Contains(strings.Join(c.Labels(), " "), "level:MAY") }},
 		{filter: "sec:LOGIN && !req:LOGIN-8", min: 5, check: func(c *conformance.Case) bool { return c.Section == "LOGIN" && c.Reqs[0] != "LOGIN-8" }},
 		{filter: "level:MUST &&", err: "bad label filter"},

@@ -280,11 +280,7 @@ func (s *Suite) Report(gr types.Report) *Report {
 				cr.Broken = append(cr.Broken, f.Requirement)
 			}
 		}
-		if cr.Outcome != Pass || len(events) < 60 {
-			cr.Exchange = events
-		} else {
-			cr.Exchange = append(events[:50:50], Event{Dir: "note", Note: fmt.Sprintf("(%d more events)", len(events)-50)})
-		}
+		cr.Exchange = trimEvents(events, 40, 30)
 		rep.Cases = append(rep.Cases, cr)
 	}
 	// Ginkgo orders specs its own way; reports follow STEP.md.
@@ -381,4 +377,15 @@ func sortedSections(cs []CaseReport) []string {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return order[out[i]] < order[out[j]] })
 	return out
+}
+
+// trimEvents keeps the first head and the last tail events of a long
+// exchange: how it began, and what led to the verdict.
+func trimEvents(events []Event, head, tail int) []Event {
+	if len(events) <= head+tail+1 {
+		return events
+	}
+	out := append([]Event(nil), events[:head]...)
+	out = append(out, Event{Dir: "note", At: events[head].At, Note: fmt.Sprintf("(%d events not shown)", len(events)-head-tail)})
+	return append(out, events[len(events)-tail:]...)
 }

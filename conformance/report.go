@@ -248,7 +248,7 @@ func (r *Report) WriteText(w io.Writer, colour, verbose bool) error {
 			for _, n := range c.Notes {
 				fmt.Fprintf(&b, "    note: %s\n", n)
 			}
-			if verbose {
+			if verbose && len(c.Exchange) > 0 {
 				b.WriteString("    exchange:\n")
 				for _, e := range c.Exchange {
 					b.WriteString(indent(e.String()+"\n", "      "))
@@ -322,17 +322,18 @@ type junitSuites struct {
 	Tests    int          `xml:"tests,attr"`
 	Failures int          `xml:"failures,attr"`
 	Errors   int          `xml:"errors,attr"`
-	Time     float64      `xml:"time,attr"`
+	Time     string       `xml:"time,attr"`
 	Suites   []junitSuite `xml:"testsuite"`
 }
 
 type junitSuite struct {
-	Name       string          `xml:"name,attr"`
-	Tests      int             `xml:"tests,attr"`
-	Failures   int             `xml:"failures,attr"`
-	Errors     int             `xml:"errors,attr"`
-	Skipped    int             `xml:"skipped,attr"`
-	Time       float64         `xml:"time,attr"`
+	Name       string `xml:"name,attr"`
+	Tests      int    `xml:"tests,attr"`
+	Failures   int    `xml:"failures,attr"`
+	Errors     int    `xml:"errors,attr"`
+	Skipped    int    `xml:"skipped,attr"`
+	Time       string `xml:"time,attr"`
+	seconds    float64
 	Properties []junitProperty `xml:"properties>property,omitempty"`
 	Cases      []junitCase     `xml:"testcase"`
 }
@@ -345,24 +346,30 @@ type junitProperty struct {
 type junitCase struct {
 	Name      string        `xml:"name,attr"`
 	Classname string        `xml:"classname,attr"`
-	Time      float64       `xml:"time,attr"`
+	Time      string        `xml:"time,attr"`
 	Failure   *junitProblem `xml:"failure,omitempty"`
 	Error     *junitProblem `xml:"error,omitempty"`
-	SystemOut string        `xml:"system-out,omitempty"`
+	SystemOut *cdata        `xml:"system-out,omitempty"`
 }
 
 type junitProblem struct {
 	Message string `xml:"message,attr"`
 	Type    string `xml:"type,attr"`
-	Body    string `xml:",chardata"`
+	Body    string `xml:",cdata"`
 }
+
+type cdata struct {
+	Text string `xml:",cdata"`
+}
+
+func seconds(ms float64) string { return fmt.Sprintf("%.3f", ms/1000) }
 
 // WriteJUnit writes the report as JUnit XML: one testsuite per section. A
 // FAIL is a failure and an ERROR an error; NON-STRICT and INFORMATIONAL
 // cases pass, with their findings in system-out (and, under Strict,
 // NON-STRICT counts as a failure).
 func (r *Report) WriteJUnit(w io.Writer) error {
-	top := junitSuites{Name: "STEP conformance of " + r.Target, Time: r.DurationMS / 1000}
+	top := junitSuites{Name: "STEP conformance of " + r.Target, Time: seconds(r.DurationMS)}
 	index := map[string]int{}
 	for _, c := range r.Cases {
 		i, ok := index[c.Section]
@@ -373,7 +380,7 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 				Properties: []junitProperty{{Name: "target", Value: r.Target}}})
 		}
 		s := &top.Suites[i]
-		jc := junitCase{Name: c.Outcome.tag() + " [" + c.ID + "] " + c.Title, Classname: "STEP." + c.Section, Time: c.DurationMS / 1000}
+		jc := junitCase{Name: c.Outcome.tag() + " [" + c.ID + "] " + c.Title, Classname: "STEP." + c.Section, Time: seconds(c.DurationMS)}
 		var body strings.Builder
 		for _, f := range c.Findings {
 			body.WriteString(f.String())
@@ -381,7 +388,7 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 		for _, n := range c.Notes {
 			body.WriteString("note: " + n + "\n")
 		}
-		if c.Outcome != Pass {
+		if c.Outcome != Pass && len(c.Exchange) > 0 {
 			body.WriteString("\nexchange:\n")
 			for _, e := range c.Exchange {
 				body.WriteString(indent(e.String()+"\n", "  "))
@@ -398,11 +405,14 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 			s.Errors++
 			top.Errors++
 		default:
-			jc.SystemOut = body.String()
+			if body.Len() > 0 {
+				jc.SystemOut = &cdata{body.String()}
+			}
 		}
 		s.Tests++
 		top.Tests++
-		s.Time += c.DurationMS / 1000
+		s.seconds += c.DurationMS
+		s.Time = seconds(s.seconds)
 		s.Cases = append(s.Cases, jc)
 	}
 	if _, err := io.WriteString(w, xml.Header); err != nil {

@@ -91,11 +91,8 @@ func selector(sel string, all []*Case) (func(*Case) bool, error) {
 	if s == "" {
 		return nil, errors.New("empty selector")
 	}
-	for _, c := range all {
-		if c.ID == s {
-			return func(c *Case) bool { return c.ID == s }, nil
-		}
-	}
+	// A requirement ID picks every case citing it; a case ID (with its
+	// ".N" suffix) picks one case.
 	if _, ok := spec.Lookup(s); ok {
 		return func(c *Case) bool {
 			for _, r := range c.Reqs {
@@ -105,6 +102,11 @@ func selector(sel string, all []*Case) (func(*Case) bool, error) {
 			}
 			return false
 		}, nil
+	}
+	for _, c := range all {
+		if c.ID == s {
+			return func(c *Case) bool { return c.ID == s }, nil
+		}
 	}
 	known := false
 	for _, p := range spec.SectionPrefixes() {
