@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/stepkit/stepkit/conformance"
 	"github.com/stepkit/stepkit/refserver"
+	"github.com/stepkit/stepkit/spec"
 )
 
 // conformanceOptions are the flags of stepkit conformance.
@@ -75,7 +77,7 @@ matches the selection, 3 when the server cannot be reached at all.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.cfg.Target, "target", "", "server to check, host:port (default: start the built-in server)")
+	f.StringVar(&o.cfg.Target, "target", "", "server to check, host[:port] (port 1379 when omitted; default: start the built-in server)")
 	f.DurationVar(&o.cfg.ReadTimeout, "read-timeout", conformance.DefaultReadTimeout, "how long to wait for each response")
 	f.DurationVar(&o.cfg.CaseTimeout, "case-timeout", conformance.DefaultCaseTimeout, "how long a whole case may take")
 	f.StringVar(&o.labelFilter, "label-filter", "", "Ginkgo label filter over req:ID, sec:PREFIX, level:LEVEL")
@@ -122,6 +124,10 @@ func runConformance(ctx context.Context, cmd *cobra.Command, o conformanceOption
 			o.cfg.IdleTimeout = builtinTimeout
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "checking the built-in reference server on %s\n", addr)
+	}
+	if _, _, err := net.SplitHostPort(o.cfg.Target); err != nil && !strings.Contains(o.cfg.Target, ":") {
+		// A bare host: the course's port.
+		o.cfg.Target = net.JoinHostPort(o.cfg.Target, strconv.Itoa(spec.DefaultPort))
 	}
 	if err := o.cfg.Validate(); err != nil {
 		return usageErrorf("%v", err)

@@ -35,7 +35,7 @@ func TestConformanceUsageErrors(t *testing.T) {
 		{"conformance", "--label-filter", "level:MUST &&"},
 		{"conformance", "NO-SUCH-THING"},
 		{"conformance", "--label-filter", "sec:EARTH", "DATA"},
-		{"conformance", "--target", "no-port"},
+		{"conformance", "--target", "host:port:extra"},
 		{"conformance", "--target", "127.0.0.1:1", "--user", "u"},
 	} {
 		code, _, errOut := runCmd(t, args...)
