@@ -138,6 +138,7 @@ type CaseReport struct {
 	Outcome      Outcome          `json:"outcome"`
 	Broken       []string         `json:"broken,omitempty"` // IDs of the requirements found broken
 	DurationMS   float64          `json:"duration_ms"`
+	Sent         int              `json:"sent"` // requests (frames or raw writes) the case sent
 	Findings     []Finding        `json:"findings,omitempty"`
 	Notes        []string         `json:"notes,omitempty"`
 	Exchange     []Event          `json:"exchange,omitempty"`

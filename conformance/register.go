@@ -250,6 +250,7 @@ func (s *Suite) Report(gr types.Report) *Report {
 		if res != nil {
 			cr.Outcome, cr.Findings, cr.Notes = res.snapshot()
 			events = res.log.snapshot()
+			cr.Sent = res.log.sends()
 		} else {
 			cr.Outcome = Error
 			cr.Findings = []Finding{{Outcome: Error, Message: "the case did not start"}}

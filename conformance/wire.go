@@ -62,6 +62,7 @@ type wireLog struct {
 	mu     sync.Mutex
 	start  time.Time
 	events []Event
+	sent   int // frames and raw writes, counted past maxEvents too
 }
 
 const maxEvents = 400 // a case that sends thousands of frames keeps its first ones
@@ -70,11 +71,20 @@ func (l *wireLog) add(e Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e.At = time.Since(l.start)
+	if e.Dir == "send" {
+		l.sent++
+	}
 	if len(l.events) < maxEvents {
 		l.events = append(l.events, e)
 	} else if len(l.events) == maxEvents {
 		l.events = append(l.events, Event{Dir: "note", At: e.At, Note: "(further events not recorded)"})
 	}
+}
+
+func (l *wireLog) sends() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sent
 }
 
 func (l *wireLog) snapshot() []Event {
