@@ -466,3 +466,29 @@ func TestSyncBlocks(t *testing.T) {
 		t.Fatalf("md5 %s", s)
 	}
 }
+
+// Uploads left by an earlier server are judged by the age of their files.
+func TestAbandonedUploadsOfAnEarlierServer(t *testing.T) {
+	root := t.TempDir()
+	addr, srv, _ := serveOn(t, refserver.Config{Root: root, BlockSize: 10})
+	c := dial(t, addr)
+	c.login("old")
+	wantStatus(t, c.do(c.authed(spec.OpSave, spec.TypeFile, "key", "k", "size", 30)), 200)
+	uploadBlocks(t, c, "k", pattern(30, 1), 10, 0)
+	srv.Close()
+	os.MkdirAll(filepath.Join(root, "tmp", "old", "debris"), 0o755) // a folder without a plan
+
+	var now atomicTime
+	now.Store(time.Now())
+	_, srv2, _ := serveOn(t, refserver.Config{Root: root, UploadMaxAge: time.Hour, Now: now.Load})
+	if n := srv2.SweepUploads(); n != 0 {
+		t.Fatalf("swept %d young uploads", n)
+	}
+	now.Store(now.Load().Add(2 * time.Hour))
+	if n := srv2.SweepUploads(); n != 2 {
+		t.Fatalf("swept %d, want the upload and the debris", n)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, "tmp", "old")); len(ents) != 0 {
+		t.Fatalf("left in tmp/old: %v", ents)
+	}
+}

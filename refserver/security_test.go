@@ -317,3 +317,23 @@ func TestHashPassword(t *testing.T) {
 		t.Fatal("the password does not match its hash")
 	}
 }
+
+// htpasswd -B writes $2y$ hashes: they are accepted like $2a$ ones.
+func TestAccountsAcceptHtpasswdHashes(t *testing.T) {
+	h, err := cheapHash("pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.Replace(h, "$2a$", "$2y$", 1)
+	if !strings.HasPrefix(y, "$2y$") {
+		t.Fatalf("hash %q", y)
+	}
+	acc, err := refserver.NewAccounts(map[string]string{"htuser": y}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := refserver.StartTest(t, refserver.Config{Accounts: acc})
+	c := dial(t, addr)
+	wantStatus(t, c.do(req(spec.OpLogin, spec.TypeAuth, "username", "htuser", "password", "pw")), 200)
+	wantStatus(t, c.do(req(spec.OpLogin, spec.TypeAuth, "username", "htuser", "password", "pW")), 401)
+}

@@ -644,17 +644,44 @@ func (s *store) sweep(cutoff time.Time) []sweepResult {
 				continue
 			}
 			unlock := s.lock(user, key)
-			u, err := s.uploadLocked(user, key)
-			if err == nil && u.active.Load() < cutoff.UnixNano() {
-				if s.dropUpload(user, key, u) == nil {
-					out = append(out, sweepResult{user, key, u.plan.Size})
-				}
-			} else if errors.Is(err, errNotFound) {
-				// A folder without a usable plan is debris.
-				s.root.RemoveAll(filepath.Join(dirTmp, user, key))
+			if r, ok := s.sweepOne(user, key, cutoff); ok {
+				out = append(out, r)
 			}
 			unlock()
 		}
 	}
 	return out
+}
+
+// sweepOne removes user's upload of key if it is older than cutoff. An
+// upload not in memory is judged by the time its progress file last
+// changed, so that sweeping opens nothing. The caller holds the key's lock.
+func (s *store) sweepOne(user, key string, cutoff time.Time) (sweepResult, bool) {
+	dir := p(dirTmp, user, key)
+	if v, ok := s.uploads.Load(ukey(user, key)); ok {
+		u := v.(*upload)
+		if u.active.Load() >= cutoff.UnixNano() || s.dropUpload(user, key, u) != nil {
+			return sweepResult{}, false
+		}
+		return sweepResult{user, key, u.plan.Size}, true
+	}
+	var plan uploadPlan
+	b, err := s.root.ReadFile(filepath.Join(dir, upPlan))
+	if err == nil && json.Unmarshal(b, &plan) == nil {
+		fi, err := s.root.Stat(filepath.Join(dir, upReceived))
+		if err != nil {
+			fi, err = s.root.Stat(filepath.Join(dir, upPlan))
+		}
+		if err != nil || !fi.ModTime().Before(cutoff) {
+			return sweepResult{}, false
+		}
+	} else if fi, err := s.root.Stat(dir); err != nil || !fi.ModTime().Before(cutoff) {
+		// A folder without a usable plan is debris once it is old: a
+		// plan may be on its way.
+		return sweepResult{}, false
+	}
+	if err := s.root.RemoveAll(dir); err != nil {
+		return sweepResult{}, false
+	}
+	return sweepResult{user, key, plan.Size}, true
 }
