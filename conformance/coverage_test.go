@@ -175,6 +175,9 @@ func TestReportFormats(t *testing.T) {
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
 		t.Fatal(err)
 	}
+	if back.Settings.ReadTimeoutMS != 750 || back.Settings.Accounts {
+		t.Errorf("settings %+v", back.Settings)
+	}
 	if back.Schema != conformance.ReportSchema || len(back.Cases) != len(rep.Cases) || back.Counts[conformance.Fail] != rep.Counts[conformance.Fail] {
 		t.Errorf("JSON report does not round-trip: %+v", back.Counts)
 	}
@@ -245,6 +248,18 @@ func TestRunTwice(t *testing.T) {
 		if !rep.Conformant || len(rep.Cases) != 3 {
 			t.Fatalf("run %d: %v, %d cases", i, rep.Counts, len(rep.Cases))
 		}
+	}
+	calls, last := 0, 0
+	rep, err := conformance.Run(t.Context(), conformance.Options{Config: conformance.Config{Target: addr}, Selectors: []string{"DATA-DELETE"},
+		Progress: func(c *conformance.Case, o conformance.Outcome, done, total int) {
+			calls++
+			if o != conformance.Pass || total != 3 || done != calls {
+				t.Errorf("progress %s %s %d/%d", c.ID, o, done, total)
+			}
+			last = done
+		}})
+	if err != nil || calls != 3 || last != 3 || len(rep.Cases) != 3 {
+		t.Fatalf("progress: %d calls, last %d, err %v", calls, last, err)
 	}
 	if _, err := conformance.Run(t.Context(), conformance.Options{Config: conformance.Config{Target: addr}, LabelFilter: "level:MUST &&"}); err == nil {
 		t.Fatal("a bad label filter was accepted")

@@ -160,6 +160,8 @@ type Suite struct {
 	defined  []*Case
 	pre      preflight
 	runCtx   context.Context
+	progress func(c *Case, o Outcome, done, total int)
+	done     int
 }
 
 // Register defines the cases with Ginkgo's global suite for cfg; call it at
@@ -208,6 +210,10 @@ func (s *Suite) define(c *Case) {
 			cancel()
 		}
 		o, fs, _ := res.snapshot()
+		s.done++
+		if s.progress != nil {
+			s.progress(c, o, s.done, len(s.defined))
+		}
 		if o == Fail || o == Error {
 			var b strings.Builder
 			for _, f := range fs {
@@ -227,6 +233,12 @@ func (s *Suite) Report(gr types.Report) *Report {
 		Target:    s.cfg.Target,
 		Started:   gr.StartTime,
 		Preflight: s.pre.summary(),
+		Settings: Settings{
+			ReadTimeoutMS: s.cfg.ReadTimeout.Milliseconds(), CaseTimeoutMS: s.cfg.CaseTimeout.Milliseconds(),
+			Accounts: !s.cfg.courseLogin(), User: s.cfg.User, User2: s.cfg.User2,
+			TokenTTLMS: s.cfg.TokenTTL.Milliseconds(), IdleTimeoutMS: s.cfg.IdleTimeout.Milliseconds(),
+			MaxConns: s.cfg.MaxConns, Quota: s.cfg.Quota, MaxFileSize: s.cfg.MaxFileSize,
+		},
 	}
 	rep.DurationMS = ms(gr.RunTime)
 	for _, sr := range gr.SpecReports {

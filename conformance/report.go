@@ -23,6 +23,7 @@ type Report struct {
 	DurationMS float64         `json:"duration_ms"`
 	Strict     bool            `json:"strict"`
 	Preflight  string          `json:"preflight,omitempty"`
+	Settings   Settings        `json:"settings"`
 	Counts     map[Outcome]int `json:"counts"`
 	Sections   []SectionCount  `json:"sections"`
 	// Requirements is the verdict per requirement the run's cases cite.
@@ -102,6 +103,21 @@ func (r *Report) verdicts() {
 		}
 		r.Requirements = append(r.Requirements, a.v)
 	}
+}
+
+// Settings records how the run was configured, so a report can be read
+// (and a grade defended) without the command line that made it.
+type Settings struct {
+	ReadTimeoutMS int64  `json:"read_timeout_ms"`
+	CaseTimeoutMS int64  `json:"case_timeout_ms"`
+	Accounts      bool   `json:"accounts"` // real accounts given (else random users under the course rule)
+	User          string `json:"user,omitempty"`
+	User2         string `json:"user2,omitempty"`
+	TokenTTLMS    int64  `json:"token_ttl_ms,omitempty"`
+	IdleTimeoutMS int64  `json:"idle_timeout_ms,omitempty"`
+	MaxConns      int    `json:"max_conns,omitempty"`
+	Quota         int64  `json:"quota,omitempty"`
+	MaxFileSize   int64  `json:"max_file_size,omitempty"`
 }
 
 // SectionCount is the tally of one section.

@@ -34,6 +34,9 @@ type Options struct {
 	GinkgoOutput io.Writer
 	// Verbose asks Ginkgo for verbose output (with GinkgoOutput).
 	Verbose bool
+	// Progress, if set, is called after each case with its outcome and
+	// how many of the selected cases are done.
+	Progress func(c *Case, o Outcome, done, total int)
 }
 
 // ErrNoCases is returned when the filters match no case.
@@ -192,6 +195,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	defer func() { formatter.ColorableStdOut = prevOut }()
 
 	s.runCtx = ctx
+	s.progress = opts.Progress
 
 	gt := &ginkgoT{}
 	ginkgo.RunSpecs(gt, "STEP conformance", suiteCfg, repCfg)

@@ -133,7 +133,17 @@ func runConformance(ctx context.Context, cmd *cobra.Command, o conformanceOption
 		return usageErrorf("%v", err)
 	}
 
-	rep, err := conformance.Run(ctx, conformance.Options{Config: o.cfg, Selectors: selectors, LabelFilter: o.labelFilter, Strict: o.strict})
+	opts := conformance.Options{Config: o.cfg, Selectors: selectors, LabelFilter: o.labelFilter, Strict: o.strict}
+	if errOut := cmd.ErrOrStderr(); isTerminal(errOut) {
+		// A progress line, so that a run against a slow server shows life.
+		opts.Progress = func(c *conformance.Case, oc conformance.Outcome, done, total int) {
+			fmt.Fprintf(errOut, "\r\x1b[K[%d/%d] %s %s", done, total, c.ID, oc)
+			if done == total {
+				fmt.Fprint(errOut, "\r\x1b[K")
+			}
+		}
+	}
+	rep, err := conformance.Run(ctx, opts)
 	if err != nil {
 		return err
 	}
