@@ -1,0 +1,235 @@
+package conformance
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/stepkit/stepkit/spec"
+)
+
+// STEP.md section 11: connections.
+func connCases(r *registrar) {
+	r.Describe("11. Connections", func() {
+		r.Case(reqs("CONN-1"), "one connection serves fifty requests in a row", func(t *T) {
+			s := t.Login()
+			key := t.Key()
+			s.SaveData(key, "n", 0)
+			for i := 0; i < 48; i++ {
+				g := s.Do(s.KeyReq(spec.OpGet, spec.TypeData, key), "CONN-1")
+				t.Status(g, "CONN-1", spec.StatusOK)
+			}
+		})
+
+		r.Case(reqs("CONN-2"), "pipelined DATA requests are each answered, in order", func(t *T) {
+			s := t.Login()
+			const n = 8
+			var sent []*spec.Message
+			var keys []string
+			for i := 0; i < n; i++ {
+				key := fmt.Sprintf("%s-%d", t.Key(), i)
+				keys = append(keys, key)
+				m := s.KeyReq(spec.OpSave, spec.TypeData, key).Set("i", i)
+				t.Send(s.Conn, m)
+				sent = append(sent, m)
+				if i%2 == 1 {
+					// A GET of an unknown key between the saves: a 404 in
+					// the middle shows the order.
+					g := s.KeyReq(spec.OpGet, spec.TypeData, key+"-none")
+					t.Send(s.Conn, g)
+					sent = append(sent, g)
+				}
+			}
+			for _, k := range keys {
+				t.deleteLater(s, spec.TypeData, k)
+			}
+			for _, m := range sent {
+				rep := t.Read(s.Conn, m, "CONN-2")
+				want := spec.StatusOK
+				if m.Operation() == spec.OpGet {
+					want = spec.StatusKeyNotFound
+				}
+				t.Status(rep, "CONN-2", want)
+				k, _ := m.Key()
+				if want == spec.StatusOK {
+					t.Field(rep, "CONN-2", spec.FieldKey, k)
+				}
+			}
+			for i, k := range keys {
+				g := s.Do(s.KeyReq(spec.OpGet, spec.TypeData, k), "CONN-2")
+				t.Field(g, "CONN-2", "i", i)
+			}
+		})
+
+		r.Case(reqs("CONN-2"), "pipelined UPLOAD blocks are each answered in order and the file completes", func(t *T) {
+			s := t.Login()
+			key := t.Key()
+			p, data := threeBlocks(t, s, key)
+			var sent []*spec.Message
+			for i := int64(0); i < p.TotalBlock; i++ {
+				m := s.KeyReq(spec.OpUpload, spec.TypeFile, key).Set(spec.FieldBlockIndex, i)
+				m.Binary = p.Block(data, i)
+				t.Send(s.Conn, m)
+				sent = append(sent, m)
+			}
+			var last *Reply
+			for i, m := range sent {
+				last = t.Read(s.Conn, m, "CONN-2")
+				t.Status(last, "CONN-2", spec.StatusOK)
+				t.Field(last, "CONN-2", spec.FieldBlockIndex, i)
+			}
+			t.CompletedMD5(last, md5hex(data))
+		})
+
+		r.Case(reqs("CONN-3"), "two connections held open at once are both served, alternately", func(t *T) {
+			a := t.Login()
+			b := a.Again()
+			key := t.Key()
+			a.SaveData(key, "v", "a")
+			for i := 0; i < 3; i++ {
+				t.Status(b.Do(b.KeyReq(spec.OpGet, spec.TypeData, key), "CONN-3"), "CONN-3", spec.StatusOK)
+				t.Status(a.Do(a.KeyReq(spec.OpGet, spec.TypeData, key), "CONN-3"), "CONN-3", spec.StatusOK)
+			}
+		})
+
+		r.Case(reqs("CONN-4"), "eight clients uploading different keys at once all complete with the right MD5", func(t *T) {
+			const clients = 8
+			sessions := make([]*Session, clients)
+			for i := range sessions {
+				sessions[i] = t.LoginAs(randomOr(t))
+			}
+			probe := sessions[0].PlanUpload(t.Key(), 1)
+			type job struct {
+				s    *Session
+				p    Plan
+				data []byte
+				err  error
+				got  string
+			}
+			jobs := make([]*job, clients)
+			for i, s := range sessions {
+				data := randomBytes(int(2*probe.BlockSize) + 17*i + 1)
+				jobs[i] = &job{s: s, data: data, p: s.PlanUpload(t.Key(), int64(len(data)))}
+			}
+			var wg sync.WaitGroup
+			for _, j := range jobs {
+				wg.Add(1)
+				go func(j *job) {
+					defer wg.Done()
+					j.got, j.err = rawUpload(j.s.Conn, j.s.Token, j.p, j.data)
+				}(j)
+			}
+			wg.Wait()
+			for i, j := range jobs {
+				rep := &Reply{Conn: j.s.Conn, Evidence: fmt.Sprintf("client %d: md5 %q, error %v", i+1, j.got, j.err)}
+				t.Check(rep, "CONN-4", j.err == nil && equalFoldHex(j.got, md5hex(j.data)),
+					fmt.Sprintf("client %d's upload did not complete with md5 %s", i+1, md5hex(j.data)), "every upload complete with its md5")
+			}
+			for _, j := range jobs {
+				j.s.VerifyStored(j.p.Key, j.data, "CONN-4")
+			}
+		})
+
+		r.Case(reqs("CONN-5"), "two connections uploading the same key at once leave it whole", func(t *T) {
+			a := t.Login()
+			b := a.Again()
+			key := t.Key()
+			p, data := threeBlocks(t, a, key)
+			var wg sync.WaitGroup
+			errs := make([]error, 2)
+			for i, s := range []*Session{a, b} {
+				wg.Add(1)
+				go func(i int, s *Session) {
+					defer wg.Done()
+					_, errs[i] = rawUploadLenient(s.Conn, s.Token, p, data)
+				}(i, s)
+			}
+			wg.Wait()
+			rep := &Reply{Evidence: fmt.Sprintf("errors: %v", errs)}
+			t.Check(rep, "CONN-5", errs[0] == nil && errs[1] == nil, "an uploading connection failed", "both connections answered")
+			c := t.LoginAs(a.Creds)
+			c.VerifyStored(key, data, "CONN-5")
+		})
+
+		for _, typ := range []spec.Type{spec.TypeAuth, spec.TypeData, spec.TypeFile} {
+			typ := typ
+			r.Case(reqs("BYE-2", "CONN-1"), fmt.Sprintf("BYE of type %s is answered 200 and then the connection is closed", typ), func(t *T) {
+				byeCase(t, typ)
+			})
+		}
+	})
+}
+
+// byeCase sends BYE of type typ and expects status 200, then a close.
+func byeCase(t *T, typ spec.Type) {
+	s := t.Login()
+	rep := t.Try(s.Conn, s.Req(spec.OpBye, typ))
+	if rep.Err != nil {
+		t.Check(rep, "BYE-2", false, "no answer to BYE: "+rep.Err.Error(), "status 200, then the connection closed")
+		return
+	}
+	if !t.Status(rep, "BYE-2", spec.StatusOK) {
+		return
+	}
+	closed, err := s.Conn.expectClose(t.Config().ReadTimeout)
+	t.Check(&Reply{Conn: s.Conn, Evidence: errOr(err, "no close")}, "BYE-2", closed, "the connection stayed open after BYE", "the server closes the connection")
+}
+
+// randomOr returns a fresh course user, or the configured user when the
+// run has real accounts.
+func randomOr(t *T) Creds {
+	if t.User().Course {
+		return randomUser()
+	}
+	return t.User()
+}
+
+// rawUpload sends every block of data under p on c, reading each answer,
+// and returns the md5 the last one reports. It runs outside the case's
+// goroutine, so it reports errors instead of recording findings.
+func rawUpload(c *Conn, token string, p Plan, data []byte) (string, error) {
+	var md string
+	for i := int64(0); i < p.TotalBlock; i++ {
+		m := spec.NewRequest(spec.OpUpload, spec.TypeFile)
+		m.Set(spec.FieldToken, token).Set(spec.FieldKey, p.Key).Set(spec.FieldBlockIndex, i)
+		m.Binary = p.Block(data, i)
+		if err := c.WriteMessage(m); err != nil {
+			return "", err
+		}
+		resp, err := c.ReadMessage()
+		if err != nil {
+			return "", fmt.Errorf("block %d: %w", i, err)
+		}
+		if st, _ := resp.Status(); st != spec.StatusOK {
+			return "", fmt.Errorf("block %d: status %d", i, st)
+		}
+		if v, err := resp.MD5(); err == nil {
+			md = v
+		}
+	}
+	if md == "" {
+		return "", errors.New("no md5 in any response")
+	}
+	return md, nil
+}
+
+// rawUploadLenient is rawUpload for racing uploads: a block refused
+// because the other connection completed the file first is fine.
+func rawUploadLenient(c *Conn, token string, p Plan, data []byte) (string, error) {
+	for i := int64(0); i < p.TotalBlock; i++ {
+		m := spec.NewRequest(spec.OpUpload, spec.TypeFile)
+		m.Set(spec.FieldToken, token).Set(spec.FieldKey, p.Key).Set(spec.FieldBlockIndex, i)
+		m.Binary = p.Block(data, i)
+		if err := c.WriteMessage(m); err != nil {
+			return "", err
+		}
+		resp, err := c.ReadMessage()
+		if err != nil {
+			return "", fmt.Errorf("block %d: %w", i, err)
+		}
+		if st, ok := resp.Status(); !ok || (st != spec.StatusOK && !st.IsClientError()) {
+			return "", fmt.Errorf("block %d: status %d", i, st)
+		}
+	}
+	return "", nil
+}

@@ -1,0 +1,112 @@
+package conformance
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/stepkit/stepkit/spec"
+)
+
+// STEP.md appendix B: optional extensions. A server without them is still
+// conformant, so these cases pass or are INFORMATIONAL, never FAIL, unless
+// the run says the server has the extension.
+func extensionCases(r *registrar) {
+	r.Describe("B. Extensions", func() {
+		r.Case(reqs("EXT-1"), "a quota, when the server has one, is answered 413", func(t *T) {
+			q := t.Config().Quota
+			if q <= 0 {
+				t.NotApplicable("EXT-1", "no quota given for this run (--quota)")
+			}
+			s := t.Login()
+			key := t.Key()
+			m := s.KeyReq(spec.OpSave, spec.TypeFile, key).Set(spec.FieldSize, q+1)
+			rep := s.Do(m, "EXT-1")
+			t.deleteLater(s, spec.TypeFile, key)
+			t.Status(rep, "EXT-1", spec.StatusTooLarge)
+		})
+
+		r.Case(reqs("EXT-2"), "a burst of requests is either served or answered 429, never dropped", func(t *T) {
+			s := t.Login()
+			limited := 0
+			for i := 0; i < 100; i++ {
+				m := s.KeyReq(spec.OpGet, spec.TypeData, t.Key())
+				t.Send(s.Conn, m)
+			}
+			for i := 0; i < 100; i++ {
+				rep := t.Read(s.Conn, nil, "EXT-2")
+				st := rep.Status()
+				if st == spec.StatusTooManyRequests {
+					limited++
+					continue
+				}
+				t.Check(rep, "EXT-2", st == spec.StatusKeyNotFound, fmt.Sprintf("status %s", statusText(st)), "404 (or 429 when rate limited)")
+			}
+			if limited == 0 {
+				t.Info(nil, "EXT-2", "no rate limit seen in a burst of 100 requests")
+			} else {
+				t.Note("%d of 100 requests were rate limited with 429", limited)
+			}
+		})
+
+		r.Case(reqs("EXT-3"), "one connection past the limit gets an ERROR/503 frame and is closed", func(t *T) {
+			max := t.Config().MaxConns
+			if max <= 0 {
+				t.NotApplicable("EXT-3", "the server's connection limit is not known for this run (--max-conns)")
+			}
+			var held []*Session
+			for i := 0; i < max; i++ {
+				held = append(held, t.LoginAs(randomOr(t)))
+			}
+			// The next case must find the server below its limit again.
+			t.Defer(func() {
+				for _, s := range held {
+					s.Conn.Close()
+				}
+				t.waitBelowLimit()
+			})
+			c := t.Dial()
+			resp, err := c.ReadMessage()
+			rep := &Reply{Conn: c, Resp: resp, Err: err}
+			if err != nil {
+				t.Check(rep, "EXT-3", false, "no frame on the connection past the limit: "+err.Error(), "ERROR/503")
+				return
+			}
+			t.Status(rep, "EXT-3", spec.StatusServiceBusy)
+			closed, _ := c.expectClose(t.Config().ReadTimeout)
+			t.Check(rep, "EXT-3", closed, "the connection past the limit stayed open", "closed after the 503")
+		})
+
+		r.Case(reqs("EXT-4"), "with real accounts, the course login rule does not open an account", func(t *T) {
+			if t.User().Course {
+				t.NotApplicable("EXT-4", "the run uses the course login rule (no --user)")
+			}
+			c := t.Dial()
+			u := randomUser()
+			rep := t.DoOn(c, loginReq(spec.FieldUsername, u.User, spec.FieldPassword, u.Password), "EXT-4")
+			t.Check(rep, "EXT-4", rep.Status() == spec.StatusPasswordError, fmt.Sprintf("a made-up user logged in with MD5(username): status %s", statusText(rep.Status())), "status 401")
+		})
+	})
+}
+
+// waitBelowLimit waits, for up to the read timeout, until a new connection
+// is served with something other than 503: a server notices closed
+// connections a moment after the client closes them.
+func (t *T) waitBelowLimit() {
+	deadline := time.Now().Add(t.cfg.ReadTimeout)
+	for time.Now().Before(deadline) {
+		c, err := dialConn(t.ctx, t.cfg.Target, 0, t.cfg.ReadTimeout, &wireLog{start: time.Now()})
+		if err != nil {
+			return
+		}
+		u := randomOr(t)
+		_ = c.WriteMessage(loginReq(spec.FieldUsername, u.User, spec.FieldPassword, u.Password))
+		m, err := c.ReadMessage()
+		c.Close()
+		if err == nil {
+			if st, _ := m.Status(); st != spec.StatusServiceBusy {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

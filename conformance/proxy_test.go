@@ -1,0 +1,277 @@
+package conformance_test
+
+import (
+	"bufio"
+	"encoding/binary"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/stepkit/stepkit/spec"
+)
+
+// mutatingProxy sits between the suite and a real server and alters one
+// thing in the conversation, to check that the suite notices.
+type mutatingProxy struct {
+	upstream string
+	mut      *mutation
+	l        net.Listener
+	// serial serves one client connection at a time, as some course
+	// servers do.
+	serial bool
+
+	mu     sync.Mutex
+	tokens []string // tokens issued by LOGIN responses, in order
+	wg     sync.WaitGroup
+}
+
+// mutation alters requests on their way to the server and responses on
+// their way back. Either hook may be nil.
+type mutation struct {
+	name string
+	// fail lists the requirements the suite must report as FAIL; nonStrict
+	// those it must report as NON-STRICT (and not FAIL); info those it must
+	// report as INFORMATIONAL.
+	fail, nonStrict, info []string
+	// selectors restrict the run to the cases that matter.
+	selectors []string
+	// request may rewrite a request (nil: forward the bytes unchanged).
+	request func(p *proxyConn, req *spec.Message) *spec.Message
+	// response returns the frames to send back for req's response; nil
+	// drops it.
+	response func(p *proxyConn, req, resp *spec.Message) []*spec.Message
+	// encode, if set, writes a response frame instead of spec.AppendFrame.
+	encode func(w io.Writer, m *spec.Message) error
+}
+
+// proxyConn is the state of one proxied connection.
+type proxyConn struct {
+	px      *mutatingProxy
+	token   string // the token this connection's LOGIN got
+	pending chan *spec.Message
+	// held is a response a mutation keeps back; closeAfter asks to close
+	// the client connection once the current frames are written.
+	held       *spec.Message
+	closeAfter bool
+}
+
+func startProxy(t *testing.T, upstream string, m *mutation) string {
+	t.Helper()
+	return startProxyMode(t, upstream, m, false)
+}
+
+func startProxyMode(t *testing.T, upstream string, m *mutation, serial bool) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := &mutatingProxy{upstream: upstream, mut: m, l: l, serial: serial}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		px.serve()
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		px.wg.Wait()
+	})
+	return l.Addr().String()
+}
+
+func (px *mutatingProxy) serve() {
+	for {
+		c, err := px.l.Accept()
+		if err != nil {
+			return
+		}
+		if px.serial {
+			px.handle(c)
+			continue
+		}
+		px.wg.Add(1)
+		go func() {
+			defer px.wg.Done()
+			px.handle(c)
+		}()
+	}
+}
+
+func (px *mutatingProxy) issued(tok string) {
+	px.mu.Lock()
+	px.tokens = append(px.tokens, tok)
+	px.mu.Unlock()
+}
+
+// knownToken reports whether tok was issued through the proxy.
+func (px *mutatingProxy) knownToken(tok string) bool {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	for _, t := range px.tokens {
+		if t == tok {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenBefore returns the token issued just before tok.
+func (px *mutatingProxy) tokenBefore(tok string) string {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	for i, t := range px.tokens {
+		if t == tok && i > 0 {
+			return px.tokens[i-1]
+		}
+	}
+	return ""
+}
+
+func (px *mutatingProxy) lastToken() string {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	if len(px.tokens) == 0 {
+		return ""
+	}
+	return px.tokens[len(px.tokens)-1]
+}
+
+func (px *mutatingProxy) handle(client net.Conn) {
+	defer client.Close()
+	server, err := net.DialTimeout("tcp", px.upstream, 2*time.Second)
+	if err != nil {
+		return
+	}
+	defer server.Close()
+	pc := &proxyConn{px: px, pending: make(chan *spec.Message, 1024)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pc.responses(server, client)
+		client.Close()
+	}()
+	pc.requests(client, server)
+	if tc, ok := server.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	<-done
+}
+
+// requests forwards client frames to the server. Frames it cannot parse are
+// forwarded as they are; a header past the limits switches to a plain copy.
+func (pc *proxyConn) requests(client, server net.Conn) {
+	br := bufio.NewReader(client)
+	for {
+		hdr := make([]byte, spec.HeaderLen)
+		if _, err := io.ReadFull(br, hdr); err != nil {
+			return
+		}
+		jl, bl := binary.BigEndian.Uint32(hdr[:4]), binary.BigEndian.Uint32(hdr[4:])
+		if jl > 1<<20 || bl > 1<<20 {
+			pc.pending <- spec.NewMessage()
+			server.Write(hdr)
+			io.Copy(server, br)
+			return
+		}
+		body := make([]byte, int(jl)+int(bl))
+		n, err := io.ReadFull(br, body)
+		frame := append(hdr, body[:n]...)
+		if err != nil {
+			server.Write(frame)
+			return
+		}
+		m, perr := spec.ParseMessage(body[:jl])
+		if perr != nil {
+			pc.pending <- spec.NewMessage() // unparseable: an empty request
+			server.Write(frame)
+			continue
+		}
+		m.Binary = body[jl:]
+		if pc.px.mut.request != nil {
+			if nm := pc.px.mut.request(pc, m); nm != nil {
+				m = nm
+				frame, _ = spec.EncodeFrame(m)
+			}
+		}
+		pc.pending <- m
+		if _, err := server.Write(frame); err != nil {
+			return
+		}
+	}
+}
+
+// responses forwards server frames to the client through the mutation.
+func (pc *proxyConn) responses(server, client net.Conn) {
+	r := spec.NewReader(server, spec.Limits{MaxBinary: 1 << 20})
+	for {
+		resp, err := r.ReadMessage()
+		if err != nil {
+			return
+		}
+		resp = resp.Clone()
+		var req *spec.Message
+		select {
+		case req = <-pc.pending:
+		default:
+		}
+		if req != nil && req.Operation() == spec.OpLogin {
+			if tok, err := resp.Token(); err == nil {
+				pc.token = tok
+				pc.px.issued(tok)
+			}
+		}
+		out := []*spec.Message{resp}
+		if pc.px.mut.response != nil && req != nil {
+			out = pc.px.mut.response(pc, req, resp)
+		}
+		for _, m := range out {
+			if err := pc.write(client, m); err != nil {
+				return
+			}
+		}
+		if pc.closeAfter {
+			return
+		}
+	}
+}
+
+func (pc *proxyConn) write(w io.Writer, m *spec.Message) error {
+	if pc.px.mut.encode != nil {
+		return pc.px.mut.encode(w, m)
+	}
+	b, err := spec.EncodeFrame(m)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// charCountEncode writes the frame with the reference's bug: the JSON
+// length counts characters.
+func charCountEncode(w io.Writer, m *spec.Message) error {
+	js := m.AppendJSON(nil)
+	b := spec.Header(uint32(utf8.RuneCount(js)), uint32(len(m.Binary)))
+	b = append(b, js...)
+	b = append(b, m.Binary...)
+	_, err := w.Write(b)
+	return err
+}
+
+// splitEncode writes the header and the rest in two writes, a moment apart.
+func splitEncode(w io.Writer, m *spec.Message) error {
+	b, err := spec.EncodeFrame(m)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b[:spec.HeaderLen]); err != nil {
+		return err
+	}
+	time.Sleep(5 * time.Millisecond)
+	_, err = w.Write(b[spec.HeaderLen:])
+	return err
+}

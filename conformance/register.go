@@ -1,0 +1,404 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/types"
+
+	"github.com/stepkit/stepkit/spec"
+)
+
+// Case is one conformance case: what it checks and the requirements it
+// cites. The first requirement is the one the case is about; its section
+// prefix files the case.
+type Case struct {
+	ID      string   // the first requirement's ID, with ".N" for the N-th case citing it first
+	Reqs    []string // requirement IDs the case cites
+	Title   string   // one line: what the case does
+	Section string   // e.g. "FILE-UPLOAD"
+	body    func(*T)
+	// waits is how long the case waits on purpose (a token's lifetime, an
+	// idle timeout); it is added to the whole-case timeout.
+	waits func(Config) time.Duration
+}
+
+// Labels are the case's Ginkgo labels: req:ID for each requirement,
+// sec:PREFIX for each section and level:LEVEL for each level cited.
+func (c *Case) Labels() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(l string) {
+		if !seen[l] {
+			seen[l] = true
+			out = append(out, l)
+		}
+	}
+	for _, id := range c.Reqs {
+		add("req:" + id)
+	}
+	for _, id := range c.Reqs {
+		r, _ := spec.Lookup(id)
+		add("sec:" + r.SectionPrefix())
+	}
+	for _, id := range c.Reqs {
+		r, _ := spec.Lookup(id)
+		add("level:" + string(r.Level))
+	}
+	return out
+}
+
+// Level is the level of the case's first requirement.
+func (c *Case) Level() spec.Level {
+	r, _ := spec.Lookup(c.Reqs[0])
+	return r.Level
+}
+
+// Text is the Ginkgo spec text: the case ID in brackets, then the title.
+func (c *Case) Text() string { return "[" + c.ID + "] " + c.Title }
+
+// Requirement texts for reports.
+func (c *Case) requirementRefs() []RequirementRef {
+	out := make([]RequirementRef, 0, len(c.Reqs))
+	for _, id := range c.Reqs {
+		r, _ := spec.Lookup(id)
+		out = append(out, RequirementRef{ID: r.ID, Level: string(r.Level), Text: r.Text})
+	}
+	return out
+}
+
+// registrar is handed to each section's registration function. In Ginkgo
+// mode it defines containers and specs; in collect mode it only lists.
+type registrar struct {
+	ginkgo bool
+	suite  *Suite
+	cases  []*Case
+	count  map[string]int
+}
+
+// Describe groups cases under a container.
+func (r *registrar) Describe(text string, body func()) {
+	if r.ginkgo {
+		ginkgo.Describe(text, body)
+		return
+	}
+	body()
+}
+
+// Case defines a case citing reqs (the first is its subject).
+func (r *registrar) Case(reqs []string, title string, body func(*T)) {
+	r.SlowCase(reqs, title, nil, body)
+}
+
+// SlowCase defines a case that waits on purpose for as long as waits says
+// under the run's configuration.
+func (r *registrar) SlowCase(reqs []string, title string, waits func(Config) time.Duration, body func(*T)) {
+	for _, id := range reqs {
+		if _, ok := spec.Lookup(id); !ok {
+			panic(fmt.Sprintf("conformance: case %q cites unknown requirement %s", title, id))
+		}
+	}
+	first, _ := spec.Lookup(reqs[0])
+	r.count[first.ID]++
+	id := first.ID
+	if n := r.count[first.ID]; n > 1 {
+		id = fmt.Sprintf("%s.%d", first.ID, n)
+	}
+	c := &Case{ID: id, Reqs: reqs, Title: title, Section: first.SectionPrefix(), body: body, waits: waits}
+	r.cases = append(r.cases, c)
+	if r.ginkgo && r.suite.selected(c) {
+		r.suite.define(c)
+	}
+}
+
+// reqs is shorthand for a requirement list.
+func reqs(ids ...string) []string { return ids }
+
+// sections are the registration functions, one per spec section, in
+// STEP.md order.
+var sections = []func(*registrar){
+	frameCases,
+	messageCases,
+	requestCases,
+	earthCases,
+	loginCases,
+	tokenCases,
+	dataCases,
+	fileSaveCases,
+	fileUploadCases,
+	fileGetCases,
+	fileDownloadCases,
+	fileDeleteCases,
+	keyCases,
+	connCases,
+	robustCases,
+	extensionCases,
+}
+
+// Cases lists every case of the suite, in order, without Ginkgo.
+func Cases() []*Case {
+	r := &registrar{count: map[string]int{}}
+	for _, f := range sections {
+		f(r)
+	}
+	return r.cases
+}
+
+// Suite is one registration of the cases with Ginkgo, with the results
+// they produce.
+type Suite struct {
+	cfg      Config
+	selectFn func(*Case) bool
+	mu       sync.Mutex
+	results  map[string]*result
+	cases    map[string]*Case
+	defined  []*Case
+	pre      preflight
+	runCtx   context.Context
+	progress func(c *Case, o Outcome, done, total int)
+	done     int
+}
+
+// Register defines the cases with Ginkgo's global suite for cfg; call it at
+// the top level (before RunSpecs), after ginkgo's extensions/globals.Reset
+// when the process runs the suite more than once. sel, when not nil, picks
+// the cases to define.
+func Register(cfg Config, sel func(*Case) bool) *Suite {
+	s := &Suite{cfg: cfg.withDefaults(), selectFn: sel, results: map[string]*result{}, cases: map[string]*Case{}, runCtx: context.Background()}
+	r := &registrar{ginkgo: true, suite: s, count: map[string]int{}}
+	ginkgo.Describe("STEP conformance", func() {
+		for _, f := range sections {
+			f(r)
+		}
+	})
+	return s
+}
+
+func (s *Suite) selected(c *Case) bool { return s.selectFn == nil || s.selectFn(c) }
+
+// entryName is the report entry that carries a case's ID.
+const entryName = "step-case"
+
+func (s *Suite) define(c *Case) {
+	s.cases[c.ID] = c
+	s.defined = append(s.defined, c)
+	timeout := s.cfg.CaseTimeout
+	if c.waits != nil {
+		timeout += c.waits(s.cfg)
+	}
+	ginkgo.It(c.Text(), ginkgo.Label(c.Labels()...), ginkgo.NodeTimeout(timeout), func(ctx ginkgo.SpecContext) {
+		res := &result{log: &wireLog{start: time.Now()}}
+		s.mu.Lock()
+		s.results[c.ID] = res
+		s.mu.Unlock()
+		ginkgo.AddReportEntry(entryName, c.ID, ginkgo.ReportEntryVisibilityNever)
+		if s.runCtx.Err() != nil {
+			res.add(Finding{Outcome: Error, Message: "not run: the run was interrupted"})
+		} else if err := s.pre.check(ctx, s.cfg); err != nil {
+			res.add(Finding{Outcome: Error, Message: err.Error()})
+		} else {
+			caseCtx, cancel := context.WithCancel(ctx)
+			stop := context.AfterFunc(s.runCtx, cancel)
+			t := newT(caseCtx, s.cfg, c, res)
+			t.run(c.body)
+			stop()
+			cancel()
+		}
+		o, fs, _ := res.snapshot()
+		s.done++
+		if s.progress != nil {
+			s.progress(c, o, s.done, len(s.defined))
+		}
+		if o == Fail || o == Error {
+			var b strings.Builder
+			for _, f := range fs {
+				if f.Outcome == o {
+					b.WriteString(f.String())
+				}
+			}
+			ginkgo.Fail(b.String())
+		}
+	})
+}
+
+// Report turns Ginkgo's report of a run into the suite's own.
+func (s *Suite) Report(gr types.Report) *Report {
+	rep := &Report{
+		Schema:    ReportSchema,
+		Target:    s.cfg.Target,
+		Started:   gr.StartTime,
+		Preflight: s.pre.summary(),
+		Settings: Settings{
+			ReadTimeoutMS: s.cfg.ReadTimeout.Milliseconds(), CaseTimeoutMS: s.cfg.CaseTimeout.Milliseconds(),
+			Accounts: !s.cfg.courseLogin(), User: s.cfg.User, User2: s.cfg.User2,
+			TokenTTLMS: s.cfg.TokenTTL.Milliseconds(), IdleTimeoutMS: s.cfg.IdleTimeout.Milliseconds(),
+			MaxConns: s.cfg.MaxConns, Quota: s.cfg.Quota, MaxFileSize: s.cfg.MaxFileSize,
+		},
+	}
+	rep.DurationMS = ms(gr.RunTime)
+	for _, sr := range gr.SpecReports {
+		if sr.LeafNodeType != types.NodeTypeIt {
+			continue
+		}
+		if sr.State == types.SpecStateSkipped || sr.State == types.SpecStatePending {
+			continue
+		}
+		id := caseIDFromEntries(sr.ReportEntries)
+		c := s.cases[id]
+		if c == nil {
+			continue
+		}
+		s.mu.Lock()
+		res := s.results[id]
+		s.mu.Unlock()
+		cr := CaseReport{ID: c.ID, Section: c.Section, Title: c.Title, Requirements: c.requirementRefs(),
+			DurationMS: ms(sr.RunTime)}
+		var events []Event
+		if res != nil {
+			cr.Outcome, cr.Findings, cr.Notes = res.snapshot()
+			events = res.log.snapshot()
+			cr.Sent = res.log.sends()
+		} else {
+			cr.Outcome = Error
+			cr.Findings = []Finding{{Outcome: Error, Message: "the case did not start"}}
+		}
+		switch sr.State {
+		case types.SpecStateTimedout, types.SpecStateInterrupted, types.SpecStateAborted:
+			if cr.Outcome.rank() < Fail.rank() {
+				f := Finding{Outcome: Fail, Requirement: c.Reqs[0], Message: fmt.Sprintf("the case did not finish within %v: %s", s.cfg.CaseTimeout, sr.State)}
+				if sr.State == types.SpecStateInterrupted || sr.State == types.SpecStateAborted {
+					f = Finding{Outcome: Error, Message: "the case was interrupted: " + sr.Failure.Message}
+				} else {
+					r, _ := spec.Lookup(c.Reqs[0])
+					f.Level, f.Text = string(r.Level), r.Text
+				}
+				cr.Findings = append(cr.Findings, f)
+				cr.Outcome = f.Outcome
+			}
+		case types.SpecStatePanicked:
+			if cr.Outcome.rank() < Error.rank() {
+				cr.Findings = append(cr.Findings, Finding{Outcome: Error, Message: "the case panicked: " + sr.Failure.Message})
+				cr.Outcome = Error
+			}
+		}
+		seen := map[string]bool{}
+		for _, f := range cr.Findings {
+			if f.Requirement != "" && (f.Outcome == Fail || f.Outcome == NonStrict) && !seen[f.Requirement] {
+				seen[f.Requirement] = true
+				cr.Broken = append(cr.Broken, f.Requirement)
+			}
+		}
+		cr.Exchange = trimEvents(events, 40, 30)
+		rep.Cases = append(rep.Cases, cr)
+	}
+	// Ginkgo orders specs its own way; reports follow STEP.md.
+	index := map[string]int{}
+	for i, c := range s.defined {
+		index[c.ID] = i
+	}
+	sort.SliceStable(rep.Cases, func(i, j int) bool { return index[rep.Cases[i].ID] < index[rep.Cases[j].ID] })
+	rep.tally()
+	return rep
+}
+
+func caseIDFromEntries(es types.ReportEntries) string {
+	for _, e := range es {
+		if e.Name == entryName {
+			if id, ok := e.Value.GetRawValue().(string); ok {
+				return id
+			}
+			return strings.Trim(e.Value.AsJSON, `"`)
+		}
+	}
+	return ""
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// preflight checks once per run that the target accepts a connection and
+// answers a LOGIN, so that a server that is down or mute yields one clear
+// ERROR per case at once rather than a read timeout in every case.
+type preflight struct {
+	once sync.Once
+	err  error
+	desc string
+}
+
+func (p *preflight) check(ctx context.Context, cfg Config) error {
+	p.once.Do(func() { p.err, p.desc = runPreflight(ctx, cfg) })
+	return p.err
+}
+
+func (p *preflight) summary() string { return p.desc }
+
+func runPreflight(ctx context.Context, cfg Config) (error, string) {
+	log := &wireLog{start: time.Now()}
+	c, err := dialConn(ctx, cfg.Target, 1, cfg.ReadTimeout, log)
+	if err != nil {
+		return fmt.Errorf("not run: the server cannot be reached (%v)", err), "cannot connect: " + err.Error()
+	}
+	defer c.Close()
+	u := randomUser()
+	if !cfg.courseLogin() {
+		u = Creds{User: cfg.User, Password: cfg.Password}
+	}
+	req := spec.NewRequest(spec.OpLogin, spec.TypeAuth)
+	req.Set(spec.FieldUsername, u.User)
+	req.Set(spec.FieldPassword, u.Password)
+	if err := c.WriteMessage(req); err != nil {
+		return fmt.Errorf("not run: writing to the server failed (%v)", err), "write failed: " + err.Error()
+	}
+	resp, err := c.ReadMessage()
+	if err != nil {
+		var detail []string
+		for _, e := range log.snapshot() {
+			if e.Dir == "note" {
+				detail = append(detail, e.Note)
+			}
+		}
+		msg := fmt.Sprintf("not run: the server accepted a connection but gave no STEP answer to a LOGIN request within %v (%v)", cfg.ReadTimeout, err)
+		return fmt.Errorf("%s", msg), strings.Join(detail, "; ")
+	}
+	st, _ := resp.Status()
+	if !cfg.courseLogin() && st != spec.StatusOK {
+		msg := fmt.Sprintf("not run: the server refused the given credentials for %q (status %d %q)", cfg.User, st, resp.StatusMsg())
+		return fmt.Errorf("%s", msg), msg
+	}
+	return nil, fmt.Sprintf("LOGIN answered with status %d in %.1f ms", st, float64(time.Since(log.start).Microseconds())/1000)
+}
+
+// sortedSections returns the section prefixes of cases in first-seen order.
+func sortedSections(cs []CaseReport) []string {
+	order := map[string]int{}
+	for i, c := range Cases() {
+		if _, ok := order[c.Section]; !ok {
+			order[c.Section] = i
+		}
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range cs {
+		if !seen[c.Section] {
+			seen[c.Section] = true
+			out = append(out, c.Section)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return order[out[i]] < order[out[j]] })
+	return out
+}
+
+// trimEvents keeps the first head and the last tail events of a long
+// exchange: how it began, and what led to the verdict.
+func trimEvents(events []Event, head, tail int) []Event {
+	if len(events) <= head+tail+1 {
+		return events
+	}
+	out := append([]Event(nil), events[:head]...)
+	out = append(out, Event{Dir: "note", At: events[head].At, Note: fmt.Sprintf("(%d events not shown)", len(events)-head-tail)})
+	return append(out, events[len(events)-tail:]...)
+}

@@ -1,0 +1,325 @@
+package conformance
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/stepkit/stepkit/spec"
+)
+
+// Reasons a read ends without a frame. The harness tells them apart because
+// a grader must know whether the server was silent, hung up, or sent bytes
+// that are not a STEP frame.
+var (
+	ErrSilent = errors.New("no response before the read timeout")
+	ErrClosed = errors.New("the server closed the connection")
+)
+
+// Event is one entry of a case's wire exchange: a frame sent or received,
+// or something that happened to a connection.
+type Event struct {
+	Conn   int           `json:"conn"`             // connection number within the case, from 1
+	At     time.Duration `json:"at_ns"`            // since the case started
+	Dir    string        `json:"dir"`              // "send", "recv" or "note"
+	JSON   string        `json:"json,omitempty"`   // the JSON part as text
+	Binary int           `json:"binary,omitempty"` // length of the binary part
+	Hex    string        `json:"hex,omitempty"`    // the bytes, where they matter
+	Note   string        `json:"note,omitempty"`
+}
+
+// String renders the event on one line (plus a hex dump when present).
+func (e Event) String() string {
+	var s string
+	switch e.Dir {
+	case "send":
+		s = fmt.Sprintf("c%d -> %s", e.Conn, e.JSON)
+	case "recv":
+		s = fmt.Sprintf("c%d <- %s", e.Conn, e.JSON)
+	default:
+		s = fmt.Sprintf("c%d .. %s", e.Conn, e.Note)
+	}
+	if e.Binary > 0 {
+		s += fmt.Sprintf(" + %d binary bytes", e.Binary)
+	}
+	if e.Note != "" && e.Dir != "note" {
+		s += " (" + e.Note + ")"
+	}
+	if e.Hex != "" {
+		s += "\n" + e.Hex
+	}
+	return s
+}
+
+// wireLog collects the events of one case, across its connections.
+type wireLog struct {
+	mu     sync.Mutex
+	start  time.Time
+	events []Event
+	sent   int // frames and raw writes, counted past maxEvents too
+}
+
+const maxEvents = 400 // a case that sends thousands of frames keeps its first ones
+
+func (l *wireLog) add(e Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e.At = time.Since(l.start)
+	if e.Dir == "send" {
+		l.sent++
+	}
+	if len(l.events) < maxEvents {
+		l.events = append(l.events, e)
+	} else if len(l.events) == maxEvents {
+		l.events = append(l.events, Event{Dir: "note", At: e.At, Note: "(further events not recorded)"})
+	}
+}
+
+func (l *wireLog) sends() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sent
+}
+
+func (l *wireLog) snapshot() []Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Event(nil), l.events...)
+}
+
+// hexDump renders at most max bytes of b as a hex dump.
+func hexDump(b []byte, max int) string {
+	if len(b) <= max {
+		return hex.Dump(b)
+	}
+	return hex.Dump(b[:max]) + fmt.Sprintf("... (%d more bytes)\n", len(b)-max)
+}
+
+// captureReader keeps the bytes most recently read from the socket, so that
+// a frame the codec cannot parse can still be shown as it arrived.
+type captureReader struct {
+	r   io.Reader
+	mu  sync.Mutex
+	buf []byte
+}
+
+const captureMax = 4096
+
+func (c *captureReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.mu.Lock()
+		c.buf = append(c.buf, p[:n]...)
+		if len(c.buf) > captureMax {
+			c.buf = append(c.buf[:0], c.buf[len(c.buf)-captureMax:]...)
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+func (c *captureReader) take() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.buf
+	c.buf = nil
+	return b
+}
+
+// Conn is a raw STEP connection for conformance cases: it writes exactly the
+// frames or bytes a case gives it, reads one frame at a time under a per-read
+// deadline, and records everything in the case's wire exchange.
+type Conn struct {
+	nc          net.Conn
+	id          int
+	r           *spec.Reader
+	cap         *captureReader
+	readTimeout time.Duration
+	log         *wireLog
+	ctx         context.Context
+	lastSent    *spec.Message
+	lastRaw     []byte
+	closed      bool
+	broken      bool // a read failed: the stream may be out of step
+	answered    int  // frames received
+}
+
+// dialConn connects to addr with the read timeout as the connect timeout.
+func dialConn(ctx context.Context, addr string, id int, readTimeout time.Duration, log *wireLog) (*Conn, error) {
+	d := net.Dialer{Timeout: readTimeout}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	cr := &captureReader{r: nc}
+	c := &Conn{nc: nc, id: id, cap: cr, readTimeout: readTimeout, log: log, ctx: ctx,
+		// Responses may legitimately carry a whole block; anything past the
+		// largest block the document allows is not a sane response.
+		r: spec.NewReader(cr, spec.Limits{MaxJSON: 1 << 20, MaxBinary: spec.MaxBlockSize + 1<<10})}
+	log.add(Event{Conn: id, Dir: "note", Note: "connected to " + addr})
+	return c, nil
+}
+
+// ID is the connection's number within its case.
+func (c *Conn) ID() int { return c.id }
+
+// Close closes the connection.
+func (c *Conn) Close() error {
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	return c.nc.Close()
+}
+
+// CloseWrite half-closes the connection (FIN), when the transport allows it.
+func (c *Conn) CloseWrite() error {
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		c.log.add(Event{Conn: c.id, Dir: "note", Note: "half-closed (FIN sent)"})
+		return tc.CloseWrite()
+	}
+	return c.Close()
+}
+
+// WriteMessage sends m as one frame with byte lengths.
+func (c *Conn) WriteMessage(m *spec.Message) error {
+	b, err := spec.EncodeFrame(m)
+	if err != nil {
+		return err
+	}
+	c.lastSent, c.lastRaw = m, nil
+	c.log.add(Event{Conn: c.id, Dir: "send", JSON: m.JSONString(), Binary: len(m.Binary)})
+	return c.write(b)
+}
+
+// WriteRaw sends b exactly as given; note says what the bytes are meant to be.
+func (c *Conn) WriteRaw(b []byte, note string) error {
+	c.lastSent, c.lastRaw = nil, b
+	c.log.add(Event{Conn: c.id, Dir: "send", Note: note, Hex: hexDump(b, 256)})
+	return c.write(b)
+}
+
+func (c *Conn) write(b []byte) error {
+	if err := c.nc.SetWriteDeadline(time.Now().Add(c.readTimeout + time.Second)); err != nil {
+		return fmt.Errorf("set write deadline: %w", err)
+	}
+	if _, err := c.nc.Write(b); err != nil {
+		c.log.add(Event{Conn: c.id, Dir: "note", Note: "write failed: " + err.Error()})
+		return fmt.Errorf("write to server: %w", err)
+	}
+	return nil
+}
+
+// ReadMessage reads one frame under the per-read timeout. It returns
+// ErrSilent when nothing complete arrived in time and ErrClosed when the
+// server closed the connection between frames; other errors are the codec's
+// (*spec.FrameError) or the transport's.
+func (c *Conn) ReadMessage() (*spec.Message, error) {
+	return c.readWithin(c.readTimeout)
+}
+
+func (c *Conn) readWithin(d time.Duration) (*spec.Message, error) {
+	if err := c.nc.SetReadDeadline(time.Now().Add(d)); err != nil {
+		return nil, fmt.Errorf("set read deadline: %w", err)
+	}
+	m, err := c.r.ReadMessage()
+	if err == nil {
+		m = m.Clone()
+		c.answered++
+		c.cap.take()
+		c.log.add(Event{Conn: c.id, Dir: "recv", JSON: m.JSONString(), Binary: len(m.Binary)})
+		return m, nil
+	}
+	got := c.cap.take()
+	c.broken = true
+	var ne net.Error
+	switch {
+	case c.ctx.Err() != nil:
+		err = fmt.Errorf("case aborted: %w", c.ctx.Err())
+		c.log.add(Event{Conn: c.id, Dir: "note", Note: err.Error()})
+		return nil, err
+	case errors.Is(err, io.EOF):
+		c.log.add(Event{Conn: c.id, Dir: "note", Note: "connection closed by the server"})
+		return nil, ErrClosed
+	case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded):
+		note := fmt.Sprintf("no response within %v", d)
+		if len(got) > 0 {
+			note = fmt.Sprintf("only %d bytes of a frame within %v", len(got), d)
+		}
+		c.log.add(Event{Conn: c.id, Dir: "note", Note: note, Hex: dumpIf(got)})
+		if len(got) > 0 {
+			return nil, fmt.Errorf("%w: %d bytes of an incomplete frame arrived", ErrSilent, len(got))
+		}
+		return nil, ErrSilent
+	case errors.Is(err, spec.ErrTruncatedHeader) || errors.Is(err, spec.ErrTruncatedBody):
+		c.log.add(Event{Conn: c.id, Dir: "note", Note: "connection closed by the server inside a frame: " + err.Error(), Hex: dumpIf(got)})
+		return nil, fmt.Errorf("%w inside a frame", ErrClosed)
+	case isReset(err):
+		c.log.add(Event{Conn: c.id, Dir: "note", Note: "connection reset by the server", Hex: dumpIf(got)})
+		return nil, fmt.Errorf("%w (reset)", ErrClosed)
+	}
+	c.log.add(Event{Conn: c.id, Dir: "note", Note: "unreadable response: " + err.Error(), Hex: dumpIf(got)})
+	return nil, err
+}
+
+func dumpIf(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return hexDump(b, 256)
+}
+
+func isReset(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && !oe.Timeout()
+}
+
+// expectClose waits up to d for the server to close the connection, reading
+// and discarding anything before it. It reports whether the close came.
+func (c *Conn) expectClose(d time.Duration) (bool, error) {
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false, nil
+		}
+		_, err := c.readWithin(left)
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, ErrClosed):
+			return true, nil
+		case errors.Is(err, ErrSilent):
+			return false, nil
+		default:
+			var fe *spec.FrameError
+			if errors.As(err, &fe) && !fe.Resumable() {
+				// Truncated frames end in EOF: the server closed mid-frame.
+				if errors.Is(err, spec.ErrTruncatedBody) || errors.Is(err, spec.ErrTruncatedHeader) {
+					return true, nil
+				}
+			}
+			return false, err
+		}
+	}
+}
+
+// normalizeReadErr maps a raw socket read error onto ErrSilent / ErrClosed.
+func normalizeReadErr(err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF):
+		return ErrClosed
+	case errors.As(err, &ne) && ne.Timeout():
+		return ErrSilent
+	case isReset(err):
+		return fmt.Errorf("%w (reset)", ErrClosed)
+	}
+	return err
+}
