@@ -313,9 +313,9 @@ func cutProxy(t *testing.T, target string, cutAt int64) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
+	t.Cleanup(func() { ln.Close() })
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

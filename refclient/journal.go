@@ -1,7 +1,6 @@
 package refclient
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -78,9 +77,13 @@ func loadJournal(path string) *journal {
 		return nil
 	}
 	j := &journal{path: path, hdr: hdr, acked: make([]bool, hdr.TotalBlock)}
-	sc := bufio.NewScanner(bytes.NewReader(rest))
-	for sc.Scan() {
-		i, err := strconv.ParseInt(sc.Text(), 10, 64)
+	for {
+		line, more, ok := bytes.Cut(rest, []byte{'\n'})
+		if !ok {
+			break // no line, or a torn one
+		}
+		rest = more
+		i, err := strconv.ParseInt(string(line), 10, 64)
 		if err != nil || i < 0 || i >= hdr.TotalBlock {
 			continue // a torn line
 		}
