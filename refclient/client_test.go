@@ -40,7 +40,7 @@ func writeTemp(t *testing.T, name string, data []byte) string {
 }
 
 // login dials addr and logs in as user with the course rule.
-func login(t *testing.T, addr string, opts *Options) *Client {
+func login(t testing.TB, addr string, opts *Options) *Client {
 	t.Helper()
 	ctx := context.Background()
 	c, err := Dial(ctx, addr, opts)
