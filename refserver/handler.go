@@ -9,6 +9,9 @@ import (
 	"github.com/stepkit/stepkit/spec"
 )
 
+// maxPlanBlocks is the most blocks an upload plan may have.
+const maxPlanBlocks = 1 << 24
+
 // Status messages that clients or people may look for.
 const (
 	msgUploadPlan   = "This is the upload plan."
@@ -291,6 +294,10 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 	}
 	if size > s.cfg.MaxFileSize {
 		return reply(op, t, spec.StatusTooLarge, fmt.Sprintf("File too large: at most %d bytes.", s.cfg.MaxFileSize))
+	}
+	// The progress of an upload takes a byte per block in memory.
+	if spec.TotalBlocks(size, int64(s.cfg.BlockSize)) > maxPlanBlocks {
+		return reply(op, t, spec.StatusTooLarge, fmt.Sprintf("File too large: at most %d blocks of %d bytes.", maxPlanBlocks, s.cfg.BlockSize))
 	}
 	var old int64
 	u, err := s.store.uploadLocked(user, k)

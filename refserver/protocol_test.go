@@ -168,6 +168,14 @@ func TestDataOperations(t *testing.T) {
 }
 
 // §6: FILE operations.
+func TestPlanBlockLimit(t *testing.T) {
+	addr, _ := refserver.StartTest(t, refserver.Config{BlockSize: 1})
+	c := dial(t, addr)
+	c.login("tiny")
+	wantStatus(t, c.do(c.authed(spec.OpSave, spec.TypeFile, "key", "k", "size", 1<<24+1)), 413)
+	wantStatus(t, c.do(c.authed(spec.OpSave, spec.TypeFile, "key", "k", "size", 1000)), 200)
+}
+
 func TestFileOperations(t *testing.T) {
 	addr, _ := refserver.StartTest(t, refserver.Config{})
 	c := dial(t, addr)
@@ -301,4 +309,24 @@ func TestFileOperations(t *testing.T) {
 			}
 		}},
 	})
+}
+
+// BYE of any type, with or without a token, is answered and the
+// connection closed.
+func TestBye(t *testing.T) {
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	for _, typ := range []spec.Type{spec.TypeData, spec.TypeFile, spec.TypeAuth} {
+		c := dial(t, addr)
+		r := c.do(req(spec.OpBye, typ))
+		wantStatus(t, r, 200)
+		wantOpType(t, r, spec.OpBye, typ)
+		closed(t, c)
+	}
+	// Requests pipelined after a BYE are not served.
+	c := dial(t, addr)
+	c.send(req(spec.OpBye, spec.TypeData))
+	c.send(req(spec.OpGet, spec.TypeData, "direction", "EARTH"))
+	wantStatus(t, c.recv(), 200)
+	closed(t, c)
+	usable(t, dial(t, addr))
 }
