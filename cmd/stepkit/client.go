@@ -137,15 +137,16 @@ func classify(err error) error {
 	}
 	var se *refclient.StatusError
 	var pe *refclient.ProtocolError
+	var nr *refclient.NoResponseError
+	var fe *spec.FrameError
 	var ne net.Error
 	switch {
 	case errors.Is(err, refclient.ErrMD5Mismatch):
 		return withExit(exitMismatch, err)
 	case errors.As(err, &se):
 		return withExit(exitRefused, err)
-	case errors.As(err, &pe), errors.As(err, &ne), errors.Is(err, refclient.ErrConnClosed),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, spec.ErrTruncatedBody),
-		errors.Is(err, spec.ErrTruncatedHeader):
+	case errors.As(err, &pe), errors.As(err, &nr), errors.As(err, &fe), errors.As(err, &ne),
+		errors.Is(err, refclient.ErrConnClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return withExit(exitNetwork, err)
 	}
 	return err

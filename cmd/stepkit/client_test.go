@@ -135,6 +135,7 @@ func TestCLIExitCodes(t *testing.T) {
 		{"bad DOC", append([]string{"data", "put", "[1,2]"}, conn...), exitUsage, "JSON object"},
 		{"unknown flag", []string{"upload", "--nope"}, exitUsage, "unknown flag"},
 		{"unreachable", []string{"login", "--server", closedAddr(t), "--user", "u"}, exitNetwork, "connect"},
+		{"silent server", []string{"login", "--server", silentAddr(t), "--user", "u", "--timeout", "100ms"}, exitNetwork, "no response"},
 	}
 	for _, tc := range cases {
 		code, _, errs := runCLI(t, "", tc.args...)
@@ -153,6 +154,35 @@ func closedAddr(t *testing.T) string {
 	addr := l.Addr().String()
 	l.Close()
 	return addr
+}
+
+// silentAddr is a 127.0.0.1 server that accepts connections and never
+// answers.
+func silentAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	t.Cleanup(func() { l.Close() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				io.Copy(io.Discard, c)
+				c.Close()
+			}()
+		}
+	}()
+	return l.Addr().String()
 }
 
 // flipProxy forwards to target and flips one byte of the server → client
