@@ -374,7 +374,8 @@ func TestCLIUploadResumes(t *testing.T) {
 	dir := t.TempDir()
 	path, data := randomFile(t, dir, "r.bin", 30*20480, 4)
 	args := []string{"upload", path, "--server", proxy, "--user", "u", "--json"}
-	code, _, errs := runCLI(t, "", args...)
+	// One block at a time before the cut: the blocks sent are acknowledged.
+	code, _, errs := runCLI(t, "", append(args, "--window", "1")...)
 	if code != exitNetwork || !strings.Contains(errs, "resume") {
 		t.Fatalf("cut upload: exit %d %s", code, errs)
 	}
