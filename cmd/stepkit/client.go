@@ -652,22 +652,16 @@ func newDataRmCmd() *cobra.Command {
 	return cmd
 }
 
-// courseLongFlags are the course client's flags, which its 2023 sheet
-// spelt with one dash.
-var courseLongFlags = []string{"server_ip", "id", "port"}
-
-// normaliseCourseArgs rewrites "-server_ip", "-id" and "-port" (with or
-// without "=value") to their double-dash form.
+// normaliseCourseArgs rewrites the course client's long flags written with
+// one dash, as its 2023 sheet did ("-server_ip", "-id", and "-port", with
+// or without "=value"), to their double-dash form.
 func normaliseCourseArgs(args []string) []string {
 	out := make([]string, 0, len(args))
 	for _, a := range args {
 		if strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") {
-			name, _, _ := strings.Cut(a[1:], "=")
-			for _, f := range courseLongFlags {
-				if name == f {
-					a = "-" + a
-					break
-				}
+			switch name, _, _ := strings.Cut(a[1:], "="); name {
+			case "server_ip", "id", "port":
+				a = "-" + a
 			}
 		}
 		out = append(out, a)
