@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -291,7 +292,7 @@ Exit codes: 2 usage, 3 network, 4 refused by the server, 5 MD5 mismatch.`,
 			for _, a := range args {
 				fi, err := os.Stat(a)
 				if err != nil {
-					return usageErrorf("%v", err)
+					return usageErrorf("%s", fileProblem(a, err))
 				}
 				if !fi.Mode().IsRegular() {
 					return usageErrorf("%s is not a regular file", a)
@@ -370,6 +371,15 @@ func runUploads(cmd *cobra.Command, f *clientFlags, files []string, key string, 
 			file, rep.Key, rep.Size, rep.TotalBlock, rep.BlockSize, rep.BlocksSent, resumed, rep.MD5, check, rate(rep.Size, rep.Seconds))
 	}
 	return first
+}
+
+// fileProblem says what is wrong with a local file argument.
+func fileProblem(name string, err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Sprintf("%s: %v", name, err)
 }
 
 func rate(n int64, secs float64) string {
@@ -706,7 +716,7 @@ the exit codes are those of stepkit upload.`,
 				return usageErrorf("unexpected arguments %q", fs.Args())
 			}
 			if fi, err := os.Stat(file); err != nil {
-				return usageErrorf("%v", err)
+				return usageErrorf("%s", fileProblem(file, err))
 			} else if !fi.Mode().IsRegular() {
 				return usageErrorf("%s is not a regular file", file)
 			}
