@@ -316,6 +316,7 @@ func runUploads(cmd *cobra.Command, f *clientFlags, files []string, key string, 
 	}
 	defer func() { c.Bye() }()
 	var first error
+	failed := 0
 	for _, file := range files {
 		k := key
 		if k == "" {
@@ -351,13 +352,17 @@ func runUploads(cmd *cobra.Command, f *clientFlags, files []string, key string, 
 				err = fmt.Errorf("%w (run the same command again to resume)", err)
 			}
 			first = firstErr(first, err)
+			failed++
+			if len(files) > 1 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "stepkit:", err)
+			}
 		}
 		if f.json {
 			printJSON(out, rep)
 			continue
 		}
 		if rep.Error != "" {
-			continue // reported on stderr by the caller
+			continue
 		}
 		check := "MD5 verified"
 		if !rep.Verified {
@@ -369,6 +374,15 @@ func runUploads(cmd *cobra.Command, f *clientFlags, files []string, key string, 
 		}
 		fmt.Fprintf(out, "%s -> %s: %d bytes, %d blocks of %d (%d sent%s), md5 %s, %s, %s\n",
 			file, rep.Key, rep.Size, rep.TotalBlock, rep.BlockSize, rep.BlocksSent, resumed, rep.MD5, check, rate(rep.Size, rep.Seconds))
+	}
+	if first != nil && len(files) > 1 {
+		// Each failure is on stderr already; the first decides the exit code.
+		code := exitFailure
+		var ee *exitError
+		if errors.As(first, &ee) {
+			code = ee.code
+		}
+		return withExit(code, fmt.Errorf("%d of %d uploads failed", failed, len(files)))
 	}
 	return first
 }

@@ -388,3 +388,23 @@ func TestCLIUploadResumes(t *testing.T) {
 		t.Fatal("md5 differs")
 	}
 }
+
+func TestCLIUploadSeveralReportsEachFailure(t *testing.T) {
+	clientEnv(t)
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	dir := t.TempDir()
+	conn := []string{"--server", addr, "--user", "u"}
+	a, _ := randomFile(t, dir, "a.bin", 10, 1)
+	b, _ := randomFile(t, dir, "b.bin", 10, 2)
+	c, _ := randomFile(t, dir, "c.bin", 10, 3)
+	if code, _, errs := runCLI(t, "", append([]string{"upload", a, b}, conn...)...); code != 0 {
+		t.Fatal(errs)
+	}
+	code, out, errs := runCLI(t, "", append([]string{"upload", a, c, b}, conn...)...)
+	if code != exitRefused || strings.Count(errs, "402") != 2 || !strings.Contains(errs, "2 of 3 uploads failed") {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	if !strings.Contains(out, "c.bin -> c.bin") {
+		t.Fatalf("the upload between the failures is missing: %q", out)
+	}
+}
