@@ -529,11 +529,16 @@ func newRmCmd() *cobra.Command {
 			}
 			defer c.Bye()
 			var first error
+			failed := 0
 			for _, key := range args {
 				err := c.DeleteFile(ctx, key)
 				if err != nil {
 					err = classify(fmt.Errorf("rm %q: %w", key, err))
 					first = firstErr(first, err)
+					failed++
+					if len(args) > 1 {
+						fmt.Fprintln(cmd.ErrOrStderr(), "stepkit:", err)
+					}
 				}
 				if f.json {
 					rep := map[string]any{"key": key, "deleted": err == nil}
@@ -547,6 +552,14 @@ func newRmCmd() *cobra.Command {
 				if c.Broken() != nil {
 					break
 				}
+			}
+			if first != nil && len(args) > 1 {
+				code := exitFailure
+				var ee *exitError
+				if errors.As(first, &ee) {
+					code = ee.code
+				}
+				return withExit(code, fmt.Errorf("%d of %d deletions failed", failed, len(args)))
 			}
 			return first
 		},
