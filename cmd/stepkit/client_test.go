@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/stepkit/stepkit/refserver"
 )
 
@@ -406,5 +408,41 @@ func TestCLIUploadSeveralReportsEachFailure(t *testing.T) {
 	}
 	if !strings.Contains(out, "c.bin -> c.bin") {
 		t.Fatalf("the upload between the failures is missing: %q", out)
+	}
+}
+
+func TestCLIAccountModePasswordAndToken(t *testing.T) {
+	clientEnv(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := refserver.NewAccounts(map[string]string{"alice": string(hash)}, []byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := refserver.StartTest(t, refserver.Config{Accounts: acc})
+	t.Setenv(envServer, addr)
+	t.Setenv(envUser, "alice")
+
+	// The course rule is not alice's password.
+	if code, _, errs := runCLI(t, "", "login"); code != exitRefused || !strings.Contains(errs, "401") {
+		t.Fatalf("course-rule login: %d %s", code, errs)
+	}
+	t.Setenv(envPassword, "s3cret")
+	code, out, errs := runCLI(t, "", "login", "--json")
+	var login map[string]string
+	if code != 0 || json.Unmarshal([]byte(out), &login) != nil || login["token"] == "" || login["user"] != "alice" {
+		t.Fatalf("login: %d %q %s", code, out, errs)
+	}
+	// A token from login works without a username or password.
+	os.Unsetenv(envUser)
+	os.Unsetenv(envPassword)
+	code, _, errs = runCLI(t, "", "data", "put", `{"a":1}`, "--key", "k", "--token", login["token"])
+	if code != 0 {
+		t.Fatalf("put with --token: %d %s", code, errs)
+	}
+	if code, _, errs := runCLI(t, "", "data", "get", "k", "--token", "bogus"); code != exitRefused || !strings.Contains(errs, "403") {
+		t.Fatalf("bogus token: %d %s", code, errs)
 	}
 }
