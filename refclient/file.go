@@ -214,8 +214,8 @@ func (c *Client) UploadFile(ctx context.Context, path, key string, o *TransferOp
 				plan := Plan{Key: h.Key, Size: h.Size, BlockSize: h.BlockSize, TotalBlock: h.TotalBlock}
 				before := j.count()
 				res, err := c.sendBlocks(ctx, plan, f, j, o)
+				res.Resumed = true
 				if err == nil {
-					res.Resumed = true
 					return res, nil
 				}
 				var se *StatusError
