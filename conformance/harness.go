@@ -31,6 +31,7 @@ type T struct {
 	cleanup []func()
 	user    Creds
 	other   *Creds
+	pre     *preflight // the run's preflight, when the case runs in a suite
 }
 
 func newT(ctx context.Context, cfg Config, c *Case, res *result) *T {
