@@ -142,7 +142,14 @@ func messageCases(r *registrar) {
 			key, fkey, unknown, forged := t.Key(), t.Key(), t.Key(), t.Key()
 			s.SaveData(key, "v", "first")
 			again := s.KeyReq(spec.OpSave, spec.TypeData, key).Set("v", "second")
-			badToken := rawRequest("operation", "SAVE", "direction", "REQUEST", "type", "DATA", "token", "%%% not a token %%%", "key", forged, "v", "forged")
+			// A well-formed token with a wrong signature: the reference
+			// answers it (a token that is not base64 it leaves unanswered,
+			// which REQ-6 judges).
+			tok, ok := tamperSig(s.Token)
+			if !ok {
+				tok = flipMiddle(s.Token)
+			}
+			badToken := rawRequest("operation", "SAVE", "direction", "REQUEST", "type", "DATA", "token", tok, "key", forged, "v", "forged")
 			noSize := s.KeyReq(spec.OpSave, spec.TypeFile, fkey)
 			t.deleteLater(s, spec.TypeFile, fkey)
 			upload := s.KeyReq(spec.OpUpload, spec.TypeFile, fkey).Set(spec.FieldBlockIndex, 0)

@@ -493,6 +493,32 @@ func mutations() []*mutation {
 			},
 		},
 		{
+			name:      "a missing-field refusal whose status_msg names no field",
+			nonStrict: []string{"REQ-11"}, selectors: []string{"REQ-11"},
+			response: func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
+				if status(resp) == 400 {
+					resp.Set(spec.FieldStatusMsg, "Bad request.")
+				}
+				return one(resp)
+			},
+		},
+		{
+			name:      "DATA GET returning the stored fields in reverse order",
+			nonStrict: []string{"DATA-GET-4"}, selectors: []string{"DATA-GET-4"},
+			response: func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
+				if !is(req, spec.OpGet, spec.TypeData) {
+					return one(resp)
+				}
+				out := spec.NewMessage()
+				fs := resp.Fields()
+				for i := len(fs) - 1; i >= 0; i-- {
+					raw, _ := resp.Raw(fs[i])
+					out.SetRaw(fs[i], raw)
+				}
+				return one(out)
+			},
+		},
+		{
 			name: "no easter egg",
 			info: []string{"EARTH-1"}, selectors: []string{"EARTH-1"},
 			response: func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
