@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/stepkit/stepkit/spec"
 )
 
 // Defaults for Config.
@@ -36,6 +38,10 @@ type Config struct {
 	// to accept; FILE-SAVE-10 sends one byte more. Zero: 2^32 + 1, one past
 	// the largest size the course document allows.
 	MaxFileSize int64
+	// BlockSize, when not zero, is the block_size the server is configured
+	// to plan with; FILE-SAVE-11 then expects it instead of 20480, so that
+	// a server deliberately configured otherwise is not marked down.
+	BlockSize int64
 	// TokenTTL, when not zero, is how long the server's tokens live;
 	// TOKEN-7 then waits that long and expects the token refused.
 	TokenTTL time.Duration
@@ -73,6 +79,9 @@ func (c Config) Validate() error {
 	}
 	if (c.User2 == "") != (c.Password2 == "") {
 		return errors.New("--user2 and --password2 go together")
+	}
+	if c.BlockSize < 0 || c.BlockSize > spec.MaxBlockSize {
+		return fmt.Errorf("block size %d is outside 1..%d", c.BlockSize, spec.MaxBlockSize)
 	}
 	if c.User != "" && c.User2 != "" && c.User == c.User2 {
 		return errors.New("--user2 must name another user than --user")

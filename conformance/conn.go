@@ -3,6 +3,9 @@ package conformance
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/stepkit/stepkit/spec"
@@ -151,6 +154,21 @@ func connCases(r *registrar) {
 			c.VerifyStored(key, data, "CONN-5")
 		})
 
+		r.Case(reqs("CONN-6"), "the server listens on TCP port 1379 over IPv4 (judged when the run targets port 1379)", func(t *T) {
+			addr, skip := conn6Address(t.Config().Target)
+			if skip != "" {
+				t.NotApplicable("CONN-6", skip)
+			}
+			c, err := t.dial("tcp4", addr)
+			if err != nil {
+				t.Check(&Reply{Evidence: err.Error()}, "CONN-6", false, "no STEP server can be reached over IPv4 on port 1379", "a TCP connection to an IPv4 address on port 1379")
+				return
+			}
+			u := t.User()
+			rep := t.Try(c, loginReq(spec.FieldUsername, u.User, spec.FieldPassword, u.Password))
+			t.Check(rep, "CONN-6", rep.Err == nil && rep.Status() != -1, "a connection over IPv4 to port 1379 gave no STEP answer to a LOGIN", "a STEP response over IPv4")
+		})
+
 		for _, typ := range []spec.Type{spec.TypeAuth, spec.TypeData, spec.TypeFile} {
 			typ := typ
 			r.Case(reqs("BYE-2", "CONN-1"), fmt.Sprintf("BYE of type %s is answered 200 and then the connection is closed", typ), func(t *T) {
@@ -158,6 +176,31 @@ func connCases(r *registrar) {
 			})
 		}
 	})
+}
+
+// conn6Address says where CONN-6 checks target over IPv4, or why it
+// cannot judge it. The suite sees only the address it was given: a server
+// on another port may well be configured so ("unless configured
+// otherwise"), as the built-in server is on a free port, so only a run
+// against port 1379 is judged. A target given as an IPv6 address is
+// reached over IPv4 when it is the loopback; another IPv6 address says
+// nothing about the host's IPv4 address.
+func conn6Address(target string) (addr, skip string) {
+	host, port, err := net.SplitHostPort(target)
+	if err != nil {
+		return "", fmt.Sprintf("the target %q is not host:port", target)
+	}
+	if port != strconv.Itoa(spec.DefaultPort) {
+		return "", fmt.Sprintf("the run targets port %s: a server configured for another port is allowed, and which port it takes by default cannot be seen from here (target port %d to judge CONN-6)", port, spec.DefaultPort)
+	}
+	bare, _, _ := strings.Cut(host, "%") // an IPv6 zone, as in fe80::1%eth0
+	if ip := net.ParseIP(bare); ip != nil && ip.To4() == nil {
+		if !ip.IsLoopback() {
+			return "", fmt.Sprintf("the target is the IPv6 address %s: the host's IPv4 address is not known to the run", host)
+		}
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), ""
 }
 
 // byeCase sends BYE of type typ and expects status 200, then a close.

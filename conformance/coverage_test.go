@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"slices"
 	"strings"
 	"testing"
 
@@ -89,7 +90,7 @@ func TestSelect(t *testing.T) {
 			return c.Section == "DATA-GET" || strings.Contains(strings.Join(c.Reqs, ","), "DATA-GET")
 		}},
 		{sel: []string{"REQ-3.2"}, min: 1, check: func(c *conformance.Case) bool { return c.ID == "REQ-3.2" }},
-		{sel: []string{"REQ-1"}, min: 3, check: func(c *conformance.Case) bool { return c.Reqs[0] == "REQ-1" }},
+		{sel: []string{"REQ-1"}, min: 4, check: func(c *conformance.Case) bool { return slices.Contains(c.Reqs, "REQ-1") }},
 		{filter: "level:MAY", min: 3, check: func(c *conformance.Case) bool { return strings.Contains(strings.Join(c.Labels(), " "), "level:MAY") }},
 		{filter: "sec:LOGIN && !req:LOGIN-8", min: 5, check: func(c *conformance.Case) bool { return c.Section == "LOGIN" && c.Reqs[0] != "LOGIN-8" }},
 		{filter: "level:MUST &&", err: "bad label filter"},
@@ -243,9 +244,13 @@ func TestStrict(t *testing.T) {
 // Run may be called again and again in one process.
 func TestRunTwice(t *testing.T) {
 	addr := selfCheckServer(t)
+	want, err := conformance.Select("", []string{"DATA-GET"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 2; i++ {
 		rep := runAgainst(t, addr, "DATA-GET")
-		if !rep.Conformant || len(rep.Cases) != 3 {
+		if !rep.Conformant || len(rep.Cases) != len(want) {
 			t.Fatalf("run %d: %v, %d cases", i, rep.Counts, len(rep.Cases))
 		}
 	}

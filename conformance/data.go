@@ -3,6 +3,7 @@ package conformance
 import (
 	"fmt"
 	"regexp"
+	"slices"
 
 	"github.com/onsi/gomega"
 
@@ -56,6 +57,39 @@ func dataCases(r *registrar) {
 			t.Field(g, "DATA-SAVE-3", "v", "first")
 		})
 
+		r.Case(reqs("DATA-SAVE-5"), "the stored document is the request's values byte for byte, without the token", func(t *T) {
+			s := t.Login()
+			key := t.Key()
+			// Values a decode and re-encode would change.
+			values := [][2]string{
+				{"zeta", `1.50`}, {"big", `12345678901234567890`}, {"e", `1E3`},
+				{"alpha", `"caf\u00e9 \ud83d\ude42"`}, {"tab", `"a\tb\/c"`},
+				{"list", `[1,2.0,{"b":null,"a":true}]`},
+			}
+			m := s.KeyReq(spec.OpSave, spec.TypeData, key)
+			for _, v := range values {
+				m.SetRaw(v[0], []byte(v[1]))
+			}
+			// JSON sets no limit on a number's digits; a server that refuses
+			// these values does not store the request as sent.
+			save := s.Do(m, "DATA-SAVE-5")
+			t.deleteLater(s, spec.TypeData, key)
+			if !t.Check(save, "DATA-SAVE-5", save.Status() == spec.StatusOK, fmt.Sprintf("the SAVE was answered with status %s", statusText(save.Status())), "status 200: the document stored as sent") {
+				return
+			}
+			g := s.Do(s.KeyReq(spec.OpGet, spec.TypeData, key), "DATA-SAVE-5")
+			t.Status(g, "DATA-GET-1", spec.StatusOK)
+			raw, stored := g.Resp.Raw(spec.FieldToken)
+			t.Check(g, "DATA-SAVE-5", !stored, fmt.Sprintf("the document came back with the SAVE's token (%s): the credential was stored", raw), "no token field: a credential is not data")
+			for _, v := range values {
+				got, ok := g.Resp.Raw(v[0])
+				if !t.Check(g, "DATA-GET-1", ok, fmt.Sprintf("the document came back without %q", v[0]), fmt.Sprintf("%q: %s", v[0], v[1])) {
+					continue
+				}
+				t.Check(g, "DATA-SAVE-5", string(got) == v[1], fmt.Sprintf("%q was saved as %s and comes back as %s", v[0], v[1], got), fmt.Sprintf("%q: %s, byte for byte", v[0], v[1]))
+			}
+		})
+
 		r.Case(reqs("DATA-GET-1"), "GET returns every field the document was saved with", func(t *T) {
 			s := t.Login()
 			key := t.Key()
@@ -67,6 +101,34 @@ func dataCases(r *registrar) {
 			for i := 0; i < len(fields); i += 2 {
 				t.Field(g, "DATA-GET-1", fields[i].(string), fields[i+1])
 			}
+		})
+
+		r.Case(reqs("DATA-GET-4"), "GET returns the stored fields in saved order, its own five fields replacing stored ones", func(t *T) {
+			s := t.Login()
+			key := t.Key()
+			m := s.KeyReq(spec.OpSave, spec.TypeData, key)
+			m.Set("zz", 1).Set(spec.FieldStatus, "stored status").Set("b", 2).Set(spec.FieldStatusMsg, "stored status_msg").Set("a", 3).Set("m", 4)
+			save := s.Do(m, "DATA-GET-4")
+			t.deleteLater(s, spec.TypeData, key)
+			if !t.Check(save, "DATA-GET-4", save.Status() == spec.StatusOK, fmt.Sprintf("a SAVE of fields named status and status_msg was answered with status %s", statusText(save.Status())), "status 200") {
+				return
+			}
+			g := s.Do(s.KeyReq(spec.OpGet, spec.TypeData, key), "DATA-GET-4")
+			// The stored status, operation, direction and type must not
+			// come back in place of the response's own.
+			st, isInt := g.Resp.Status()
+			t.Check(g, "DATA-GET-4", isInt && st == spec.StatusOK, fmt.Sprintf("status is %s", rawOf(g, spec.FieldStatus)), "status 200, the response's own")
+			t.Check(g, "DATA-GET-4", g.Resp.StatusMsg() != "stored status_msg", "status_msg is the stored document's, not the response's", "the response's own status_msg")
+			t.Check(g, "DATA-GET-4", g.Resp.Operation() == spec.OpGet && g.Resp.Direction() == spec.DirResponse && g.Resp.Type() == spec.TypeData,
+				fmt.Sprintf("operation %q, direction %q, type %q", g.Resp.Operation(), g.Resp.Direction(), g.Resp.Type()), `operation "GET", direction "RESPONSE", type "DATA"`)
+			want := []string{"zz", "b", "a", "m"}
+			var got []string
+			for _, f := range g.Resp.Fields() {
+				if slices.Contains(want, f) {
+					got = append(got, f)
+				}
+			}
+			t.Check(g, "DATA-GET-4", slices.Equal(got, want), fmt.Sprintf("the stored fields come back in the order %v", got), fmt.Sprintf("the order they were saved in: %v", want))
 		})
 
 		r.Case(reqs("DATA-GET-2"), "GET of an unknown key is answered 404", func(t *T) {

@@ -21,6 +21,11 @@
 //	SHOULD  NON-STRICT     the case goes on; the server is still conformant
 //	MAY     INFORMATIONAL
 //
+// FRAME-10 and ROBUST-3 send the same 4 GiB header: an answer or a close
+// within the read timeout passes FRAME-10 (ROBUST-3 judges the 413), while
+// silence, with the server answering on a new connection at once, is a
+// server waiting for the announced body: FAIL under FRAME-10.
+//
 // ERROR is kept for cases the harness could not run (the server cannot be
 // reached, or gives no STEP answer at all: a preflight LOGIN finds that out
 // once, so a dead server costs one read timeout, not one per case).
@@ -57,6 +62,11 @@
 //     (connection cap) are checked only when the run is told the server's
 //     settings (Config.TokenTTL, IdleTimeout, Quota, MaxConns); otherwise
 //     they are INFORMATIONAL.
+//   - TOKEN-11 (course tokens do not expire) reuses the run's first token
+//     at the end of the run, at least two seconds old: a longer lifetime
+//     is not seen. CONN-6 (port 1379 over IPv4) is judged only when the
+//     run targets port 1379; on another port, the built-in server's free
+//     port included, the server may be configured so.
 //   - "Nothing stored or changed" after a refusal is verified where a case
 //     can read it back (DATA-SAVE-3, FILE-SAVE-3/4, FILE-UPLOAD-4/6/8/10/13,
 //     KEY-2, ISO-2/3, ROBUST-4), not after every refusal.

@@ -3,6 +3,7 @@ package conformance
 import (
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stepkit/stepkit/spec"
 )
@@ -85,7 +86,43 @@ func extensionCases(r *registrar) {
 			rep := t.DoOn(c, loginReq(spec.FieldUsername, u.User, spec.FieldPassword, u.Password), "EXT-4")
 			t.Check(rep, "EXT-4", rep.Status() == spec.StatusPasswordError, fmt.Sprintf("a made-up user logged in with MD5(username): status %s", statusText(rep.Status())), "status 401")
 		})
+
+		r.Case(reqs("EXT-5"), "a DATA SAVE whose JSON length counts characters is recovered and served, or not (either is conformant)", func(t *T) {
+			s := t.Login()
+			key := t.Key()
+			value := "été 北京 🙂"
+			m := s.KeyReq(spec.OpSave, spec.TypeData, key).Set("note", value)
+			js := m.AppendJSON(nil)
+			b := append(spec.Header(uint32(utf8.RuneCount(js)), 0), js...)
+			rep := t.TryRaw(s.Conn, b, fmt.Sprintf("a DATA SAVE whose JSON length counts %d characters, not %d bytes (the reference's bug)", utf8.RuneCount(js), len(js)))
+			switch {
+			case rep.Err != nil:
+				t.Info(rep, "EXT-5", "not recovered: "+rep.Err.Error())
+			case rep.Status() != spec.StatusOK:
+				t.Info(rep, "EXT-5", fmt.Sprintf("not recovered: answered with status %s", statusText(rep.Status())))
+			default:
+				t.deleteLater(s, spec.TypeData, key)
+				// Recovered: the document is stored as sent and the
+				// connection is still in step.
+				g := t.Try(s.Conn, s.KeyReq(spec.OpGet, spec.TypeData, key))
+				switch {
+				case g.Err != nil:
+					t.Info(g, "EXT-5", "the SAVE was answered 200, but the connection is out of step after it: "+g.Err.Error())
+				case !stringIs(g, "note", value):
+					t.Info(g, "EXT-5", fmt.Sprintf("the SAVE was answered 200, but the document holds note %s, not the %q sent", rawOf(g, "note"), value))
+				default:
+					t.Note("the frame was recovered and served; the connection stayed in step")
+				}
+			}
+			t.stillServes()
+		})
 	})
+}
+
+// stringIs reports whether r's response has field as the string want.
+func stringIs(r *Reply, field, want string) bool {
+	got, err := r.Resp.String(field)
+	return err == nil && got == want
 }
 
 // waitBelowLimit waits, for up to the read timeout, until a new connection

@@ -135,5 +135,16 @@ func fileSaveCases(r *registrar) {
 			t.deleteLater(s, spec.TypeFile, key)
 			t.Refused(rep, "FILE-SAVE-10", "", 0)
 		})
+
+		r.Case(reqs("FILE-SAVE-11"), "plans use block_size 20480, or the block size the run was told the server is configured with", func(t *T) {
+			want, why := int64(spec.DefaultBlockSize), "the default"
+			if bs := t.Config().BlockSize; bs > 0 {
+				want, why = bs, "the server's configured block size (--block-size)"
+			}
+			s := t.Login()
+			p := s.PlanUpload(t.Key(), 3*spec.DefaultBlockSize)
+			rep := &Reply{Evidence: fmt.Sprintf("upload plan: block_size %d, total_block %d", p.BlockSize, p.TotalBlock)}
+			t.Check(rep, "FILE-SAVE-11", p.BlockSize == want, fmt.Sprintf("the plan's block_size is %d", p.BlockSize), fmt.Sprintf("block_size %d, %s", want, why))
+		})
 	})
 }

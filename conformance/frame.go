@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -102,6 +103,18 @@ func frameCases(r *registrar) {
 			t.CompletedMD5(rep, md5hex(data))
 		})
 
+		r.Case(reqs("FRAME-10", "ROBUST-1"), "a header announcing 4 GiB of JSON, and no body, is answered or closed at once, not waited on", func(t *T) {
+			c := t.Dial()
+			oversizedHeader(t, c, spec.Header(0xFFFFFFF0, 0), "a header announcing 4294967280 bytes of JSON, and nothing after it")
+		})
+
+		r.Case(reqs("FRAME-10", "ROBUST-1"), "an UPLOAD announcing 4 GiB of binary, none sent, is answered or closed at once, not waited on", func(t *T) {
+			s := t.Login()
+			js := s.KeyReq(spec.OpUpload, spec.TypeFile, t.Key()).Set(spec.FieldBlockIndex, 0).AppendJSON(nil)
+			b := append(spec.Header(uint32(len(js)), 0xFFFFFFF0), js...)
+			oversizedHeader(t, s.Conn, b, "an UPLOAD announcing 4294967280 binary bytes, none sent")
+		})
+
 		r.Case(reqs("FRAME-9"), "a non-ASCII username logs in and a non-ASCII file key round-trips", func(t *T) {
 			u := t.User()
 			if u.Course {
@@ -117,6 +130,36 @@ func frameCases(r *registrar) {
 			t.Field(g, "FRAME-9", spec.FieldKey, key)
 		})
 	})
+}
+
+// oversizedHeader sends b, a frame whose header announces far more than
+// any sane limit, and nothing more, and judges FRAME-10: a server that
+// checks the lengths before waiting for the body answers (ROBUST-3 prefers
+// 413) or closes the connection, at once. Silence for the whole read
+// timeout, while the server answers a LOGIN on a new connection, can only
+// mean that it is waiting for the body it announced; the course's
+// reference does exactly that (STEP.md A.2), which FRAME-10 forbids, so it
+// is a FAIL here, while ROBUST-3's cases judge the 413 itself.
+func oversizedHeader(t *T, c *Conn, b []byte, note string) {
+	rep := t.TryRaw(c, b, note)
+	switch {
+	case rep.Err == nil:
+		t.Note("answered with status %s", statusText(rep.Status()))
+	case errors.Is(rep.Err, ErrClosed):
+		t.Note("the connection was closed without an answer (ROBUST-3 prefers a 413 first)")
+	case errors.Is(rep.Err, ErrSilent):
+		// Rule out a server that is simply slow or gone: it must still
+		// answer at once on a new connection (ROBUST-1).
+		t.stillServes()
+		t.Check(rep, "FRAME-10", false,
+			fmt.Sprintf("neither an answer nor a close within %v, while a LOGIN on a new connection was answered at once: the server is waiting for (or allocating) the body the header announced", t.Config().ReadTimeout),
+			"the lengths checked against the server's limits at once: an answer (413 preferred, ROBUST-3) or a close")
+	default:
+		// Something came back, even if not a valid frame: the server did
+		// not wait for the body. FRAME-1 is judged elsewhere.
+		t.Note("answered with bytes that are not a valid STEP frame: %v", rep.Err)
+	}
+	t.stillServes()
 }
 
 // readOnce performs a single read of up to 64 KiB under the read timeout.

@@ -31,6 +31,7 @@ type T struct {
 	cleanup []func()
 	user    Creds
 	other   *Creds
+	pre     *preflight // the run's preflight, when the case runs in a suite
 }
 
 func newT(ctx context.Context, cfg Config, c *Case, res *result) *T {
@@ -115,18 +116,28 @@ func (t *T) OtherUser() Creds {
 // Dial opens a fresh connection. Failing to connect is an ERROR: the case
 // cannot run.
 func (t *T) Dial() *Conn {
+	c, err := t.dial("tcp", t.cfg.Target)
+	if err != nil {
+		t.abortError(err.Error())
+	}
+	return c
+}
+
+// dial opens a connection to addr over network ("tcp", "tcp4") and
+// returns the error for the case to judge.
+func (t *T) dial(network, addr string) (*Conn, error) {
 	if t.ctx.Err() != nil {
 		t.abortError("the case ran out of time before connecting")
 	}
-	c, err := dialConn(t.ctx, t.cfg.Target, len(t.conns)+1, t.cfg.ReadTimeout, t.log)
+	c, err := dialConnNet(t.ctx, network, addr, len(t.conns)+1, t.cfg.ReadTimeout, t.log)
 	if err != nil {
-		t.abortError(err.Error())
+		return nil, err
 	}
 	t.conns = append(t.conns, c)
 	// A case that runs out of time must not stay blocked in a read.
 	stop := context.AfterFunc(t.ctx, func() { _ = c.Close() })
 	t.Defer(func() { stop() })
-	return c
+	return c, nil
 }
 
 // Session is a connection with a logged-in user.

@@ -136,5 +136,52 @@ func messageCases(r *registrar) {
 			t.Status(ur, "MSG-4", spec.StatusOK)
 			_ = p
 		})
+
+		r.Case(reqs("MSG-6"), "refused requests of every kind get a status of 400 or more, never 200, and change nothing", func(t *T) {
+			s := t.Login()
+			key, fkey, unknown, forged := t.Key(), t.Key(), t.Key(), t.Key()
+			s.SaveData(key, "v", "first")
+			again := s.KeyReq(spec.OpSave, spec.TypeData, key).Set("v", "second")
+			// A well-formed token with a wrong signature: the reference
+			// answers it (a token that is not base64 it leaves unanswered,
+			// which REQ-6 judges).
+			tok, ok := tamperSig(s.Token)
+			if !ok {
+				tok = flipMiddle(s.Token)
+			}
+			badToken := rawRequest("operation", "SAVE", "direction", "REQUEST", "type", "DATA", "token", tok, "key", forged, "v", "forged")
+			noSize := s.KeyReq(spec.OpSave, spec.TypeFile, fkey)
+			t.deleteLater(s, spec.TypeFile, fkey)
+			upload := s.KeyReq(spec.OpUpload, spec.TypeFile, fkey).Set(spec.FieldBlockIndex, 0)
+			upload.Binary = []byte("never planned")
+			refusals := []*spec.Message{
+				again,
+				s.KeyReq(spec.OpGet, spec.TypeData, unknown),
+				s.KeyReq(spec.OpDelete, spec.TypeData, unknown),
+				s.Req(spec.OpGet, spec.TypeData),
+				badToken,
+				noSize,
+				upload,
+				s.KeyReq(spec.OpGet, spec.TypeFile, unknown),
+				s.KeyReq(spec.OpDownload, spec.TypeFile, unknown).Set(spec.FieldBlockIndex, 0),
+				s.KeyReq(spec.OpDelete, spec.TypeFile, unknown),
+			}
+			for _, m := range refusals {
+				rep := s.Do(m, "MSG-6")
+				st := rep.Status()
+				t.Check(rep, "MSG-6", st >= 400, fmt.Sprintf("the refused %s was answered with status %s", describeReq(rep), statusText(st)), "a status of 400 or more")
+			}
+			// Nothing the refusals touched changed.
+			g := s.Do(s.KeyReq(spec.OpGet, spec.TypeData, key), "MSG-6")
+			t.Status(g, "MSG-6", spec.StatusOK)
+			t.Field(g, "MSG-6", "v", "first")
+			g = s.Do(s.KeyReq(spec.OpGet, spec.TypeData, forged), "MSG-6")
+			if g.Status() == spec.StatusOK {
+				t.deleteLater(s, spec.TypeData, forged)
+			}
+			t.Check(g, "MSG-6", g.Status() == spec.StatusKeyNotFound, fmt.Sprintf("a SAVE refused for its token left %q behind (GET status %s)", forged, statusText(g.Status())), "GET 404: nothing stored")
+			s.notPlanned(fkey, []byte("x"), "MSG-6", "SAVE without size was refused")
+			t.Status(s.GetPlan(fkey, "MSG-6"), "MSG-6", spec.StatusKeyNotFound)
+		})
 	})
 }

@@ -24,7 +24,8 @@ type mutatingProxy struct {
 	serial bool
 
 	mu     sync.Mutex
-	tokens []string // tokens issued by LOGIN responses, in order
+	tokens []string          // tokens issued by LOGIN responses, in order
+	byUser map[string]string // the last token issued to each username
 	wg     sync.WaitGroup
 }
 
@@ -45,6 +46,10 @@ type mutation struct {
 	response func(p *proxyConn, req, resp *spec.Message) []*spec.Message
 	// encode, if set, writes a response frame instead of spec.AppendFrame.
 	encode func(w io.Writer, m *spec.Message) error
+	// stallOversized keeps a header past the limits from the server and
+	// swallows what follows, silently: a server that waits for the body
+	// the header announced, as the course's reference does.
+	stallOversized bool
 }
 
 // proxyConn is the state of one proxied connection.
@@ -101,10 +106,21 @@ func (px *mutatingProxy) serve() {
 	}
 }
 
-func (px *mutatingProxy) issued(tok string) {
+func (px *mutatingProxy) issued(user, tok string) {
 	px.mu.Lock()
 	px.tokens = append(px.tokens, tok)
+	if px.byUser == nil {
+		px.byUser = map[string]string{}
+	}
+	px.byUser[user] = tok
 	px.mu.Unlock()
+}
+
+// tokenOf returns the last token issued to user through the proxy.
+func (px *mutatingProxy) tokenOf(user string) string {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	return px.byUser[user]
 }
 
 // knownToken reports whether tok was issued through the proxy.
@@ -172,6 +188,10 @@ func (pc *proxyConn) requests(client, server net.Conn) {
 		}
 		jl, bl := binary.BigEndian.Uint32(hdr[:4]), binary.BigEndian.Uint32(hdr[4:])
 		if jl > 1<<20 || bl > 1<<20 {
+			if pc.px.mut.stallOversized {
+				io.Copy(io.Discard, br)
+				return
+			}
 			pc.pending <- spec.NewMessage()
 			server.Write(hdr)
 			io.Copy(server, br)
@@ -221,7 +241,8 @@ func (pc *proxyConn) responses(server, client net.Conn) {
 		if req != nil && req.Operation() == spec.OpLogin {
 			if tok, err := resp.Token(); err == nil {
 				pc.token = tok
-				pc.px.issued(tok)
+				user, _ := req.Username()
+				pc.px.issued(user, tok)
 			}
 		}
 		out := []*spec.Message{resp}

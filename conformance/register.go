@@ -23,6 +23,9 @@ type Case struct {
 	Title   string   // one line: what the case does
 	Section string   // e.g. "FILE-UPLOAD"
 	body    func(*T)
+	// late cases run after every other case of the run (see
+	// registrar.LateCase).
+	late bool
 	// waits is how long the case waits on purpose (a token's lifetime, an
 	// idle timeout); it is added to the whole-case timeout.
 	waits func(Config) time.Duration
@@ -81,6 +84,15 @@ type registrar struct {
 	count  map[string]int
 }
 
+// LateCase defines a case that runs after every other case of the run,
+// although it is listed and reported in its own section: a case that needs
+// time to pass (TOKEN-11 reuses the run's first token) gets it from the
+// cases before it instead of a wait of its own. waits is the longest it
+// may still wait.
+func (r *registrar) LateCase(reqs []string, title string, waits func(Config) time.Duration, body func(*T)) {
+	r.add(reqs, title, waits, body, true)
+}
+
 // Describe groups cases under a container.
 func (r *registrar) Describe(text string, body func()) {
 	if r.ginkgo {
@@ -98,6 +110,10 @@ func (r *registrar) Case(reqs []string, title string, body func(*T)) {
 // SlowCase defines a case that waits on purpose for as long as waits says
 // under the run's configuration.
 func (r *registrar) SlowCase(reqs []string, title string, waits func(Config) time.Duration, body func(*T)) {
+	r.add(reqs, title, waits, body, false)
+}
+
+func (r *registrar) add(reqs []string, title string, waits func(Config) time.Duration, body func(*T), late bool) {
 	for _, id := range reqs {
 		if _, ok := spec.Lookup(id); !ok {
 			panic(fmt.Sprintf("conformance: case %q cites unknown requirement %s", title, id))
@@ -109,10 +125,22 @@ func (r *registrar) SlowCase(reqs []string, title string, waits func(Config) tim
 	if n := r.count[first.ID]; n > 1 {
 		id = fmt.Sprintf("%s.%d", first.ID, n)
 	}
-	c := &Case{ID: id, Reqs: reqs, Title: title, Section: first.SectionPrefix(), body: body, waits: waits}
+	c := &Case{ID: id, Reqs: reqs, Title: title, Section: first.SectionPrefix(), body: body, waits: waits, late: late}
 	r.cases = append(r.cases, c)
-	if r.ginkgo && r.suite.selected(c) {
-		r.suite.define(c)
+	if r.ginkgo {
+		r.suite.order[c.ID] = len(r.cases)
+		if !late && r.suite.selected(c) {
+			r.suite.define(c)
+		}
+	}
+}
+
+// defineLate defines the late cases, after every other.
+func (r *registrar) defineLate() {
+	for _, c := range r.cases {
+		if c.late && r.suite.selected(c) {
+			r.suite.define(c)
+		}
 	}
 }
 
@@ -158,6 +186,7 @@ type Suite struct {
 	results  map[string]*result
 	cases    map[string]*Case
 	defined  []*Case
+	order    map[string]int // registration order, for reports
 	pre      preflight
 	runCtx   context.Context
 	progress func(c *Case, o Outcome, done, total int)
@@ -169,12 +198,13 @@ type Suite struct {
 // when the process runs the suite more than once. sel, when not nil, picks
 // the cases to define.
 func Register(cfg Config, sel func(*Case) bool) *Suite {
-	s := &Suite{cfg: cfg.withDefaults(), selectFn: sel, results: map[string]*result{}, cases: map[string]*Case{}, runCtx: context.Background()}
+	s := &Suite{cfg: cfg.withDefaults(), selectFn: sel, results: map[string]*result{}, cases: map[string]*Case{}, order: map[string]int{}, runCtx: context.Background()}
 	r := &registrar{ginkgo: true, suite: s, count: map[string]int{}}
 	ginkgo.Describe("STEP conformance", func() {
 		for _, f := range sections {
 			f(r)
 		}
+		r.defineLate()
 	})
 	return s
 }
@@ -205,6 +235,7 @@ func (s *Suite) define(c *Case) {
 			caseCtx, cancel := context.WithCancel(ctx)
 			stop := context.AfterFunc(s.runCtx, cancel)
 			t := newT(caseCtx, s.cfg, c, res)
+			t.pre = &s.pre
 			t.run(c.body)
 			stop()
 			cancel()
@@ -237,7 +268,7 @@ func (s *Suite) Report(gr types.Report) *Report {
 			ReadTimeoutMS: s.cfg.ReadTimeout.Milliseconds(), CaseTimeoutMS: s.cfg.CaseTimeout.Milliseconds(),
 			Accounts: !s.cfg.courseLogin(), User: s.cfg.User, User2: s.cfg.User2,
 			TokenTTLMS: s.cfg.TokenTTL.Milliseconds(), IdleTimeoutMS: s.cfg.IdleTimeout.Milliseconds(),
-			MaxConns: s.cfg.MaxConns, Quota: s.cfg.Quota, MaxFileSize: s.cfg.MaxFileSize,
+			MaxConns: s.cfg.MaxConns, Quota: s.cfg.Quota, MaxFileSize: s.cfg.MaxFileSize, BlockSize: s.cfg.BlockSize,
 		},
 	}
 	rep.DurationMS = ms(gr.RunTime)
@@ -296,12 +327,9 @@ func (s *Suite) Report(gr types.Report) *Report {
 		cr.Exchange = trimEvents(events, 40, 30)
 		rep.Cases = append(rep.Cases, cr)
 	}
-	// Ginkgo orders specs its own way; reports follow STEP.md.
-	index := map[string]int{}
-	for i, c := range s.defined {
-		index[c.ID] = i
-	}
-	sort.SliceStable(rep.Cases, func(i, j int) bool { return index[rep.Cases[i].ID] < index[rep.Cases[j].ID] })
+	// Ginkgo orders specs its own way, and late cases run last; reports
+	// follow STEP.md.
+	sort.SliceStable(rep.Cases, func(i, j int) bool { return s.order[rep.Cases[i].ID] < s.order[rep.Cases[j].ID] })
 	rep.tally()
 	return rep
 }
@@ -327,20 +355,30 @@ type preflight struct {
 	once sync.Once
 	err  error
 	desc string
+	// The preflight's login, the first of the run: TOKEN-11 reuses its
+	// token at the end of the run.
+	first issued
+}
+
+// issued is a token and the user and time it was issued to and at.
+type issued struct {
+	creds Creds
+	token string
+	at    time.Time
 }
 
 func (p *preflight) check(ctx context.Context, cfg Config) error {
-	p.once.Do(func() { p.err, p.desc = runPreflight(ctx, cfg) })
+	p.once.Do(func() { p.err, p.desc, p.first = runPreflight(ctx, cfg) })
 	return p.err
 }
 
 func (p *preflight) summary() string { return p.desc }
 
-func runPreflight(ctx context.Context, cfg Config) (error, string) {
+func runPreflight(ctx context.Context, cfg Config) (error, string, issued) {
 	log := &wireLog{start: time.Now()}
 	c, err := dialConn(ctx, cfg.Target, 1, cfg.ReadTimeout, log)
 	if err != nil {
-		return fmt.Errorf("not run: the server cannot be reached (%v)", err), "cannot connect: " + err.Error()
+		return fmt.Errorf("not run: the server cannot be reached (%v)", err), "cannot connect: " + err.Error(), issued{}
 	}
 	defer c.Close()
 	u := randomUser()
@@ -351,7 +389,7 @@ func runPreflight(ctx context.Context, cfg Config) (error, string) {
 	req.Set(spec.FieldUsername, u.User)
 	req.Set(spec.FieldPassword, u.Password)
 	if err := c.WriteMessage(req); err != nil {
-		return fmt.Errorf("not run: writing to the server failed (%v)", err), "write failed: " + err.Error()
+		return fmt.Errorf("not run: writing to the server failed (%v)", err), "write failed: " + err.Error(), issued{}
 	}
 	resp, err := c.ReadMessage()
 	if err != nil {
@@ -362,14 +400,16 @@ func runPreflight(ctx context.Context, cfg Config) (error, string) {
 			}
 		}
 		msg := fmt.Sprintf("not run: the server accepted a connection but gave no STEP answer to a LOGIN request within %v (%v)", cfg.ReadTimeout, err)
-		return fmt.Errorf("%s", msg), strings.Join(detail, "; ")
+		return fmt.Errorf("%s", msg), strings.Join(detail, "; "), issued{}
 	}
 	st, _ := resp.Status()
 	if !cfg.courseLogin() && st != spec.StatusOK {
 		msg := fmt.Sprintf("not run: the server refused the given credentials for %q (status %d %q)", cfg.User, st, resp.StatusMsg())
-		return fmt.Errorf("%s", msg), msg
+		return fmt.Errorf("%s", msg), msg, issued{}
 	}
-	return nil, fmt.Sprintf("LOGIN answered with status %d in %.1f ms", st, float64(time.Since(log.start).Microseconds())/1000)
+	first := issued{creds: u, at: time.Now()}
+	first.token, _ = resp.Token()
+	return nil, fmt.Sprintf("LOGIN answered with status %d in %.1f ms", st, float64(time.Since(log.start).Microseconds())/1000), first
 }
 
 // sortedSections returns the section prefixes of cases in first-seen order.

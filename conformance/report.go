@@ -118,6 +118,7 @@ type Settings struct {
 	MaxConns      int    `json:"max_conns,omitempty"`
 	Quota         int64  `json:"quota,omitempty"`
 	MaxFileSize   int64  `json:"max_file_size,omitempty"`
+	BlockSize     int64  `json:"block_size,omitempty"`
 }
 
 // SectionCount is the tally of one section.

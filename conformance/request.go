@@ -3,6 +3,7 @@ package conformance
 import (
 	"encoding/base64"
 	"fmt"
+	"regexp"
 
 	"github.com/stepkit/stepkit/spec"
 )
@@ -32,6 +33,28 @@ func requestCases(r *registrar) {
 				t.Status(s.Do(s.KeyReq(spec.OpGet, spec.TypeData, t.Key()), "CONN-1"), "CONN-1", spec.StatusKeyNotFound)
 			})
 		}
+
+		r.Case(reqs("REQ-11", "REQ-1"), "the status_msg of a missing-field refusal names the field", func(t *T) {
+			s := t.Login()
+			all := []string{spec.FieldOperation, spec.FieldDirection, spec.FieldType}
+			for _, missing := range all {
+				m := s.KeyReq(spec.OpGet, spec.TypeData, t.Key())
+				m.Delete(missing)
+				rep := s.Do(m, "REQ-1")
+				t.Status(rep, "REQ-1", spec.StatusCompulsory)
+				msg := rep.Resp.StatusMsg()
+				named := 0
+				for _, f := range all {
+					if namesField(msg, f) {
+						named++
+					}
+				}
+				// A message naming all three fields does not say which one
+				// is missing.
+				t.Check(rep, "REQ-11", namesField(msg, missing) && named < len(all),
+					fmt.Sprintf("without %s, status_msg is %q", missing, msg), fmt.Sprintf("a status_msg naming %q", missing))
+			}
+		})
 
 		for _, dir := range []string{"RESPONSE", "SIDEWAYS"} {
 			dir := dir
@@ -159,6 +182,12 @@ func requestCases(r *registrar) {
 			})
 		}
 	})
+}
+
+// namesField reports whether msg names field as a word of its own, in any
+// case ("Compulsory field type is missing", "missing 'TYPE'").
+func namesField(msg, field string) bool {
+	return regexp.MustCompile(`(?i)(^|[^a-z_])` + regexp.QuoteMeta(field) + `($|[^a-z_])`).MatchString(msg)
 }
 
 func jsonOf(v any) string {

@@ -138,14 +138,76 @@ func tokenCases(r *registrar) {
 			t.Check(rep, "TOKEN-8", strings.EqualFold(p[3], want), fmt.Sprintf("the signature is %q", p[3]), "md5(USER.TIME.login + salt) = "+want)
 		})
 
+		r.Case(reqs("TOKEN-10"), "a request naming another user in its fields still acts on its token's user", func(t *T) {
+			victim := t.LoginAs(t.OtherUser())
+			key, only := t.Key(), t.Key()
+			victim.SaveData(key, "owner", "victim")
+			victim.SaveData(only, "owner", "victim")
+			s := t.Login()
+			as := func(m *spec.Message) *spec.Message {
+				return m.Set(spec.FieldUsername, victim.Creds.User).Set("user", victim.Creds.User)
+			}
+			// The same key for the token's user is new: a 402 means the
+			// request went to the victim's keys.
+			save := s.Do(as(s.KeyReq(spec.OpSave, spec.TypeData, key).Set("owner", "token's user")), "TOKEN-10")
+			if save.Status() == spec.StatusOK {
+				t.deleteLater(s, spec.TypeData, key)
+			}
+			t.Check(save, "TOKEN-10", save.Status() == spec.StatusOK,
+				fmt.Sprintf("a SAVE of a key only the other user (named in \"username\") has got status %s", statusText(save.Status())),
+				"status 200: the key is new for the token's user")
+			g := s.Do(as(s.KeyReq(spec.OpGet, spec.TypeData, key)), "TOKEN-10")
+			t.Status(g, "TOKEN-10", spec.StatusOK)
+			t.Field(g, "TOKEN-10", "owner", "token's user")
+			t.Status(s.Do(as(s.KeyReq(spec.OpGet, spec.TypeData, only)), "TOKEN-10"), "TOKEN-10", spec.StatusKeyNotFound)
+			t.Status(s.Do(as(s.KeyReq(spec.OpDelete, spec.TypeData, only)), "TOKEN-10"), "TOKEN-10", spec.StatusKeyNotFound)
+			// The other user's documents are as they were.
+			for _, k := range []string{key, only} {
+				vg := victim.Do(victim.KeyReq(spec.OpGet, spec.TypeData, k), "TOKEN-10")
+				t.Status(vg, "TOKEN-10", spec.StatusOK)
+				t.Field(vg, "TOKEN-10", "owner", "victim")
+			}
+		})
+
 		for _, v := range []any{12345, true, map[string]string{"t": "x"}} {
 			v := v
 			r.Case(reqs("TOKEN-9"), fmt.Sprintf("a token that is %s is answered 403", jsonKind(v)), func(t *T) {
 				refusedToken(t, tokenProbe(t, v, "TOKEN-9"), "TOKEN-9")
 			})
 		}
+
+		r.LateCase(reqs("TOKEN-11"), "in course mode, the run's first token still works at its end, on a new connection", func(c Config) time.Duration { return tokenMinAge }, func(t *T) {
+			if !t.User().Course {
+				t.NotApplicable("TOKEN-11", "the run uses real accounts (--user), whose tokens may expire (TOKEN-7)")
+			}
+			if t.pre == nil || t.pre.first.token == "" {
+				t.NotApplicable("TOKEN-11", "the run's first LOGIN gave no token to reuse")
+			}
+			first := t.pre.first
+			// The case runs last, so the token is as old as the run; a run
+			// of a few cases waits until it is tokenMinAge old.
+			if age := time.Since(first.at); age < tokenMinAge {
+				t.Sleep(tokenMinAge - age)
+			}
+			old := &Session{Conn: t.Dial(), t: t, Creds: first.creds, Token: first.token}
+			t.Note("reusing the token issued %v ago by the run's first LOGIN", time.Since(first.at).Round(time.Millisecond))
+			key := t.Key()
+			rep := old.Do(old.KeyReq(spec.OpSave, spec.TypeData, key).Set("v", 1), "TOKEN-11")
+			if rep.Status() == spec.StatusOK {
+				t.deleteLater(old, spec.TypeData, key)
+			}
+			if !t.Check(rep, "TOKEN-11", rep.Status() == spec.StatusOK, fmt.Sprintf("a token issued %v ago was answered with status %s", time.Since(first.at).Round(time.Second), statusText(rep.Status())), "status 200: the token is still valid") {
+				return
+			}
+			g := old.Do(old.KeyReq(spec.OpGet, spec.TypeData, key), "TOKEN-11")
+			t.Status(g, "TOKEN-11", spec.StatusOK)
+		})
 	})
 }
+
+// tokenMinAge is the least age at which TOKEN-11 reuses a token: tokens
+// carry whole seconds, so a lifetime of a second or less is then seen.
+const tokenMinAge = 2 * time.Second
 
 var timeStamp = regexp.MustCompile(`^\d{14}$`)
 

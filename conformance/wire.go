@@ -152,8 +152,13 @@ type Conn struct {
 
 // dialConn connects to addr with the read timeout as the connect timeout.
 func dialConn(ctx context.Context, addr string, id int, readTimeout time.Duration, log *wireLog) (*Conn, error) {
+	return dialConnNet(ctx, "tcp", addr, id, readTimeout, log)
+}
+
+// dialConnNet is dialConn over a given network ("tcp4" for CONN-6).
+func dialConnNet(ctx context.Context, network, addr string, id int, readTimeout time.Duration, log *wireLog) (*Conn, error) {
 	d := net.Dialer{Timeout: readTimeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}

@@ -97,6 +97,7 @@ matches the selection, 3 when the server cannot be reached at all.`,
 	f.IntVar(&o.cfg.MaxConns, "max-conns", 0, "the server's connection limit, to check its 503 answer (EXT-3)")
 	f.Int64Var(&o.cfg.Quota, "quota", 0, "the server's per-user quota in bytes, to check its 413 answer (EXT-1)")
 	f.Int64Var(&o.cfg.MaxFileSize, "max-file-size", 0, "the largest file size the server accepts (default 2^32)")
+	f.Int64Var(&o.cfg.BlockSize, "block-size", 0, "the block_size the server is configured to plan with, when not 20480 (FILE-SAVE-11)")
 	return cmd
 }
 
@@ -112,9 +113,12 @@ func runConformance(ctx context.Context, cmd *cobra.Command, o conformanceOption
 	if o.cfg.ReadTimeout <= 0 || o.cfg.CaseTimeout <= 0 {
 		return usageErrorf("--read-timeout and --case-timeout must be positive")
 	}
+	if o.cfg.BlockSize < 0 || o.cfg.BlockSize > spec.MaxBlockSize {
+		return usageErrorf("--block-size %d is outside 1..%d", o.cfg.BlockSize, spec.MaxBlockSize)
+	}
 
 	if o.cfg.Target == "" {
-		addr, stop, err := startBuiltin()
+		addr, stop, err := startBuiltin(int(o.cfg.BlockSize))
 		if err != nil {
 			return fmt.Errorf("start the built-in server: %w", err)
 		}
@@ -186,14 +190,15 @@ func listCases(w io.Writer, cases []*conformance.Case) error {
 }
 
 // startBuiltin starts the reference server on 127.0.0.1 at a free port
-// with a temporary root, and returns its address and a stop function that
-// shuts it down and removes the root.
-func startBuiltin() (string, func(), error) {
+// with a temporary root and the given block size (0: the default), and
+// returns its address and a stop function that shuts it down and removes
+// the root.
+func startBuiltin(blockSize int) (string, func(), error) {
 	root, err := os.MkdirTemp("", "stepkit-conformance-")
 	if err != nil {
 		return "", nil, err
 	}
-	srv, err := refserver.New(refserver.Config{Root: root, ReadTimeout: builtinTimeout, IdleTimeout: builtinTimeout})
+	srv, err := refserver.New(refserver.Config{Root: root, BlockSize: blockSize, ReadTimeout: builtinTimeout, IdleTimeout: builtinTimeout})
 	if err != nil {
 		os.RemoveAll(root)
 		return "", nil, err

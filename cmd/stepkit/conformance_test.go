@@ -37,6 +37,7 @@ func TestConformanceUsageErrors(t *testing.T) {
 		{"conformance", "--label-filter", "sec:EARTH", "DATA"},
 		{"conformance", "--target", "host:port:extra"},
 		{"conformance", "--target", "127.0.0.1:1", "--user", "u"},
+		{"conformance", "--block-size", "70000"},
 	} {
 		code, _, errOut := runCmd(t, args...)
 		if code != exitUsage {
@@ -90,6 +91,15 @@ func TestConformanceBuiltinWithReports(t *testing.T) {
 	}
 	if err := json.Unmarshal(b, &rep); err != nil || !rep.Conformant || len(rep.Cases) < 10 {
 		t.Errorf("JSON report: %v %+v", err, rep)
+	}
+}
+
+// --block-size starts the built-in server with that block size and tells
+// FILE-SAVE-11 to expect it.
+func TestConformanceBlockSize(t *testing.T) {
+	code, out, errOut := runCmd(t, "conformance", "--block-size", "12800", "FILE-SAVE-11", "FILE-UPLOAD-2")
+	if code != exitOK || !strings.Contains(out, "0 NON-STRICT") {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
 }
 
