@@ -279,7 +279,7 @@ send only the missing ones, without a new FILE SAVE. --restart starts afresh.
 
 Exit codes: 2 usage, 3 network, 4 refused by the server, 5 MD5 mismatch.`,
 		Example: `  stepkit upload report.pdf --user 2362202
-  stepkit upload a.bin b.bin --server 10.0.0.5:1379 --json
+  stepkit upload a.bin b.bin --server lab-pc-05:1379 --json
   stepkit upload big.iso --key iso --window 32 --conns 2`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

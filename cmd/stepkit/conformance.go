@@ -67,7 +67,7 @@ case is neither PASS nor INFORMATIONAL), 2 for a usage error or when nothing
 matches the selection, 3 when the server cannot be reached at all.`,
 		Example: `  stepkit conformance                                  # the built-in server
   stepkit conformance --target 127.0.0.1:1379          # another server
-  stepkit conformance --target 10.0.0.7:1379 FILE-UPLOAD LOGIN-4
+  stepkit conformance --target lab-pc-07:1379 FILE-UPLOAD LOGIN-4
   stepkit conformance --label-filter 'level:MUST && !sec:ROBUST'
   stepkit conformance --list
   stepkit conformance --target host:1379 --junit-report out/junit.xml \
