@@ -166,6 +166,54 @@ func TestPipelinedRequestsAnsweredInOrder(t *testing.T) {
 	}
 }
 
+// A block whose binary part arrives in pieces, with the next request glued
+// to its last piece, is read to its announced length and no further: the
+// course reference keeps the surplus as part of the block, answers 406 and
+// loses the next request (STEP.md A.23).
+func TestBlockInPiecesFollowedByNextRequest(t *testing.T) {
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	c := dial(t, addr)
+	c.login("pieces")
+	const bs = 20480
+	data := pattern(3*bs-11, 7)
+	wantStatus(t, c.do(c.authed(spec.OpSave, spec.TypeFile, "key", "k", "size", len(data))), 200)
+	frames := make([][]byte, 3)
+	for i := range frames {
+		m := c.authed(spec.OpUpload, spec.TypeFile, "key", "k", "block_index", i)
+		m.Binary = data[i*bs : min(i*bs+bs, len(data))]
+		b, err := spec.EncodeFrame(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames[i] = b
+	}
+	// The JSON and 100 bytes of block 0; then the rest of block 0 with all
+	// of block 1; then block 2 cut inside its JSON.
+	cut0 := len(frames[0]) - (bs - 100)
+	c.sendRaw(frames[0][:cut0])
+	time.Sleep(5 * time.Millisecond)
+	c.sendRaw(append(append([]byte{}, frames[0][cut0:]...), frames[1]...))
+	time.Sleep(5 * time.Millisecond)
+	c.sendRaw(frames[2][:20])
+	time.Sleep(5 * time.Millisecond)
+	c.sendRaw(frames[2][20:])
+	for i := range frames {
+		r := c.recv()
+		wantStatus(t, r, 200)
+		if n, _ := r.BlockIndex(); n != int64(i) {
+			t.Fatalf("answer %d has block_index %d", i, n)
+		}
+		if i == 2 {
+			if s, _ := r.MD5(); s != md5hex(data) {
+				t.Fatalf("md5 %s, want %s", s, md5hex(data))
+			}
+		}
+	}
+	if got := c.download("k"); !bytes.Equal(got, data) {
+		t.Fatal("the stored file differs from the blocks sent")
+	}
+}
+
 // A frame whose JSON length counts characters (the course server's bug) is
 // served as the request it meant.
 func TestCharacterCountLengthIsRecovered(t *testing.T) {
