@@ -57,7 +57,7 @@ type connState struct {
 	// sawMidStream: the client direction started before the capture did,
 	// so the first responses answer requests the capture does not hold.
 	sawMidStream bool
-	files       map[string]int // index in Summary.Files by direction+key
+	files        map[string]int // index in Summary.Files by direction+key
 }
 
 // assignID numbers the connection when it first shows something.

@@ -45,7 +45,7 @@ type fileState struct {
 	blockSize int64
 	total     int64
 	announced string
-	completed bool // the server announced the whole file's MD5
+	completed bool   // the server announced the whole file's MD5
 	have      bitset // blocks whole in the capture
 	sent      bitset // blocks seen at all
 	acked     bitset

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -93,102 +91,14 @@ func runDump(cmd *cobra.Command, args []string, f dumpFlags) error {
 		defer fh.Close()
 		in = fh
 	}
-	if f.extract != "" {
-		if err := os.MkdirAll(f.extract, 0o755); err != nil {
-			return withExit(exitFailure, fmt.Errorf("extract directory: %w", err))
-		}
-	}
-
-	out := cmd.OutOrStdout()
-	var handlers stepdump.Multi
-	var text *stepdump.TextWriter
-	var js *stepdump.JSONWriter
-	if f.json {
-		js = stepdump.NewJSONWriter(out)
-		js.Verbose = f.verbose
-		js.Quiet = f.summary
-		handlers = append(handlers, js)
-	} else {
-		text = stepdump.NewTextWriter(out)
-		text.Color = color
-		text.Verbose = f.verbose
-		text.Quiet = f.summary
-		handlers = append(handlers, text)
-	}
-	coll := &stepdump.Collector{}
-	handlers = append(handlers, coll)
-	var dia *stepdump.Diagram
-	if f.diagram != "" {
-		dia = stepdump.NewDiagram(filepath.Base(name))
-		handlers = append(handlers, dia)
-	}
-	opts := stepdump.Options{Port: f.port, AnyPort: f.anyPort, HashBinary: f.verbose, ExtractDir: f.extract}
-	st, err := stepdump.Decode(cmd.Context(), in, opts, handlers)
+	cfg := stepdump.Config{Name: name, Port: f.port, AnyPort: f.anyPort, JSON: f.json, Summary: f.summary,
+		Verbose: f.verbose, Color: color, Extract: f.extract, Diagram: f.diagram}
+	res, err := stepdump.Run(cmd.Context(), in, cmd.OutOrStdout(), cfg)
 	if err != nil {
-		if text != nil {
-			text.Flush()
-		}
-		if js != nil {
-			js.Flush()
-		}
 		return withExit(exitFailure, fmt.Errorf("%s: %w", name, err))
 	}
-	conns := coll.Sorted()
-	mismatch := 0
-	if js != nil {
-		if f.summary {
-			js.Summary(conns)
-		}
-		js.Extracted(st.Extracted)
-		if err := js.Flush(); err != nil {
-			return withExit(exitFailure, err)
-		}
-	} else {
-		if f.summary {
-			text.Summary(conns, st)
-		}
-		if err := text.Flush(); err != nil {
-			return withExit(exitFailure, err)
-		}
-	}
-	for _, x := range st.Extracted {
-		if x.MD5 != "" && x.Announced != "" && !x.Verified {
-			mismatch++
-		}
-		if f.extract != "" && js == nil {
-			fmt.Fprintln(out, extractLine(x))
-		}
-	}
-	if dia != nil {
-		var b bytes.Buffer
-		if err := dia.WriteHTML(&b); err != nil {
-			return withExit(exitFailure, err)
-		}
-		if err := os.WriteFile(f.diagram, b.Bytes(), 0o644); err != nil {
-			return withExit(exitFailure, fmt.Errorf("write diagram: %w", err))
-		}
-	}
-	if mismatch > 0 {
-		return withExit(exitMismatch, fmt.Errorf("%d extracted file(s) do not match the MD5 the server announced", mismatch))
+	if res.Mismatched > 0 {
+		return withExit(exitMismatch, fmt.Errorf("%d extracted file(s) do not match the MD5 the server announced", res.Mismatched))
 	}
 	return nil
-}
-
-func extractLine(x stepdump.Extracted) string {
-	dir := "downloaded"
-	if x.Upload {
-		dir = "uploaded"
-	}
-	s := fmt.Sprintf("extract: %s %q (user %s) -> %s: %d of %d blocks", dir, x.Key, x.User, x.Path, x.Blocks, x.Total)
-	switch {
-	case len(x.Missing) > 0:
-		s += fmt.Sprintf(", %d block range(s) missing from the capture", len(x.Missing))
-	case x.Verified:
-		s += ", MD5 " + x.MD5 + " matches the server's"
-	case x.Announced == "":
-		s += ", MD5 " + x.MD5 + " (the server announced none)"
-	default:
-		s += ", MD5 " + x.MD5 + " DIFFERS from the server's " + x.Announced
-	}
-	return s
 }
