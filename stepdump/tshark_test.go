@@ -75,8 +75,9 @@ func tsharkPackets(t *testing.T, path string, anyPort bool) (perPacket, string) 
 		"-o", "tcp.reassemble_out_of_order:TRUE",
 		"-Y", "step", "-T", "fields", "-e", "frame.number", "-e", "step.summary",
 		"-E", "occurrence=a", "-E", "aggregator=,"}
-	if anyPort {
-		args = append(args, "-d", "tcp.port==8000,step")
+	if !anyPort {
+		// stepdump looks at port 1379 only unless told otherwise.
+		args = append(args, "-o", "step.heuristic:FALSE")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

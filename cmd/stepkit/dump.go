@@ -45,7 +45,12 @@ raw IP; IPv4 and IPv6.`,
   stepkit dump --json -v capture.pcap | jq .
   stepkit dump --diagram ladder.html capture.pcap
   stepkit dump --any-port capture.pcap         # STEP on another port`,
-		Args: cobra.MaximumNArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usageErrorf("dump reads one capture, got %d arguments", len(args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDump(cmd, args, f)
 		},

@@ -305,4 +305,20 @@ function step.dissector(tvb, pinfo, tree)
 	return tvb:len()
 end
 
+-- On other ports, a segment that starts with a plausible header followed
+-- by a STEP field name is taken as STEP.
+step.prefs.heuristic = Pref.bool("Find STEP on any TCP port", true,
+	"Take a TCP segment on a port other than 1379 as STEP when it starts like a STEP frame")
+
+local function heuristic(tvb, pinfo, tree)
+	if not step.prefs.heuristic then return false end
+	if tvb:len() < HEADER + 12 or not plausible(tvb) then return false end
+	local head = tvb:raw(HEADER, math.min(tvb:len() - HEADER, 64))
+	if not (head:find('"operation"', 1, true) or head:find('"direction"', 1, true)) then return false end
+	step.dissector(tvb, pinfo, tree)
+	pinfo.conversation = step
+	return true
+end
+
 DissectorTable.get("tcp.port"):add(1379, step)
+step:register_heuristic("tcp", heuristic)
