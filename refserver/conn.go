@@ -1,0 +1,186 @@
+package refserver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/stepkit/stepkit/spec"
+)
+
+// conn is one client connection, served by one goroutine: requests are
+// read, handled and answered strictly in order.
+type conn struct {
+	srv   *Server
+	nc    net.Conn
+	id    uint64
+	log   *slog.Logger
+	debug bool
+
+	// idle is set while waiting for the first byte of the next request;
+	// Shutdown closes only idle connections.
+	idle atomic.Bool
+
+	r    *spec.Reader
+	wbuf []byte // reused frame buffer of the responses
+	blk  []byte // reused block buffer of DOWNLOAD
+
+	// The last token verified, so that a token sent with every block is
+	// checked once.
+	tokenRaw     string
+	tokenUser    string
+	tokenExpires time.Time
+
+	// The completed file DOWNLOAD read last, kept open between blocks.
+	dlMeta *fileMeta
+	dlUser string
+	dlKey  string
+	dlFile *os.File
+}
+
+// idleReader arms the read timeout as soon as the first byte of a request
+// arrives while the connection is idle.
+type idleReader struct{ c *conn }
+
+func (ir idleReader) Read(p []byte) (int, error) {
+	c := ir.c
+	n, err := c.nc.Read(p)
+	if n > 0 && c.idle.Load() {
+		c.idle.Store(false)
+		c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ReadTimeout))
+	}
+	return n, err
+}
+
+func (s *Server) newConn(nc net.Conn, id uint64) *conn {
+	c := &conn{srv: s, nc: nc, id: id}
+	c.log = s.log.With("conn", id)
+	c.debug = c.log.Enabled(context.Background(), slog.LevelDebug)
+	c.r = spec.NewReader(idleReader{c}, s.cfg.Limits)
+	return c
+}
+
+func (c *conn) serve() {
+	s := c.srv
+	s.met.connOpened()
+	c.log.Info("connection opened", "remote", c.nc.RemoteAddr().String())
+	defer func() {
+		if c.dlFile != nil {
+			c.dlFile.Close()
+		}
+		c.nc.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.open.Add(-1)
+		s.met.connClosed()
+		s.connWG.Done()
+	}()
+	reason := c.loop()
+	c.log.Info("connection closed", "reason", reason, "received", c.r.Offset())
+}
+
+// loop serves requests until the connection ends and says why it ended.
+func (c *conn) loop() string {
+	s := c.srv
+	cfg := &s.cfg
+	for {
+		if c.r.Buffered() > 0 {
+			c.idle.Store(false)
+			c.nc.SetReadDeadline(time.Now().Add(cfg.ReadTimeout))
+		} else {
+			c.idle.Store(true)
+			c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
+			if s.inShutdown.Load() {
+				return "server shutting down"
+			}
+		}
+		before := c.r.Offset()
+		req, err := c.r.ReadMessage()
+		s.met.traffic(int(c.r.Offset()-before), 0)
+		if err != nil {
+			var fe *spec.FrameError
+			switch {
+			case errors.As(err, &fe) && errors.Is(err, spec.ErrCharCountLength) && fe.Recovered != nil:
+				c.log.Warn("frame length counts characters, not bytes; serving the request it meant", "offset", fe.Offset,
+					"header_json_len", fe.JSONLen, "json_bytes", fe.ActualJSONLen)
+				s.met.frameError("char_count_length")
+				req = fe.Recovered
+			case errors.As(err, &fe) && fe.Resumable():
+				c.log.Warn("malformed frame", "err", err)
+				s.met.frameError("malformed")
+				if !c.send(spec.NewResponse(spec.OpError, spec.TypeError, spec.StatusCompulsory,
+					"Malformed frame: "+fe.Err.Error()+".")) {
+					return "write failed"
+				}
+				continue
+			case errors.Is(err, spec.ErrJSONTooLarge) || errors.Is(err, spec.ErrBinaryTooLarge):
+				c.log.Warn("frame over the limits", "err", err)
+				s.met.frameError("too_large")
+				c.send(spec.NewResponse(spec.OpError, spec.TypeError, spec.StatusTooLarge,
+					"Frame too large: "+err.Error()+"."))
+				lingerClose(c.nc)
+				return "frame too large"
+			case err == io.EOF:
+				return "closed by client"
+			case errors.Is(err, spec.ErrTruncatedHeader) || errors.Is(err, spec.ErrTruncatedBody):
+				s.met.frameError("truncated")
+				return "closed by client inside a frame"
+			case isTimeout(err):
+				if s.inShutdown.Load() && c.idle.Load() {
+					return "server shutting down"
+				}
+				if c.idle.Load() {
+					return "idle timeout"
+				}
+				s.met.frameError("read_timeout")
+				return "read timeout inside a frame"
+			default:
+				if s.inShutdown.Load() {
+					return "server shutting down"
+				}
+				return "read failed: " + err.Error()
+			}
+		}
+		c.idle.Store(false)
+		resp, closeAfter := c.handle(req)
+		if !c.send(resp) {
+			return "write failed"
+		}
+		if closeAfter {
+			return "BYE"
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// send writes resp as one frame in a single write.
+func (c *conn) send(resp *spec.Message) bool {
+	var err error
+	c.wbuf, err = spec.AppendFrame(c.wbuf[:0], resp)
+	if err != nil {
+		c.log.Error("encode response", "err", err)
+		return false
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	n, err := c.nc.Write(c.wbuf)
+	c.srv.met.traffic(0, n)
+	if err != nil {
+		c.log.Warn("write response", "err", err)
+		return false
+	}
+	// A large download buffer is not kept between requests.
+	if cap(c.wbuf) > 4<<20 {
+		c.wbuf = nil
+	}
+	return true
+}

@@ -1,0 +1,47 @@
+// Package refserver is the stepkit reference server: STEP as the course's
+// reference server speaks it, with every request answered, hostile input
+// refused, uploads that survive a restart, per-user quotas and rate
+// limits, and a course mode that every course client works with unchanged.
+//
+// # Using it
+//
+//	srv, err := refserver.New(refserver.Config{Root: "/srv/step"})
+//	...
+//	go srv.ListenAndServe(":1379")
+//	...
+//	srv.Shutdown(ctx) // stop accepting, finish requests in flight, close
+//
+// Tests start a server on 127.0.0.1 with a temporary root in one call:
+//
+//	addr, srv := refserver.StartTest(t, refserver.Config{})
+//
+// StartTest, New, Config, Serve, ListenAndServe, Shutdown and Close are
+// the stable API of this package.
+//
+// # Security modes
+//
+// Course mode (Accounts nil) follows the course: the password of a user is
+// the MD5 hex of the username, and the token is the course recipe
+// (CourseToken), which never expires. Anyone can therefore log in as
+// anyone; course mode is for classes, not for data that matters. Account
+// mode (Config.Accounts) checks bcrypt hashes and signs tokens of the same
+// four-part shape with HMAC-SHA256 under a server secret; they expire after
+// Config.TokenTTL.
+//
+// In both modes a user is confined to their own folders, keys naming
+// anything but a plain file name are refused (CheckKey), and every file
+// access goes through an os.Root opened on the storage root.
+//
+// # Storage
+//
+//	ROOT/data/USER/KEY              DATA document (the request's JSON without its token)
+//	ROOT/file/USER/KEY              completed file, only ever present whole
+//	ROOT/meta/USER/KEY              size and MD5 of file/USER/KEY (JSON)
+//	ROOT/tmp/USER/KEY/plan.json     upload in progress: its plan
+//	ROOT/tmp/USER/KEY/blocks        ... the file, preallocated, blocks written in place
+//	ROOT/tmp/USER/KEY/received      ... one byte per block, 1 once written
+//	ROOT/tmp/.stage/                files being written, renamed into place when whole
+//
+// USER is the username with "." replaced by "_". A restarted server on the
+// same root resumes the uploads in tmp/.
+package refserver

@@ -1,0 +1,655 @@
+package refserver
+
+import (
+	"crypto/md5"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stepkit/stepkit/spec"
+)
+
+// Storage layout under the root folder. User folders never start with a
+// dot (a username's dots become underscores), so the staging folder
+// tmp/.stage cannot collide with a user.
+const (
+	dirData  = "data" // data/USER/KEY: a DATA document, as JSON
+	dirFile  = "file" // file/USER/KEY: a completed file, whole
+	dirMeta  = "meta" // meta/USER/KEY: size and MD5 of file/USER/KEY
+	dirTmp   = "tmp"  // tmp/USER/KEY/: an upload in progress
+	dirStage = "tmp/.stage"
+
+	// Inside tmp/USER/KEY/: fixed names, so no key can collide with the
+	// bookkeeping of another.
+	upPlan     = "plan.json" // the upload plan
+	upBlocks   = "blocks"    // the file, preallocated to its size
+	upReceived = "received"  // one byte per block: 1 once it is written
+)
+
+const lockStripes = 4096
+
+// writebackEvery is how many bytes of an upload may be written before the
+// kernel is asked to start writing them to disk.
+const writebackEvery = 8 << 20
+
+// Errors of the store, mapped to statuses by the handlers.
+var (
+	errNotFound   = errors.New("not found")
+	errInProgress = errors.New("upload in progress")
+	errExists     = errors.New("key exists")
+)
+
+// store is the storage root: DATA documents, completed files and uploads
+// in progress. Every path it touches goes through an os.Root, so no name
+// can reach outside the root folder, even through a symbolic link.
+type store struct {
+	root       *os.Root
+	dir        string
+	syncBlocks bool
+
+	seed  maphash.Seed
+	locks [lockStripes]sync.Mutex // per key, striped
+
+	blockPool sync.Pool // *[]byte buffers of blocks waiting to be hashed
+
+	files   sync.Map // user/key -> *fileMeta, completed files
+	uploads sync.Map // user/key -> *upload, uploads in progress
+}
+
+// fileMeta describes a completed file. A new value is made each time a
+// key's file changes, so a pointer identifies one version of the file.
+type fileMeta struct {
+	Size    int64  `json:"size"`
+	MD5     string `json:"md5"`
+	ModTime int64  `json:"mtime_ns"`
+}
+
+// uploadPlan is the plan of an upload, stored as tmp/USER/KEY/plan.json.
+type uploadPlan struct {
+	Size       int64 `json:"size"`
+	BlockSize  int64 `json:"block_size"`
+	TotalBlock int64 `json:"total_block"`
+}
+
+// upload is an upload in progress. Its fields are guarded by the key's
+// stripe lock.
+type upload struct {
+	plan     uploadPlan
+	f        *os.File // tmp/USER/KEY/blocks
+	rf       *os.File // tmp/USER/KEY/received
+	received []byte
+	count    int64
+	// The MD5 covers blocks [0, hashed) as they arrive in order; blocks
+	// that arrive early are hashed from the file when their turn comes.
+	d      *digest
+	hashed int64
+	// dirty counts the bytes written since writeback was last started.
+	dirty  int64
+	active atomic.Int64 // unix nanoseconds of the last block
+}
+
+func openStore(dir string, syncBlocks bool) (*store, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create storage root: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open storage root: %w", err)
+	}
+	s := &store{root: root, dir: dir, syncBlocks: syncBlocks, seed: maphash.MakeSeed()}
+	// Leftovers of writes interrupted by a crash are never referenced.
+	if err := root.RemoveAll(dirStage); err != nil {
+		root.Close()
+		return nil, fmt.Errorf("clear staging folder: %w", err)
+	}
+	for _, d := range []string{dirData, dirFile, dirMeta, dirTmp, dirStage} {
+		if err := root.MkdirAll(d, 0o755); err != nil {
+			root.Close()
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	return s, nil
+}
+
+func (s *store) close() error {
+	s.uploads.Range(func(k, v any) bool {
+		v.(*upload).closeFiles()
+		s.uploads.Delete(k)
+		return true
+	})
+	return s.root.Close()
+}
+
+func ukey(user, key string) string { return user + "/" + key }
+
+// lock locks the stripe of user's key and returns its unlock function.
+func (s *store) lock(user, key string) func() {
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	h.WriteString(user)
+	h.WriteByte(0)
+	h.WriteString(key)
+	mu := &s.locks[h.Sum64()%lockStripes]
+	mu.Lock()
+	return mu.Unlock
+}
+
+func p(dir, user, key string) string { return filepath.Join(dir, user, key) }
+
+// writeAtomic writes name whole: into a staging file, fsynced, then
+// renamed over name, so that name is never seen half written.
+func (s *store) writeAtomic(name string, data []byte) error {
+	var rnd [12]byte
+	rand.Read(rnd[:])
+	stage := filepath.Join(dirStage, hex.EncodeToString(rnd[:]))
+	f, err := s.root.OpenFile(stage, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("create staging file: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = s.root.MkdirAll(filepath.Dir(name), 0o755)
+	}
+	if err == nil {
+		err = s.root.Rename(stage, name)
+	}
+	if err != nil {
+		s.root.Remove(stage)
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return s.syncDir(filepath.Dir(name))
+}
+
+func (s *store) syncDir(name string) error {
+	d, err := s.root.Open(name)
+	if err != nil {
+		return fmt.Errorf("open folder %s: %w", name, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync folder %s: %w", name, err)
+	}
+	return nil
+}
+
+// ---- DATA documents ----
+
+// dataSave stores doc under user's key unless the key exists. The caller
+// holds the key's lock.
+func (s *store) dataSave(user, key string, doc []byte) error {
+	name := p(dirData, user, key)
+	if _, err := s.root.Lstat(name); err == nil {
+		return errExists
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("stat %s: %w", name, err)
+	}
+	return s.writeAtomic(name, doc)
+}
+
+func (s *store) dataGet(user, key string) ([]byte, error) {
+	b, err := s.root.ReadFile(p(dirData, user, key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read document: %w", err)
+	}
+	return b, nil
+}
+
+// dataDelete removes a document and returns its size. The caller holds the
+// key's lock.
+func (s *store) dataDelete(user, key string) (int64, error) {
+	name := p(dirData, user, key)
+	fi, err := s.root.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, errNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stat document: %w", err)
+	}
+	if err := s.root.Remove(name); err != nil {
+		return 0, fmt.Errorf("delete document: %w", err)
+	}
+	return fi.Size(), nil
+}
+
+// ---- completed files ----
+
+// completed returns the metadata of user's completed file key, or
+// errNotFound. Known files are answered without a lock.
+func (s *store) completed(user, key string) (*fileMeta, error) {
+	if m, ok := s.files.Load(ukey(user, key)); ok {
+		return m.(*fileMeta), nil
+	}
+	unlock := s.lock(user, key)
+	defer unlock()
+	return s.completedLocked(user, key)
+}
+
+// completedLocked is completed for a caller holding the key's lock. A file
+// found on disk is checked against its meta record; a file put there by
+// hand (or a stale record) gets its MD5 computed and recorded.
+func (s *store) completedLocked(user, key string) (*fileMeta, error) {
+	uk := ukey(user, key)
+	if m, ok := s.files.Load(uk); ok {
+		return m.(*fileMeta), nil
+	}
+	name := p(dirFile, user, key)
+	fi, err := s.root.Stat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stat file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, errNotFound
+	}
+	var m fileMeta
+	b, err := s.root.ReadFile(p(dirMeta, user, key))
+	if err != nil || json.Unmarshal(b, &m) != nil || m.Size != fi.Size() || m.ModTime != fi.ModTime().UnixNano() || len(m.MD5) != 32 {
+		f, err := s.root.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("open file: %w", err)
+		}
+		h := md5.New()
+		n, err := io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("hash file: %w", err)
+		}
+		m = fileMeta{Size: n, MD5: hex.EncodeToString(h.Sum(nil)), ModTime: fi.ModTime().UnixNano()}
+		if b, err := json.Marshal(&m); err == nil {
+			if err := s.writeAtomic(p(dirMeta, user, key), b); err != nil {
+				return nil, err
+			}
+		}
+	}
+	s.files.Store(uk, &m)
+	return &m, nil
+}
+
+// openCompleted opens user's completed file key for reading.
+func (s *store) openCompleted(user, key string) (*os.File, error) {
+	f, err := s.root.Open(p(dirFile, user, key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open file: %w", err)
+	}
+	return f, nil
+}
+
+// fileDelete removes a completed file (returning its size) or an upload in
+// progress (errInProgress, after removing it, with its planned size). The
+// caller holds the key's lock.
+func (s *store) fileDelete(user, key string) (int64, error) {
+	if u, err := s.uploadLocked(user, key); err == nil {
+		size := u.plan.Size
+		if err := s.dropUpload(user, key, u); err != nil {
+			return 0, err
+		}
+		return size, errInProgress
+	} else if !errors.Is(err, errNotFound) {
+		return 0, err
+	}
+	m, err := s.completedLocked(user, key)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.root.Remove(p(dirFile, user, key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("delete file: %w", err)
+	}
+	s.files.Delete(ukey(user, key))
+	if err := s.root.Remove(p(dirMeta, user, key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("delete file record: %w", err)
+	}
+	return m.Size, nil
+}
+
+// createEmpty stores an empty completed file at once (FILE SAVE of size 0).
+func (s *store) createEmpty(user, key string) (*fileMeta, error) {
+	name := p(dirFile, user, key)
+	if err := s.writeAtomic(name, nil); err != nil {
+		return nil, err
+	}
+	fi, err := s.root.Stat(name)
+	if err != nil {
+		return nil, fmt.Errorf("stat file: %w", err)
+	}
+	m := &fileMeta{Size: 0, MD5: hex.EncodeToString(md5.New().Sum(nil)), ModTime: fi.ModTime().UnixNano()}
+	b, _ := json.Marshal(m)
+	if err := s.writeAtomic(p(dirMeta, user, key), b); err != nil {
+		return nil, err
+	}
+	s.files.Store(ukey(user, key), m)
+	return m, nil
+}
+
+// ---- uploads in progress ----
+
+func (u *upload) closeFiles() {
+	u.d.wait()
+	if u.f != nil {
+		u.f.Close()
+	}
+	if u.rf != nil {
+		u.rf.Close()
+	}
+}
+
+// uploadLocked returns user's upload in progress of key, loading it from
+// tmp/ after a restart, or errNotFound. The caller holds the key's lock.
+func (s *store) uploadLocked(user, key string) (*upload, error) {
+	uk := ukey(user, key)
+	if v, ok := s.uploads.Load(uk); ok {
+		return v.(*upload), nil
+	}
+	dir := p(dirTmp, user, key)
+	b, err := s.root.ReadFile(filepath.Join(dir, upPlan))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read upload plan: %w", err)
+	}
+	var plan uploadPlan
+	if err := json.Unmarshal(b, &plan); err != nil || plan.Size <= 0 || plan.BlockSize <= 0 ||
+		plan.TotalBlock != spec.TotalBlocks(plan.Size, plan.BlockSize) {
+		// A plan that does not parse was never completely written.
+		s.root.RemoveAll(dir)
+		return nil, errNotFound
+	}
+	u := &upload{plan: plan, d: newDigest(&s.blockPool)}
+	u.f, err = s.root.OpenFile(filepath.Join(dir, upBlocks), os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The file was moved to file/ by a completion the crash
+		// interrupted before this folder was removed.
+		s.root.RemoveAll(dir)
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open upload: %w", err)
+	}
+	u.rf, err = s.root.OpenFile(filepath.Join(dir, upReceived), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		u.closeFiles()
+		return nil, fmt.Errorf("open upload progress: %w", err)
+	}
+	u.received = make([]byte, plan.TotalBlock)
+	n, err := u.rf.ReadAt(u.received, 0)
+	if err != nil && err != io.EOF {
+		u.closeFiles()
+		return nil, fmt.Errorf("read upload progress: %w", err)
+	}
+	for i := range u.received[:n] {
+		if u.received[i] != 0 {
+			u.received[i] = 1
+			u.count++
+		}
+	}
+	for i := n; i < len(u.received); i++ {
+		u.received[i] = 0
+	}
+	if fi, err := u.rf.Stat(); err == nil {
+		u.active.Store(fi.ModTime().UnixNano())
+	}
+	s.uploads.Store(uk, u)
+	return u, nil
+}
+
+// planUpload starts (or restarts) user's upload of key. It returns the
+// size of the plan it replaced, if any. The caller holds the key's lock
+// and has checked that the key is not completed.
+func (s *store) planUpload(user, key string, size, blockSize int64, now time.Time) (uploadPlan, int64, error) {
+	var old int64
+	if u, err := s.uploadLocked(user, key); err == nil {
+		old = u.plan.Size
+		if err := s.dropUpload(user, key, u); err != nil {
+			return uploadPlan{}, 0, err
+		}
+	} else if !errors.Is(err, errNotFound) {
+		return uploadPlan{}, 0, err
+	}
+	plan := uploadPlan{Size: size, BlockSize: blockSize, TotalBlock: spec.TotalBlocks(size, blockSize)}
+	dir := p(dirTmp, user, key)
+	if err := s.root.MkdirAll(dir, 0o755); err != nil {
+		return uploadPlan{}, 0, fmt.Errorf("create upload folder: %w", err)
+	}
+	u := &upload{plan: plan, d: newDigest(&s.blockPool), received: make([]byte, plan.TotalBlock)}
+	var err error
+	u.f, err = s.root.OpenFile(filepath.Join(dir, upBlocks), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err == nil {
+		err = u.f.Truncate(size)
+	}
+	if err == nil {
+		u.rf, err = s.root.OpenFile(filepath.Join(dir, upReceived), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	}
+	if err == nil {
+		err = u.rf.Truncate(plan.TotalBlock)
+	}
+	if err != nil {
+		u.closeFiles()
+		s.root.RemoveAll(dir)
+		return uploadPlan{}, 0, fmt.Errorf("prepare upload: %w", err)
+	}
+	// The plan is written last: an upload folder without a plan is
+	// ignored and removed.
+	b, _ := json.Marshal(&plan)
+	if err := s.writeAtomic(filepath.Join(dir, upPlan), b); err != nil {
+		u.closeFiles()
+		s.root.RemoveAll(dir)
+		return uploadPlan{}, 0, err
+	}
+	u.active.Store(now.UnixNano())
+	s.uploads.Store(ukey(user, key), u)
+	return plan, old, nil
+}
+
+// dropUpload removes an upload in progress. The caller holds the key's lock.
+func (s *store) dropUpload(user, key string, u *upload) error {
+	u.closeFiles()
+	s.uploads.Delete(ukey(user, key))
+	if err := s.root.RemoveAll(p(dirTmp, user, key)); err != nil {
+		return fmt.Errorf("remove upload: %w", err)
+	}
+	return nil
+}
+
+// errBlockLen is returned by writeBlock for a block of the wrong length.
+var errBlockLen = errors.New("block length does not match the plan")
+
+// writeBlock stores block index of an upload. When it was the last missing
+// block, the file is completed and its metadata returned. The caller holds
+// the key's lock and has checked the index.
+func (s *store) writeBlock(user, key string, u *upload, index int64, block []byte, now time.Time) (*fileMeta, error) {
+	want := spec.BlockLen(u.plan.Size, u.plan.BlockSize, index)
+	if int64(len(block)) != want {
+		return nil, errBlockLen
+	}
+	if _, err := u.f.WriteAt(block, index*u.plan.BlockSize); err != nil {
+		return nil, fmt.Errorf("write block %d: %w", index, err)
+	}
+	if s.syncBlocks {
+		if err := u.f.Sync(); err != nil {
+			return nil, fmt.Errorf("sync block %d: %w", index, err)
+		}
+	} else if u.dirty += int64(len(block)); u.dirty >= writebackEvery {
+		startWriteback(u.f)
+		u.dirty = 0
+	}
+	if u.received[index] == 0 {
+		if _, err := u.rf.WriteAt([]byte{1}, index); err != nil {
+			return nil, fmt.Errorf("record block %d: %w", index, err)
+		}
+		if s.syncBlocks {
+			if err := u.rf.Sync(); err != nil {
+				return nil, fmt.Errorf("sync progress: %w", err)
+			}
+		}
+		u.received[index] = 1
+		u.count++
+	} else if index < u.hashed {
+		// A block hashed already was sent again, maybe with other
+		// bytes: hash the file again from the start.
+		u.d.reset()
+		u.hashed = 0
+	}
+	u.active.Store(now.UnixNano())
+	if index == u.hashed {
+		u.d.write(block)
+		u.hashed++
+	}
+	if u.count < u.plan.TotalBlock {
+		return nil, nil
+	}
+	return s.finish(user, key, u)
+}
+
+// finish completes an upload whose blocks have all arrived: it finishes
+// the MD5, fsyncs the file and renames it into file/USER/KEY.
+func (s *store) finish(user, key string, u *upload) (*fileMeta, error) {
+	if err := u.hashRest(); err != nil {
+		return nil, err
+	}
+	if err := u.f.Sync(); err != nil {
+		return nil, fmt.Errorf("sync upload: %w", err)
+	}
+	fi, err := u.f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat upload: %w", err)
+	}
+	m := &fileMeta{Size: u.plan.Size, MD5: hex.EncodeToString(u.d.sum()), ModTime: fi.ModTime().UnixNano()}
+	b, _ := json.Marshal(m)
+	if err := s.writeAtomic(p(dirMeta, user, key), b); err != nil {
+		return nil, err
+	}
+	if err := s.root.MkdirAll(filepath.Join(dirFile, user), 0o755); err != nil {
+		return nil, fmt.Errorf("create user folder: %w", err)
+	}
+	if err := s.root.Rename(filepath.Join(p(dirTmp, user, key), upBlocks), p(dirFile, user, key)); err != nil {
+		return nil, fmt.Errorf("move completed file: %w", err)
+	}
+	if err := s.syncDir(filepath.Join(dirFile, user)); err != nil {
+		return nil, err
+	}
+	s.files.Store(ukey(user, key), m)
+	if err := s.dropUpload(user, key, u); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// hashRest feeds the MD5 with the blocks not hashed yet, read back from the
+// file: the blocks that arrived out of order, or before a restart.
+func (u *upload) hashRest() error {
+	if u.hashed == u.plan.TotalBlock {
+		return nil
+	}
+	off := u.hashed * u.plan.BlockSize
+	if err := u.d.readFrom(io.NewSectionReader(u.f, off, u.plan.Size-off)); err != nil {
+		return err
+	}
+	u.hashed = u.plan.TotalBlock
+	return nil
+}
+
+// usage is the number of bytes user stores: completed files, planned
+// uploads and DATA documents.
+func (s *store) usage(user string) (int64, error) {
+	var total int64
+	sum := func(dir string) error {
+		d, err := s.root.Open(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		ents, err := d.ReadDir(-1)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+				total += fi.Size()
+			}
+		}
+		return nil
+	}
+	if err := sum(filepath.Join(dirFile, user)); err != nil {
+		return 0, fmt.Errorf("measure files: %w", err)
+	}
+	if err := sum(filepath.Join(dirData, user)); err != nil {
+		return 0, fmt.Errorf("measure documents: %w", err)
+	}
+	for _, key := range s.listDir(filepath.Join(dirTmp, user)) {
+		var plan uploadPlan
+		if b, err := s.root.ReadFile(filepath.Join(dirTmp, user, key, upPlan)); err == nil && json.Unmarshal(b, &plan) == nil {
+			total += plan.Size
+		}
+	}
+	return total, nil
+}
+
+func (s *store) listDir(dir string) []string {
+	d, err := s.root.Open(dir)
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	return names
+}
+
+// sweepResult is one upload removed by sweep.
+type sweepResult struct {
+	user, key string
+	size      int64
+}
+
+// sweep removes the uploads that received nothing since before cutoff.
+func (s *store) sweep(cutoff time.Time) []sweepResult {
+	var out []sweepResult
+	for _, user := range s.listDir(dirTmp) {
+		if checkName(user) != nil || user[0] == '.' {
+			continue
+		}
+		for _, key := range s.listDir(filepath.Join(dirTmp, user)) {
+			if checkName(key) != nil {
+				continue
+			}
+			unlock := s.lock(user, key)
+			u, err := s.uploadLocked(user, key)
+			if err == nil && u.active.Load() < cutoff.UnixNano() {
+				if s.dropUpload(user, key, u) == nil {
+					out = append(out, sweepResult{user, key, u.plan.Size})
+				}
+			} else if errors.Is(err, errNotFound) {
+				// A folder without a usable plan is debris.
+				s.root.RemoveAll(filepath.Join(dirTmp, user, key))
+			}
+			unlock()
+		}
+	}
+	return out
+}
