@@ -219,6 +219,12 @@ func (t *fileTracker) block(c *connState, h *halfStream, f *fileState, m *Messag
 			f.writeErr = err
 			c.note(h, m.Packet, m.Time, m.Offset, NoteBadPacket, Error, fmt.Sprintf("extract %q: %v", f.id.key, err))
 		}
+		if f.f != nil && f.planned && f.blocks >= f.total {
+			// Whole: give the descriptor back; a capture may move
+			// thousands of files.
+			f.f.Close()
+			f.f = nil
+		}
 	}
 }
 
@@ -242,6 +248,13 @@ func (c *connState) move(key string, upload bool, n int) {
 }
 
 func (f *fileState) write(dir string, idx int64, data []byte) error {
+	if f.f == nil && f.path != "" {
+		fh, err := os.OpenFile(f.path, os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		f.f = fh
+	}
 	if f.f == nil {
 		kind := "downloads"
 		if f.id.upload {
@@ -316,6 +329,11 @@ func (t *fileTracker) finish() {
 		}
 		x := Extracted{Key: f.id.key, User: f.id.user, Upload: f.id.upload, Size: f.size, Total: total,
 			Blocks: f.blocks, Missing: missing, Announced: f.announced}
+		if f.f == nil && f.path != "" {
+			if fh, err := os.OpenFile(f.path, os.O_RDWR, 0); err == nil {
+				f.f = fh
+			}
+		}
 		if f.f != nil {
 			x.Path = f.path
 			if f.planned {
@@ -330,6 +348,7 @@ func (t *fileTracker) finish() {
 				}
 			}
 			f.f.Close()
+			f.f = nil
 			x.Verified = x.MD5 != "" && x.MD5 == x.Announced
 			if x.MD5 != "" && x.Announced != "" && !x.Verified {
 				c.note(h, f.lastPkt, last, -1, NoteMD5Mismatch, Error,
