@@ -50,6 +50,7 @@ type Stats struct {
 	Packets     int64
 	Bytes       int64 // captured bytes of all packets
 	TCPPackets  int64 // packets handed to reassembly
+	OtherTCP    int64 // TCP packets on other ports, not looked at
 	Conns       int
 	Messages    int64
 	First, Last time.Time
@@ -189,6 +190,11 @@ func (d *decoder) run(ctx context.Context) (*Stats, error) {
 	d.files.finish()
 	d.releaseDeferred()
 	d.stats.Extracted = d.files.extracted
+	if d.stats.Messages == 0 && d.stats.OtherTCP > 0 {
+		d.h.Note(&Note{Packet: d.pkt, Time: d.now, Offset: -1, Kind: NoteNoSTEP, Severity: Warning,
+			Text: fmt.Sprintf("no STEP message on port %d; %d TCP packets on other ports were not looked at (try --any-port or --port)",
+				d.opts.Port, d.stats.OtherTCP)})
+	}
 	if readErr != nil && d.pkt == 0 {
 		return &d.stats, fmt.Errorf("read capture: %w", readErr)
 	}
@@ -309,6 +315,7 @@ func (d *decoder) packet(data []byte, ci gopacket.CaptureInfo) {
 	}
 	t := &d.tcp
 	if !d.portMatch(t) {
+		d.stats.OtherTCP++
 		return
 	}
 	pc := &pktCtx{ci: ci, num: d.pkt, capLen: len(t.Payload), origLen: len(t.Payload)}

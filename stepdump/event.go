@@ -131,8 +131,8 @@ const (
 	NoteBadFrame           = "undecodable-frame"
 	NoteBadPacket          = "undecodable-packet"
 	NoteMidStream          = "mid-stream-start"
-	NoteErrorStatus        = "error-status"
 	NoteDownloadIncomplete = "download-incomplete"
+	NoteNoSTEP             = "no-step-traffic"
 )
 
 // Note is a diagnosis or a decoding problem, with where it was seen.
