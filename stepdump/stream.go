@@ -407,6 +407,13 @@ func (h *halfStream) process(num int64, ts time.Time, final bool) {
 			h.skip(1)
 			continue
 		}
+		if fe != nil {
+			// The codec's offset is that of the buffer, not the stream.
+			err = fe.Err
+			if fe.Detail != "" {
+				err = fmt.Errorf("%w: %s", fe.Err, fe.Detail)
+			}
+		}
 		h.frame(&Message{Packet: num, Time: ts, Offset: pos, JSONLen: jlen, BinaryLen: blen, Err: err}, pos, n)
 	}
 }
