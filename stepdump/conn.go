@@ -28,6 +28,10 @@ type ConnSummary struct {
 	BytesDown  int64 // STEP bytes server -> client
 	Files      []FileMove
 	Notes      int
+	// TCP-level: bytes seen more than once (retransmitted or overlapping
+	// segments, dropped by reassembly) and bytes the capture lacks.
+	DuplicateBytes int64
+	LostBytes      int64
 }
 
 // FileMove is one file's traffic on a connection.

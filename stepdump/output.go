@@ -275,6 +275,10 @@ func (t *TextWriter) Summary(conns []*Conn, st *Stats) {
 			}
 			fmt.Fprintf(t.w, "  file        %s %q: %d blocks, %d bytes\n", dir, f.Key, f.Blocks, f.Bytes)
 		}
+		if s.DuplicateBytes > 0 || s.LostBytes > 0 {
+			fmt.Fprintf(t.w, "  tcp         %d bytes seen twice (retransmitted or overlapping), %d bytes missing from the capture\n",
+				s.DuplicateBytes, s.LostBytes)
+		}
 		errc := ansiGreen
 		if s.Errors > 0 || s.Unanswered > 0 {
 			errc = ansiRed
@@ -473,6 +477,8 @@ type jsonSummary struct {
 	Errors     int            `json:"errors"`
 	Unanswered int            `json:"unanswered"`
 	Notes      int            `json:"notes"`
+	Duplicate  int64          `json:"duplicate_bytes"`
+	Lost       int64          `json:"lost_bytes"`
 }
 
 // Summary writes one object per connection.
@@ -482,7 +488,8 @@ func (j *JSONWriter) Summary(conns []*Conn) {
 		o := jsonSummary{Kind: "summary", Conn: c.ID, Client: c.Client.String(), Server: c.Server.String(), User: s.User,
 			First: c.First.UTC().Format(time.RFC3339Nano), Last: c.Last.UTC().Format(time.RFC3339Nano),
 			Requests: s.Requests, Responses: s.Responses, Ops: s.Ops, BytesUp: s.BytesUp, BytesDown: s.BytesDown,
-			Files: s.Files, Errors: s.Errors, Unanswered: s.Unanswered, Notes: s.Notes}
+			Files: s.Files, Errors: s.Errors, Unanswered: s.Unanswered, Notes: s.Notes,
+			Duplicate: s.DuplicateBytes, Lost: s.LostBytes}
 		if d := c.Last.Sub(c.First); d > 0 {
 			o.Throughput = float64(s.BytesUp+s.BytesDown) / d.Seconds()
 		}

@@ -74,9 +74,11 @@ func (h *halfStream) accept(t *layers.TCP, pc *pktCtx, start *bool) {
 	}
 	if n > 0 {
 		off := h.offOf(seq)
+		h.c.conn.Summary.DuplicateBytes += h.seenBefore(Range{off, off + int64(n)})
 		h.addSeen(Range{off, off + int64(n)})
 		if pc != nil && pc.origLen > pc.capLen {
 			h.addHole(Range{off + int64(pc.capLen), off + int64(pc.origLen)})
+			h.c.conn.Summary.LostBytes += int64(pc.origLen - pc.capLen)
 			h.c.note(h, pc.num, pc.ci.Timestamp, off+int64(pc.capLen), NoteSnaplen, Warning,
 				fmt.Sprintf("packet %d truncated by the capture's snaplen: %d of %d payload bytes captured, stream bytes %d-%d missing",
 					pc.num, pc.capLen, pc.origLen, off+int64(pc.capLen), off+int64(pc.origLen)))
@@ -91,6 +93,22 @@ func (h *halfStream) accept(t *layers.TCP, pc *pktCtx, start *bool) {
 			h.maxSeen = end
 		}
 	}
+}
+
+// seenBefore counts the bytes of r that an earlier segment carried.
+func (h *halfStream) seenBefore(r Range) int64 {
+	var n int64
+	total := r.End - r.Start
+	if r.Start < h.delivered {
+		n += min(r.End, h.delivered) - r.Start
+		r.Start = min(r.End, h.delivered)
+	}
+	for _, s := range h.seen {
+		if lo, hi := max(r.Start, s.Start), min(r.End, s.End); lo < hi {
+			n += hi - lo
+		}
+	}
+	return min(n, total)
 }
 
 func (h *halfStream) addSeen(r Range) {
@@ -186,6 +204,7 @@ func (h *halfStream) fillLost(upTo int64) {
 	d := h.c.d
 	for _, g := range gaps {
 		h.addHole(g)
+		h.c.conn.Summary.LostBytes += g.End - g.Start
 		h.c.note(h, d.pkt, d.now, g.Start, NoteBytesLost, Error,
 			fmt.Sprintf("stream bytes %d-%d (%d bytes) are not in the capture, though the peer acknowledged them (packet %d)",
 				g.Start, g.End, g.End-g.Start, d.pkt))
@@ -234,6 +253,7 @@ func (h *halfStream) deliver(data []byte, skip int, pc *pktCtx, ts time.Time) {
 // gap handles n bytes that reassembly gave up waiting for.
 func (h *halfStream) gap(n int64, num int64, ts time.Time) {
 	start := h.bufOff + int64(len(h.buf))
+	h.c.conn.Summary.LostBytes += n
 	h.c.note(h, num, ts, start, NoteBytesLost, Error,
 		fmt.Sprintf("stream bytes %d-%d (%d bytes) are not in the capture", start, start+n, n))
 	if h.synced && !h.tentative {
