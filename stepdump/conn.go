@@ -201,21 +201,27 @@ func (c *connState) end() {
 	if c.ignored || c.probing || c.conn.ID == 0 {
 		return
 	}
+	why, sev := "the capture ends before any response", Warning
+	if c.half[0].finSeen || c.half[1].finSeen {
+		why, sev = "the connection closed without a response", Error
+	}
 	for _, req := range c.pending {
-		c.unanswered(req, "the connection ended without a response")
+		c.unansweredSev(req, why, sev)
 	}
 	c.pending = nil
 	c.d.connEnd(c.conn)
 }
 
-func (c *connState) unanswered(req *Message, why string) {
+func (c *connState) unanswered(req *Message, why string) { c.unansweredSev(req, why, Error) }
+
+func (c *connState) unansweredSev(req *Message, why string, sev Severity) {
 	if req.Operation() == string(spec.OpBye) {
 		// Clients do not wait for an answer to BYE, and the course's
 		// reference server sends none.
 		return
 	}
 	c.conn.Summary.Unanswered++
-	c.note(c.half[dirIndex(c.clientDir)], req.Packet, req.Time, req.Offset, NoteUnanswered, Error,
+	c.note(c.half[dirIndex(c.clientDir)], req.Packet, req.Time, req.Offset, NoteUnanswered, sev,
 		fmt.Sprintf("request #%d %s (packet %d) was never answered: %s", req.Seq, describeOp(req), req.Packet, why))
 }
 
