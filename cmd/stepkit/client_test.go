@@ -1,0 +1,359 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stepkit/stepkit/refserver"
+)
+
+// runCLI runs the stepkit command tree in-process.
+func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// clientEnv isolates the client commands from the caller's environment.
+func clientEnv(t *testing.T) {
+	t.Helper()
+	for _, e := range []string{envServer, envUser, envPassword, envToken} {
+		t.Setenv(e, "")
+		os.Unsetenv(e)
+	}
+	t.Setenv(envJournal, t.TempDir())
+}
+
+func randomFile(t *testing.T, dir, name string, n int, seed uint64) (string, []byte) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 3))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p, b
+}
+
+func md5Of(b []byte) string {
+	s := md5.Sum(b)
+	return hex.EncodeToString(s[:])
+}
+
+func TestCLIFileRoundTrip(t *testing.T) {
+	clientEnv(t)
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	dir := t.TempDir()
+	conn := []string{"--server", addr, "--user", "2362202"}
+
+	code, out, errs := runCLI(t, "", append([]string{"login"}, conn...)...)
+	if code != 0 || strings.TrimSpace(out) == "" {
+		t.Fatalf("login: %d %q %q", code, out, errs)
+	}
+
+	for i, size := range []int{0, 1, 20479, 20480, 20481, 3 << 20} {
+		name := "报告-" + strconv.Itoa(size) + ".bin"
+		path, data := randomFile(t, dir, name, size, uint64(i))
+		code, out, errs := runCLI(t, "", append([]string{"upload", path, "--json"}, conn...)...)
+		if code != 0 {
+			t.Fatalf("upload %d: exit %d: %s", size, code, errs)
+		}
+		var up uploadReport
+		if err := json.Unmarshal([]byte(out), &up); err != nil || up.Key != name || !up.Verified || up.MD5 != md5Of(data) {
+			t.Fatalf("upload %d: %q (%v)", size, out, err)
+		}
+		dest := filepath.Join(dir, "out-"+strconv.Itoa(size))
+		code, out, errs = runCLI(t, "", append([]string{"download", name, "-o", dest}, conn...)...)
+		if code != 0 || !strings.Contains(out, "MD5 verified") {
+			t.Fatalf("download %d: exit %d: %q %s", size, code, out, errs)
+		}
+		if got, err := os.ReadFile(dest); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("download %d: content differs (%v)", size, err)
+		}
+		code, out, errs = runCLI(t, "", append([]string{"rm", name}, conn...)...)
+		if code != 0 || !strings.Contains(out, "deleted") {
+			t.Fatalf("rm %d: exit %d: %q %s", size, code, out, errs)
+		}
+	}
+
+	// Several files at once, text output, download into a directory.
+	a, _ := randomFile(t, dir, "a.bin", 5000, 10)
+	b, bdata := randomFile(t, dir, "b.bin", 50000, 11)
+	code, out, errs = runCLI(t, "", append([]string{"upload", a, b}, conn...)...)
+	if code != 0 || strings.Count(out, "MD5 verified") != 2 {
+		t.Fatalf("two uploads: %d %q %s", code, out, errs)
+	}
+	sub := filepath.Join(dir, "sub")
+	os.Mkdir(sub, 0o755)
+	code, _, errs = runCLI(t, "", append([]string{"download", "b.bin", "-o", sub, "--window", "1"}, conn...)...)
+	if got, _ := os.ReadFile(filepath.Join(sub, "b.bin")); code != 0 || !bytes.Equal(got, bdata) {
+		t.Fatalf("download into a directory: %d %s", code, errs)
+	}
+}
+
+func TestCLIExitCodes(t *testing.T) {
+	clientEnv(t)
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	dir := t.TempDir()
+	conn := []string{"--server", addr, "--user", "u1"}
+	path, _ := randomFile(t, dir, "f.bin", 100, 1)
+
+	if code, _, _ := runCLI(t, "", append([]string{"upload", path}, conn...)...); code != exitOK {
+		t.Fatalf("first upload: %d", code)
+	}
+	cases := []struct {
+		name string
+		args []string
+		want int
+		msg  string
+	}{
+		{"key exists", append([]string{"upload", path}, conn...), exitRefused, "402"},
+		{"unknown key", append([]string{"download", "nope", "-o", filepath.Join(dir, "x")}, conn...), exitRefused, "404"},
+		{"rm unknown", append([]string{"rm", "nope"}, conn...), exitRefused, "404"},
+		{"wrong password", []string{"login", "--server", addr, "--user", "u1", "--password", "x"}, exitRefused, "401"},
+		{"missing file", append([]string{"upload", filepath.Join(dir, "missing")}, conn...), exitUsage, "missing"},
+		{"no user", []string{"upload", path, "--server", addr}, exitUsage, "--user"},
+		{"bad server", []string{"login", "--server", "nonsense", "--user", "u"}, exitUsage, "host:port"},
+		{"unsafe key as file name", append([]string{"download", "../up"}, conn...), exitUsage, "-o"},
+		{"key for two files", append([]string{"upload", path, path, "--key", "k"}, conn...), exitUsage, "--key"},
+		{"bad DOC", append([]string{"data", "put", "[1,2]"}, conn...), exitUsage, "JSON object"},
+		{"unknown flag", []string{"upload", "--nope"}, exitUsage, "unknown flag"},
+		{"unreachable", []string{"login", "--server", closedAddr(t), "--user", "u"}, exitNetwork, "connect"},
+	}
+	for _, tc := range cases {
+		code, _, errs := runCLI(t, "", tc.args...)
+		if code != tc.want || !strings.Contains(errs, tc.msg) {
+			t.Errorf("%s: exit %d (want %d), stderr %q (want %q in it)", tc.name, code, tc.want, errs, tc.msg)
+		}
+	}
+}
+
+// closedAddr is a 127.0.0.1 address nothing listens on.
+func closedAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// flipProxy forwards to target and flips one byte of the server → client
+// stream at offset at.
+func flipProxy(t *testing.T, target string, at int64) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	t.Cleanup(func() { ln.Close() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				io.Copy(s, c)
+				s.Close()
+			}()
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				var off int64
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := s.Read(buf)
+					if at >= off && at < off+int64(n) {
+						buf[at-off] ^= 0x55
+					}
+					off += int64(n)
+					if n > 0 {
+						if _, werr := c.Write(buf[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestCLIMD5MismatchExitCode(t *testing.T) {
+	clientEnv(t)
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	dir := t.TempDir()
+	path, _ := randomFile(t, dir, "m.bin", 100000, 2)
+	if code, _, errs := runCLI(t, "", "upload", path, "--server", addr, "--user", "u"); code != 0 {
+		t.Fatal(errs)
+	}
+	// One byte inside block 2's binary part on the way back.
+	proxy := flipProxy(t, addr, 50000)
+	dest := filepath.Join(dir, "m.out")
+	code, out, errs := runCLI(t, "", "download", "m.bin", "-o", dest, "--server", proxy, "--user", "u", "--window", "1", "--json")
+	if code != exitMismatch || !strings.Contains(errs, "MD5 mismatch") {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	var rep downloadReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Verified || rep.Error == "" {
+		t.Fatalf("json %q: %v", out, err)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Fatal("corrupt download renamed into place")
+	}
+}
+
+func TestCLIData(t *testing.T) {
+	clientEnv(t)
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	t.Setenv(envServer, addr)
+	t.Setenv(envUser, "2362202")
+	code, out, errs := runCLI(t, "", "data", "put", `{"名字":"Zoë","score":92}`, "--key", "成绩 1")
+	if code != 0 || strings.TrimSpace(out) != "成绩 1" {
+		t.Fatalf("put: %d %q %s", code, out, errs)
+	}
+	code, out, errs = runCLI(t, "", "data", "get", "成绩 1")
+	var doc map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &doc) != nil || doc["名字"] != "Zoë" || doc["score"] != 92.0 {
+		t.Fatalf("get: %d %q %s", code, out, errs)
+	}
+	if _, ok := doc["status"]; ok {
+		t.Fatalf("response envelope printed as document: %q", out)
+	}
+	code, out, _ = runCLI(t, `{"from":"stdin"}`, "data", "put", "--json")
+	var put map[string]string
+	if code != 0 || json.Unmarshal([]byte(out), &put) != nil || len(put["key"]) != 36 {
+		t.Fatalf("put from stdin: %d %q", code, out)
+	}
+	if code, _, errs := runCLI(t, "", "data", "rm", "成绩 1"); code != 0 {
+		t.Fatalf("rm: %s", errs)
+	}
+	if code, _, _ := runCLI(t, "", "data", "get", "成绩 1"); code != exitRefused {
+		t.Fatalf("get after rm: exit %d", code)
+	}
+}
+
+func TestCLICourseClientFlags(t *testing.T) {
+	clientEnv(t)
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	host, port, _ := net.SplitHostPort(addr)
+	dir := t.TempDir()
+	for i, args := range [][]string{
+		{"-server_ip", host, "-port", port, "-id", "2362202", "-f"},
+		{"--server_ip", addr, "--id", "2362202", "-f"},
+		{"--server_ip=" + addr, "-id=2362202", "--file"},
+	} {
+		path, data := randomFile(t, dir, "course-"+strconv.Itoa(i)+".bin", 30000+i, uint64(i))
+		code, out, errs := runCLI(t, "", append(append([]string{"course-client"}, args...), path)...)
+		if code != 0 || !strings.Contains(out, "MD5 verified") || !strings.Contains(out, md5Of(data)) {
+			t.Fatalf("%v: exit %d %q %s", args, code, out, errs)
+		}
+	}
+	if code, _, errs := runCLI(t, "", "course-client", "-server_ip", host); code != exitUsage || !strings.Contains(errs, "-f FILE") {
+		t.Fatalf("missing flags: %d %s", code, errs)
+	}
+	if code, _, _ := runCLI(t, "", "course-client", "-bogus", "x"); code != exitUsage {
+		t.Fatalf("unknown flag: %d", code)
+	}
+	if got := normaliseCourseArgs([]string{"-server_ip", "1.2.3.4", "-id=7", "-f", "x", "--id", "-port"}); strings.Join(got, " ") != "--server_ip 1.2.3.4 --id=7 -f x --id --port" {
+		t.Fatalf("normalised %q", got)
+	}
+}
+
+// cutOnceProxy forwards to target; its first connection is cut after
+// cutAt bytes from the client.
+func cutOnceProxy(t *testing.T, target string, cutAt int64) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	t.Cleanup(func() { ln.Close() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for first := true; ; first = false {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			var src io.Reader = c
+			if first {
+				src = io.LimitReader(c, cutAt)
+			}
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				io.Copy(s, src)
+				s.Close()
+				c.Close()
+			}()
+			go func() {
+				defer wg.Done()
+				io.Copy(c, s)
+				c.Close()
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestCLIUploadResumes(t *testing.T) {
+	clientEnv(t)
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	proxy := cutOnceProxy(t, addr, 10*20600)
+	dir := t.TempDir()
+	path, data := randomFile(t, dir, "r.bin", 30*20480, 4)
+	args := []string{"upload", path, "--server", proxy, "--user", "u", "--json"}
+	code, _, errs := runCLI(t, "", args...)
+	if code != exitNetwork || !strings.Contains(errs, "resume") {
+		t.Fatalf("cut upload: exit %d %s", code, errs)
+	}
+	code, out, errs := runCLI(t, "", args...)
+	var rep uploadReport
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || !rep.Resumed || !rep.Verified || rep.BlocksSent >= 30 {
+		t.Fatalf("resumed upload: exit %d %q %s", code, out, errs)
+	}
+	if rep.MD5 != md5Of(data) {
+		t.Fatal("md5 differs")
+	}
+}

@@ -1,0 +1,316 @@
+// Package refclient is a STEP client: login, DATA documents and FILE
+// transfers with pipelined blocks, MD5 verification and resume.
+//
+// A Client owns one TCP connection. Requests on it are answered in order,
+// so responses are paired with requests by their position on the
+// connection, never by the response's operation (the course server answers
+// FILE DELETE with operation "GET"). Transfers follow the server's plan
+// (block_size, total_block) and keep several blocks in flight.
+package refclient
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/stepkit/stepkit/spec"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultDialTimeout  = 10 * time.Second
+	DefaultReplyTimeout = 30 * time.Second
+	DefaultEmptyTimeout = 3 * time.Second
+	DefaultWindow       = 16
+)
+
+// Options configure a Client. The zero value is usable.
+type Options struct {
+	// DialTimeout bounds establishing the TCP connection.
+	DialTimeout time.Duration
+	// ReplyTimeout bounds the wait for each response. Servers that crash a
+	// handler stay silent without closing, so every read has a deadline.
+	ReplyTimeout time.Duration
+	// EmptyTimeout bounds the wait for the plan of a 0-byte upload: the
+	// course server never answers FILE SAVE with size 0.
+	EmptyTimeout time.Duration
+	// Window is the number of blocks in flight on one connection. 1 means
+	// strictly one request at a time.
+	Window int
+	// Conns is the number of connections a transfer uses. Extra
+	// connections are dialled for the transfer and reuse the token. Some
+	// course servers serve one connection at a time, so the default is 1.
+	Conns int
+	// Limits bound the frames the client accepts.
+	Limits spec.Limits
+	// JournalDir holds the resume journals. Empty disables resume.
+	JournalDir string
+}
+
+func (o *Options) withDefaults() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.DialTimeout <= 0 {
+		r.DialTimeout = DefaultDialTimeout
+	}
+	if r.ReplyTimeout <= 0 {
+		r.ReplyTimeout = DefaultReplyTimeout
+	}
+	if r.EmptyTimeout <= 0 {
+		r.EmptyTimeout = DefaultEmptyTimeout
+	}
+	if r.Window <= 0 {
+		r.Window = DefaultWindow
+	}
+	if r.Conns <= 0 {
+		r.Conns = 1
+	}
+	return r
+}
+
+// Client is one connection to a STEP server. Its methods may be called from
+// several goroutines; requests are then sent one after another.
+type Client struct {
+	addr string
+	opts Options
+
+	mu   sync.Mutex // serialises exchanges on conn
+	conn net.Conn
+	r    *spec.Reader
+	w    *spec.Writer
+
+	// broken is set once the connection is out of step (a response was
+	// not read to its end): every later exchange fails with it.
+	broken error
+
+	tokMu    sync.Mutex
+	token    string
+	username string
+}
+
+// Dial connects to the STEP server at addr (host:port).
+func Dial(ctx context.Context, addr string, opts *Options) (*Client, error) {
+	o := opts.withDefaults()
+	d := net.Dialer{Timeout: o.DialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	return newClient(addr, o, conn), nil
+}
+
+// NewClient wraps an established connection.
+func NewClient(conn net.Conn, opts *Options) *Client {
+	return newClient(conn.RemoteAddr().String(), opts.withDefaults(), conn)
+}
+
+func newClient(addr string, o Options, conn net.Conn) *Client {
+	return &Client{addr: addr, opts: o, conn: conn, r: spec.NewReader(conn, o.Limits), w: spec.NewWriter(conn)}
+}
+
+// Addr is the server address the client was dialled to.
+func (c *Client) Addr() string { return c.addr }
+
+// Options returns the client's options with defaults filled in.
+func (c *Client) Options() Options { return c.opts }
+
+// Token is the token of the last successful login ("" before). It is
+// opaque: the client only echoes it.
+func (c *Client) Token() string {
+	c.tokMu.Lock()
+	defer c.tokMu.Unlock()
+	return c.token
+}
+
+// SetToken makes the client use a token obtained elsewhere.
+func (c *Client) SetToken(tok string) {
+	c.tokMu.Lock()
+	c.token = tok
+	c.tokMu.Unlock()
+}
+
+// Username is the name of the last successful login.
+func (c *Client) Username() string {
+	c.tokMu.Lock()
+	defer c.tokMu.Unlock()
+	return c.username
+}
+
+// Close closes the connection without saying BYE.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// CoursePassword is the course's login rule: the lower-case hex MD5 of the
+// username.
+func CoursePassword(username string) string {
+	sum := md5.Sum([]byte(username))
+	return hex.EncodeToString(sum[:])
+}
+
+// Login logs in with the course rule (password = MD5 of the username) when
+// password is empty, with password otherwise, and keeps the token.
+func (c *Client) Login(ctx context.Context, username, password string) (string, error) {
+	if password == "" {
+		password = CoursePassword(username)
+	}
+	req := spec.NewRequest(spec.OpLogin, spec.TypeAuth).
+		Set(spec.FieldUsername, username).
+		Set(spec.FieldPassword, password)
+	resp, err := c.Do(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	tok, err := resp.Token()
+	if err != nil {
+		return "", &ProtocolError{Op: spec.OpLogin, Type: spec.TypeAuth, Msg: "login response has no token string", Response: resp}
+	}
+	c.tokMu.Lock()
+	c.token, c.username = tok, username
+	c.tokMu.Unlock()
+	return tok, nil
+}
+
+// Bye sends BYE and closes the connection. It does not wait for an answer:
+// the course server never sends one.
+func (c *Client) Bye() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	req := spec.NewRequest(spec.OpBye, spec.TypeAuth)
+	if tok := c.Token(); tok != "" {
+		req.Set(spec.FieldToken, tok)
+	}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.opts.ReplyTimeout))
+	werr := c.w.WriteMessage(req)
+	cerr := c.conn.Close()
+	if werr != nil {
+		return fmt.Errorf("BYE: %w", werr)
+	}
+	return cerr
+}
+
+// Do sends req (with the token added when the client has one and req does
+// not) and returns its response. A response whose status is not 200 is
+// returned together with a *StatusError.
+func (c *Client) Do(ctx context.Context, req *spec.Message) (*spec.Message, error) {
+	return c.do(ctx, req, c.opts.ReplyTimeout)
+}
+
+func (c *Client) do(ctx context.Context, req *spec.Message, timeout time.Duration) (*spec.Message, error) {
+	c.prepare(req)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken != nil {
+		return nil, c.broken
+	}
+	stop := c.watch(ctx)
+	defer stop()
+	if err := c.write(ctx, req, timeout); err != nil {
+		c.breakConn(err)
+		return nil, c.ctxErr(ctx, err)
+	}
+	resp, err := c.read(ctx, req, timeout)
+	if err != nil {
+		c.breakConn(err)
+		return nil, c.ctxErr(ctx, err)
+	}
+	resp.Binary = append([]byte(nil), resp.Binary...)
+	return resp, checkStatus(req, resp)
+}
+
+// Broken returns the error that put the connection out of step, or nil
+// while it is usable.
+func (c *Client) Broken() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.broken
+}
+
+// breakConn records that responses can no longer be paired with requests
+// and closes the connection. Called with c.mu held.
+func (c *Client) breakConn(cause error) {
+	if c.broken == nil {
+		c.broken = fmt.Errorf("connection to %s is unusable after an earlier error: %w", c.addr, cause)
+		_ = c.conn.Close()
+	}
+}
+
+// prepare adds the token to requests that need one.
+func (c *Client) prepare(req *spec.Message) {
+	if req.Operation() == spec.OpLogin || req.Has(spec.FieldToken) {
+		return
+	}
+	if tok := c.Token(); tok != "" {
+		req.Set(spec.FieldToken, tok)
+	}
+}
+
+// watch makes the connection's blocked calls return when ctx ends.
+func (c *Client) watch(ctx context.Context) (stop func() bool) {
+	return context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
+}
+
+func (c *Client) ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return err
+}
+
+func (c *Client) write(ctx context.Context, req *spec.Message, timeout time.Duration) error {
+	if err := c.conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return fmt.Errorf("%s %s: %w", req.Type(), req.Operation(), err)
+	}
+	if ctx.Err() != nil { // watch may have fired before the deadline was set
+		return ctx.Err()
+	}
+	if err := c.w.WriteMessage(req); err != nil {
+		return fmt.Errorf("%s %s: send to %s: %w", req.Type(), req.Operation(), c.addr, err)
+	}
+	return nil
+}
+
+// read reads the response to req. Its Binary aliases the reader's buffer.
+func (c *Client) read(ctx context.Context, req *spec.Message, timeout time.Duration) (*spec.Message, error) {
+	if err := c.conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", req.Type(), req.Operation(), err)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	resp, err := c.r.ReadMessage()
+	if err == nil {
+		return resp, nil
+	}
+	var fe *spec.FrameError
+	if errors.As(err, &fe) && fe.Recovered != nil {
+		// The server counted characters, not bytes; the frame is intact.
+		return fe.Recovered, nil
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+		return nil, &NoResponseError{Op: req.Operation(), Type: req.Type(), Addr: c.addr, After: timeout}
+	}
+	if errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s %s: %s closed the connection without answering: %w", req.Type(), req.Operation(), c.addr, ErrConnClosed)
+	}
+	return nil, fmt.Errorf("%s %s: read response from %s: %w", req.Type(), req.Operation(), c.addr, err)
+}
+
+// checkStatus turns a non-200 response into a *StatusError.
+func checkStatus(req, resp *spec.Message) error {
+	st, ok := resp.Status()
+	if !ok {
+		return &ProtocolError{Op: req.Operation(), Type: req.Type(), Msg: "response has no integer status", Response: resp}
+	}
+	if st != spec.StatusOK {
+		return &StatusError{Op: req.Operation(), Type: req.Type(), Status: st, Message: resp.StatusMsg(), Response: resp}
+	}
+	return nil
+}

@@ -1,0 +1,724 @@
+package refclient
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stepkit/stepkit/spec"
+)
+
+// EmptyMD5 is the MD5 of no bytes.
+const EmptyMD5 = "d41d8cd98f00b204e9800998ecf8427e"
+
+// maxPlanBlockSize bounds the block_size a plan may announce: one block
+// must fit in a frame the client accepts.
+const maxPlanBlockSize = spec.DefaultMaxBinary
+
+// Plan is an upload plan (FILE SAVE) or a download plan (FILE GET).
+type Plan struct {
+	Key        string `json:"key"`
+	Size       int64  `json:"size"`
+	BlockSize  int64  `json:"block_size"`
+	TotalBlock int64  `json:"total_block"`
+	MD5        string `json:"md5,omitempty"` // "" when the server sent none
+}
+
+// TransferOptions tune one upload or download.
+type TransferOptions struct {
+	// Restart ignores any journal and starts the transfer afresh.
+	Restart bool
+	// Progress, when set, is called with the number of bytes each
+	// acknowledged block moved. It may be called from several goroutines.
+	Progress func(n int64)
+}
+
+// UploadResult describes a finished upload.
+type UploadResult struct {
+	Plan      Plan   `json:"plan"`
+	MD5       string `json:"md5"`        // of the local data
+	ServerMD5 string `json:"server_md5"` // "" when the server reported none
+	Verified  bool   `json:"verified"`   // MD5 and ServerMD5 were compared equal
+	Resumed   bool   `json:"resumed"`    // the upload continued an earlier one
+	Sent      int64  `json:"blocks_sent"`
+}
+
+// DownloadResult describes a finished download.
+type DownloadResult struct {
+	Plan     Plan   `json:"plan"`
+	Path     string `json:"path,omitempty"`
+	MD5      string `json:"md5"`      // of the received data
+	Verified bool   `json:"verified"` // the plan carried an MD5 and it matched
+	Resumed  bool   `json:"resumed"`
+	Received int64  `json:"blocks_received"`
+}
+
+// parsePlan reads a plan from resp. key and size are what was asked for
+// (size < 0 when unknown); a plan that omits them is taken to agree.
+func parsePlan(op spec.Operation, resp *spec.Message, key string, size int64) (Plan, error) {
+	bad := func(format string, args ...any) (Plan, error) {
+		return Plan{}, &ProtocolError{Op: op, Type: spec.TypeFile, Msg: fmt.Sprintf(format, args...), Response: resp}
+	}
+	p := Plan{Key: key, Size: size, BlockSize: spec.DefaultBlockSize, TotalBlock: -1}
+	if resp.Has(spec.FieldKey) {
+		k, err := resp.Key()
+		if err != nil {
+			return bad("plan: %v", err)
+		}
+		p.Key = k
+	}
+	if p.Key == "" {
+		return bad("plan has no key")
+	}
+	if resp.Has(spec.FieldSize) {
+		n, err := resp.Size()
+		if err != nil {
+			return bad("plan: %v", err)
+		}
+		if size >= 0 && n != size {
+			return bad("plan size %d differs from the %d bytes asked for", n, size)
+		}
+		p.Size = n
+	}
+	if p.Size < 0 {
+		return bad("plan has no size")
+	}
+	if resp.Has(spec.FieldBlockSize) {
+		n, err := resp.BlockSize()
+		if err != nil {
+			return bad("plan: %v", err)
+		}
+		p.BlockSize = n
+	}
+	if p.BlockSize <= 0 || p.BlockSize > maxPlanBlockSize {
+		return bad("plan block_size %d is outside 1..%d", p.BlockSize, maxPlanBlockSize)
+	}
+	want := spec.TotalBlocks(p.Size, p.BlockSize)
+	if resp.Has(spec.FieldTotalBlock) {
+		n, err := resp.TotalBlock()
+		if err != nil {
+			return bad("plan: %v", err)
+		}
+		if n != want {
+			return bad("plan total_block %d, but size %d in blocks of %d makes %d", n, p.Size, p.BlockSize, want)
+		}
+	}
+	p.TotalBlock = want
+	if resp.Has(spec.FieldMD5) {
+		m, err := resp.MD5()
+		if err != nil {
+			return bad("plan: %v", err)
+		}
+		p.MD5 = strings.ToLower(m)
+	}
+	return p, nil
+}
+
+// FileInfo asks for the download plan of key (FILE GET).
+func (c *Client) FileInfo(ctx context.Context, key string) (Plan, error) {
+	resp, err := c.Do(ctx, spec.NewRequest(spec.OpGet, spec.TypeFile).Set(spec.FieldKey, key))
+	if err != nil {
+		return Plan{}, err
+	}
+	return parsePlan(spec.OpGet, resp, key, -1)
+}
+
+// DeleteFile removes the file stored under key (FILE DELETE). The
+// response's operation is not looked at: the course server says "GET".
+func (c *Client) DeleteFile(ctx context.Context, key string) error {
+	_, err := c.Do(ctx, spec.NewRequest(spec.OpDelete, spec.TypeFile).Set(spec.FieldKey, key))
+	return err
+}
+
+// save asks for an upload plan. An empty key lets the server choose.
+func (c *Client) save(ctx context.Context, key string, size int64) (Plan, error) {
+	req := spec.NewRequest(spec.OpSave, spec.TypeFile).Set(spec.FieldSize, size)
+	if key != "" {
+		req.Set(spec.FieldKey, key)
+	}
+	timeout := c.opts.ReplyTimeout
+	if size == 0 {
+		timeout = min(timeout, c.opts.EmptyTimeout)
+	}
+	resp, err := c.do(ctx, req, timeout)
+	if err != nil {
+		var nr *NoResponseError
+		if size == 0 && errors.As(err, &nr) {
+			return Plan{}, fmt.Errorf("the server cannot store an empty file (the course server never answers FILE SAVE with size 0): %w", err)
+		}
+		return Plan{}, err
+	}
+	return parsePlan(spec.OpSave, resp, key, size)
+}
+
+// Upload uploads size bytes read from src under key (empty: the server
+// chooses) and compares the MD5 with the server's. It does not resume;
+// UploadFile does.
+func (c *Client) Upload(ctx context.Context, key string, src io.Reader, size int64, o *TransferOptions) (*UploadResult, error) {
+	if o == nil {
+		o = &TransferOptions{}
+	}
+	plan, err := c.save(ctx, key, size)
+	if err != nil {
+		return nil, err
+	}
+	return c.sendBlocks(ctx, plan, src, nil, o)
+}
+
+// UploadFile uploads the file at path under key (empty: the server
+// chooses). With Options.JournalDir set, an interrupted upload of the same
+// file to the same server, user and key resumes: only the blocks the server
+// has not acknowledged are sent, without a new FILE SAVE (which would
+// restart the upload).
+func (c *Client) UploadFile(ctx context.Context, path, key string, o *TransferOptions) (*UploadResult, error) {
+	if o == nil {
+		o = &TransferOptions{}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	size, mtime := fi.Size(), fi.ModTime().UnixNano()
+
+	var jpath string
+	if c.opts.JournalDir != "" {
+		jpath = journalPath(c.opts.JournalDir, "upload", c.addr, c.Username(), key, abs)
+	}
+	if jpath != "" && !o.Restart {
+		if j := loadJournal(jpath); j != nil {
+			h := j.hdr
+			if h.Op == "upload" && h.Path == abs && h.Size == size && h.ModTime == mtime &&
+				h.TotalBlock == spec.TotalBlocks(size, h.BlockSize) {
+				plan := Plan{Key: h.Key, Size: h.Size, BlockSize: h.BlockSize, TotalBlock: h.TotalBlock}
+				before := j.count()
+				res, err := c.sendBlocks(ctx, plan, f, j, o)
+				if err == nil {
+					res.Resumed = true
+					return res, nil
+				}
+				var se *StatusError
+				if !errors.As(err, &se) || j.count() > before {
+					return res, err
+				}
+				// The server no longer knows the upload (restarted,
+				// expired, completed): start over with a new plan.
+				if c.Broken() != nil {
+					return res, err
+				}
+				if _, serr := f.Seek(0, io.SeekStart); serr != nil {
+					return nil, serr
+				}
+			}
+			j.remove()
+		}
+	}
+	plan, err := c.save(ctx, key, size)
+	if err != nil {
+		return nil, err
+	}
+	var j *journal
+	if jpath != "" && plan.TotalBlock > 0 {
+		j, err = createJournal(jpath, journalHeader{Op: "upload", Server: c.addr, User: c.Username(),
+			Key: plan.Key, Path: abs, Size: size, ModTime: mtime, BlockSize: plan.BlockSize, TotalBlock: plan.TotalBlock})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return c.sendBlocks(ctx, plan, f, j, o)
+}
+
+// sendBlocks uploads the blocks of plan that j has not recorded, reading
+// src once from its start and hashing it on the way, then compares the
+// MD5 with the server's. j may be nil.
+func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *journal, o *TransferOptions) (*UploadResult, error) {
+	res := &UploadResult{Plan: plan}
+	h := md5.New()
+	var mu sync.Mutex // guards serverMD5
+	serverMD5 := plan.MD5
+
+	missing := plan.TotalBlock - j.count()
+	conns, release := c.transferConns(ctx, missing)
+	defer release()
+
+	nbuf := len(conns)*c.opts.Window + 2
+	pool := make(chan []byte, nbuf)
+	jobs := make(chan job)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(jobs)
+		for i := int64(0); i < plan.TotalBlock; i++ {
+			n := spec.BlockLen(plan.Size, plan.BlockSize, i)
+			var buf []byte
+			select {
+			case buf = <-pool:
+			default:
+				buf = make([]byte, plan.BlockSize)
+			}
+			buf = buf[:n]
+			if _, err := io.ReadFull(src, buf); err != nil {
+				return fmt.Errorf("read block %d of the local file: %w (did it shrink?)", i, err)
+			}
+			h.Write(buf)
+			if j.has(i) {
+				select {
+				case pool <- buf:
+				default:
+				}
+				continue
+			}
+			select {
+			case jobs <- job{index: i, data: buf}:
+			case <-gctx.Done():
+				return nil
+			}
+		}
+		return nil
+	})
+	var sent int64
+	var sentMu sync.Mutex
+	st := stage{
+		op:  spec.OpUpload,
+		typ: spec.TypeFile,
+		build: func(jb job) *spec.Message {
+			req := spec.NewRequest(spec.OpUpload, spec.TypeFile).
+				Set(spec.FieldKey, plan.Key).
+				Set(spec.FieldBlockIndex, jb.index)
+			req.Binary = jb.data
+			return req
+		},
+		sent: func(jb job) {
+			select {
+			case pool <- jb.data[:cap(jb.data)]:
+			default:
+			}
+		},
+		handle: func(jb job, resp *spec.Message) error {
+			req := spec.NewRequest(spec.OpUpload, spec.TypeFile)
+			if err := checkStatus(req, resp); err != nil {
+				return fmt.Errorf("block %d: %w", jb.index, err)
+			}
+			if err := checkIndex(spec.OpUpload, resp, jb.index); err != nil {
+				return err
+			}
+			if m, err := resp.MD5(); err == nil {
+				mu.Lock()
+				serverMD5 = strings.ToLower(m)
+				mu.Unlock()
+			}
+			if err := j.ack(jb.index); err != nil {
+				return err
+			}
+			sentMu.Lock()
+			sent++
+			sentMu.Unlock()
+			if o.Progress != nil {
+				o.Progress(int64(len(jb.data)))
+			}
+			return nil
+		},
+	}
+	for _, cc := range conns {
+		g.Go(func() error { return cc.pipeline(gctx, jobs, st) })
+	}
+	err := g.Wait()
+	res.Sent = sent
+	if err != nil {
+		j.close()
+		return res, err
+	}
+	res.MD5 = hex.EncodeToString(h.Sum(nil))
+	if serverMD5 == "" {
+		// The server sent no md5 with the last block: ask for the plan.
+		p, err := c.FileInfo(ctx, plan.Key)
+		if err != nil {
+			j.close()
+			return res, fmt.Errorf("upload of %q finished, but FILE GET failed: %w", plan.Key, err)
+		}
+		serverMD5 = p.MD5
+	}
+	j.remove()
+	res.ServerMD5 = serverMD5
+	if serverMD5 == "" {
+		return res, nil
+	}
+	if serverMD5 != res.MD5 {
+		return res, &MismatchError{Key: plan.Key, Local: res.MD5, Server: serverMD5}
+	}
+	res.Verified = true
+	return res, nil
+}
+
+// checkIndex verifies the block_index a response echoes, if it does.
+func checkIndex(op spec.Operation, resp *spec.Message, want int64) error {
+	if !resp.Has(spec.FieldBlockIndex) {
+		return nil
+	}
+	got, err := resp.BlockIndex()
+	if err != nil || got != want {
+		return &ProtocolError{Op: op, Type: spec.TypeFile, Response: resp,
+			Msg: fmt.Sprintf("response for block %d carries block_index %s", want, rawField(resp, spec.FieldBlockIndex))}
+	}
+	return nil
+}
+
+func rawField(m *spec.Message, f string) string {
+	raw, _ := m.Raw(f)
+	return string(raw)
+}
+
+// transferConns returns the connections a transfer of n blocks uses: c and,
+// when Options.Conns asks for more and there is work for them, extra
+// connections carrying c's token. release says BYE on the extra ones.
+// Connections that cannot be opened are done without.
+func (c *Client) transferConns(ctx context.Context, n int64) ([]*Client, func()) {
+	conns := []*Client{c}
+	extra := min(int64(c.opts.Conns-1), n/int64(c.opts.Window))
+	for i := int64(0); i < extra; i++ {
+		cc, err := Dial(ctx, c.addr, &c.opts)
+		if err != nil {
+			break
+		}
+		cc.token, cc.username = c.Token(), c.Username()
+		conns = append(conns, cc)
+	}
+	return conns, func() {
+		for _, cc := range conns[1:] {
+			_ = cc.Bye()
+		}
+	}
+}
+
+// Download fetches key into w, checking the MD5 of what it wrote against
+// the plan's. Blocks reach w in order. It does not resume.
+func (c *Client) Download(ctx context.Context, key string, w io.Writer, o *TransferOptions) (*DownloadResult, error) {
+	if o == nil {
+		o = &TransferOptions{}
+	}
+	plan, err := c.FileInfo(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	h := md5.New()
+	res := &DownloadResult{Plan: plan}
+	sink := func(b []byte) error {
+		h.Write(b)
+		_, err := w.Write(b)
+		return err
+	}
+	n, err := c.fetchBlocks(ctx, plan, nil, nil, sink, o)
+	res.Received = n
+	if err != nil {
+		return res, err
+	}
+	return res, verifyDownload(res, h)
+}
+
+func verifyDownload(res *DownloadResult, h hash.Hash) error {
+	res.MD5 = hex.EncodeToString(h.Sum(nil))
+	if res.Plan.MD5 == "" {
+		return nil
+	}
+	if res.Plan.MD5 != res.MD5 {
+		return &MismatchError{Key: res.Plan.Key, Local: res.MD5, Server: res.Plan.MD5}
+	}
+	res.Verified = true
+	return nil
+}
+
+// PartPath is where DownloadFile keeps a download to dest until its MD5
+// is verified.
+func PartPath(dest string) string {
+	return filepath.Join(filepath.Dir(dest), "."+filepath.Base(dest)+".stepkit-part")
+}
+
+// DownloadFile fetches key into the file dest. Blocks go to a partial file
+// beside dest (PartPath) that is renamed to dest only once its MD5 matches
+// the plan's. With Options.JournalDir set, an interrupted download resumes
+// from the blocks already in the partial file.
+func (c *Client) DownloadFile(ctx context.Context, key, dest string, o *TransferOptions) (*DownloadResult, error) {
+	if o == nil {
+		o = &TransferOptions{}
+	}
+	abs, err := filepath.Abs(dest)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := c.FileInfo(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	res := &DownloadResult{Plan: plan, Path: dest}
+	part := PartPath(abs)
+
+	var jpath string
+	if c.opts.JournalDir != "" {
+		jpath = journalPath(c.opts.JournalDir, "download", c.addr, c.Username(), key, abs)
+	}
+	var j *journal
+	var f *os.File
+	if jpath != "" && !o.Restart {
+		if old := loadJournal(jpath); old != nil {
+			h := old.hdr
+			fi, serr := os.Stat(part)
+			if serr == nil && h.Op == "download" && h.Key == plan.Key && h.Size == plan.Size &&
+				h.BlockSize == plan.BlockSize && h.TotalBlock == plan.TotalBlock && h.MD5 == plan.MD5 &&
+				fi.Size() == plan.Size {
+				if f, err = os.OpenFile(part, os.O_RDWR, 0); err == nil {
+					j = old
+					res.Resumed = true
+				}
+			}
+			if j == nil {
+				old.remove()
+			}
+		}
+	}
+	if f == nil {
+		f, err = os.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		if err := f.Truncate(plan.Size); err != nil {
+			f.Close()
+			os.Remove(part)
+			return nil, err
+		}
+		if jpath != "" && plan.TotalBlock > 0 {
+			if j, err = createJournal(jpath, journalHeader{Op: "download", Server: c.addr, User: c.Username(),
+				Key: plan.Key, Path: abs, Size: plan.Size, BlockSize: plan.BlockSize, TotalBlock: plan.TotalBlock, MD5: plan.MD5}); err != nil {
+				f.Close()
+				os.Remove(part)
+				return nil, err
+			}
+		}
+	}
+	discard := func() {
+		f.Close()
+		os.Remove(part)
+		j.remove()
+	}
+
+	h := md5.New()
+	sink := func(b []byte) error { h.Write(b); return nil }
+	n, err := c.fetchBlocks(ctx, plan, j, f, sink, o)
+	res.Received = n
+	if err != nil {
+		if j == nil {
+			discard()
+		} else {
+			f.Close()
+			j.close()
+		}
+		return res, err
+	}
+	if err := verifyDownload(res, h); err != nil {
+		discard()
+		return res, err
+	}
+	if err := f.Sync(); err != nil {
+		discard()
+		return res, err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(part)
+		j.remove()
+		return res, err
+	}
+	if err := os.Rename(part, abs); err != nil {
+		os.Remove(part)
+		j.remove()
+		return res, err
+	}
+	j.remove()
+	return res, nil
+}
+
+// fetchBlocks downloads the blocks of plan that j has not recorded. Each
+// block is written at its offset in f (when f is set) and passed to sink in
+// index order; blocks recorded in j are read back from f for sink. It
+// returns the number of blocks received.
+func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.File, sink func([]byte) error, o *TransferOptions) (int64, error) {
+	// What was on disk before this run; blocks acknowledged during the run
+	// reach the sequencer themselves.
+	before := make([]bool, plan.TotalBlock)
+	var missing int64
+	for i := range before {
+		before[i] = j.has(int64(i))
+		if !before[i] {
+			missing++
+		}
+	}
+	conns, release := c.transferConns(ctx, missing)
+	defer release()
+
+	// ahead bounds how far delivery may run ahead of the in-order hash.
+	ahead := make(chan struct{}, 2*len(conns)*c.opts.Window)
+	seq := &sequencer{
+		total:   plan.TotalBlock,
+		pending: make(map[int64][]byte),
+		sink:    sink,
+		before:  before,
+		release: func() { <-ahead },
+		load: func(i int64) ([]byte, error) {
+			b := make([]byte, spec.BlockLen(plan.Size, plan.BlockSize, i))
+			_, err := f.ReadAt(b, i*plan.BlockSize)
+			return b, err
+		},
+	}
+	if err := seq.advance(); err != nil {
+		return 0, err
+	}
+
+	jobs := make(chan job)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(jobs)
+		for i := int64(0); i < plan.TotalBlock; i++ {
+			if before[i] {
+				continue
+			}
+			select {
+			case ahead <- struct{}{}:
+			case <-gctx.Done():
+				return nil
+			}
+			select {
+			case jobs <- job{index: i}:
+			case <-gctx.Done():
+				return nil
+			}
+		}
+		return nil
+	})
+	var mu sync.Mutex
+	var received int64
+	st := stage{
+		op:  spec.OpDownload,
+		typ: spec.TypeFile,
+		build: func(jb job) *spec.Message {
+			return spec.NewRequest(spec.OpDownload, spec.TypeFile).
+				Set(spec.FieldKey, plan.Key).
+				Set(spec.FieldBlockIndex, jb.index)
+		},
+		sent: func(job) {},
+		handle: func(jb job, resp *spec.Message) error {
+			if err := checkStatus(spec.NewRequest(spec.OpDownload, spec.TypeFile), resp); err != nil {
+				return fmt.Errorf("block %d: %w", jb.index, err)
+			}
+			if err := checkIndex(spec.OpDownload, resp, jb.index); err != nil {
+				return err
+			}
+			want := spec.BlockLen(plan.Size, plan.BlockSize, jb.index)
+			if int64(len(resp.Binary)) != want {
+				return &ProtocolError{Op: spec.OpDownload, Type: spec.TypeFile, Response: resp,
+					Msg: fmt.Sprintf("block %d has %d bytes, the plan says %d", jb.index, len(resp.Binary), want)}
+			}
+			if f != nil {
+				if _, err := f.WriteAt(resp.Binary, jb.index*plan.BlockSize); err != nil {
+					return fmt.Errorf("write block %d: %w", jb.index, err)
+				}
+			}
+			if err := j.ack(jb.index); err != nil {
+				return err
+			}
+			if err := seq.put(jb.index, resp.Binary); err != nil {
+				return err
+			}
+			mu.Lock()
+			received++
+			mu.Unlock()
+			if o.Progress != nil {
+				o.Progress(want)
+			}
+			return nil
+		},
+	}
+	for _, cc := range conns {
+		g.Go(func() error { return cc.pipeline(gctx, jobs, st) })
+	}
+	err := g.Wait()
+	if err == nil && seq.next != plan.TotalBlock {
+		err = fmt.Errorf("download of %q: %d of %d blocks delivered", plan.Key, seq.next, plan.TotalBlock)
+	}
+	return received, err
+}
+
+// sequencer passes blocks that arrive in any order to sink in index order.
+type sequencer struct {
+	mu      sync.Mutex
+	next    int64
+	total   int64
+	pending map[int64][]byte
+	sink    func([]byte) error
+	before  []bool                        // blocks already on disk
+	load    func(i int64) ([]byte, error) // reads such a block
+	release func()                        // called once per block put
+}
+
+// put hands over block i; b is copied if it must wait.
+func (s *sequencer) put(i int64, b []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i != s.next {
+		s.pending[i] = append([]byte(nil), b...)
+		return nil
+	}
+	if err := s.sink(b); err != nil {
+		return err
+	}
+	s.release()
+	s.next++
+	return s.advanceLocked()
+}
+
+func (s *sequencer) advance() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.advanceLocked()
+}
+
+func (s *sequencer) advanceLocked() error {
+	for s.next < s.total {
+		if b, ok := s.pending[s.next]; ok {
+			delete(s.pending, s.next)
+			if err := s.sink(b); err != nil {
+				return err
+			}
+			s.release()
+		} else if s.before[s.next] {
+			b, err := s.load(s.next)
+			if err != nil {
+				return fmt.Errorf("read back block %d: %w", s.next, err)
+			}
+			if err := s.sink(b); err != nil {
+				return err
+			}
+		} else {
+			return nil
+		}
+		s.next++
+	}
+	return nil
+}

@@ -1,0 +1,139 @@
+package refclient
+
+import (
+	"context"
+	"errors"
+
+	"github.com/stepkit/stepkit/spec"
+)
+
+// job is one block request of a transfer.
+type job struct {
+	index int64
+	data  []byte // upload: the block; nil for downloads
+}
+
+// stage is what a transfer plugs into a pipeline.
+type stage struct {
+	op  spec.Operation
+	typ spec.Type
+	// build makes the request for j.
+	build func(j job) *spec.Message
+	// sent is called once j's request has been written (or given up):
+	// an upload returns the block's buffer to its pool there.
+	sent func(j job)
+	// handle checks the response to j. resp.Binary is valid only during
+	// the call.
+	handle func(j job, resp *spec.Message) error
+}
+
+// pipeline sends the jobs it takes from jobs on c with up to c's window of
+// requests in flight, and hands each response to st.handle in order.
+// Requests are written by one goroutine and responses read by the calling
+// one, so a server that reads a request, answers it and only then reads
+// the next is served as well as one that reads ahead. Responses are paired
+// with requests by their order on the connection.
+//
+// When the server refuses a block (a *StatusError), no further request is
+// sent and the answers to those already sent are read and dropped, so the
+// connection stays usable. Any other failure leaves it out of step and
+// closes it.
+func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken != nil {
+		return c.broken
+	}
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	stop := c.watch(ctx)
+	defer stop()
+
+	// A job enters inflight before its request is written; with the job
+	// the reader holds, at most Window requests are unanswered.
+	inflight := make(chan job, c.opts.Window-1)
+	quit := make(chan struct{}) // closed when the server refused a block
+	sendErr := make(chan error, 1)
+	go func() {
+		defer close(inflight)
+		for {
+			var j job
+			select {
+			case <-ctx.Done():
+				return
+			case <-quit:
+				return
+			case jj, ok := <-jobs:
+				if !ok {
+					return
+				}
+				j = jj
+			}
+			select {
+			case inflight <- j:
+			case <-ctx.Done():
+				st.sent(j)
+				return
+			case <-quit:
+				st.sent(j)
+				return
+			}
+			req := st.build(j)
+			c.prepare(req)
+			err := c.write(ctx, req, c.opts.ReplyTimeout)
+			st.sent(j)
+			if err != nil {
+				if ctx.Err() == nil { // not a consequence of a failure elsewhere
+					sendErr <- err
+					cancel()
+				}
+				return
+			}
+		}
+	}()
+
+	probe := spec.NewRequest(st.op, st.typ)
+	var err error  // the first failure
+	inStep := true // every response so far was read whole
+	for j := range inflight {
+		if !inStep {
+			continue // drain so that the writer can finish
+		}
+		resp, rerr := c.read(ctx, probe, c.opts.ReplyTimeout)
+		if rerr != nil {
+			inStep = false
+			if err == nil {
+				err = rerr
+			}
+			cancel()
+			continue
+		}
+		if err != nil {
+			continue // an answer to a request sent before the refusal
+		}
+		if herr := st.handle(j, resp); herr != nil {
+			err = herr
+			var se *StatusError
+			if errors.As(herr, &se) {
+				close(quit)
+			} else {
+				inStep = false
+				cancel()
+			}
+		}
+	}
+	// inflight is closed: the writer has returned. A failed write comes
+	// first: the reader's error is then only its consequence.
+	select {
+	case werr := <-sendErr:
+		err, inStep = werr, false
+	default:
+	}
+	if err == nil {
+		return nil
+	}
+	if !inStep {
+		c.breakConn(err)
+	}
+	return c.ctxErr(parent, err)
+}
