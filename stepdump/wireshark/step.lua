@@ -287,18 +287,24 @@ end
 -- plausible reports whether the bytes at hand start like a STEP frame:
 -- a capture that begins mid-connection (or after lost segments) shows
 -- segments that begin inside a frame, and those are left as TCP data.
-local function plausible(tvb)
+-- strict asks for a JSON object's first bytes; otherwise a frame whose
+-- JSON part is text of another kind (a malformed request) is still shown.
+local function plausible(tvb, strict)
 	if tvb:len() < HEADER + 2 then return tvb:len() >= HEADER end
 	local jlen = tvb(0, 4):uint()
 	local blen = tvb(4, 4):uint()
-	if jlen < 2 or jlen > MAX_JSON or blen > MAX_BINARY then return false end
+	if jlen > MAX_JSON or blen > MAX_BINARY then return false end
+	if jlen == 0 then return not strict end
 	local c = tvb(8, 1):uint()
 	local d = tvb(9, 1):uint()
-	return c == 0x7B and (d == 0x22 or d == 0x7D or d == 0x20 or d == 0x0A or d == 0x0D or d == 0x09)
+	if c == 0x7B and (d == 0x22 or d == 0x7D or d == 0x20 or d == 0x0A or d == 0x0D or d == 0x09) then
+		return jlen >= 2
+	end
+	return not strict and c >= 0x20 and c < 0x7F and d >= 0x20 and d < 0x7F
 end
 
 function step.dissector(tvb, pinfo, tree)
-	if tvb:len() == 0 or not plausible(tvb) then return 0 end
+	if tvb:len() == 0 or not plausible(tvb, false) then return 0 end
 	pinfo.cols.info:clear()
 	pinfo.cols.protocol = "STEP"
 	dissect_tcp_pdus(tvb, tree, HEADER, pdu_len, dissect_pdu, true)
@@ -312,7 +318,7 @@ step.prefs.heuristic = Pref.bool("Find STEP on any TCP port", true,
 
 local function heuristic(tvb, pinfo, tree)
 	if not step.prefs.heuristic then return false end
-	if tvb:len() < HEADER + 12 or not plausible(tvb) then return false end
+	if tvb:len() < HEADER + 12 or not plausible(tvb, true) then return false end
 	local head = tvb:raw(HEADER, math.min(tvb:len() - HEADER, 64))
 	if not (head:find('"operation"', 1, true) or head:find('"direction"', 1, true)) then return false end
 	step.dissector(tvb, pinfo, tree)
