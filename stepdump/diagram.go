@@ -83,6 +83,12 @@ func (d *Diagram) Message(m *Message) {
 			label = append(label, strconv.Itoa(int(st)))
 			if st != spec.StatusOK {
 				r.bad = true
+				if msg := m.Msg.StatusMsg(); msg != "" {
+					if len(msg) > 48 {
+						msg = msg[:45] + "..."
+					}
+					label = append(label, strconv.Quote(msg))
+				}
 			}
 		}
 		if k, err := m.Msg.Key(); err == nil {
@@ -166,7 +172,7 @@ svg{background:#fff;border:1px solid #ddd;border-radius:6px}
 .note{font-size:11px;font-family:ui-monospace,Menlo,Consolas,monospace}
 </style></head><body>
 <h1>STEP ladder diagram</h1><p class="meta">%s · times are seconds from the first packet · red: errors, orange: warnings</p>
-<svg width="0" height="0" style="position:absolute"><defs>
+<svg width="0" height="0" style="position:absolute;border:0" aria-hidden="true"><defs>
 <marker id="ah-req" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#1f6fb2"/></marker>
 <marker id="ah-resp" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#2c8a3c"/></marker>
 <marker id="ah-bad" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#c62828"/></marker>
