@@ -4,6 +4,8 @@
 // mistakes, rebuilds the files moved and draws the exchange.
 package stepdump
 
+//go:generate go run ../fixtures/gen -out ../fixtures/captures
+
 import (
 	"fmt"
 	"net/netip"
