@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"fmt"
 	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -27,13 +28,57 @@ func md5Rate(b *testing.B) float64 {
 	return float64(n<<20) / time.Since(start).Seconds()
 }
 
+// tcpRate measures a raw copy over a loopback TCP connection in bytes per
+// second: the limit of any protocol on this machine.
+func tcpRate(b *testing.B) float64 {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan int64)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- 0
+			return
+		}
+		n, _ := io.Copy(io.Discard, c)
+		c.Close()
+		done <- n
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := testData(256<<10, 2)
+	start := time.Now()
+	for time.Since(start) < 200*time.Millisecond {
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c.Close()
+	n := <-done
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// limits are the reference rates of one run.
+type limits struct{ md5, tcp float64 }
+
+func measureLimits(b *testing.B) limits { return limits{md5: md5Rate(b), tcp: tcpRate(b)} }
+
 // reportVsMD5 reports the transfer rate in MB/s and as a fraction of the
-// one-core MD5 rate measured in the same run.
-func reportVsMD5(b *testing.B, bytesPerOp int64, md5BPS float64) {
+// one-core MD5 rate and of the raw loopback TCP rate measured in the same
+// run.
+func reportVsMD5(b *testing.B, bytesPerOp int64, l limits) {
 	bps := float64(bytesPerOp) * float64(b.N) / b.Elapsed().Seconds()
 	b.ReportMetric(bps/1e6, "MB/s")
-	b.ReportMetric(md5BPS/1e6, "md5-MB/s")
-	b.ReportMetric(bps/md5BPS, "x-md5")
+	b.ReportMetric(l.md5/1e6, "md5-MB/s")
+	b.ReportMetric(bps/l.md5, "x-md5")
+	b.ReportMetric(l.tcp/1e6, "tcp-MB/s")
+	b.ReportMetric(bps/l.tcp, "x-tcp")
 }
 
 func benchConfigs() []Options {
@@ -45,7 +90,7 @@ func optName(o Options) string { return fmt.Sprintf("window%d-conns%d", o.Window
 func BenchmarkUpload(b *testing.B) {
 	const size = 8 << 20
 	data := testData(size, 2)
-	md5BPS := md5Rate(b)
+	lim := measureLimits(b)
 	for _, o := range benchConfigs() {
 		b.Run(optName(o), func(b *testing.B) {
 			addr, _ := refserver.StartTest(b, refserver.Config{})
@@ -64,7 +109,7 @@ func BenchmarkUpload(b *testing.B) {
 				}
 				b.StartTimer()
 			}
-			reportVsMD5(b, size, md5BPS)
+			reportVsMD5(b, size, lim)
 		})
 	}
 }
@@ -72,7 +117,7 @@ func BenchmarkUpload(b *testing.B) {
 func BenchmarkDownload(b *testing.B) {
 	const size = 8 << 20
 	data := testData(size, 3)
-	md5BPS := md5Rate(b)
+	lim := measureLimits(b)
 	for _, o := range benchConfigs() {
 		b.Run(optName(o), func(b *testing.B) {
 			addr, _ := refserver.StartTest(b, refserver.Config{})
@@ -88,7 +133,7 @@ func BenchmarkDownload(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			reportVsMD5(b, size, md5BPS)
+			reportVsMD5(b, size, lim)
 		})
 	}
 }

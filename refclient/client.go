@@ -182,6 +182,9 @@ func (c *Client) Login(ctx context.Context, username, password string) (string, 
 func (c *Client) Bye() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.broken != nil {
+		return nil // already closed
+	}
 	req := spec.NewRequest(spec.OpBye, spec.TypeAuth)
 	if tok := c.Token(); tok != "" {
 		req.Set(spec.FieldToken, tok)

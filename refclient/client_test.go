@@ -365,3 +365,24 @@ func TestDataRoundTrip(t *testing.T) {
 		t.Fatalf("get after delete: %v", err)
 	}
 }
+
+func TestCharCountLengthServer(t *testing.T) {
+	s := newFake(t)
+	s.charCount = true
+	addr := s.start()
+	c := login(t, addr, &Options{Window: 4})
+	ctx := context.Background()
+	data := testData(3*20480+11, 13)
+	key := "报告 ü.pdf"
+	up, err := c.Upload(ctx, key, bytes.NewReader(data), int64(len(data)), nil)
+	if err != nil || !up.Verified || up.Plan.Key != key {
+		t.Fatalf("upload: %+v %v", up, err)
+	}
+	var buf bytes.Buffer
+	if _, err := c.Download(ctx, key, &buf, nil); err != nil || !bytes.Equal(buf.Bytes(), data) {
+		t.Fatalf("download: %v", err)
+	}
+	if err := c.DeleteFile(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+}

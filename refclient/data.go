@@ -6,16 +6,13 @@ import (
 	"github.com/stepkit/stepkit/spec"
 )
 
-// envelopeFields are the fields every message carries or a request adds;
-// they are not part of a stored DATA document.
-var envelopeFields = []string{spec.FieldOperation, spec.FieldDirection, spec.FieldType,
-	spec.FieldToken, spec.FieldStatus, spec.FieldStatusMsg}
-
+// isEnvelope reports whether field is one every message carries or a
+// request adds; such fields are not part of a stored DATA document.
 func isEnvelope(field string) bool {
-	for _, f := range envelopeFields {
-		if f == field {
-			return true
-		}
+	switch field {
+	case spec.FieldOperation, spec.FieldDirection, spec.FieldType,
+		spec.FieldToken, spec.FieldStatus, spec.FieldStatusMsg:
+		return true
 	}
 	return false
 }
@@ -62,7 +59,7 @@ func (c *Client) GetData(ctx context.Context, key string) (*spec.Message, error)
 	}
 	doc := spec.NewMessage()
 	for _, f := range resp.Fields() {
-		if isEnvelope(f) || f == spec.FieldDirection {
+		if isEnvelope(f) {
 			continue
 		}
 		raw, _ := resp.Raw(f)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stepkit/stepkit/spec"
 )
@@ -30,6 +31,7 @@ type fakeServer struct {
 	silentEmpty    bool // no answer to FILE SAVE with size 0, like the course server
 	readAhead      int  // requests read while the next one was already waiting (pipelining evidence)
 	cutAfterBlocks int  // close the connection after this many UPLOAD/DOWNLOAD blocks (0: never)
+	charCount      bool // JSON length counts characters, the course server's framing bug
 
 	mu       sync.Mutex
 	files    map[string]*fakeFile
@@ -125,7 +127,13 @@ func (s *fakeServer) serve(conn net.Conn) {
 		if resp == nil {
 			continue
 		}
-		if err := w.WriteMessage(resp); err != nil {
+		if s.charCount {
+			js := resp.AppendJSON(nil)
+			frame := append(spec.Header(uint32(utf8.RuneCount(js)), uint32(len(resp.Binary))), js...)
+			if _, err := conn.Write(append(frame, resp.Binary...)); err != nil {
+				return
+			}
+		} else if err := w.WriteMessage(resp); err != nil {
 			return
 		}
 		if op == spec.OpBye {

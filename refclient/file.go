@@ -214,8 +214,8 @@ func (c *Client) UploadFile(ctx context.Context, path, key string, o *TransferOp
 				plan := Plan{Key: h.Key, Size: h.Size, BlockSize: h.BlockSize, TotalBlock: h.TotalBlock}
 				before := j.count()
 				res, err := c.sendBlocks(ctx, plan, f, j, o)
+				res.Resumed = true
 				if err == nil {
-					res.Resumed = true
 					return res, nil
 				}
 				var se *StatusError
@@ -282,6 +282,9 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 			}
 			h.Write(buf)
 			if j.has(i) {
+				if o.Progress != nil {
+					o.Progress(n)
+				}
 				select {
 				case pool <- buf:
 				default:
@@ -590,6 +593,9 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	if err := seq.advance(); err != nil {
 		return 0, err
 	}
+	if o.Progress != nil && missing < plan.TotalBlock {
+		o.Progress(plan.Size - missingBytes(plan, before))
+	}
 
 	jobs := make(chan job)
 	g, gctx := errgroup.WithContext(ctx)
@@ -721,4 +727,15 @@ func (s *sequencer) advanceLocked() error {
 		s.next++
 	}
 	return nil
+}
+
+// missingBytes is the size of the blocks not yet on disk.
+func missingBytes(plan Plan, before []bool) int64 {
+	var n int64
+	for i, ok := range before {
+		if !ok {
+			n += spec.BlockLen(plan.Size, plan.BlockSize, int64(i))
+		}
+	}
+	return n
 }

@@ -16,9 +16,10 @@ func interruptedUpload(t *testing.T, s *fakeServer, data []byte, cutAt int64) (p
 	addr := s.start()
 	proxy = cutProxy(t, addr, cutAt)
 	jdir = t.TempDir()
-	opts = &Options{Window: 4, JournalDir: jdir}
 	path = writeTemp(t, "big.bin", data)
-	c := login(t, proxy, opts)
+	// One block at a time: every block before the cut is acknowledged.
+	c := login(t, proxy, &Options{Window: 1, JournalDir: jdir})
+	opts = &Options{Window: 4, JournalDir: jdir}
 	if _, err := c.UploadFile(context.Background(), path, "big", nil); err == nil {
 		t.Fatal("upload through the cutting proxy succeeded")
 	}
@@ -119,7 +120,7 @@ func TestDownloadResumesAfterCut(t *testing.T) {
 	opts := &Options{Window: 4, JournalDir: jdir}
 	dest := filepath.Join(t.TempDir(), "big.out")
 
-	c := login(t, proxy, opts)
+	c := login(t, proxy, &Options{Window: 1, JournalDir: jdir})
 	if _, err := c.DownloadFile(context.Background(), "big", dest, nil); err == nil {
 		t.Fatal("download through the cutting proxy succeeded")
 	}

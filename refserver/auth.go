@@ -52,7 +52,8 @@ type Accounts struct {
 	hashes map[string][]byte // username -> bcrypt hash
 	secret []byte
 	// dummy is compared against when a username is unknown, so that the
-	// answer takes as long as for a known one.
+	// answer takes as long as for a known one: it has the highest cost of
+	// the users' hashes.
 	dummy []byte
 }
 
@@ -62,6 +63,7 @@ type Accounts struct {
 // "a.b" and "a_b") or an unusable username are refused.
 func NewAccounts(hashes map[string]string, secret []byte) (*Accounts, error) {
 	a := &Accounts{hashes: make(map[string][]byte, len(hashes))}
+	cost := bcrypt.MinCost
 	folders := make(map[string]string, len(hashes))
 	for user, h := range hashes {
 		if err := checkName(TokenUser(user)); err != nil {
@@ -70,9 +72,11 @@ func NewAccounts(hashes map[string]string, secret []byte) (*Accounts, error) {
 		if other, ok := folders[TokenUser(user)]; ok {
 			return nil, fmt.Errorf("users %q and %q would share the folder %q", other, user, TokenUser(user))
 		}
-		if _, err := bcrypt.Cost([]byte(h)); err != nil {
+		c, err := bcrypt.Cost([]byte(h))
+		if err != nil {
 			return nil, fmt.Errorf("user %q: not a bcrypt hash: %w", user, err)
 		}
+		cost = max(cost, c)
 		folders[TokenUser(user)] = user
 		a.hashes[user] = []byte(h)
 	}
@@ -83,7 +87,10 @@ func NewAccounts(hashes map[string]string, secret []byte) (*Accounts, error) {
 		}
 	}
 	a.secret = append([]byte(nil), secret...)
-	dummy, err := bcrypt.GenerateFromPassword([]byte("no such user"), bcrypt.DefaultCost)
+	if len(hashes) == 0 {
+		cost = bcrypt.DefaultCost
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("no such user"), cost)
 	if err != nil {
 		return nil, fmt.Errorf("prepare accounts: %w", err)
 	}

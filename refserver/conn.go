@@ -26,9 +26,11 @@ type conn struct {
 	// Shutdown closes only idle connections.
 	idle atomic.Bool
 
-	r    *spec.Reader
-	wbuf []byte // reused frame buffer of the responses
-	blk  []byte // reused block buffer of DOWNLOAD
+	r        *spec.Reader
+	requests int    // requests answered
+	sent     int64  // bytes of responses written
+	wbuf     []byte // reused frame buffer of the responses
+	blk      []byte // reused block buffer of DOWNLOAD
 
 	// The last token verified, so that a token sent with every block is
 	// checked once.
@@ -82,7 +84,7 @@ func (c *conn) serve() {
 		s.connWG.Done()
 	}()
 	reason := c.loop()
-	c.log.Info("connection closed", "reason", reason, "received", c.r.Offset())
+	c.log.Info("connection closed", "reason", reason, "requests", c.requests, "received", c.r.Offset(), "sent", c.sent)
 }
 
 // loop serves requests until the connection ends and says why it ended.
@@ -148,11 +150,13 @@ func (c *conn) loop() string {
 			}
 		}
 		c.idle.Store(false)
+		c.requests++
 		resp, closeAfter := c.handle(req)
 		if !c.send(resp) {
 			return "write failed"
 		}
 		if closeAfter {
+			lingerClose(c.nc)
 			return "BYE"
 		}
 	}
@@ -173,6 +177,7 @@ func (c *conn) send(resp *spec.Message) bool {
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 	n, err := c.nc.Write(c.wbuf)
+	c.sent += int64(n)
 	c.srv.met.traffic(0, n)
 	if err != nil {
 		c.log.Warn("write response", "err", err)

@@ -18,6 +18,18 @@
 // StartTest, New, Config, Serve, ListenAndServe, Shutdown and Close are
 // the stable API of this package.
 //
+// # Every request answered
+//
+// The server answers every request exactly once, in order, each response
+// in a single write, with the statuses of the course's reference server
+// and, where that server is silent or crashes, the statuses of STEP.md:
+// 408 for DATA UPLOAD/DOWNLOAD, 409 for AUTH with another operation than
+// LOGIN, 410 for fields of the wrong JSON type or unusable keys, 413 for
+// frames over Config.Limits (then the connection is closed), files over
+// Config.MaxFileSize or a user's Config.Quota, 429 past Config.RateLimit,
+// 500 for storage failures and one ERROR/503 frame past Config.MaxConns.
+// BYE is answered with 200 before the connection is closed.
+//
 // # Security modes
 //
 // Course mode (Accounts nil) follows the course: the password of a user is

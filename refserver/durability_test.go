@@ -344,9 +344,12 @@ func TestGracefulShutdown(t *testing.T) {
 	busy.login("busy")
 	// A request in flight: its first bytes are sent, the rest after
 	// Shutdown has begun.
+	// Sent with a complete request, whose answer shows that the server
+	// has them.
 	frame, _ := spec.EncodeFrame(busy.authed(spec.OpSave, spec.TypeData, "key", "k"))
-	busy.sendRaw(frame[:10])
-	time.Sleep(20 * time.Millisecond)
+	earth, _ := spec.EncodeFrame(req(spec.OpGet, spec.TypeData, "direction", "EARTH"))
+	busy.sendRaw(append(earth, frame[:10]...))
+	wantStatus(t, busy.recv(), 333)
 	shut := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -371,8 +374,9 @@ func TestGracefulShutdown(t *testing.T) {
 func TestShutdownDeadline(t *testing.T) {
 	addr, srv, _ := serveOn(t, refserver.Config{Root: t.TempDir()})
 	c := dial(t, addr)
-	c.sendRaw(spec.Header(100, 0)) // a frame that never ends
-	time.Sleep(20 * time.Millisecond)
+	earth, _ := spec.EncodeFrame(req(spec.OpGet, spec.TypeData, "direction", "EARTH"))
+	c.sendRaw(append(earth, spec.Header(100, 0)...)) // then a frame that never ends
+	wantStatus(t, c.recv(), 333)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -439,5 +443,52 @@ func TestSameKeyDifferentContent(t *testing.T) {
 	}
 	if got := owner.download("k"); !bytes.Equal(got, stored) {
 		t.Fatal("download differs from the stored file")
+	}
+}
+
+func TestSyncBlocks(t *testing.T) {
+	root := t.TempDir()
+	addr, srv, _ := serveOn(t, refserver.Config{Root: root, BlockSize: 100, SyncBlocks: true})
+	c := dial(t, addr)
+	c.login("sync")
+	data := pattern(250, 6)
+	wantStatus(t, c.do(c.authed(spec.OpSave, spec.TypeFile, "key", "k", "size", len(data))), 200)
+	uploadBlocks(t, c, "k", data, 100, 2, 0)
+	srv.Close()
+	addr2, _, _ := serveOn(t, refserver.Config{Root: root, BlockSize: 100, SyncBlocks: true})
+	d := dial(t, addr2)
+	d.token = c.token
+	m := d.authed(spec.OpUpload, spec.TypeFile, "key", "k", "block_index", 1)
+	m.Binary = data[100:200]
+	r := d.do(m)
+	wantStatus(t, r, 200)
+	if s, _ := r.MD5(); s != md5hex(data) {
+		t.Fatalf("md5 %s", s)
+	}
+}
+
+// Uploads left by an earlier server are judged by the age of their files.
+func TestAbandonedUploadsOfAnEarlierServer(t *testing.T) {
+	root := t.TempDir()
+	addr, srv, _ := serveOn(t, refserver.Config{Root: root, BlockSize: 10})
+	c := dial(t, addr)
+	c.login("old")
+	wantStatus(t, c.do(c.authed(spec.OpSave, spec.TypeFile, "key", "k", "size", 30)), 200)
+	uploadBlocks(t, c, "k", pattern(30, 1), 10, 0)
+	srv.Close()
+	os.MkdirAll(filepath.Join(root, "tmp", "old", "debris"), 0o755) // a folder without a plan
+
+	var now atomicTime
+	now.Store(time.Now())
+	_, srv2, _ := serveOn(t, refserver.Config{Root: root, UploadMaxAge: time.Hour, Now: now.Load})
+	if n := srv2.SweepUploads(); n != 0 {
+		t.Fatalf("swept %d young uploads", n)
+	}
+	now.Store(now.Load().Add(2 * time.Hour))
+	if n := srv2.SweepUploads(); n != 2 {
+		t.Fatalf("swept %d, want the upload and the debris", n)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, "tmp", "old")); len(ents) != 0 {
+		t.Fatalf("left in tmp/old: %v", ents)
 	}
 }

@@ -310,3 +310,23 @@ func TestFileOperations(t *testing.T) {
 		}},
 	})
 }
+
+// BYE of any type, with or without a token, is answered and the
+// connection closed.
+func TestBye(t *testing.T) {
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	for _, typ := range []spec.Type{spec.TypeData, spec.TypeFile, spec.TypeAuth} {
+		c := dial(t, addr)
+		r := c.do(req(spec.OpBye, typ))
+		wantStatus(t, r, 200)
+		wantOpType(t, r, spec.OpBye, typ)
+		closed(t, c)
+	}
+	// Requests pipelined after a BYE are not served.
+	c := dial(t, addr)
+	c.send(req(spec.OpBye, spec.TypeData))
+	c.send(req(spec.OpGet, spec.TypeData, "direction", "EARTH"))
+	wantStatus(t, c.recv(), 200)
+	closed(t, c)
+	usable(t, dial(t, addr))
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stepkit/stepkit/refserver"
 	"github.com/stepkit/stepkit/spec"
+	"golang.org/x/crypto/bcrypt"
 )
 
 var hostileKeys = []string{
@@ -218,7 +219,7 @@ func TestCourseTokens(t *testing.T) {
 }
 
 func TestAccountMode(t *testing.T) {
-	hash, err := refserver.HashPassword("s3cret")
+	hash, err := cheapHash("s3cret")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +275,7 @@ func TestAccountMode(t *testing.T) {
 }
 
 func TestAccountsRefuseCollidingUsers(t *testing.T) {
-	h, _ := refserver.HashPassword("x")
+	h, _ := cheapHash("x")
 	if _, err := refserver.NewAccounts(map[string]string{"a.b": h, "a_b": h}, nil); err == nil {
 		t.Fatal("a.b and a_b share a folder but were accepted")
 	}
@@ -287,7 +288,7 @@ func TestAccountsRefuseCollidingUsers(t *testing.T) {
 }
 
 func TestReadUsersFile(t *testing.T) {
-	h, _ := refserver.HashPassword("pw")
+	h, _ := cheapHash("pw")
 	path := filepath.Join(t.TempDir(), "users")
 	os.WriteFile(path, []byte("# users\n\nalice:"+h+"\n  bob:"+h+"  \n"), 0o600)
 	users, err := refserver.ReadUsersFile(path)
@@ -302,4 +303,37 @@ func TestReadUsersFile(t *testing.T) {
 	if _, err := refserver.ReadUsersFile(path); err == nil {
 		t.Fatal("line without a hash accepted")
 	}
+}
+
+func TestHashPassword(t *testing.T) {
+	h, err := refserver.HashPassword("correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cost, err := bcrypt.Cost([]byte(h)); err != nil || cost < bcrypt.DefaultCost {
+		t.Fatalf("hash %q: cost %d, %v", h, cost, err)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(h), []byte("correct horse")) != nil {
+		t.Fatal("the password does not match its hash")
+	}
+}
+
+// htpasswd -B writes $2y$ hashes: they are accepted like $2a$ ones.
+func TestAccountsAcceptHtpasswdHashes(t *testing.T) {
+	h, err := cheapHash("pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.Replace(h, "$2a$", "$2y$", 1)
+	if !strings.HasPrefix(y, "$2y$") {
+		t.Fatalf("hash %q", y)
+	}
+	acc, err := refserver.NewAccounts(map[string]string{"htuser": y}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := refserver.StartTest(t, refserver.Config{Accounts: acc})
+	c := dial(t, addr)
+	wantStatus(t, c.do(req(spec.OpLogin, spec.TypeAuth, "username", "htuser", "password", "pw")), 200)
+	wantStatus(t, c.do(req(spec.OpLogin, spec.TypeAuth, "username", "htuser", "password", "pW")), 401)
 }

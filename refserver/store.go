@@ -25,7 +25,7 @@ import (
 const (
 	dirData  = "data" // data/USER/KEY: a DATA document, as JSON
 	dirFile  = "file" // file/USER/KEY: a completed file, whole
-	dirMeta  = "meta" // meta/USER/KEY: size and MD5 of file/USER/KEY
+	dirMeta  = "meta" // meta/USER/KEY: size and MD5 of file/USER/KEY (a cache, never fsynced)
 	dirTmp   = "tmp"  // tmp/USER/KEY/: an upload in progress
 	dirStage = "tmp/.stage"
 
@@ -146,9 +146,10 @@ func (s *store) lock(user, key string) func() {
 
 func p(dir, user, key string) string { return filepath.Join(dir, user, key) }
 
-// writeAtomic writes name whole: into a staging file, fsynced, then
-// renamed over name, so that name is never seen half written.
-func (s *store) writeAtomic(name string, data []byte) error {
+// writeAtomic writes name whole: into a staging file renamed over name,
+// so that name is never seen half written. When durable, the file and its
+// folder are fsynced before it returns.
+func (s *store) writeAtomic(name string, data []byte, durable bool) error {
 	var rnd [12]byte
 	rand.Read(rnd[:])
 	stage := filepath.Join(dirStage, hex.EncodeToString(rnd[:]))
@@ -157,7 +158,7 @@ func (s *store) writeAtomic(name string, data []byte) error {
 		return fmt.Errorf("create staging file: %w", err)
 	}
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -172,6 +173,9 @@ func (s *store) writeAtomic(name string, data []byte) error {
 	if err != nil {
 		s.root.Remove(stage)
 		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if !durable {
+		return nil
 	}
 	return s.syncDir(filepath.Dir(name))
 }
@@ -199,7 +203,7 @@ func (s *store) dataSave(user, key string, doc []byte) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("stat %s: %w", name, err)
 	}
-	return s.writeAtomic(name, doc)
+	return s.writeAtomic(name, doc, true)
 }
 
 func (s *store) dataGet(user, key string) ([]byte, error) {
@@ -277,7 +281,7 @@ func (s *store) completedLocked(user, key string) (*fileMeta, error) {
 		}
 		m = fileMeta{Size: n, MD5: hex.EncodeToString(h.Sum(nil)), ModTime: fi.ModTime().UnixNano()}
 		if b, err := json.Marshal(&m); err == nil {
-			if err := s.writeAtomic(p(dirMeta, user, key), b); err != nil {
+			if err := s.writeAtomic(p(dirMeta, user, key), b, false); err != nil {
 				return nil, err
 			}
 		}
@@ -328,7 +332,7 @@ func (s *store) fileDelete(user, key string) (int64, error) {
 // createEmpty stores an empty completed file at once (FILE SAVE of size 0).
 func (s *store) createEmpty(user, key string) (*fileMeta, error) {
 	name := p(dirFile, user, key)
-	if err := s.writeAtomic(name, nil); err != nil {
+	if err := s.writeAtomic(name, nil, true); err != nil {
 		return nil, err
 	}
 	fi, err := s.root.Stat(name)
@@ -337,7 +341,7 @@ func (s *store) createEmpty(user, key string) (*fileMeta, error) {
 	}
 	m := &fileMeta{Size: 0, MD5: hex.EncodeToString(md5.New().Sum(nil)), ModTime: fi.ModTime().UnixNano()}
 	b, _ := json.Marshal(m)
-	if err := s.writeAtomic(p(dirMeta, user, key), b); err != nil {
+	if err := s.writeAtomic(p(dirMeta, user, key), b, false); err != nil {
 		return nil, err
 	}
 	s.files.Store(ukey(user, key), m)
@@ -452,9 +456,10 @@ func (s *store) planUpload(user, key string, size, blockSize int64, now time.Tim
 		return uploadPlan{}, 0, fmt.Errorf("prepare upload: %w", err)
 	}
 	// The plan is written last: an upload folder without a plan is
-	// ignored and removed.
+	// ignored and removed. Like the blocks, it is fsynced only when
+	// blocks are.
 	b, _ := json.Marshal(&plan)
-	if err := s.writeAtomic(filepath.Join(dir, upPlan), b); err != nil {
+	if err := s.writeAtomic(filepath.Join(dir, upPlan), b, s.syncBlocks); err != nil {
 		u.closeFiles()
 		s.root.RemoveAll(dir)
 		return uploadPlan{}, 0, err
@@ -539,7 +544,7 @@ func (s *store) finish(user, key string, u *upload) (*fileMeta, error) {
 	}
 	m := &fileMeta{Size: u.plan.Size, MD5: hex.EncodeToString(u.d.sum()), ModTime: fi.ModTime().UnixNano()}
 	b, _ := json.Marshal(m)
-	if err := s.writeAtomic(p(dirMeta, user, key), b); err != nil {
+	if err := s.writeAtomic(p(dirMeta, user, key), b, false); err != nil {
 		return nil, err
 	}
 	if err := s.root.MkdirAll(filepath.Join(dirFile, user), 0o755); err != nil {
@@ -639,17 +644,44 @@ func (s *store) sweep(cutoff time.Time) []sweepResult {
 				continue
 			}
 			unlock := s.lock(user, key)
-			u, err := s.uploadLocked(user, key)
-			if err == nil && u.active.Load() < cutoff.UnixNano() {
-				if s.dropUpload(user, key, u) == nil {
-					out = append(out, sweepResult{user, key, u.plan.Size})
-				}
-			} else if errors.Is(err, errNotFound) {
-				// A folder without a usable plan is debris.
-				s.root.RemoveAll(filepath.Join(dirTmp, user, key))
+			if r, ok := s.sweepOne(user, key, cutoff); ok {
+				out = append(out, r)
 			}
 			unlock()
 		}
 	}
 	return out
+}
+
+// sweepOne removes user's upload of key if it is older than cutoff. An
+// upload not in memory is judged by the time its progress file last
+// changed, so that sweeping opens nothing. The caller holds the key's lock.
+func (s *store) sweepOne(user, key string, cutoff time.Time) (sweepResult, bool) {
+	dir := p(dirTmp, user, key)
+	if v, ok := s.uploads.Load(ukey(user, key)); ok {
+		u := v.(*upload)
+		if u.active.Load() >= cutoff.UnixNano() || s.dropUpload(user, key, u) != nil {
+			return sweepResult{}, false
+		}
+		return sweepResult{user, key, u.plan.Size}, true
+	}
+	var plan uploadPlan
+	b, err := s.root.ReadFile(filepath.Join(dir, upPlan))
+	if err == nil && json.Unmarshal(b, &plan) == nil {
+		fi, err := s.root.Stat(filepath.Join(dir, upReceived))
+		if err != nil {
+			fi, err = s.root.Stat(filepath.Join(dir, upPlan))
+		}
+		if err != nil || !fi.ModTime().Before(cutoff) {
+			return sweepResult{}, false
+		}
+	} else if fi, err := s.root.Stat(dir); err != nil || !fi.ModTime().Before(cutoff) {
+		// A folder without a usable plan is debris once it is old: a
+		// plan may be on its way.
+		return sweepResult{}, false
+	}
+	if err := s.root.RemoveAll(dir); err != nil {
+		return sweepResult{}, false
+	}
+	return sweepResult{user, key, plan.Size}, true
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -137,15 +138,16 @@ func classify(err error) error {
 	}
 	var se *refclient.StatusError
 	var pe *refclient.ProtocolError
+	var nr *refclient.NoResponseError
+	var fe *spec.FrameError
 	var ne net.Error
 	switch {
 	case errors.Is(err, refclient.ErrMD5Mismatch):
 		return withExit(exitMismatch, err)
 	case errors.As(err, &se):
 		return withExit(exitRefused, err)
-	case errors.As(err, &pe), errors.As(err, &ne), errors.Is(err, refclient.ErrConnClosed),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, spec.ErrTruncatedBody),
-		errors.Is(err, spec.ErrTruncatedHeader):
+	case errors.As(err, &pe), errors.As(err, &nr), errors.As(err, &fe), errors.As(err, &ne),
+		errors.Is(err, refclient.ErrConnClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return withExit(exitNetwork, err)
 	}
 	return err
@@ -290,7 +292,7 @@ Exit codes: 2 usage, 3 network, 4 refused by the server, 5 MD5 mismatch.`,
 			for _, a := range args {
 				fi, err := os.Stat(a)
 				if err != nil {
-					return usageErrorf("%v", err)
+					return usageErrorf("%s", fileProblem(a, err))
 				}
 				if !fi.Mode().IsRegular() {
 					return usageErrorf("%s is not a regular file", a)
@@ -314,6 +316,7 @@ func runUploads(cmd *cobra.Command, f *clientFlags, files []string, key string, 
 	}
 	defer func() { c.Bye() }()
 	var first error
+	failed := 0
 	for _, file := range files {
 		k := key
 		if k == "" {
@@ -349,13 +352,17 @@ func runUploads(cmd *cobra.Command, f *clientFlags, files []string, key string, 
 				err = fmt.Errorf("%w (run the same command again to resume)", err)
 			}
 			first = firstErr(first, err)
+			failed++
+			if len(files) > 1 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "stepkit:", err)
+			}
 		}
 		if f.json {
 			printJSON(out, rep)
 			continue
 		}
 		if rep.Error != "" {
-			continue // reported on stderr by the caller
+			continue
 		}
 		check := "MD5 verified"
 		if !rep.Verified {
@@ -368,7 +375,25 @@ func runUploads(cmd *cobra.Command, f *clientFlags, files []string, key string, 
 		fmt.Fprintf(out, "%s -> %s: %d bytes, %d blocks of %d (%d sent%s), md5 %s, %s, %s\n",
 			file, rep.Key, rep.Size, rep.TotalBlock, rep.BlockSize, rep.BlocksSent, resumed, rep.MD5, check, rate(rep.Size, rep.Seconds))
 	}
+	if first != nil && len(files) > 1 {
+		// Each failure is on stderr already; the first decides the exit code.
+		code := exitFailure
+		var ee *exitError
+		if errors.As(first, &ee) {
+			code = ee.code
+		}
+		return withExit(code, fmt.Errorf("%d of %d uploads failed", failed, len(files)))
+	}
 	return first
+}
+
+// fileProblem says what is wrong with a local file argument.
+func fileProblem(name string, err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Sprintf("%s: %v", name, err)
 }
 
 func rate(n int64, secs float64) string {
@@ -504,11 +529,16 @@ func newRmCmd() *cobra.Command {
 			}
 			defer c.Bye()
 			var first error
+			failed := 0
 			for _, key := range args {
 				err := c.DeleteFile(ctx, key)
 				if err != nil {
 					err = classify(fmt.Errorf("rm %q: %w", key, err))
 					first = firstErr(first, err)
+					failed++
+					if len(args) > 1 {
+						fmt.Fprintln(cmd.ErrOrStderr(), "stepkit:", err)
+					}
 				}
 				if f.json {
 					rep := map[string]any{"key": key, "deleted": err == nil}
@@ -522,6 +552,14 @@ func newRmCmd() *cobra.Command {
 				if c.Broken() != nil {
 					break
 				}
+			}
+			if first != nil && len(args) > 1 {
+				code := exitFailure
+				var ee *exitError
+				if errors.As(first, &ee) {
+					code = ee.code
+				}
+				return withExit(code, fmt.Errorf("%d of %d deletions failed", failed, len(args)))
 			}
 			return first
 		},
@@ -651,22 +689,16 @@ func newDataRmCmd() *cobra.Command {
 	return cmd
 }
 
-// courseLongFlags are the course client's flags, which its 2023 sheet
-// spelt with one dash.
-var courseLongFlags = []string{"server_ip", "id", "port"}
-
-// normaliseCourseArgs rewrites "-server_ip", "-id" and "-port" (with or
-// without "=value") to their double-dash form.
+// normaliseCourseArgs rewrites the course client's long flags written with
+// one dash, as its 2023 sheet did ("-server_ip", "-id", and "-port", with
+// or without "=value"), to their double-dash form.
 func normaliseCourseArgs(args []string) []string {
 	out := make([]string, 0, len(args))
 	for _, a := range args {
 		if strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") {
-			name, _, _ := strings.Cut(a[1:], "=")
-			for _, f := range courseLongFlags {
-				if name == f {
-					a = "-" + a
-					break
-				}
+			switch name, _, _ := strings.Cut(a[1:], "="); name {
+			case "server_ip", "id", "port":
+				a = "-" + a
 			}
 		}
 		out = append(out, a)
@@ -711,7 +743,7 @@ the exit codes are those of stepkit upload.`,
 				return usageErrorf("unexpected arguments %q", fs.Args())
 			}
 			if fi, err := os.Stat(file); err != nil {
-				return usageErrorf("%v", err)
+				return usageErrorf("%s", fileProblem(file, err))
 			} else if !fi.Mode().IsRegular() {
 				return usageErrorf("%s is not a regular file", file)
 			}

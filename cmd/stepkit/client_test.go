@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/stepkit/stepkit/refserver"
 )
 
@@ -135,6 +137,7 @@ func TestCLIExitCodes(t *testing.T) {
 		{"bad DOC", append([]string{"data", "put", "[1,2]"}, conn...), exitUsage, "JSON object"},
 		{"unknown flag", []string{"upload", "--nope"}, exitUsage, "unknown flag"},
 		{"unreachable", []string{"login", "--server", closedAddr(t), "--user", "u"}, exitNetwork, "connect"},
+		{"silent server", []string{"login", "--server", silentAddr(t), "--user", "u", "--timeout", "100ms"}, exitNetwork, "no response"},
 	}
 	for _, tc := range cases {
 		code, _, errs := runCLI(t, "", tc.args...)
@@ -153,6 +156,35 @@ func closedAddr(t *testing.T) string {
 	addr := l.Addr().String()
 	l.Close()
 	return addr
+}
+
+// silentAddr is a 127.0.0.1 server that accepts connections and never
+// answers.
+func silentAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	t.Cleanup(func() { l.Close() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				io.Copy(io.Discard, c)
+				c.Close()
+			}()
+		}
+	}()
+	return l.Addr().String()
 }
 
 // flipProxy forwards to target and flips one byte of the server → client
@@ -344,7 +376,8 @@ func TestCLIUploadResumes(t *testing.T) {
 	dir := t.TempDir()
 	path, data := randomFile(t, dir, "r.bin", 30*20480, 4)
 	args := []string{"upload", path, "--server", proxy, "--user", "u", "--json"}
-	code, _, errs := runCLI(t, "", args...)
+	// One block at a time before the cut: the blocks sent are acknowledged.
+	code, _, errs := runCLI(t, "", append(args, "--window", "1")...)
 	if code != exitNetwork || !strings.Contains(errs, "resume") {
 		t.Fatalf("cut upload: exit %d %s", code, errs)
 	}
@@ -355,5 +388,61 @@ func TestCLIUploadResumes(t *testing.T) {
 	}
 	if rep.MD5 != md5Of(data) {
 		t.Fatal("md5 differs")
+	}
+}
+
+func TestCLIUploadSeveralReportsEachFailure(t *testing.T) {
+	clientEnv(t)
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	dir := t.TempDir()
+	conn := []string{"--server", addr, "--user", "u"}
+	a, _ := randomFile(t, dir, "a.bin", 10, 1)
+	b, _ := randomFile(t, dir, "b.bin", 10, 2)
+	c, _ := randomFile(t, dir, "c.bin", 10, 3)
+	if code, _, errs := runCLI(t, "", append([]string{"upload", a, b}, conn...)...); code != 0 {
+		t.Fatal(errs)
+	}
+	code, out, errs := runCLI(t, "", append([]string{"upload", a, c, b}, conn...)...)
+	if code != exitRefused || strings.Count(errs, "402") != 2 || !strings.Contains(errs, "2 of 3 uploads failed") {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	if !strings.Contains(out, "c.bin -> c.bin") {
+		t.Fatalf("the upload between the failures is missing: %q", out)
+	}
+}
+
+func TestCLIAccountModePasswordAndToken(t *testing.T) {
+	clientEnv(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := refserver.NewAccounts(map[string]string{"alice": string(hash)}, []byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := refserver.StartTest(t, refserver.Config{Accounts: acc})
+	t.Setenv(envServer, addr)
+	t.Setenv(envUser, "alice")
+
+	// The course rule is not alice's password.
+	if code, _, errs := runCLI(t, "", "login"); code != exitRefused || !strings.Contains(errs, "401") {
+		t.Fatalf("course-rule login: %d %s", code, errs)
+	}
+	t.Setenv(envPassword, "s3cret")
+	code, out, errs := runCLI(t, "", "login", "--json")
+	var login map[string]string
+	if code != 0 || json.Unmarshal([]byte(out), &login) != nil || login["token"] == "" || login["user"] != "alice" {
+		t.Fatalf("login: %d %q %s", code, out, errs)
+	}
+	// A token from login works without a username or password.
+	os.Unsetenv(envUser)
+	os.Unsetenv(envPassword)
+	code, _, errs = runCLI(t, "", "data", "put", `{"a":1}`, "--key", "k", "--token", login["token"])
+	if code != 0 {
+		t.Fatalf("put with --token: %d %s", code, errs)
+	}
+	if code, _, errs := runCLI(t, "", "data", "get", "k", "--token", "bogus"); code != exitRefused || !strings.Contains(errs, "403") {
+		t.Fatalf("bogus token: %d %s", code, errs)
 	}
 }

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stepkit/stepkit/refserver"
 	"github.com/stepkit/stepkit/spec"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // client is a minimal STEP client for tests, written on the spec codec.
@@ -174,15 +174,14 @@ func (c *client) download(key string) []byte {
 	return out
 }
 
-// start is refserver.StartTest with a small block size, so that files of
-// a few blocks stay small.
-func start(tb testing.TB, cfg refserver.Config) (string, *refserver.Server) {
-	tb.Helper()
-	return refserver.StartTest(tb, cfg)
-}
-
 // atomicTime is a clock tests can move.
 type atomicTime struct{ v atomic.Int64 }
 
 func (a *atomicTime) Store(t time.Time) { a.v.Store(t.UnixNano()) }
 func (a *atomicTime) Load() time.Time   { return time.Unix(0, a.v.Load()) }
+
+// cheapHash is a bcrypt hash of the lowest cost, to keep tests fast.
+func cheapHash(password string) (string, error) {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	return string(h), err
+}
