@@ -354,6 +354,8 @@ type jsonMessage struct {
 	Rel        float64         `json:"rel"`
 	Packet     int64           `json:"packet"`
 	Conn       int             `json:"conn"`
+	Client     string          `json:"client"`
+	Server     string          `json:"server"`
 	Dir        string          `json:"dir"`
 	Seq        int             `json:"seq"`
 	Offset     int64           `json:"offset"`
@@ -396,7 +398,8 @@ func (j *JSONWriter) Message(m *Message) {
 		return
 	}
 	o := jsonMessage{Kind: "message", Time: m.Time.UTC().Format(time.RFC3339Nano), Rel: j.rel(m.Time), Packet: m.Packet,
-		Conn: m.Conn.ID, Dir: dirName(m.FromClient), Seq: m.Seq, Offset: m.Offset,
+		Conn: m.Conn.ID, Client: m.Conn.Client.String(), Server: m.Conn.Server.String(),
+		Dir: dirName(m.FromClient), Seq: m.Seq, Offset: m.Offset,
 		JSONLen: m.JSONLen, BinaryLen: m.BinaryLen, CharCount: m.CharCount, Missing: m.Missing, Error: errText(m.Err)}
 	if m.CharCount {
 		o.ActualLen = m.ActualJSONLen
