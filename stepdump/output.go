@@ -77,8 +77,10 @@ type TextWriter struct {
 	Verbose bool
 	// Quiet drops the per-message lines (for --summary alone).
 	Quiet bool
-	start time.Time
-	line  []byte
+	// LineBuffered flushes after every line, for a live capture on a pipe.
+	LineBuffered bool
+	start        time.Time
+	line         []byte
 }
 
 // NewTextWriter writes to w; call Flush at the end.
@@ -136,6 +138,9 @@ func (t *TextWriter) Message(m *Message) {
 		}
 	}
 	t.w.WriteString(b.String())
+	if t.LineBuffered {
+		t.w.Flush()
+	}
 }
 
 // describe is the body of a message line: what it is and its sizes.
@@ -247,6 +252,9 @@ func (t *TextWriter) Note(n *Note) {
 	}
 	fmt.Fprintf(t.w, "%11.6f %7s %s ! %s\n", t.rel(n.Time), "pkt "+strconv.FormatInt(n.Packet, 10), conn,
 		t.paint(c, n.Severity.String()+" "+n.Kind+": "+n.Text))
+	if t.LineBuffered {
+		t.w.Flush()
+	}
 }
 
 // ConnEnd does nothing: summaries are printed at the end.
@@ -331,7 +339,9 @@ type JSONWriter struct {
 	enc     *json.Encoder
 	Verbose bool
 	Quiet   bool
-	start   time.Time
+	// LineBuffered flushes after every line, for a live capture on a pipe.
+	LineBuffered bool
+	start        time.Time
 }
 
 // NewJSONWriter writes JSON lines to w; call Flush at the end.
@@ -430,6 +440,9 @@ func (j *JSONWriter) Message(m *Message) {
 		o.BinaryMD5 = m.BinaryMD5
 	}
 	_ = j.enc.Encode(o)
+	if j.LineBuffered {
+		j.w.Flush()
+	}
 }
 
 type jsonNote struct {
@@ -457,6 +470,9 @@ func (j *JSONWriter) Note(n *Note) {
 		o.Dir = dirName(n.FromClient)
 	}
 	_ = j.enc.Encode(o)
+	if j.LineBuffered {
+		j.w.Flush()
+	}
 }
 
 // ConnEnd does nothing: summaries are written at the end.

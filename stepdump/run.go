@@ -20,6 +20,9 @@ type Config struct {
 	Color   bool
 	Extract string // directory, or ""
 	Diagram string // file, or ""
+	// LineBuffered writes each line at once: for a capture read live from
+	// a pipe (tcpdump -w - | stepkit dump -).
+	LineBuffered bool
 }
 
 // Result is what a Run found.
@@ -41,11 +44,11 @@ func Run(ctx context.Context, r io.Reader, out io.Writer, cfg Config) (*Result, 
 	var js *JSONWriter
 	if cfg.JSON {
 		js = NewJSONWriter(out)
-		js.Verbose, js.Quiet = cfg.Verbose, cfg.Summary
+		js.Verbose, js.Quiet, js.LineBuffered = cfg.Verbose, cfg.Summary, cfg.LineBuffered
 		handlers = append(handlers, js)
 	} else {
 		text = NewTextWriter(out)
-		text.Color, text.Verbose, text.Quiet = cfg.Color, cfg.Verbose, cfg.Summary
+		text.Color, text.Verbose, text.Quiet, text.LineBuffered = cfg.Color, cfg.Verbose, cfg.Summary, cfg.LineBuffered
 		handlers = append(handlers, text)
 	}
 	coll := &Collector{}

@@ -88,7 +88,13 @@ func runDump(cmd *cobra.Command, args []string, f dumpFlags) error {
 		name = args[0]
 	}
 	var in io.Reader = cmd.InOrStdin()
-	if name != "-" {
+	live := false
+	if name == "-" {
+		// A pipe from a running tcpdump: show each message as it comes.
+		if fi, err := os.Stdin.Stat(); err == nil && fi.Mode()&os.ModeNamedPipe != 0 && in == io.Reader(os.Stdin) {
+			live = true
+		}
+	} else {
 		fh, err := os.Open(name)
 		if err != nil {
 			return withExit(exitFailure, fmt.Errorf("open capture: %w", err))
@@ -97,7 +103,7 @@ func runDump(cmd *cobra.Command, args []string, f dumpFlags) error {
 		in = fh
 	}
 	cfg := stepdump.Config{Name: name, Port: f.port, AnyPort: f.anyPort, JSON: f.json, Summary: f.summary,
-		Verbose: f.verbose, Color: color, Extract: f.extract, Diagram: f.diagram}
+		Verbose: f.verbose, Color: color, Extract: f.extract, Diagram: f.diagram, LineBuffered: live}
 	res, err := stepdump.Run(cmd.Context(), in, cmd.OutOrStdout(), cfg)
 	if err != nil {
 		return withExit(exitFailure, fmt.Errorf("%s: %w", name, err))
