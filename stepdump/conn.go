@@ -136,8 +136,15 @@ func (c *connState) Accept(t *layers.TCP, ci gopacket.CaptureInfo, dir reassembl
 	if ci.Timestamp.After(c.conn.Last) {
 		c.conn.Last = ci.Timestamp
 	}
+	h := c.half[dirIndex(dir)]
+	if !h.started && !t.SYN && len(t.Payload) == 0 {
+		// A bare ACK, FIN or RST cannot start a direction: it may be the
+		// last ACK of a connection that has just ended, and starting on it
+		// would swallow the SYN of a new connection on the same ports.
+		return false
+	}
 	pc, _ := ac.(*pktCtx)
-	c.half[dirIndex(dir)].accept(t, pc, start)
+	h.accept(t, pc, start)
 	return true
 }
 

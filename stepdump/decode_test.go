@@ -12,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
 	"github.com/stepkit/stepkit/spec"
 	"github.com/stepkit/stepkit/stepdump"
 	"github.com/stepkit/stepkit/stepdump/capgen"
@@ -337,4 +341,66 @@ func FuzzDecode(f *testing.F) {
 		r := &recorder{}
 		_, _ = stepdump.Decode(context.Background(), bytes.NewReader(b), stepdump.Options{AnyPort: at%2 == 0}, r)
 	})
+}
+
+// TestPcapngMixedLinkTypes: a pcapng file may hold interfaces of different
+// link types; each packet is read with its own interface's.
+func TestPcapngMixedLinkTypes(t *testing.T) {
+	read := func(name string) ([][]byte, []gopacket.CaptureInfo) {
+		f, err := os.Open(filepath.Join(capturesDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		r, err := pcapgo.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var data [][]byte
+		var cis []gopacket.CaptureInfo
+		for {
+			d, ci, err := r.ReadPacketData()
+			if err != nil {
+				return data, cis
+			}
+			data, cis = append(data, d), append(cis, ci)
+		}
+	}
+	// The same session twice, on two interfaces of two link types, the
+	// second a second later (a new connection on the same ports).
+	ethData, ethCI := read("sll.pcap")
+	sllData, sllCI := read("sll2.pcap")
+	var b bytes.Buffer
+	w, err := pcapgo.NewNgWriterInterface(&b, pcapgo.NgInterface{Name: "cooked1", LinkType: layers.LinkTypeLinuxSLL, SnapLength: 262144},
+		pcapgo.NgWriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := w.AddInterface(pcapgo.NgInterface{Name: "cooked2", LinkType: layers.LinkTypeLinuxSLL2, SnapLength: 262144})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ethData {
+		if err := w.WritePacket(ethCI[i], ethData[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range sllData {
+		ci := sllCI[i]
+		ci.InterfaceIndex = id
+		ci.Timestamp = ci.Timestamp.Add(time.Second)
+		if err := w.WritePacket(ci, sllData[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := decodeBytes(t, b.Bytes(), stepdump.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.msgs) != 12 || len(r.conns) != 2 || r.kinds()[stepdump.NoteBadPacket] != 0 {
+		t.Fatalf("%d messages in %d connections, notes %v; want 12 in 2, none bad", len(r.msgs), len(r.conns), r.kinds())
+	}
 }
