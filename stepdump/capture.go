@@ -101,13 +101,13 @@ func networkLayer(lt layers.LinkType, data []byte) ([]byte, int, error) {
 		}
 	case layers.LinkTypeLinuxSLL:
 		if len(data) < 16 {
-			return nil, 0, errors.New("Linux cooked header truncated")
+			return nil, 0, errors.New("linux cooked header truncated")
 		}
 		etherType = binary.BigEndian.Uint16(data[14:16])
 		data = data[16:]
 	case layers.LinkTypeLinuxSLL2:
 		if len(data) < 20 {
-			return nil, 0, errors.New("Linux cooked v2 header truncated")
+			return nil, 0, errors.New("linux cooked v2 header truncated")
 		}
 		etherType = binary.BigEndian.Uint16(data[0:2])
 		data = data[20:]

@@ -110,7 +110,6 @@ type decoder struct {
 
 type deferredEvent struct {
 	conn int
-	seq  int
 	msg  *Message
 	note *Note
 	end  *Conn

@@ -74,7 +74,7 @@ type Message struct {
 // IsRequest reports whether the message went from client to server.
 func (m *Message) IsRequest() bool { return m.FromClient }
 
-// Operation, Type and Status read the decoded fields ("" or 0 when absent).
+// Operation is the operation field ("" when absent or undecoded).
 func (m *Message) Operation() string {
 	if m.Msg == nil {
 		return ""

@@ -80,7 +80,6 @@ type TextWriter struct {
 	// LineBuffered flushes after every line, for a live capture on a pipe.
 	LineBuffered bool
 	start        time.Time
-	line         []byte
 }
 
 // NewTextWriter writes to w; call Flush at the end.

@@ -188,7 +188,7 @@ func Error(op spec.Operation, t spec.Type, st spec.Status, msg string) *spec.Mes
 	return spec.NewResponse(op, t, st, msg)
 }
 
-// Describe names a packet for debugging the generator.
+// String names a packet, for debugging the generator.
 func (p *Packet) String() string {
 	return fmt.Sprintf("client=%v seq=%d ack=%d len=%d", p.FromClient, p.Seq, p.Ack, len(p.Payload))
 }
