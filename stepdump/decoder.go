@@ -1,0 +1,424 @@
+package stepdump
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/reassembly"
+
+	"github.com/stepkit/stepkit/spec"
+)
+
+// Options tune a decoding run. The zero value decodes port 1379.
+type Options struct {
+	// Port is the STEP server port (spec.DefaultPort when 0).
+	Port int
+	// AnyPort also follows connections on other ports, keeping those whose
+	// bytes look like STEP.
+	AnyPort bool
+	// HashBinary computes the MD5 of every binary part (Message.BinaryMD5).
+	HashBinary bool
+	// ExtractDir, when set, receives every file moved, rebuilt from its
+	// blocks (see Extracted).
+	ExtractDir string
+	// Limits bounds the frame sizes believed; larger headers are garbage.
+	Limits spec.Limits
+	// GapTimeout is how long (in capture time) a hole in a stream is
+	// waited for before its bytes count as lost. Default 2s.
+	GapTimeout time.Duration
+}
+
+// Limits a decoder applies when Options leaves them zero: generous, since a
+// decoder should show a large frame, yet bounded, since a header of garbage
+// must not make it buffer gigabytes.
+const (
+	defaultDumpMaxJSON   = 8 << 20
+	defaultDumpMaxBinary = 8 << 20
+)
+
+// Stats describes a whole run.
+type Stats struct {
+	Format      string // "pcap" or "pcapng"
+	LinkType    string
+	Packets     int64
+	Bytes       int64 // captured bytes of all packets
+	TCPPackets  int64 // packets handed to reassembly
+	OtherTCP    int64 // TCP packets on other ports, not looked at
+	Conns       int
+	Messages    int64
+	First, Last time.Time
+	Extracted   []Extracted
+}
+
+// Decode reads a capture from r and reports what it finds to h, in capture
+// order. It returns an error only when the input is not a capture at all or
+// cannot be read; damage inside a capture is reported as notes.
+func Decode(ctx context.Context, r io.Reader, opts Options, h Handler) (*Stats, error) {
+	d, err := newDecoder(r, opts, h)
+	if err != nil {
+		return nil, err
+	}
+	return d.run(ctx)
+}
+
+// pktCtx travels with every segment through reassembly, so that delivered
+// bytes can be traced back to the packet that carried them.
+type pktCtx struct {
+	ci     gopacket.CaptureInfo
+	num    int64
+	capLen int // TCP payload bytes captured
+	// origLen is the TCP payload length the IP header announces; larger
+	// than capLen for a snaplen-truncated packet.
+	origLen int
+}
+
+func (c *pktCtx) GetCaptureInfo() gopacket.CaptureInfo { return c.ci }
+
+type flowKey struct{ net, tcp gopacket.Flow }
+
+type decoder struct {
+	opts  Options
+	h     Handler
+	cap   *capture
+	asm   *reassembly.Assembler
+	conns map[flowKey]*connState
+	stats Stats
+	files *fileTracker
+
+	nextID    int
+	pkt       int64
+	now       time.Time
+	lastFlush time.Time
+	cur       *pktCtx
+
+	// While the assembler flushes, connections are visited in map order;
+	// events are held back and sorted so that output is deterministic.
+	flushing bool
+	deferred []deferredEvent
+
+	ip4 layers.IPv4
+	ip6 layers.IPv6
+	tcp layers.TCP
+}
+
+type deferredEvent struct {
+	conn int
+	msg  *Message
+	note *Note
+	end  *Conn
+}
+
+func newDecoder(r io.Reader, opts Options, h Handler) (*decoder, error) {
+	if opts.Port == 0 {
+		opts.Port = spec.DefaultPort
+	}
+	if opts.Limits.MaxJSON == 0 {
+		opts.Limits.MaxJSON = defaultDumpMaxJSON
+	}
+	if opts.Limits.MaxBinary == 0 {
+		opts.Limits.MaxBinary = defaultDumpMaxBinary
+	}
+	if opts.GapTimeout == 0 {
+		opts.GapTimeout = 2 * time.Second
+	}
+	c, err := openCapture(r)
+	if err != nil {
+		return nil, err
+	}
+	d := &decoder{opts: opts, h: h, cap: c, conns: make(map[flowKey]*connState)}
+	d.files = newFileTracker(d)
+	d.stats.Format = c.format
+	d.stats.LinkType = c.linkType.String()
+	pool := reassembly.NewStreamPool(d)
+	d.asm = reassembly.NewAssembler(pool)
+	// Out-of-order data is buffered up to these many 1900-byte pages;
+	// beyond, the hole is given up on, which bounds memory per connection.
+	d.asm.MaxBufferedPagesPerConnection = 4096
+	d.asm.MaxBufferedPagesTotal = 65536
+	return d, nil
+}
+
+func (d *decoder) run(ctx context.Context) (*Stats, error) {
+	var readErr error
+	for {
+		if d.pkt&1023 == 0 {
+			if err := ctx.Err(); err != nil {
+				return &d.stats, err
+			}
+		}
+		data, ci, err := d.cap.src.ZeroCopyReadPacketData()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				readErr = err
+			}
+			break
+		}
+		d.pkt++
+		d.stats.Packets++
+		d.stats.Bytes += int64(len(data))
+		d.now = ci.Timestamp
+		if d.stats.First.IsZero() {
+			d.stats.First = ci.Timestamp
+			if s, ok := d.h.(interface{ CaptureStart(time.Time) }); ok {
+				s.CaptureStart(ci.Timestamp)
+			}
+		}
+		if ci.Timestamp.After(d.stats.Last) {
+			d.stats.Last = ci.Timestamp
+		}
+		d.packet(data, ci)
+		if d.now.Sub(d.lastFlush) >= time.Second {
+			d.flush(reassembly.FlushOptions{T: d.now.Add(-d.opts.GapTimeout)})
+			d.lastFlush = d.now
+		}
+	}
+	if readErr != nil {
+		d.note(&Note{Packet: d.pkt + 1, Time: d.now, Offset: -1, Kind: NoteBadPacket, Severity: Error,
+			Text: fmt.Sprintf("capture unreadable after packet %d: %v", d.pkt, readErr)})
+	}
+	d.flushing = true
+	d.asm.FlushAll()
+	d.releaseDeferred()
+	d.files.finish()
+	d.releaseDeferred()
+	d.stats.Extracted = d.files.extracted
+	if d.stats.Messages == 0 && d.stats.OtherTCP > 0 {
+		d.h.Note(&Note{Packet: d.pkt, Time: d.now, Offset: -1, Kind: NoteNoSTEP, Severity: Warning,
+			Text: fmt.Sprintf("no STEP message on port %d; %d TCP packets on other ports were not looked at (try --any-port or --port)",
+				d.opts.Port, d.stats.OtherTCP)})
+	}
+	if readErr != nil && d.pkt == 0 {
+		return &d.stats, fmt.Errorf("read capture: %w", readErr)
+	}
+	return &d.stats, nil
+}
+
+func (d *decoder) flush(opt reassembly.FlushOptions) {
+	d.flushing = true
+	d.asm.FlushWithOptions(opt)
+	d.releaseDeferred()
+}
+
+func (d *decoder) releaseDeferred() {
+	d.flushing = false
+	ev := d.deferred
+	d.deferred = nil
+	sort.SliceStable(ev, func(i, j int) bool { return ev[i].conn < ev[j].conn })
+	for _, e := range ev {
+		switch {
+		case e.msg != nil:
+			d.h.Message(e.msg)
+		case e.note != nil:
+			d.h.Note(e.note)
+		case e.end != nil:
+			d.h.ConnEnd(e.end)
+		}
+	}
+}
+
+func connID(c *Conn) int {
+	if c == nil {
+		return 1 << 30
+	}
+	return c.ID
+}
+
+func (d *decoder) emitMessage(m *Message) {
+	d.stats.Messages++
+	if d.flushing {
+		if m.Msg != nil && m.Msg.Binary != nil {
+			m.Msg = m.Msg.Clone()
+		}
+		d.deferred = append(d.deferred, deferredEvent{conn: connID(m.Conn), msg: m})
+		return
+	}
+	d.h.Message(m)
+}
+
+func (d *decoder) note(n *Note) {
+	if d.flushing {
+		d.deferred = append(d.deferred, deferredEvent{conn: connID(n.Conn), note: n})
+		return
+	}
+	d.h.Note(n)
+}
+
+func (d *decoder) connEnd(c *Conn) {
+	if d.flushing {
+		d.deferred = append(d.deferred, deferredEvent{conn: connID(c), end: c})
+		return
+	}
+	d.h.ConnEnd(c)
+}
+
+func (d *decoder) badPacket(ci gopacket.CaptureInfo, format string, args ...any) {
+	d.note(&Note{Packet: d.pkt, Time: ci.Timestamp, Offset: -1, Kind: NoteBadPacket, Severity: Warning,
+		Text: fmt.Sprintf("packet %d: ", d.pkt) + fmt.Sprintf(format, args...)})
+}
+
+// packet decodes one captured packet down to TCP and hands it to reassembly.
+func (d *decoder) packet(data []byte, ci gopacket.CaptureInfo) {
+	ipData, version, err := networkLayer(d.cap.packetLinkType(&ci), data)
+	if err != nil {
+		d.badPacket(ci, "%v", err)
+		return
+	}
+	var netFlow gopacket.Flow
+	var payloadLen int // TCP segment length the IP header announces
+	var seg []byte
+	switch version {
+	case 4:
+		if err := d.ip4.DecodeFromBytes(ipData, gopacket.NilDecodeFeedback); err != nil {
+			d.badPacket(ci, "IPv4: %v", err)
+			return
+		}
+		if d.ip4.Protocol != layers.IPProtocolTCP {
+			return
+		}
+		if d.ip4.Flags&layers.IPv4MoreFragments != 0 || d.ip4.FragOffset != 0 {
+			if d.portMatch(nil) {
+				d.badPacket(ci, "IPv4 fragment (fragments are not reassembled)")
+			}
+			return
+		}
+		netFlow = d.ip4.NetworkFlow()
+		payloadLen = int(d.ip4.Length) - int(d.ip4.IHL)*4
+		seg = d.ip4.Payload
+	case 6:
+		if err := d.ip6.DecodeFromBytes(ipData, gopacket.NilDecodeFeedback); err != nil {
+			d.badPacket(ci, "IPv6: %v", err)
+			return
+		}
+		next, rest, extLen, ok := skipIPv6Extensions(d.ip6.NextHeader, d.ip6.Payload)
+		if !ok || next != layers.IPProtocolTCP {
+			return
+		}
+		netFlow = d.ip6.NetworkFlow()
+		payloadLen = int(d.ip6.Length) - extLen
+		seg = rest
+	default:
+		return
+	}
+	if err := d.tcp.DecodeFromBytes(seg, gopacket.NilDecodeFeedback); err != nil {
+		if len(seg) >= 4 && d.portMatchRaw(seg) {
+			d.badPacket(ci, "TCP header truncated or malformed: %v", err)
+		}
+		return
+	}
+	t := &d.tcp
+	if !d.portMatch(t) {
+		d.stats.OtherTCP++
+		return
+	}
+	pc := &pktCtx{ci: ci, num: d.pkt, capLen: len(t.Payload), origLen: len(t.Payload)}
+	pc.ci.AncillaryData = []any{pc}
+	if want := payloadLen - int(t.DataOffset)*4; want > len(t.Payload) && ci.CaptureLength < ci.Length {
+		// Snaplen truncation: keep the sequence space whole by padding
+		// with zeros; the stream marks those bytes as missing.
+		if want-len(t.Payload) <= 1<<16 {
+			pc.origLen = want
+			padded := make([]byte, want)
+			copy(padded, t.Payload)
+			t.Payload = padded
+		}
+	}
+	d.stats.TCPPackets++
+	d.cur = pc
+	if t.ACK {
+		if cs := d.conns[flowKey{netFlow, t.TransportFlow()}]; cs != nil {
+			cs.peerAcked(netFlow, t)
+		}
+	}
+	d.asm.AssembleWithContext(netFlow, t, pc)
+}
+
+func (d *decoder) portMatch(t *layers.TCP) bool {
+	if t == nil {
+		return true
+	}
+	return d.opts.AnyPort || int(t.SrcPort) == d.opts.Port || int(t.DstPort) == d.opts.Port
+}
+
+func (d *decoder) portMatchRaw(seg []byte) bool {
+	sp := int(seg[0])<<8 | int(seg[1])
+	dp := int(seg[2])<<8 | int(seg[3])
+	return d.opts.AnyPort || sp == d.opts.Port || dp == d.opts.Port
+}
+
+// skipIPv6Extensions walks the extension headers a TCP segment may follow.
+func skipIPv6Extensions(next layers.IPProtocol, b []byte) (layers.IPProtocol, []byte, int, bool) {
+	n := 0
+	for {
+		switch next {
+		case layers.IPProtocolIPv6HopByHop, layers.IPProtocolIPv6Routing, layers.IPProtocolIPv6Destination:
+			if len(b) < 8 {
+				return 0, nil, 0, false
+			}
+			l := (int(b[1]) + 1) * 8
+			if len(b) < l {
+				return 0, nil, 0, false
+			}
+			next = layers.IPProtocol(b[0])
+			b = b[l:]
+			n += l
+		case layers.IPProtocolIPv6Fragment:
+			return 0, nil, 0, false
+		default:
+			return next, b, n, true
+		}
+	}
+}
+
+// New is the reassembly.StreamFactory hook: a connection not seen before.
+func (d *decoder) New(netFlow, tcpFlow gopacket.Flow, t *layers.TCP, ac reassembly.AssemblerContext) reassembly.Stream {
+	ci := ac.GetCaptureInfo()
+	src := endpoint(netFlow.Src(), tcpFlow.Src())
+	dst := endpoint(netFlow.Dst(), tcpFlow.Dst())
+	cs := &connState{d: d, netFlow: netFlow, tcpFlow: tcpFlow}
+	// The ID is given when the connection first shows something, so that
+	// a stray ACK after a connection's end makes no empty connection.
+	cs.conn = &Conn{First: ci.Timestamp, Last: ci.Timestamp}
+	cs.conn.Summary.Ops = make(map[string]int)
+	// Which side is the client: the one that sends a SYN, or the one that
+	// talks to the STEP port; failing both (a capture that starts
+	// mid-connection on another port), the first decoded message decides.
+	clientFirst := true
+	switch {
+	case t.SYN && !t.ACK:
+	case t.SYN && t.ACK:
+		clientFirst = false
+	case int(t.DstPort) == d.opts.Port:
+	case int(t.SrcPort) == d.opts.Port:
+		clientFirst = false
+	default:
+		cs.sideGuessed = true
+		clientFirst = t.SrcPort > t.DstPort
+	}
+	cs.setClient(clientFirst, src, dst)
+	if d.opts.AnyPort && int(t.SrcPort) != d.opts.Port && int(t.DstPort) != d.opts.Port {
+		cs.probing = true
+	}
+	for i := range cs.half {
+		cs.half[i] = &halfStream{c: cs, dir: reassembly.TCPFlowDirection(i == 1)}
+	}
+	d.conns[flowKey{netFlow, tcpFlow}] = cs
+	d.conns[flowKey{netFlow.Reverse(), tcpFlow.Reverse()}] = cs
+	return cs
+}
+
+func endpoint(n, t gopacket.Endpoint) netip.AddrPort {
+	a, _ := netip.AddrFromSlice(n.Raw())
+	p := t.Raw()
+	var port uint16
+	if len(p) == 2 {
+		port = uint16(p[0])<<8 | uint16(p[1])
+	}
+	return netip.AddrPortFrom(a.Unmap(), port)
+}

@@ -1,0 +1,135 @@
+package stepdump
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Config is what the dump command asks for.
+type Config struct {
+	Name    string // capture name, for the diagram's title
+	Port    int
+	AnyPort bool
+	JSON    bool
+	Summary bool
+	Verbose bool
+	Color   bool
+	Extract string // directory, or ""
+	Diagram string // file, or ""
+	// LineBuffered writes each line at once: for a capture read live from
+	// a pipe (tcpdump -w - | stepkit dump -).
+	LineBuffered bool
+}
+
+// Result is what a Run found.
+type Result struct {
+	Stats *Stats
+	// Mismatched counts rebuilt files whose MD5 differs from the server's.
+	Mismatched int
+}
+
+// Run decodes the capture in r and writes the report cfg asks for to out.
+func Run(ctx context.Context, r io.Reader, out io.Writer, cfg Config) (*Result, error) {
+	if cfg.Extract != "" {
+		if err := os.MkdirAll(cfg.Extract, 0o755); err != nil {
+			return nil, fmt.Errorf("extract directory: %w", err)
+		}
+	}
+	var handlers Multi
+	var text *TextWriter
+	var js *JSONWriter
+	if cfg.JSON {
+		js = NewJSONWriter(out)
+		js.Verbose, js.Quiet, js.LineBuffered = cfg.Verbose, cfg.Summary, cfg.LineBuffered
+		handlers = append(handlers, js)
+	} else {
+		text = NewTextWriter(out)
+		text.Color, text.Verbose, text.Quiet, text.LineBuffered = cfg.Color, cfg.Verbose, cfg.Summary, cfg.LineBuffered
+		handlers = append(handlers, text)
+	}
+	coll := &Collector{}
+	handlers = append(handlers, coll)
+	var dia *Diagram
+	if cfg.Diagram != "" {
+		dia = NewDiagram(filepath.Base(cfg.Name))
+		handlers = append(handlers, dia)
+	}
+	opts := Options{Port: cfg.Port, AnyPort: cfg.AnyPort, HashBinary: cfg.Verbose, ExtractDir: cfg.Extract}
+	st, err := Decode(ctx, r, opts, handlers)
+	if err != nil {
+		if text != nil {
+			text.Flush()
+		}
+		if js != nil {
+			js.Flush()
+		}
+		return nil, err
+	}
+	res := &Result{Stats: st}
+	conns := coll.Sorted()
+	if js != nil {
+		if cfg.Summary {
+			js.Summary(conns)
+		}
+		js.Extracted(st.Extracted)
+		if err := js.Flush(); err != nil {
+			return nil, err
+		}
+	} else {
+		if cfg.Summary {
+			text.Summary(conns, st)
+		}
+		for _, x := range st.Extracted {
+			if cfg.Extract != "" {
+				fmt.Fprintln(text.w, x.Line())
+			}
+		}
+		if err := text.Flush(); err != nil {
+			return nil, err
+		}
+	}
+	for _, x := range st.Extracted {
+		if x.MD5 != "" && x.Announced != "" && !x.Verified {
+			res.Mismatched++
+		}
+	}
+	if dia != nil {
+		var b bytes.Buffer
+		if err := dia.WriteHTML(&b); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(cfg.Diagram, b.Bytes(), 0o644); err != nil {
+			return nil, fmt.Errorf("write diagram: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// Line describes a rebuilt file in one line of text.
+func (x Extracted) Line() string {
+	dir := "downloaded"
+	if x.Upload {
+		dir = "uploaded"
+	}
+	where := x.Path
+	if where == "" {
+		where = "(not written)"
+	}
+	s := fmt.Sprintf("file: %s %q (user %s) -> %s: %d of %d blocks", dir, x.Key, x.User, where, x.Blocks, x.Total)
+	switch {
+	case len(x.Missing) > 0:
+		s += ", blocks missing or damaged in the capture: " + rangesText(x.Missing)
+	case x.Verified:
+		s += ", MD5 " + x.MD5 + " matches the server's"
+	case x.MD5 == "":
+	case x.Announced == "":
+		s += ", MD5 " + x.MD5 + " (the server announced none)"
+	default:
+		s += ", MD5 " + x.MD5 + " DIFFERS from the server's " + x.Announced
+	}
+	return s
+}
