@@ -238,6 +238,7 @@ var catalogue = []Requirement{
 	{"CLIENT-1", MUST, Client, "13", "A client follows the plan's block_size and total_block, whatever block size it expects."},
 	{"CLIENT-2", MUST, Client, "13", "A client compares the md5 the server reports with the MD5 of the data it sent or received."},
 	{"CLIENT-3", SHOULD, Client, "13", "A client writes JSON lengths in bytes and reads frames whatever their segmentation."},
+	{"CLIENT-4", SHOULD, Client, "13", "A client that does not know the server keeps at most one request carrying binary in flight per connection, unless the server advertised pipelining (EXT-6)."},
 
 	// Appendix B. Extensions
 	{"EXT-1", MAY, Server, "B", "A server may cap each user's stored bytes; a SAVE or UPLOAD that would pass the quota is then answered with status 413."},
@@ -245,4 +246,5 @@ var catalogue = []Requirement{
 	{"EXT-3", MAY, Server, "B", "A server at its connection limit answers a new connection with one ERROR frame of status 503 and closes it."},
 	{"EXT-4", MAY, Server, "B", "A server may offer real accounts (account mode): passwords checked against stored hashes, signed tokens that expire."},
 	{"EXT-5", MAY, Server, "B", "A receiver may recognise a frame whose JSON length counts characters and serve the request it recovers; it still writes byte lengths."},
+	{"EXT-6", MAY, Server, "B", "A server that answers pipelined requests correctly however their frames are segmented may say so with \"pipelining\": true in its successful LOGIN response, and must not advertise it otherwise."},
 }
