@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/stepkit/stepkit/spec"
 )
@@ -82,6 +84,34 @@ func connCases(r *registrar) {
 				t.Field(last, "CONN-2", spec.FieldBlockIndex, i)
 			}
 			t.CompletedMD5(last, md5hex(data))
+		})
+
+		r.Case(reqs("CONN-2"), "an UPLOAD block arriving in two pieces with the next UPLOAD right behind it: both answered 200, in order", func(t *T) {
+			s := t.Login()
+			key := t.Key()
+			p, data := threeBlocks(t, s, key)
+			m0, f0 := uploadFrame(t, s, p, data, 0)
+			m1, f1 := uploadFrame(t, s, p, data, 1)
+			// The header, the JSON and about 100 bytes of block 0, then,
+			// a moment later, the rest of block 0 and all of block 1 in
+			// one write: a server that reads the block with reads asking
+			// for its whole length takes the start of block 1 into block 0
+			// (STEP.md A.23).
+			cut := len(f0) - len(m0.Binary) + min(100, len(m0.Binary)/2)
+			t.sendInPieces(s.Conn, append(f0, f1...), []int{cut}, segmentPause, "UPLOAD of block 0 cut inside its binary part, UPLOAD of block 1 behind it")
+			r0 := t.Read(s.Conn, m0, "CONN-2")
+			if r0.Status() == spec.StatusBlockSize {
+				t.Fail(r0, "CONN-2", "block 0, sent in two pieces with the next request right behind it, was answered 406: the server read past the block's announced length into the next request (STEP.md A.23)",
+					"status 200 for block 0, then status 200 for block 1")
+			}
+			t.Status(r0, "CONN-2", spec.StatusOK)
+			t.Field(r0, "CONN-2", spec.FieldBlockIndex, 0)
+			r1 := t.Read(s.Conn, m1, "CONN-2")
+			t.Status(r1, "CONN-2", spec.StatusOK)
+			t.Field(r1, "CONN-2", spec.FieldBlockIndex, 1)
+			last := s.UploadBlock(p, data, 2, "CONN-2")
+			t.Status(last, "CONN-2", spec.StatusOK)
+			t.completedMD5(last, "CONN-2", md5hex(data))
 		})
 
 		r.Case(reqs("CONN-3"), "two connections held open at once are both served, alternately", func(t *T) {
@@ -176,6 +206,40 @@ func connCases(r *registrar) {
 			})
 		}
 	})
+}
+
+// segmentPause is how long a case leaves a frame cut in pieces before it
+// sends the rest: long enough for a server to read the first piece on its
+// own (each piece leaves at once: Go sets TCP_NODELAY on TCP connections),
+// short enough to keep the run fast.
+const segmentPause = 75 * time.Millisecond
+
+// uploadFrame builds the UPLOAD of block i of data under p and its frame.
+func uploadFrame(t *T, s *Session, p Plan, data []byte, i int64) (*spec.Message, []byte) {
+	m := s.KeyReq(spec.OpUpload, spec.TypeFile, p.Key).Set(spec.FieldBlockIndex, i)
+	m.Binary = p.Block(data, i)
+	f, err := spec.EncodeFrame(m)
+	if err != nil {
+		t.abortError(fmt.Sprintf("encoding the UPLOAD of block %d: %v", i, err))
+	}
+	return m, f
+}
+
+// sendInPieces writes stream in the pieces that cuts (increasing offsets
+// into it) mark, pausing between them, without reading anything.
+func (t *T) sendInPieces(c *Conn, stream []byte, cuts []int, pause time.Duration, what string) {
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true) // the default, and what the pieces rely on
+	}
+	ends := append(slices.Clone(cuts), len(stream))
+	prev := 0
+	for i, end := range ends {
+		if i > 0 {
+			t.Sleep(pause)
+		}
+		t.SendRaw(c, stream[prev:end], fmt.Sprintf("%s: piece %d of %d, bytes %d to %d of %d", what, i+1, len(ends), prev, end, len(stream)))
+		prev = end
+	}
 }
 
 // conn6Address says where CONN-6 checks target over IPv4, or why it

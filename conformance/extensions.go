@@ -116,7 +116,93 @@ func extensionCases(r *registrar) {
 			}
 			t.stillServes()
 		})
+
+		r.Case(reqs("EXT-6"), "a server advertising \"pipelining\" at LOGIN serves a window of UPLOADs cut anywhere: every answer 200, in order, the right md5", func(t *T) {
+			s := t.Login()
+			if ok, why := advertisesPipelining(s.Login); !ok {
+				t.Info(s.Login, "EXT-6", "not advertised: "+why)
+				return
+			}
+			t.Note("the LOGIN response advertises pipelining: a window of %d UPLOADs follows, cut inside headers, JSON and blocks", pipelineWindow)
+			probe := s.PlanUpload(t.Key(), 1)
+			data := randomBytes(int(probe.BlockSize*(pipelineWindow-1) + probe.BlockSize/2 + 1))
+			p := s.PlanUpload(t.Key(), int64(len(data)))
+			var stream []byte
+			var cuts []int
+			var sent []*spec.Message
+			for i := int64(0); i < p.TotalBlock; i++ {
+				m, f := uploadFrame(t, s, p, data, i)
+				start := len(stream)
+				stream = append(stream, f...)
+				sent = append(sent, m)
+				switch i {
+				case 1:
+					cuts = append(cuts, start+3) // inside the header
+				case 2:
+					cuts = append(cuts, start+spec.HeaderLen+10) // inside the JSON
+				}
+				// Inside the block: its rest goes out with the start of
+				// the next request.
+				cuts = append(cuts, len(stream)-len(m.Binary)+min(100, len(m.Binary)/2))
+			}
+			t.sendInPieces(s.Conn, stream, cuts, pipelinePause, fmt.Sprintf("%d pipelined UPLOADs", len(sent)))
+			for i, m := range sent {
+				resp, err := s.Conn.ReadMessage()
+				rep := &Reply{Conn: s.Conn, Req: m, Resp: resp, Err: err}
+				if err != nil {
+					msg, extra := describeNoAnswer(err)
+					for _, id := range extra {
+						t.record(rep, id, msg, "exactly one response to the request", false)
+					}
+					t.FailTerms(rep, "EXT-6", fmt.Sprintf("the server advertised pipelining, but block %d of the window got no answer: %s", i, msg), "a response to every pipelined request")
+				}
+				if st := rep.Status(); st != spec.StatusOK {
+					why := ""
+					if st == spec.StatusBlockSize {
+						why = ": the server read past a block's announced length into the next request (STEP.md A.23)"
+					}
+					t.FailTerms(rep, "EXT-6", fmt.Sprintf("the server advertised pipelining, but block %d of the window was answered with status %s%s", i, statusText(st), why), "status 200 for every block")
+				}
+				if got, err := rep.Resp.BlockIndex(); err != nil || got != int64(i) {
+					t.FailTerms(rep, "EXT-6", fmt.Sprintf("the answer to block %d names block_index %s", i, rawOf(rep, spec.FieldBlockIndex)), fmt.Sprintf("block_index %d: answers in the order of the requests", i))
+				}
+				if i == len(sent)-1 {
+					want := md5hex(data)
+					if got, err := rep.Resp.MD5(); err != nil || !equalFoldHex(got, want) {
+						t.FailTerms(rep, "EXT-6", fmt.Sprintf("the upload completed with md5 %s, but the file sent hashes to %s: the blocks were not stored as sent", rawOf(rep, spec.FieldMD5), want), "md5 "+want)
+					}
+				}
+			}
+		})
 	})
+}
+
+// fieldPipelining is the LOGIN response field by which a server advertises
+// that it serves pipelined requests however they are segmented (EXT-6).
+const fieldPipelining = "pipelining"
+
+// The EXT-6 window: blocks in flight at once, and the pause between the
+// pieces they are cut into (one cut in each block, more in the first
+// frames; a bad server needs to be caught once, not at every cut).
+const (
+	pipelineWindow = 5
+	pipelinePause  = 20 * time.Millisecond
+)
+
+// advertisesPipelining reports whether a LOGIN response advertises
+// pipelining, and if not, what it carries instead.
+func advertisesPipelining(login *Reply) (bool, string) {
+	if login == nil || login.Resp == nil {
+		return false, "no LOGIN response"
+	}
+	raw, ok := login.Resp.Raw(fieldPipelining)
+	switch {
+	case !ok:
+		return false, fmt.Sprintf("the LOGIN response has no %q field", fieldPipelining)
+	case string(raw) == "true":
+		return true, ""
+	}
+	return false, fmt.Sprintf("the LOGIN response's %q is %s, and only true advertises it", fieldPipelining, raw)
 }
 
 // stringIs reports whether r's response has field as the string want.

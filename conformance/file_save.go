@@ -122,17 +122,26 @@ func fileSaveCases(r *registrar) {
 			}
 		})
 
-		r.Case(reqs("FILE-SAVE-10"), "SAVE of a size larger than the server accepts is refused", func(t *T) {
+		r.Case(reqs("FILE-SAVE-10"), "SAVE of a size larger than the server accepts is refused (judged when the run is told the limit)", func(t *T) {
 			s := t.Login()
 			key := t.Key()
-			size := t.Config().MaxFileSize + 1
-			if t.Config().MaxFileSize <= 0 {
+			limit := t.Config().MaxFileSize
+			size := limit + 1
+			if limit <= 0 {
 				size = spec.MaxFileSize + 1
 			}
 			m := s.KeyReq(spec.OpSave, spec.TypeFile, key)
 			m.Set(spec.FieldSize, size)
 			rep := s.Do(m, "FILE-SAVE-10")
 			t.deleteLater(s, spec.TypeFile, key)
+			if limit <= 0 && rep.Status() == spec.StatusOK {
+				// A server may accept larger files than the course
+				// document's 2^32; which it accepts is its own setting,
+				// not known to the run, and a plan no client follows
+				// breaks nothing.
+				t.Info(rep, "FILE-SAVE-10", fmt.Sprintf("a plan of %d bytes (2^32 + 1) was accepted; the server's limit is not known to the run (give --max-file-size to judge it)", size))
+				return
+			}
 			t.Refused(rep, "FILE-SAVE-10", "", 0)
 		})
 

@@ -146,6 +146,9 @@ type Session struct {
 	t     *T
 	Creds Creds
 	Token string
+	// Login is the LOGIN exchange that opened the session: what the
+	// server advertised in its answer (EXT-6) is read from it.
+	Login *Reply
 }
 
 // Login opens a connection and logs the case's user in.
@@ -178,7 +181,7 @@ func (t *T) LoginOn(c *Conn, u Creds) *Session {
 	if err != nil || tok == "" {
 		t.Fail(r, "LOGIN-5", "the LOGIN response has no usable token", "a non-empty string token")
 	}
-	return &Session{Conn: c, t: t, Creds: u, Token: tok}
+	return &Session{Conn: c, t: t, Creds: u, Token: tok, Login: r}
 }
 
 // Req builds a request carrying the session's token.
@@ -348,6 +351,10 @@ func (t *T) transportFailure(r *Reply, req string) {
 		}
 	}
 	t.Fail(r, req, msg, "a response")
+	// The case ends here whatever req's level: a SHOULD or MAY recorded
+	// above does not end it by itself, and judging a response that never
+	// came would only add findings about a status that is not there.
+	panic(abortCase{})
 }
 
 func (t *T) openConns() int {
@@ -407,6 +414,20 @@ func (t *T) record(r *Reply, req, msg, expected string, end bool) {
 
 // Fail records a broken requirement. For a MUST it ends the case.
 func (t *T) Fail(r *Reply, req, msg, expected string) { t.record(r, req, msg, expected, true) }
+
+// FailTerms records req as FAILed whatever its level, and ends the case:
+// for the MUST an optional requirement carries (a server that advertises
+// an extension must keep to it, EXT-6), where the requirement's MAY level
+// would make an ordinary finding merely INFORMATIONAL.
+func (t *T) FailTerms(r *Reply, req, msg, expected string) {
+	rq, ok := spec.Lookup(req)
+	if !ok {
+		panic(fmt.Sprintf("conformance: case %s cites unknown requirement %s", t.c.ID, req))
+	}
+	t.res.add(Finding{Outcome: Fail, Requirement: rq.ID, Level: string(rq.Level), Text: rq.Text,
+		Message: msg, Expected: expected, Sent: r.sent(), Received: r.received()})
+	panic(abortCase{})
+}
 
 // Check records a finding against req when ok is false and reports ok.
 func (t *T) Check(r *Reply, req string, ok bool, msg, expected string) bool {

@@ -50,6 +50,14 @@ type mutation struct {
 	// swallows what follows, silently: a server that waits for the body
 	// the header announced, as the course's reference does.
 	stallOversized bool
+	// overRead reads a frame's binary part as the course's reference does
+	// (STEP.md A.23): reads that each ask for the whole binary length,
+	// everything they return kept. A block that arrives in pieces with the
+	// next request behind it takes the start of that request: the block
+	// goes to the server too long (406), and the rest of the connection is
+	// lost, as the reference then reads a header out of the middle of a
+	// request and waits for the length it finds there.
+	overRead bool
 }
 
 // proxyConn is the state of one proxied connection.
@@ -180,7 +188,12 @@ func (px *mutatingProxy) handle(client net.Conn) {
 // requests forwards client frames to the server. Frames it cannot parse are
 // forwarded as they are; a header past the limits switches to a plain copy.
 func (pc *proxyConn) requests(client, server net.Conn) {
-	br := bufio.NewReader(client)
+	var br io.Reader = bufio.NewReader(client)
+	if pc.px.mut.overRead {
+		// Reads straight from the socket, so that a read returns what has
+		// arrived, as a recv call does.
+		br = client
+	}
 	for {
 		hdr := make([]byte, spec.HeaderLen)
 		if _, err := io.ReadFull(br, hdr); err != nil {
@@ -198,12 +211,23 @@ func (pc *proxyConn) requests(client, server net.Conn) {
 			return
 		}
 		body := make([]byte, int(jl)+int(bl))
-		n, err := io.ReadFull(br, body)
+		n, err := io.ReadFull(br, body[:jl])
+		if err == nil && pc.px.mut.overRead {
+			var bin []byte
+			bin, err = recvLikeReference(br, int(bl))
+			body = append(body[:jl], bin...)
+			n += len(bin)
+		} else if err == nil {
+			var m int
+			m, err = io.ReadFull(br, body[jl:])
+			n += m
+		}
 		frame := append(hdr, body[:n]...)
 		if err != nil {
 			server.Write(frame)
 			return
 		}
+		overRead := n > int(jl)+int(bl)
 		m, perr := spec.ParseMessage(body[:jl])
 		if perr != nil {
 			pc.pending <- spec.NewMessage() // unparseable: an empty request
@@ -211,6 +235,16 @@ func (pc *proxyConn) requests(client, server net.Conn) {
 			continue
 		}
 		m.Binary = body[jl:]
+		if overRead {
+			// The block as the reference took it, too long: the server
+			// answers it 406. What follows is lost.
+			pc.pending <- m
+			if f, err := spec.EncodeFrame(m); err == nil {
+				server.Write(f)
+			}
+			io.Copy(io.Discard, br)
+			return
+		}
 		if pc.px.mut.request != nil {
 			if nm := pc.px.mut.request(pc, m); nm != nil {
 				m = nm
@@ -270,6 +304,31 @@ func (pc *proxyConn) write(w io.Writer, m *spec.Message) error {
 	}
 	_, err = w.Write(b)
 	return err
+}
+
+// recvLikeReference reads a binary part of n bytes the way the course's
+// reference does: each read asks for n bytes, whatever has arrived so far,
+// and everything read is kept, so it may return more than n.
+func recvLikeReference(r io.Reader, n int) ([]byte, error) {
+	var got []byte
+	buf := make([]byte, n)
+	for len(got) < n {
+		k, err := r.Read(buf)
+		got = append(got, buf[:k]...)
+		if err != nil {
+			return got, err
+		}
+	}
+	return got, nil
+}
+
+// advertisePipelining adds "pipelining": true to successful LOGIN
+// responses (EXT-6).
+func advertisePipelining(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
+	if req.Operation() == spec.OpLogin && status(resp) == spec.StatusOK {
+		resp.Set("pipelining", true)
+	}
+	return one(resp)
 }
 
 // charCountEncode writes the frame with the reference's bug: the JSON

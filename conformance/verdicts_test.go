@@ -1,0 +1,117 @@
+package conformance_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stepkit/stepkit/conformance"
+	"github.com/stepkit/stepkit/refserver"
+	"github.com/stepkit/stepkit/spec"
+)
+
+// TestExt6Advertisement: EXT-6 is INFORMATIONAL when the LOGIN response
+// does not advertise pipelining (or advertises something other than true),
+// PASS when a server that reads exact lengths advertises it, and FAIL when
+// a server that reads past a block into the next request advertises it.
+func TestExt6Advertisement(t *testing.T) {
+	upstream := selfCheckServer(t)
+	strip := func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
+		if req.Operation() == spec.OpLogin {
+			resp.Delete("pipelining")
+		}
+		return one(resp)
+	}
+	asString := func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
+		if req.Operation() == spec.OpLogin && status(resp) == spec.StatusOK {
+			resp.Set("pipelining", "true")
+		}
+		return one(resp)
+	}
+	tests := []struct {
+		name string
+		mut  *mutation
+		want conformance.Outcome
+		msg  string // in the EXT-6 finding
+	}{
+		{"not advertised", &mutation{name: "strip", response: strip}, conformance.Informational, "not advertised"},
+		{"advertised as a string", &mutation{name: "string", response: asString}, conformance.Informational, "only true advertises it"},
+		{"advertised by a server reading exact lengths", &mutation{name: "advertise", response: advertisePipelining}, conformance.Pass, ""},
+		{"advertised by a server reading into the next request", &mutation{name: "advertise, over-read", response: advertisePipelining, overRead: true}, conformance.Fail, "advertised pipelining"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := runAgainst(t, startProxy(t, upstream, tt.mut), "EXT-6")
+			c, ok := rep.Case("EXT-6")
+			if !ok || c.Outcome != tt.want {
+				t.Fatalf("EXT-6: %s, want %s (%v)", c.Outcome, tt.want, c.Findings)
+			}
+			if tt.msg == "" {
+				return
+			}
+			found := false
+			for _, f := range c.Findings {
+				if f.Requirement == "EXT-6" && f.Outcome == tt.want && strings.Contains(f.Message, tt.msg) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("no EXT-6 finding saying %q: %v", tt.msg, c.Findings)
+			}
+			if tt.want == conformance.Fail && rep.Conformant {
+				t.Error("a server breaking what it advertised was found conformant")
+			}
+		})
+	}
+}
+
+// TestNoAnswerEndsTheCase: a request left unanswered is reported once (the
+// case's requirement and REQ-6), and the case ends there, even when its
+// requirement is a SHOULD: no finding about the status of an answer that
+// never came.
+func TestNoAnswerEndsTheCase(t *testing.T) {
+	m := &mutation{name: "DATA SAVE of an empty key unanswered", response: func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
+		if k, err := req.Key(); err == nil && k == "" && is(req, spec.OpSave, spec.TypeData) {
+			return nil
+		}
+		return one(resp)
+	}}
+	rep := runAgainst(t, startProxy(t, selfCheckServer(t), m), "KEY-3")
+	c, ok := rep.Case("KEY-3")
+	if !ok || c.Outcome != conformance.Fail {
+		t.Fatalf("KEY-3: %s, want FAIL (%v)", c.Outcome, c.Findings)
+	}
+	var reqs []string
+	for _, f := range c.Findings {
+		reqs = append(reqs, f.Requirement)
+		if strings.Contains(f.Message, "missing or not an integer") {
+			t.Errorf("a finding about the status of an answer that never came: %s", f.Message)
+		}
+	}
+	if strings.Join(reqs, ",") != "REQ-6,KEY-3" {
+		t.Errorf("findings against %v, want REQ-6 then KEY-3", reqs)
+	}
+}
+
+// TestFileSave10Limit: a plan past 2^32 accepted is INFORMATIONAL when the
+// run does not know the server's limit (the mutation table checks that),
+// PASS when refused, and FAIL when the run was told a limit the server
+// does not keep.
+func TestFileSave10Limit(t *testing.T) {
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	for _, tt := range []struct {
+		told int64
+		want conformance.Outcome
+	}{{0, conformance.Pass}, {1000, conformance.Fail}} {
+		rep, err := conformance.Run(context.Background(), conformance.Options{
+			Config:    conformance.Config{Target: addr, MaxFileSize: tt.told},
+			Selectors: []string{"FILE-SAVE-10"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, ok := rep.Case("FILE-SAVE-10"); !ok || c.Outcome != tt.want {
+			t.Errorf("told %d: FILE-SAVE-10 %s, want %s (%v)", tt.told, c.Outcome, tt.want, c.Findings)
+		}
+	}
+}
