@@ -21,6 +21,10 @@
 //	SHOULD  NON-STRICT     the case goes on; the server is still conformant
 //	MAY     INFORMATIONAL
 //
+// An optional requirement can carry a MUST of its own: a server that
+// advertises pipelining at LOGIN and then mishandles segmented pipelined
+// requests FAILs EXT-6 (T.FailTerms).
+//
 // FRAME-10 and ROBUST-3 send the same 4 GiB header: an answer or a close
 // within the read timeout passes FRAME-10 (ROBUST-3 judges the 413), while
 // silence, with the server answering on a new connection at once, is a
@@ -35,8 +39,9 @@
 // FAIL.
 //
 // A server that stays silent fails the waiting case after the per-read
-// timeout, citing REQ-6 besides the case's own requirement; a whole-case
-// timeout backs it up. Cases use fresh connections, random users (under the
+// timeout, citing REQ-6 besides the case's own requirement, and the case
+// ends there whatever that requirement's level; a whole-case timeout backs
+// it up. Cases use fresh connections, random users (under the
 // course login rule, unless Config names real accounts) and random keys,
 // and delete what they create.
 //
@@ -55,6 +60,9 @@
 //     read; the kernel may merge two quick writes, hiding the second.
 //   - Races: CONN-4 and CONN-5 run concurrent uploads once; a race that does
 //     not show in that run is not seen.
+//   - Segmentation: CONN-2.3 and EXT-6 cut frames into pieces sent a moment
+//     apart (75 ms, 20 ms); a server that reads later than that sees the
+//     pieces whole, and an over-read (STEP.md A.23) stays hidden.
 //   - Token strength: TOKEN-4 tampers with the user, time and signature of
 //     a four-part base64 token (or flips a character of an opaque one); a
 //     server that accepts other forgeries is not found out.

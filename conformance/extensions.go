@@ -10,7 +10,8 @@ import (
 
 // STEP.md appendix B: optional extensions. A server without them is still
 // conformant, so these cases pass or are INFORMATIONAL, never FAIL, unless
-// the run says the server has the extension.
+// the run says the server has the extension or the server advertises it
+// (EXT-6).
 func extensionCases(r *registrar) {
 	r.Describe("B. Extensions", func() {
 		r.Case(reqs("EXT-1"), "a quota, when the server has one, is answered 413", func(t *T) {

@@ -122,7 +122,7 @@ func fileSaveCases(r *registrar) {
 			}
 		})
 
-		r.Case(reqs("FILE-SAVE-10"), "SAVE of a size larger than the server accepts is refused (judged when the run is told the limit)", func(t *T) {
+		r.Case(reqs("FILE-SAVE-10"), "SAVE of a size larger than the server accepts is refused (one byte past --max-file-size; 2^32 + 1 accepted without it is INFORMATIONAL)", func(t *T) {
 			s := t.Login()
 			key := t.Key()
 			limit := t.Config().MaxFileSize

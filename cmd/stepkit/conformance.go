@@ -96,7 +96,7 @@ matches the selection, 3 when the server cannot be reached at all.`,
 	f.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", 0, "the server's idle/stall timeout, to check that it closes stalled connections (ROBUST-5)")
 	f.IntVar(&o.cfg.MaxConns, "max-conns", 0, "the server's connection limit, to check its 503 answer (EXT-3)")
 	f.Int64Var(&o.cfg.Quota, "quota", 0, "the server's per-user quota in bytes, to check its 413 answer (EXT-1)")
-	f.Int64Var(&o.cfg.MaxFileSize, "max-file-size", 0, "the largest file size the server accepts (default 2^32)")
+	f.Int64Var(&o.cfg.MaxFileSize, "max-file-size", 0, "the largest file size the server accepts: FILE-SAVE-10 then expects one byte more refused (unset: 2^32 + 1 is planned, and its acceptance is informational)")
 	f.Int64Var(&o.cfg.BlockSize, "block-size", 0, "the block_size the server is configured to plan with, when not 20480 (FILE-SAVE-11)")
 	return cmd
 }
