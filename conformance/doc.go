@@ -21,9 +21,11 @@
 //	SHOULD  NON-STRICT     the case goes on; the server is still conformant
 //	MAY     INFORMATIONAL
 //
-// An optional requirement can carry a MUST of its own: a server that
-// advertises pipelining at LOGIN and then mishandles segmented pipelined
-// requests FAILs EXT-6 (T.FailTerms).
+// An optional requirement can carry a MUST of its own, for a server that
+// takes it up: one that advertises pipelining at LOGIN and then mishandles
+// segmented pipelined requests FAILs EXT-6, and so does one that breaks a
+// quota or connection limit the run was told of (EXT-1, EXT-3); see
+// T.FailTerms.
 //
 // FRAME-10 and ROBUST-3 send the same 4 GiB header: an answer or a close
 // within the read timeout passes FRAME-10 (ROBUST-3 judges the 413), while

@@ -115,3 +115,34 @@ func TestFileSave10Limit(t *testing.T) {
 		}
 	}
 }
+
+// TestExtensionsTheRunWasToldOf: a quota or a connection limit the run was
+// given is a MUST for the server (EXT-1, EXT-3), so a server that does not
+// keep it FAILs, although the extensions are MAYs.
+func TestExtensionsTheRunWasToldOf(t *testing.T) {
+	quota, _ := refserver.StartTest(t, refserver.Config{Quota: 1 << 20})
+	limited, _ := refserver.StartTest(t, refserver.Config{MaxConns: 4})
+	noQuota := startProxy(t, quota, &mutation{name: "413 answered 200", response: setStatus(opType(spec.OpSave, spec.TypeFile), 413, 200)})
+	for _, tt := range []struct {
+		name, target, id string
+		cfg              conformance.Config
+		want             conformance.Outcome
+	}{
+		{"quota kept", quota, "EXT-1", conformance.Config{Quota: 1 << 20}, conformance.Pass},
+		{"quota not kept", noQuota, "EXT-1", conformance.Config{Quota: 1 << 20}, conformance.Fail},
+		{"limit kept", limited, "EXT-3", conformance.Config{MaxConns: 4}, conformance.Pass},
+		{"no limit where the run was told of one", limited, "EXT-3", conformance.Config{MaxConns: 2}, conformance.Fail},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			cfg.Target, cfg.ReadTimeout = tt.target, shortRead
+			rep, err := conformance.Run(context.Background(), conformance.Options{Config: cfg, Selectors: []string{tt.id}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c, ok := rep.Case(tt.id); !ok || c.Outcome != tt.want {
+				t.Errorf("%s: %s, want %s (%v)", tt.id, c.Outcome, tt.want, c.Findings)
+			}
+		})
+	}
+}
