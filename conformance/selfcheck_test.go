@@ -656,6 +656,9 @@ func referenceProfile() *mutation {
 	return &mutation{name: "the course reference", encode: charCountEncode, stallOversized: true, overRead: true,
 		response: func(pc *proxyConn, req, resp *spec.Message) []*spec.Message {
 			op, typ := req.Operation(), req.Type()
+			if op == spec.OpLogin {
+				resp.Delete("pipelining") // the reference does not advertise it (EXT-6)
+			}
 			switch {
 			case req.Len() == 0:
 				pc.closeAfter = true
