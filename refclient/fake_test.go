@@ -2,6 +2,7 @@ package refclient
 
 import (
 	"crypto/md5"
+	"encoding/binary"
 	"encoding/hex"
 	"io"
 	"net"
@@ -32,6 +33,8 @@ type fakeServer struct {
 	readAhead      int  // requests read while the next one was already waiting (pipelining evidence)
 	cutAfterBlocks int  // close the connection after this many UPLOAD/DOWNLOAD blocks (0: never)
 	charCount      bool // JSON length counts characters, the course server's framing bug
+	overRead       int  // read frames as the course server does, each read returning at most this many bytes (0: exact reads)
+	advertise      bool // advertise pipelining at login (EXT-6), truthfully or not
 
 	mu       sync.Mutex
 	files    map[string]*fakeFile
@@ -103,7 +106,13 @@ func (s *fakeServer) serve(conn net.Conn) {
 	w := spec.NewWriter(conn)
 	blocks := 0
 	for {
-		req, err := r.ReadMessage()
+		var req *spec.Message
+		var err error
+		if s.overRead > 0 {
+			req, err = referenceFrame(conn, s.overRead)
+		} else {
+			req, err = r.ReadMessage()
+		}
 		if err != nil {
 			return
 		}
@@ -155,7 +164,11 @@ func (s *fakeServer) answer(req *spec.Message) *spec.Message {
 		if p != CoursePassword(u) {
 			return fail(spec.StatusPasswordError)
 		}
-		return ok().Set(spec.FieldToken, "tok-"+u)
+		resp := ok().Set(spec.FieldToken, "tok-"+u)
+		if s.advertise {
+			resp.Set(FieldPipelining, true)
+		}
+		return resp
 	}
 	if op == spec.OpBye {
 		return nil // the course server never answers BYE
@@ -291,6 +304,49 @@ func (s *fakeServer) answer(req *spec.Message) *spec.Message {
 		return spec.NewResponse(respOp, typ, spec.StatusOK, "deleted").Set(spec.FieldKey, key)
 	}
 	return fail(spec.StatusWrongOperation)
+}
+
+// referenceFrame reads one frame the way the course server does (STEP.md
+// A.23): each part (header, JSON, binary) is read with reads that ask for
+// the part's whole length and keep all they return, so bytes of the next
+// frame that come with the end of a part are taken into it and lost to
+// the next frame. seg caps every read, as if each TCP segment carried at
+// most seg bytes: a 20480-byte block then arrives in pieces.
+func referenceFrame(conn net.Conn, seg int) (*spec.Message, error) {
+	fill := func(buf []byte, n int) ([]byte, error) {
+		for len(buf) < n {
+			b := make([]byte, min(n, seg))
+			k, err := conn.Read(b)
+			if k == 0 {
+				return nil, err
+			}
+			buf = append(buf, b[:k]...)
+		}
+		return buf, nil
+	}
+	buf, err := fill(nil, 8)
+	if err != nil {
+		return nil, err
+	}
+	jl, bl := binary.BigEndian.Uint32(buf), binary.BigEndian.Uint32(buf[4:])
+	if jl > 1<<20 || bl > 1<<24 {
+		// A header read from the middle of a frame: the course server
+		// waits for bytes that never come.
+		_, _ = io.Copy(io.Discard, conn)
+		return nil, io.EOF
+	}
+	buf, err = fill(buf[8:], int(jl))
+	if err != nil {
+		return nil, err
+	}
+	m, err := spec.ParseMessage(buf[:jl])
+	if err != nil {
+		return nil, err // the course server closes the connection
+	}
+	if m.Binary, err = fill(buf[jl:], int(bl)); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // put stores a completed file directly.
