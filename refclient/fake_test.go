@@ -35,6 +35,8 @@ type fakeServer struct {
 	charCount      bool // JSON length counts characters, the course server's framing bug
 	overRead       int  // read frames as the course server does, each read returning at most this many bytes (0: exact reads)
 	advertise      bool // advertise pipelining at login (EXT-6), truthfully or not
+	refuseBlock    int64 // UPLOAD of this block is refused with 408 (-1: none)
+	silentRefusal  bool  // after refusing refuseBlock, answer nothing more on that connection
 
 	mu       sync.Mutex
 	files    map[string]*fakeFile
@@ -59,7 +61,7 @@ func newFake(t *testing.T) *fakeServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &fakeServer{t: t, ln: ln, blockSize: spec.DefaultBlockSize, corruptBlock: -1, corruptUpload: -1,
+	s := &fakeServer{t: t, ln: ln, blockSize: spec.DefaultBlockSize, corruptBlock: -1, corruptUpload: -1, refuseBlock: -1,
 		files: map[string]*fakeFile{}, data: map[string]*spec.Message{}}
 	t.Cleanup(func() { ln.Close() })
 	return s
@@ -105,6 +107,7 @@ func (s *fakeServer) serve(conn net.Conn) {
 	r := spec.NewReader(conn, spec.Limits{})
 	w := spec.NewWriter(conn)
 	blocks := 0
+	silent := false
 	for {
 		var req *spec.Message
 		var err error
@@ -132,7 +135,16 @@ func (s *fakeServer) serve(conn net.Conn) {
 				return
 			}
 		}
-		resp := s.answer(req)
+		if silent {
+			continue
+		}
+		var resp *spec.Message
+		if i, _ := req.BlockIndex(); op == spec.OpUpload && s.refuseBlock >= 0 && i == s.refuseBlock {
+			resp = spec.NewResponse(op, req.Type(), spec.StatusWrongOperation, "refused")
+			silent = s.silentRefusal
+		} else {
+			resp = s.answer(req)
+		}
 		if resp == nil {
 			continue
 		}

@@ -158,3 +158,35 @@ func TestAutomaticWindowWithRefserver(t *testing.T) {
 		t.Fatalf("token-only upload: %+v %v", up, err)
 	}
 }
+
+// A refusal of a pipelined block: the answers already due are read within
+// a short time, and the connection stays usable when they come; when they
+// do not, the refusal is returned (not a timeout) and the connection is
+// closed.
+func TestRefusalWhilePipelining(t *testing.T) {
+	for _, silent := range []bool{false, true} {
+		s := newFake(t)
+		s.refuseBlock, s.silentRefusal = 3, silent
+		addr := s.start()
+		c := login(t, addr, &Options{Window: 8, ReplyTimeout: 300 * time.Millisecond})
+		data := testData(40*20480, 45)
+		res, err := c.Upload(context.Background(), "r.bin", bytes.NewReader(data), int64(len(data)), nil)
+		var oos *OutOfStepError
+		var nr *NoResponseError
+		if !IsStatus(err, spec.StatusWrongOperation) || errors.As(err, &oos) || errors.As(err, &nr) {
+			t.Fatalf("silent %v: err = %v, want the 408 refusal", silent, err)
+		}
+		if res.PeakInFlight < 2 {
+			t.Fatalf("silent %v: peak %d: blocks were not pipelined", silent, res.PeakInFlight)
+		}
+		if silent {
+			if c.Broken() == nil {
+				t.Fatal("connection kept after the server stopped answering")
+			}
+			continue
+		}
+		if _, err := c.Do(context.Background(), spec.NewRequest(spec.OpGet, spec.TypeData).Set(spec.FieldKey, "none")); !IsStatus(err, spec.StatusKeyNotFound) {
+			t.Fatalf("connection out of step after a refusal: %v", err)
+		}
+	}
+}
