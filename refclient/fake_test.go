@@ -28,13 +28,13 @@ type fakeServer struct {
 	noMD5          bool  // never send md5 (UPLOAD completion, GET plan)
 	noUploadMD5    bool  // no md5 in the UPLOAD completion (GET still has it)
 	delay          time.Duration
-	deleteAsGET    bool // answer FILE DELETE with operation GET, like the course server
-	silentEmpty    bool // no answer to FILE SAVE with size 0, like the course server
-	readAhead      int  // requests read while the next one was already waiting (pipelining evidence)
-	cutAfterBlocks int  // close the connection after this many UPLOAD/DOWNLOAD blocks (0: never)
-	charCount      bool // JSON length counts characters, the course server's framing bug
-	overRead       int  // read frames as the course server does, each read returning at most this many bytes (0: exact reads)
-	advertise      bool // advertise pipelining at login (EXT-6), truthfully or not
+	deleteAsGET    bool  // answer FILE DELETE with operation GET, like the course server
+	silentEmpty    bool  // no answer to FILE SAVE with size 0, like the course server
+	readAhead      int   // requests read while the next one was already waiting (pipelining evidence)
+	cutAfterBlocks int   // close the connection after this many UPLOAD/DOWNLOAD blocks (0: never)
+	charCount      bool  // JSON length counts characters, the course server's framing bug
+	overRead       int   // read frames as the course server does, each read returning at most this many bytes (0: exact reads)
+	advertise      bool  // advertise pipelining at login (EXT-6), truthfully or not
 	refuseBlock    int64 // UPLOAD of this block is refused with 408 (-1: none)
 	silentRefusal  bool  // after refusing refuseBlock, answer nothing more on that connection
 
