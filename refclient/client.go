@@ -174,11 +174,12 @@ func (c *Client) UploadWindow() int {
 // only when a part of the current one reached it in pieces. A DOWNLOAD
 // request has no binary and is a few hundred bytes written with one write
 // on a connection without Nagle's delay: it leaves in one segment and is
-// read whole. Only requests the kernel queued behind a full congestion
-// window can be merged and cut at a segment boundary; if the later segment
-// is then delayed (a loss), the course server loses step and the transfer
-// fails with an error, never with wrong data (MD5 and block lengths are
-// checked). Window 1 rules that out too.
+// read whole. Only requests that wait in the kernel together (behind a
+// full congestion window) can be merged and cut at a segment boundary; if
+// the later segment then comes late (a loss), the course server loses
+// step and the download fails with an error (no answer, or the connection
+// closed), never with wrong data: block lengths and the MD5 are checked.
+// Window 1 rules that out too.
 func (c *Client) DownloadWindow() int {
 	if c.opts.Window > 0 {
 		return c.opts.Window
