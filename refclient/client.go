@@ -40,7 +40,7 @@ const (
 
 // FieldPipelining is the LOGIN response field by which a server advertises
 // that it answers pipelined requests however TCP segments them (EXT-6).
-const FieldPipelining = "pipelining"
+const FieldPipelining = spec.FieldPipelining
 
 // Options configure a Client. The zero value is usable.
 type Options struct {

@@ -119,11 +119,10 @@ func (c *conn) login(req *spec.Message) *spec.Message {
 	return fail(spec.StatusOK, "Login successfully.").Set(spec.FieldToken, token).Set(fieldPipelining, true)
 }
 
-// fieldPipelining is the LOGIN response field that advertises pipelining
-// (EXT-6): the server reads exact frame lengths, so requests sent before
-// earlier answers were read are each answered however TCP cut them up.
-// Clients that do not know the field ignore it.
-const fieldPipelining = "pipelining"
+// fieldPipelining advertises pipelining in the LOGIN response (EXT-6): the
+// server reads exact frame lengths, so requests sent before earlier answers
+// were read are each answered however TCP cut them up.
+const fieldPipelining = spec.FieldPipelining
 
 // checkToken returns the user a request's token names, or the 403 answer.
 func (c *conn) checkToken(req *spec.Message, op spec.Operation) (string, *spec.Message) {
