@@ -5,13 +5,17 @@
 // so responses are paired with requests by their position on the
 // connection, never by the response's operation (the course server answers
 // FILE DELETE with operation "GET"). Transfers follow the server's plan
-// (block_size, total_block) and keep several blocks in flight.
+// (block_size, total_block) and keep several blocks in flight where that is
+// safe: uploads pipeline blocks only on servers that advertise it (EXT-6),
+// since the course server misreads a block that arrives in pieces with the
+// next request behind it.
 package refclient
 
 import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,7 +32,15 @@ const (
 	DefaultReplyTimeout = 30 * time.Second
 	DefaultEmptyTimeout = 3 * time.Second
 	DefaultWindow       = 16
+	// drainTimeout bounds the wait for each answer still due after a
+	// server refused a pipelined block: a server that answered the refusal
+	// promptly answers what follows as promptly, or has lost step.
+	drainTimeout = 2 * time.Second
 )
+
+// FieldPipelining is the LOGIN response field by which a server advertises
+// that it answers pipelined requests however TCP segments them (EXT-6).
+const FieldPipelining = spec.FieldPipelining
 
 // Options configure a Client. The zero value is usable.
 type Options struct {
@@ -40,7 +52,13 @@ type Options struct {
 	// EmptyTimeout bounds the wait for the plan of a 0-byte upload: the
 	// course server never answers FILE SAVE with size 0.
 	EmptyTimeout time.Duration
-	// Window is the number of blocks in flight on one connection. 1 means
+	// Window is the number of block requests in flight on one connection.
+	// 0 (automatic, the default) keeps DefaultWindow DOWNLOAD requests in
+	// flight, but UPLOAD blocks only when the server advertised pipelining
+	// in the response to this client's LOGIN (EXT-6), and one at a time
+	// otherwise (CLIENT-4): the course server takes bytes of the next
+	// request into a block that arrives in pieces (STEP.md A.23). A
+	// Window of 1 or more is used as given for both directions; 1 means
 	// strictly one request at a time.
 	Window int
 	// Conns is the number of connections a transfer uses. Extra
@@ -67,8 +85,8 @@ func (o *Options) withDefaults() Options {
 	if r.EmptyTimeout <= 0 {
 		r.EmptyTimeout = DefaultEmptyTimeout
 	}
-	if r.Window <= 0 {
-		r.Window = DefaultWindow
+	if r.Window < 0 {
+		r.Window = 0
 	}
 	if r.Conns <= 0 {
 		r.Conns = 1
@@ -82,18 +100,20 @@ type Client struct {
 	addr string
 	opts Options
 
-	mu   sync.Mutex // serialises exchanges on conn
-	conn net.Conn
-	r    *spec.Reader
-	w    *spec.Writer
+	mu     sync.Mutex // serialises exchanges on conn
+	connMu sync.Mutex // guards replacing conn against Close
+	conn   net.Conn
+	r      *spec.Reader
+	w      *spec.Writer
 
 	// broken is set once the connection is out of step (a response was
 	// not read to its end): every later exchange fails with it.
 	broken error
 
-	tokMu    sync.Mutex
-	token    string
-	username string
+	tokMu      sync.Mutex
+	token      string
+	username   string
+	pipelining bool // the server advertised pipelining at login (EXT-6)
 }
 
 // Dial connects to the STEP server at addr (host:port).
@@ -119,8 +139,53 @@ func newClient(addr string, o Options, conn net.Conn) *Client {
 // Addr is the server address the client was dialled to.
 func (c *Client) Addr() string { return c.addr }
 
-// Options returns the client's options with defaults filled in.
+// Options returns the client's options with defaults filled in. Window
+// stays 0 when it is automatic.
 func (c *Client) Options() Options { return c.opts }
+
+// Pipelining reports whether the server advertised pipelining (EXT-6) in
+// its answer to this client's last successful LOGIN. A client that was
+// given a token (SetToken) and never logged in does not know.
+func (c *Client) Pipelining() bool {
+	c.tokMu.Lock()
+	defer c.tokMu.Unlock()
+	return c.pipelining
+}
+
+// UploadWindow is the number of UPLOAD blocks a transfer keeps in flight
+// on each connection: Options.Window when set, else DefaultWindow on a
+// server that advertised pipelining and 1 on any other (CLIENT-4).
+func (c *Client) UploadWindow() int {
+	switch {
+	case c.opts.Window > 0:
+		return c.opts.Window
+	case c.Pipelining():
+		return DefaultWindow
+	}
+	return 1
+}
+
+// DownloadWindow is the number of DOWNLOAD requests a transfer keeps in
+// flight on each connection: Options.Window when set, else DefaultWindow.
+//
+// Pipelining them is safe with the course server although it over-reads
+// (A.23): its reader asks for a whole part (8-byte header, JSON, binary)
+// in every recv and keeps what comes, so it takes bytes of the next frame
+// only when a part of the current one reached it in pieces. A DOWNLOAD
+// request has no binary and is a few hundred bytes written with one write
+// on a connection without Nagle's delay: it leaves in one segment and is
+// read whole. Only requests that wait in the kernel together (behind a
+// full congestion window) can be merged and cut at a segment boundary; if
+// the later segment then comes late (a loss), the course server loses
+// step and the download fails with an error (no answer, or the connection
+// closed), never with wrong data: block lengths and the MD5 are checked.
+// Window 1 rules that out too.
+func (c *Client) DownloadWindow() int {
+	if c.opts.Window > 0 {
+		return c.opts.Window
+	}
+	return DefaultWindow
+}
 
 // Token is the token of the last successful login ("" before). It is
 // opaque: the client only echoes it.
@@ -145,7 +210,30 @@ func (c *Client) Username() string {
 }
 
 // Close closes the connection without saying BYE.
-func (c *Client) Close() error { return c.conn.Close() }
+func (c *Client) Close() error {
+	c.connMu.Lock()
+	conn := c.conn
+	c.connMu.Unlock()
+	return conn.Close()
+}
+
+// reconnect replaces a connection that is out of step with a new one to
+// the same address. The token stays: it is valid on every connection.
+func (c *Client) reconnect(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := net.Dialer{Timeout: c.opts.DialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("reconnect to %s: %w", c.addr, err)
+	}
+	c.connMu.Lock()
+	old := c.conn
+	c.conn, c.r, c.w, c.broken = conn, spec.NewReader(conn, c.opts.Limits), spec.NewWriter(conn), nil
+	c.connMu.Unlock()
+	_ = old.Close()
+	return nil
+}
 
 // CoursePassword is the course's login rule: the lower-case hex MD5 of the
 // username.
@@ -171,8 +259,13 @@ func (c *Client) Login(ctx context.Context, username, password string) (string, 
 	if err != nil {
 		return "", &ProtocolError{Op: spec.OpLogin, Type: spec.TypeAuth, Msg: "login response has no token string", Response: resp}
 	}
+	var adv bool // anything but JSON true (absent, "yes", 1) is no
+	if raw, ok := resp.Raw(FieldPipelining); ok {
+		_ = json.Unmarshal(raw, &adv)
+	}
 	c.tokMu.Lock()
 	c.token, c.username = tok, username
+	c.pipelining = adv
 	c.tokMu.Unlock()
 	return tok, nil
 }
@@ -256,7 +349,8 @@ func (c *Client) prepare(req *spec.Message) {
 
 // watch makes the connection's blocked calls return when ctx ends.
 func (c *Client) watch(ctx context.Context) (stop func() bool) {
-	return context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
+	conn := c.conn // called with c.mu held; conn outlives a reconnect
+	return context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 }
 
 func (c *Client) ctxErr(ctx context.Context, err error) error {

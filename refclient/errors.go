@@ -81,3 +81,22 @@ func (e *MismatchError) Error() string {
 }
 
 func (e *MismatchError) Is(target error) bool { return target == ErrMD5Mismatch }
+
+// OutOfStepError reports a server that lost track of pipelined requests:
+// it refused a block of the plan's length as the wrong size (406) while
+// later requests were in flight. The course server does this when a block
+// reaches it in several TCP segments with the next request right behind
+// (STEP.md A.23); that next request is then never answered. The
+// connection is closed. With one block in flight (Window 1, or the
+// automatic window on a server that does not advertise pipelining) such a
+// server works.
+type OutOfStepError struct {
+	Window int   // blocks that were allowed in flight
+	Err    error // the refusal
+}
+
+func (e *OutOfStepError) Error() string {
+	return fmt.Sprintf("%v: the server misread pipelined blocks (%d in flight) and lost step; it needs one block in flight (window 1)", e.Err, e.Window)
+}
+
+func (e *OutOfStepError) Unwrap() error { return e.Err }

@@ -10,11 +10,12 @@ import (
 	"github.com/stepkit/stepkit/spec"
 )
 
-// Upload a file with eight blocks in flight, resuming an interrupted
-// upload of the same file, then fetch it back.
+// Upload a file, resuming an interrupted upload of the same file, then
+// fetch it back. The window is automatic: blocks are pipelined only if the
+// server advertises pipelining at login.
 func Example() {
 	ctx := context.Background()
-	c, err := refclient.Dial(ctx, "127.0.0.1:1379", &refclient.Options{Window: 8, JournalDir: "/tmp/step-journal"})
+	c, err := refclient.Dial(ctx, "127.0.0.1:1379", &refclient.Options{JournalDir: "/tmp/step-journal"})
 	if err != nil {
 		log.Fatal(err)
 	}

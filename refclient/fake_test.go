@@ -2,6 +2,7 @@ package refclient
 
 import (
 	"crypto/md5"
+	"encoding/binary"
 	"encoding/hex"
 	"io"
 	"net"
@@ -27,11 +28,15 @@ type fakeServer struct {
 	noMD5          bool  // never send md5 (UPLOAD completion, GET plan)
 	noUploadMD5    bool  // no md5 in the UPLOAD completion (GET still has it)
 	delay          time.Duration
-	deleteAsGET    bool // answer FILE DELETE with operation GET, like the course server
-	silentEmpty    bool // no answer to FILE SAVE with size 0, like the course server
-	readAhead      int  // requests read while the next one was already waiting (pipelining evidence)
-	cutAfterBlocks int  // close the connection after this many UPLOAD/DOWNLOAD blocks (0: never)
-	charCount      bool // JSON length counts characters, the course server's framing bug
+	deleteAsGET    bool  // answer FILE DELETE with operation GET, like the course server
+	silentEmpty    bool  // no answer to FILE SAVE with size 0, like the course server
+	readAhead      int   // requests read while the next one was already waiting (pipelining evidence)
+	cutAfterBlocks int   // close the connection after this many UPLOAD/DOWNLOAD blocks (0: never)
+	charCount      bool  // JSON length counts characters, the course server's framing bug
+	overRead       int   // read frames as the course server does, each read returning at most this many bytes (0: exact reads)
+	advertise      bool  // advertise pipelining at login (EXT-6), truthfully or not
+	refuseBlock    int64 // UPLOAD of this block is refused with 408 (-1: none)
+	silentRefusal  bool  // after refusing refuseBlock, answer nothing more on that connection
 
 	mu       sync.Mutex
 	files    map[string]*fakeFile
@@ -56,7 +61,7 @@ func newFake(t *testing.T) *fakeServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &fakeServer{t: t, ln: ln, blockSize: spec.DefaultBlockSize, corruptBlock: -1, corruptUpload: -1,
+	s := &fakeServer{t: t, ln: ln, blockSize: spec.DefaultBlockSize, corruptBlock: -1, corruptUpload: -1, refuseBlock: -1,
 		files: map[string]*fakeFile{}, data: map[string]*spec.Message{}}
 	t.Cleanup(func() { ln.Close() })
 	return s
@@ -102,8 +107,15 @@ func (s *fakeServer) serve(conn net.Conn) {
 	r := spec.NewReader(conn, spec.Limits{})
 	w := spec.NewWriter(conn)
 	blocks := 0
+	silent := false
 	for {
-		req, err := r.ReadMessage()
+		var req *spec.Message
+		var err error
+		if s.overRead > 0 {
+			req, err = referenceFrame(conn, s.overRead)
+		} else {
+			req, err = r.ReadMessage()
+		}
 		if err != nil {
 			return
 		}
@@ -123,7 +135,16 @@ func (s *fakeServer) serve(conn net.Conn) {
 				return
 			}
 		}
-		resp := s.answer(req)
+		if silent {
+			continue
+		}
+		var resp *spec.Message
+		if i, _ := req.BlockIndex(); op == spec.OpUpload && s.refuseBlock >= 0 && i == s.refuseBlock {
+			resp = spec.NewResponse(op, req.Type(), spec.StatusWrongOperation, "refused")
+			silent = s.silentRefusal
+		} else {
+			resp = s.answer(req)
+		}
 		if resp == nil {
 			continue
 		}
@@ -155,7 +176,11 @@ func (s *fakeServer) answer(req *spec.Message) *spec.Message {
 		if p != CoursePassword(u) {
 			return fail(spec.StatusPasswordError)
 		}
-		return ok().Set(spec.FieldToken, "tok-"+u)
+		resp := ok().Set(spec.FieldToken, "tok-"+u)
+		if s.advertise {
+			resp.Set(FieldPipelining, true)
+		}
+		return resp
 	}
 	if op == spec.OpBye {
 		return nil // the course server never answers BYE
@@ -291,6 +316,49 @@ func (s *fakeServer) answer(req *spec.Message) *spec.Message {
 		return spec.NewResponse(respOp, typ, spec.StatusOK, "deleted").Set(spec.FieldKey, key)
 	}
 	return fail(spec.StatusWrongOperation)
+}
+
+// referenceFrame reads one frame the way the course server does (STEP.md
+// A.23): each part (header, JSON, binary) is read with reads that ask for
+// the part's whole length and keep all they return, so bytes of the next
+// frame that come with the end of a part are taken into it and lost to
+// the next frame. seg caps every read, as if each TCP segment carried at
+// most seg bytes: a 20480-byte block then arrives in pieces.
+func referenceFrame(conn net.Conn, seg int) (*spec.Message, error) {
+	fill := func(buf []byte, n int) ([]byte, error) {
+		for len(buf) < n {
+			b := make([]byte, min(n, seg))
+			k, err := conn.Read(b)
+			if k == 0 {
+				return nil, err
+			}
+			buf = append(buf, b[:k]...)
+		}
+		return buf, nil
+	}
+	buf, err := fill(nil, 8)
+	if err != nil {
+		return nil, err
+	}
+	jl, bl := binary.BigEndian.Uint32(buf), binary.BigEndian.Uint32(buf[4:])
+	if jl > 1<<20 || bl > 1<<24 {
+		// A header read from the middle of a frame: the course server
+		// waits for bytes that never come.
+		_, _ = io.Copy(io.Discard, conn)
+		return nil, io.EOF
+	}
+	buf, err = fill(buf[8:], int(jl))
+	if err != nil {
+		return nil, err
+	}
+	m, err := spec.ParseMessage(buf[:jl])
+	if err != nil {
+		return nil, err // the course server closes the connection
+	}
+	if m.Binary, err = fill(buf[jl:], int(bl)); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // put stores a completed file directly.

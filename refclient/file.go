@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -51,6 +52,14 @@ type UploadResult struct {
 	Verified  bool   `json:"verified"`   // MD5 and ServerMD5 were compared equal
 	Resumed   bool   `json:"resumed"`    // the upload continued an earlier one
 	Sent      int64  `json:"blocks_sent"`
+	// Window is the number of blocks allowed in flight on each
+	// connection (see Options.Window); PeakInFlight is the most that were
+	// ever sent and not yet answered on one connection.
+	Window       int   `json:"window"`
+	PeakInFlight int64 `json:"peak_in_flight"`
+	// Retried says the upload lost step with several blocks in flight
+	// and was finished on a new connection with one block in flight.
+	Retried bool `json:"retried,omitempty"`
 }
 
 // DownloadResult describes a finished download.
@@ -61,6 +70,9 @@ type DownloadResult struct {
 	Verified bool   `json:"verified"` // the plan carried an MD5 and it matched
 	Resumed  bool   `json:"resumed"`
 	Received int64  `json:"blocks_received"`
+	// Window and PeakInFlight are as in UploadResult.
+	Window       int   `json:"window"`
+	PeakInFlight int64 `json:"peak_in_flight"`
 }
 
 // parsePlan reads a plan from resp. key and size are what was asked for
@@ -172,7 +184,7 @@ func (c *Client) Upload(ctx context.Context, key string, src io.Reader, size int
 	if err != nil {
 		return nil, err
 	}
-	return c.sendBlocks(ctx, plan, src, nil, o)
+	return c.sendBlocks(ctx, plan, src, nil, o, c.UploadWindow())
 }
 
 // UploadFile uploads the file at path under key (empty: the server
@@ -213,7 +225,7 @@ func (c *Client) UploadFile(ctx context.Context, path, key string, o *TransferOp
 				h.TotalBlock == spec.TotalBlocks(size, h.BlockSize) {
 				plan := Plan{Key: h.Key, Size: h.Size, BlockSize: h.BlockSize, TotalBlock: h.TotalBlock}
 				before := j.count()
-				res, err := c.sendBlocks(ctx, plan, f, j, o)
+				res, err := c.sendFile(ctx, plan, f, j, jpath, o)
 				res.Resumed = true
 				if err == nil {
 					return res, nil
@@ -246,23 +258,72 @@ func (c *Client) UploadFile(ctx context.Context, path, key string, o *TransferOp
 			return nil, err
 		}
 	}
-	return c.sendBlocks(ctx, plan, f, j, o)
+	return c.sendFile(ctx, plan, f, j, jpath, o)
+}
+
+// sendFile uploads the blocks of plan that j lacks from f. When the server
+// loses step with several blocks in flight (*OutOfStepError: the course
+// server misreads pipelined blocks), the upload goes on once more on a new
+// connection with one block in flight, from the journal at jpath when
+// there is one and from the first block otherwise (a block sent again is
+// stored again, FILE-UPLOAD).
+func (c *Client) sendFile(ctx context.Context, plan Plan, f *os.File, j *journal, jpath string, o *TransferOptions) (*UploadResult, error) {
+	var reported atomic.Int64 // progress bytes reported by the first attempt
+	first := *o
+	if o.Progress != nil {
+		first.Progress = func(n int64) { reported.Add(n); o.Progress(n) }
+	}
+	res, err := c.sendBlocks(ctx, plan, f, j, &first, c.UploadWindow())
+	var oos *OutOfStepError
+	if !errors.As(err, &oos) || res.Window <= 1 || ctx.Err() != nil {
+		return res, err
+	}
+	if _, serr := f.Seek(0, io.SeekStart); serr != nil {
+		return res, err
+	}
+	var j2 *journal
+	if jpath != "" {
+		if j2 = loadJournal(jpath); j2 == nil {
+			return res, err
+		}
+	}
+	if rerr := c.reconnect(ctx); rerr != nil {
+		j2.close()
+		return res, errors.Join(err, rerr)
+	}
+	// Progress already shown is not shown twice.
+	again := *o
+	if o.Progress != nil {
+		var seen atomic.Int64
+		skip := reported.Load()
+		again.Progress = func(n int64) {
+			now := seen.Add(n)
+			if d := now - max(now-n, skip); d > 0 {
+				o.Progress(d)
+			}
+		}
+	}
+	res2, err2 := c.sendBlocks(ctx, plan, f, j2, &again, 1)
+	res2.Sent += res.Sent
+	res2.PeakInFlight = max(res2.PeakInFlight, res.PeakInFlight)
+	res2.Retried = true
+	return res2, err2
 }
 
 // sendBlocks uploads the blocks of plan that j has not recorded, reading
 // src once from its start and hashing it on the way, then compares the
 // MD5 with the server's. j may be nil.
-func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *journal, o *TransferOptions) (*UploadResult, error) {
-	res := &UploadResult{Plan: plan}
+func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *journal, o *TransferOptions, window int) (*UploadResult, error) {
+	res := &UploadResult{Plan: plan, Window: window}
 	h := md5.New()
 	var mu sync.Mutex // guards serverMD5
 	serverMD5 := plan.MD5
 
 	missing := plan.TotalBlock - j.count()
-	conns, release := c.transferConns(ctx, missing)
+	conns, release := c.transferConns(ctx, missing, window)
 	defer release()
 
-	nbuf := len(conns)*c.opts.Window + 2
+	nbuf := len(conns)*window + 2
 	pool := make(chan []byte, nbuf)
 	jobs := make(chan job)
 	g, gctx := errgroup.WithContext(ctx)
@@ -301,9 +362,12 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 	})
 	var sent int64
 	var sentMu sync.Mutex
+	var peak atomic.Int64
 	st := stage{
-		op:  spec.OpUpload,
-		typ: spec.TypeFile,
+		op:     spec.OpUpload,
+		typ:    spec.TypeFile,
+		window: window,
+		peak:   &peak,
 		build: func(jb job) *spec.Message {
 			req := spec.NewRequest(spec.OpUpload, spec.TypeFile).
 				Set(spec.FieldKey, plan.Key).
@@ -347,6 +411,7 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 	}
 	err := g.Wait()
 	res.Sent = sent
+	res.PeakInFlight = peak.Load()
 	if err != nil {
 		j.close()
 		return res, err
@@ -391,19 +456,20 @@ func rawField(m *spec.Message, f string) string {
 	return string(raw)
 }
 
-// transferConns returns the connections a transfer of n blocks uses: c and,
-// when Options.Conns asks for more and there is work for them, extra
-// connections carrying c's token. release says BYE on the extra ones.
-// Connections that cannot be opened are done without.
-func (c *Client) transferConns(ctx context.Context, n int64) ([]*Client, func()) {
+// transferConns returns the connections a transfer of n blocks with window
+// requests in flight per connection uses: c and, when Options.Conns asks
+// for more and there is work for them, extra connections carrying c's
+// token (and what its login learnt of the server). release says BYE on
+// the extra ones. Connections that cannot be opened are done without.
+func (c *Client) transferConns(ctx context.Context, n int64, window int) ([]*Client, func()) {
 	conns := []*Client{c}
-	extra := min(int64(c.opts.Conns-1), n/int64(c.opts.Window))
+	extra := min(int64(c.opts.Conns-1), n/int64(window))
 	for i := int64(0); i < extra; i++ {
 		cc, err := Dial(ctx, c.addr, &c.opts)
 		if err != nil {
 			break
 		}
-		cc.token, cc.username = c.Token(), c.Username()
+		cc.token, cc.username, cc.pipelining = c.Token(), c.Username(), c.Pipelining()
 		conns = append(conns, cc)
 	}
 	return conns, func() {
@@ -430,8 +496,7 @@ func (c *Client) Download(ctx context.Context, key string, w io.Writer, o *Trans
 		_, err := w.Write(b)
 		return err
 	}
-	n, err := c.fetchBlocks(ctx, plan, nil, nil, sink, o)
-	res.Received = n
+	_, err = c.fetchBlocks(ctx, plan, nil, nil, sink, o, res)
 	if err != nil {
 		return res, err
 	}
@@ -525,8 +590,7 @@ func (c *Client) DownloadFile(ctx context.Context, key, dest string, o *Transfer
 
 	h := md5.New()
 	sink := func(b []byte) error { h.Write(b); return nil }
-	n, err := c.fetchBlocks(ctx, plan, j, f, sink, o)
-	res.Received = n
+	_, err = c.fetchBlocks(ctx, plan, j, f, sink, o, res)
 	if err != nil {
 		if j == nil {
 			discard()
@@ -561,8 +625,13 @@ func (c *Client) DownloadFile(ctx context.Context, key, dest string, o *Transfer
 // fetchBlocks downloads the blocks of plan that j has not recorded. Each
 // block is written at its offset in f (when f is set) and passed to sink in
 // index order; blocks recorded in j are read back from f for sink. It
-// returns the number of blocks received.
-func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.File, sink func([]byte) error, o *TransferOptions) (int64, error) {
+// returns the number of blocks received and records it, the window and the
+// peak of requests in flight in res.
+func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.File, sink func([]byte) error, o *TransferOptions, res *DownloadResult) (n int64, err error) {
+	window := c.DownloadWindow()
+	var peak atomic.Int64
+	res.Window = window
+	defer func() { res.Received, res.PeakInFlight = n, peak.Load() }()
 	// What was on disk before this run; blocks acknowledged during the run
 	// reach the sequencer themselves.
 	before := make([]bool, plan.TotalBlock)
@@ -573,11 +642,11 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 			missing++
 		}
 	}
-	conns, release := c.transferConns(ctx, missing)
+	conns, release := c.transferConns(ctx, missing, window)
 	defer release()
 
 	// ahead bounds how far delivery may run ahead of the in-order hash.
-	ahead := make(chan struct{}, 2*len(conns)*c.opts.Window)
+	ahead := make(chan struct{}, 2*len(conns)*window)
 	seq := &sequencer{
 		total:   plan.TotalBlock,
 		pending: make(map[int64][]byte),
@@ -621,8 +690,10 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	var mu sync.Mutex
 	var received int64
 	st := stage{
-		op:  spec.OpDownload,
-		typ: spec.TypeFile,
+		op:     spec.OpDownload,
+		typ:    spec.TypeFile,
+		window: window,
+		peak:   &peak,
 		build: func(jb job) *spec.Message {
 			return spec.NewRequest(spec.OpDownload, spec.TypeFile).
 				Set(spec.FieldKey, plan.Key).
@@ -664,7 +735,7 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	for _, cc := range conns {
 		g.Go(func() error { return cc.pipeline(gctx, jobs, st) })
 	}
-	err := g.Wait()
+	err = g.Wait()
 	if err == nil && seq.next != plan.TotalBlock {
 		err = fmt.Errorf("download of %q: %d of %d blocks delivered", plan.Key, seq.next, plan.TotalBlock)
 	}

@@ -3,6 +3,7 @@ package refclient
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 
 	"github.com/stepkit/stepkit/spec"
 )
@@ -17,6 +18,11 @@ type job struct {
 type stage struct {
 	op  spec.Operation
 	typ spec.Type
+	// window is the number of requests kept in flight on a connection.
+	window int
+	// peak records the most requests ever written and not yet answered on
+	// one connection of the transfer.
+	peak *atomic.Int64
 	// build makes the request for j.
 	build func(j job) *spec.Message
 	// sent is called once j's request has been written (or given up):
@@ -27,7 +33,7 @@ type stage struct {
 	handle func(j job, resp *spec.Message) error
 }
 
-// pipeline sends the jobs it takes from jobs on c with up to c's window of
+// pipeline sends the jobs it takes from jobs on c with up to st.window
 // requests in flight, and hands each response to st.handle in order.
 // Requests are written by one goroutine and responses read by the calling
 // one, so a server that reads a request, answers it and only then reads
@@ -35,9 +41,15 @@ type stage struct {
 // with requests by their order on the connection.
 //
 // When the server refuses a block (a *StatusError), no further request is
-// sent and the answers to those already sent are read and dropped, so the
-// connection stays usable. Any other failure leaves it out of step and
-// closes it.
+// sent and the answers to those already sent are read and dropped, each
+// within drainTimeout, so the connection stays usable; a server slower
+// than that is taken to have lost step. A 406 for an UPLOAD block while
+// later requests are unanswered means the server misread the stream (the
+// client sends blocks of the plan's length; the course server takes the
+// next request into a block that arrives in pieces, STEP.md A.23): the
+// answers still due will never come, so the connection is closed at once
+// and an *OutOfStepError returned. Any other failure also leaves the
+// connection out of step and closes it.
 func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -50,9 +62,10 @@ func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) err
 	defer stop()
 
 	// A job enters inflight before its request is written; with the job
-	// the reader holds, at most Window requests are unanswered.
-	inflight := make(chan job, c.opts.Window-1)
-	quit := make(chan struct{}) // closed when the server refused a block
+	// the reader holds, at most st.window requests are unanswered.
+	inflight := make(chan job, st.window-1)
+	var written, answered atomic.Int64 // requests on the wire, responses read
+	quit := make(chan struct{})        // closed when the server refused a block
 	sendErr := make(chan error, 1)
 	go func() {
 		defer close(inflight)
@@ -80,6 +93,11 @@ func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) err
 			}
 			req := st.build(j)
 			c.prepare(req)
+			// Counted before it is written: a request partly on the wire
+			// is already one the server may be reading.
+			n := written.Add(1) - answered.Load()
+			for p := st.peak.Load(); n > p && !st.peak.CompareAndSwap(p, n); p = st.peak.Load() {
+			}
 			err := c.write(ctx, req, c.opts.ReplyTimeout)
 			st.sent(j)
 			if err != nil {
@@ -99,7 +117,12 @@ func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) err
 		if !inStep {
 			continue // drain so that the writer can finish
 		}
-		resp, rerr := c.read(ctx, probe, c.opts.ReplyTimeout)
+		timeout := c.opts.ReplyTimeout
+		if err != nil {
+			timeout = min(timeout, drainTimeout)
+		}
+		resp, rerr := c.read(ctx, probe, timeout)
+		answered.Add(1)
 		if rerr != nil {
 			inStep = false
 			if err == nil {
@@ -114,9 +137,15 @@ func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) err
 		if herr := st.handle(j, resp); herr != nil {
 			err = herr
 			var se *StatusError
-			if errors.As(herr, &se) {
+			switch {
+			case errors.As(herr, &se) && se.Status == spec.StatusBlockSize && st.op == spec.OpUpload &&
+				(len(inflight) > 0 || written.Load() > answered.Load()):
+				err = &OutOfStepError{Window: st.window, Err: herr}
+				inStep = false
+				cancel()
+			case errors.As(herr, &se):
 				close(quit)
-			} else {
+			default:
 				inStep = false
 				cancel()
 			}

@@ -116,8 +116,13 @@ func (c *conn) login(req *spec.Message) *spec.Message {
 		return fail(spec.StatusPasswordError, "Password error for login.")
 	}
 	c.log.Info("login", "username", username)
-	return fail(spec.StatusOK, "Login successfully.").Set(spec.FieldToken, token)
+	return fail(spec.StatusOK, "Login successfully.").Set(spec.FieldToken, token).Set(fieldPipelining, true)
 }
+
+// fieldPipelining advertises pipelining in the LOGIN response (EXT-6): the
+// server reads exact frame lengths, so requests sent before earlier answers
+// were read are each answered however TCP cut them up.
+const fieldPipelining = spec.FieldPipelining
 
 // checkToken returns the user a request's token names, or the 403 answer.
 func (c *conn) checkToken(req *spec.Message, op spec.Operation) (string, *spec.Message) {

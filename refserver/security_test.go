@@ -337,3 +337,43 @@ func TestAccountsAcceptHtpasswdHashes(t *testing.T) {
 	wantStatus(t, c.do(req(spec.OpLogin, spec.TypeAuth, "username", "htuser", "password", "pw")), 200)
 	wantStatus(t, c.do(req(spec.OpLogin, spec.TypeAuth, "username", "htuser", "password", "pW")), 401)
 }
+
+// EXT-6: every successful LOGIN, in course and account mode, advertises
+// pipelining; a refused one does not.
+func TestLoginAdvertisesPipelining(t *testing.T) {
+	hash, err := cheapHash("s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := refserver.NewAccounts(map[string]string{"ann": hash}, []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	course, _ := refserver.StartTest(t, refserver.Config{})
+	account, _ := refserver.StartTest(t, refserver.Config{Accounts: acc, TokenTTL: time.Hour})
+	for _, tc := range []struct {
+		name, addr, user, pass string
+		status                 int
+	}{
+		{"course", course, "2362202", refserver.CoursePassword("2362202"), 200},
+		{"course refused", course, "2362202", "wrong", 401},
+		{"account", account, "ann", "s3cret", 200},
+		{"account refused", account, "ann", "wrong", 401},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, tc.addr)
+			r := c.do(req(spec.OpLogin, spec.TypeAuth, "username", tc.user, "password", tc.pass))
+			wantStatus(t, r, tc.status)
+			raw, ok := r.Raw("pipelining")
+			if tc.status != 200 {
+				if ok {
+					t.Fatalf("refused login advertises pipelining: %s", r.JSONString())
+				}
+				return
+			}
+			if !ok || string(raw) != "true" {
+				t.Fatalf("pipelining = %s (present %v), want true: %s", raw, ok, r.JSONString())
+			}
+		})
+	}
+}

@@ -94,6 +94,10 @@ const (
 	FieldMD5        = "md5"
 	FieldStatus     = "status"
 	FieldStatusMsg  = "status_msg"
+	// FieldPipelining is the extension field of a LOGIN response by which a
+	// server advertises that it answers pipelined requests however TCP cuts
+	// them up (EXT-6). Clients that do not know it ignore it.
+	FieldPipelining = "pipelining"
 )
 
 // ReservedFields lists every field name STEP gives a meaning to.

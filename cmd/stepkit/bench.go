@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -75,7 +76,7 @@ operation, and every error with its count, as text or --json.`,
 	f.StringVar(&o.op, "op", benchUpload, "operation: upload, download or mixed (alternating)")
 	f.DurationVarP(&o.duration, "duration", "d", 0, "run for this long (default 10s unless --requests is given)")
 	f.IntVarP(&o.requests, "requests", "n", 0, "stop after this many operations in total")
-	f.IntVar(&o.window, "window", refclient.DefaultWindow, "blocks in flight per connection")
+	f.IntVar(&o.window, "window", 0, fmt.Sprintf("blocks in flight per connection (default: automatic, %d for downloads and for uploads to a server that advertises pipelining, else 1)", refclient.DefaultWindow))
 	f.IntVar(&o.conns, "conns", 1, "connections per transfer")
 	f.DurationVar(&o.timeout, "timeout", refclient.DefaultReplyTimeout, "time allowed for each response")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON")
@@ -101,6 +102,8 @@ type benchRun struct {
 	stopAt  time.Time
 	left    atomic.Int64 // operations still to start, with --requests
 	seq     atomic.Int64
+	// The windows the clients use, known once one has logged in.
+	upWindow, downWindow atomic.Int64
 
 	mu    sync.Mutex
 	stats map[string]*benchStats
@@ -132,7 +135,7 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 	default:
 		return usageErrorf("--op %q: want upload, download or mixed", o.op)
 	}
-	if o.clients < 1 || o.window < 1 || o.conns < 1 {
+	if o.clients < 1 || o.conns < 1 || (fs.Changed("window") && o.window < 1) {
 		return usageErrorf("--clients, --window and --conns must be at least 1")
 	}
 	if o.requests < 0 || o.duration < 0 {
@@ -213,6 +216,8 @@ func (r *benchRun) connect(ctx context.Context) (*refclient.Client, error) {
 		c.Close()
 		return nil, fmt.Errorf("login: %w", err)
 	}
+	r.upWindow.Store(int64(c.UploadWindow()))
+	r.downWindow.Store(int64(c.DownloadWindow()))
 	return c, nil
 }
 
@@ -313,7 +318,9 @@ type benchReport struct {
 	Clients    int               `json:"clients"`
 	Op         string            `json:"op"`
 	Size       int64             `json:"size"`
-	Window     int               `json:"window"`
+	Window     int               `json:"window"` // as asked; 0: automatic
+	UpWindow   int               `json:"upload_window,omitempty"`
+	DownWindow int               `json:"download_window,omitempty"`
 	Conns      int               `json:"conns"`
 	ElapsedS   float64           `json:"elapsed_s"`
 	Ops        int               `json:"ops"`
@@ -355,6 +362,12 @@ func (r *benchRun) report(elapsed time.Duration) *benchReport {
 	secs := elapsed.Seconds()
 	rep := &benchReport{Target: r.o.target, Clients: r.o.clients, Op: r.o.op, Size: r.size,
 		Window: r.o.window, Conns: r.o.conns, ElapsedS: secs, Errors: []benchErrorCount{}, Operations: []benchOpReport{}}
+	if r.o.op != benchDownload {
+		rep.UpWindow = int(r.upWindow.Load())
+	}
+	if r.o.op != benchUpload {
+		rep.DownWindow = int(r.downWindow.Load())
+	}
 	ops := make([]string, 0, len(r.stats))
 	for op := range r.stats {
 		ops = append(ops, op)
@@ -417,8 +430,22 @@ func percentiles(d []time.Duration) benchPercentile {
 }
 
 func (rep *benchReport) writeText(w io.Writer) {
-	fmt.Fprintf(w, "target %s, %d clients, op %s, size %d bytes, window %d, %d conn(s) per transfer\n",
-		rep.Target, rep.Clients, rep.Op, rep.Size, rep.Window, rep.Conns)
+	window := fmt.Sprint(rep.Window)
+	if rep.Window == 0 {
+		var parts []string
+		if rep.UpWindow > 0 {
+			parts = append(parts, fmt.Sprintf("%d for uploads", rep.UpWindow))
+		}
+		if rep.DownWindow > 0 {
+			parts = append(parts, fmt.Sprintf("%d for downloads", rep.DownWindow))
+		}
+		window = "automatic"
+		if len(parts) > 0 {
+			window += " (" + strings.Join(parts, ", ") + ")"
+		}
+	}
+	fmt.Fprintf(w, "target %s, %d clients, op %s, size %d bytes, window %s, %d conn(s) per transfer\n",
+		rep.Target, rep.Clients, rep.Op, rep.Size, window, rep.Conns)
 	fmt.Fprintf(w, "finished in %.2fs: %d ops, %d failed, %.1f ops/s, %.2f MB/s\n\n",
 		rep.ElapsedS, rep.Ops, rep.Failed, rep.OpsPerS, rep.BytesPerS/1e6)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)

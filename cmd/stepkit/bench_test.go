@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepkit/stepkit/refclient"
 	"github.com/stepkit/stepkit/refserver"
 )
 
@@ -23,6 +24,10 @@ func TestBenchMixedJSON(t *testing.T) {
 	}
 	if rep.Ops != 12 || rep.Failed != 0 || len(rep.Errors) != 0 || rep.Size != 50<<10 {
 		t.Fatalf("report %+v", rep)
+	}
+	// refserver advertises pipelining: the automatic window pipelines both.
+	if rep.Window != 0 || rep.UpWindow != refclient.DefaultWindow || rep.DownWindow != refclient.DefaultWindow {
+		t.Fatalf("windows: asked %d, uploads %d, downloads %d", rep.Window, rep.UpWindow, rep.DownWindow)
 	}
 	byOp := map[string]benchOpReport{}
 	for _, o := range rep.Operations {
@@ -79,5 +84,26 @@ func TestPercentiles(t *testing.T) {
 	}
 	if (percentiles(nil) != benchPercentile{}) {
 		t.Fatal("empty")
+	}
+}
+
+// Against a server that does not advertise pipelining, bench uploads one
+// block at a time unless --window says otherwise.
+func TestBenchAutomaticWindow(t *testing.T) {
+	clientEnv(t)
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	plain := noPipeliningProxy(t, addr)
+	for _, tc := range []struct {
+		extra []string
+		want  string
+	}{
+		{nil, "window automatic (1 for uploads)"},
+		{[]string{"--window", "8"}, "window 8,"},
+	} {
+		args := append([]string{"bench", "--target", plain, "--clients", "1", "--size", "100KiB", "--op", "upload", "--requests", "2"}, tc.extra...)
+		code, out, errs := runCLI(t, "", args...)
+		if code != 0 || !strings.Contains(out, tc.want) || !strings.Contains(out, "no errors") {
+			t.Fatalf("%v: exit %d %q %s", tc.extra, code, out, errs)
+		}
 	}
 }

@@ -55,7 +55,7 @@ func (f *clientFlags) register(fs *pflag.FlagSet, transfer bool) {
 	fs.DurationVar(&f.dialTimeout, "connect-timeout", refclient.DefaultDialTimeout, "time allowed to connect")
 	fs.DurationVar(&f.replyTimeout, "timeout", refclient.DefaultReplyTimeout, "time allowed for each response")
 	if transfer {
-		fs.IntVar(&f.window, "window", refclient.DefaultWindow, "blocks in flight per connection (1: one request at a time)")
+		fs.IntVar(&f.window, "window", 0, fmt.Sprintf("blocks in flight per connection (1: one request at a time; default: automatic, %d for downloads and for uploads to a server that advertises pipelining, else 1)", refclient.DefaultWindow))
 		fs.IntVar(&f.conns, "conns", 1, "connections per transfer (some course servers serve one connection at a time)")
 		fs.StringVar(&f.journalDir, "journal-dir", "", "where resume journals live (env "+envJournal+"; default: the user cache dir)")
 		fs.BoolVar(&f.noProgress, "no-progress", false, "never draw a progress bar")
@@ -85,8 +85,8 @@ func (f *clientFlags) resolve(cmd *cobra.Command) error {
 		return usageErrorf("--user is required (or %s, or --token)", envUser)
 	}
 	if fs.Lookup("window") != nil {
-		if f.window < 1 {
-			return usageErrorf("--window must be at least 1")
+		if fs.Changed("window") && f.window < 1 {
+			return usageErrorf("--window must be at least 1 (leave it out for the automatic window)")
 		}
 		if f.conns < 1 {
 			return usageErrorf("--conns must be at least 1")
@@ -257,6 +257,8 @@ type uploadReport struct {
 	ServerMD5  string  `json:"server_md5,omitempty"`
 	Verified   bool    `json:"verified"`
 	Resumed    bool    `json:"resumed"`
+	Window     int     `json:"window,omitempty"`  // blocks allowed in flight per connection
+	Retried    bool    `json:"retried,omitempty"` // finished with one block in flight after the server lost step
 	Seconds    float64 `json:"seconds"`
 	Error      string  `json:"error,omitempty"`
 	Status     int     `json:"status,omitempty"`
@@ -270,8 +272,14 @@ func newUploadCmd() *cobra.Command {
 		Use:   "upload FILE...",
 		Short: "Upload files (FILE SAVE, then UPLOAD blocks), checking the server's MD5",
 		Long: `Upload each FILE under its base name (or --key for a single file): ask for a
-plan with FILE SAVE, send the blocks the plan asks for with several in flight,
-and compare the MD5 the server reports with the local one.
+plan with FILE SAVE, send the blocks the plan asks for, and compare the MD5
+the server reports with the local one.
+
+Blocks go one at a time unless the server advertised pipelining when logging
+in (stepkit serve does; the course server does not, and misreads pipelined
+blocks), then 16 at a time; --window N sets the number in flight. An upload
+whose server loses step with several blocks in flight is finished once more
+with one block in flight.
 
 An interrupted upload resumes where it stopped when run again with the same
 server, user, file and key: a journal of acknowledged blocks lets the client
@@ -344,6 +352,7 @@ func runUploads(cmd *cobra.Command, f *clientFlags, files []string, key string, 
 			rep.Key, rep.BlockSize, rep.TotalBlock = p.Key, p.BlockSize, p.TotalBlock
 			rep.BlocksSent, rep.MD5, rep.ServerMD5 = res.Sent, res.MD5, res.ServerMD5
 			rep.Verified, rep.Resumed = res.Verified, res.Resumed
+			rep.Window, rep.Retried = res.Window, res.Retried
 		}
 		if err != nil {
 			err = classify(fmt.Errorf("upload %s: %w", file, err))
@@ -371,6 +380,9 @@ func runUploads(cmd *cobra.Command, f *clientFlags, files []string, key string, 
 		resumed := ""
 		if rep.Resumed {
 			resumed = ", resumed"
+		}
+		if rep.Retried {
+			resumed += ", finished one block at a time after the server lost step with several in flight"
 		}
 		fmt.Fprintf(out, "%s -> %s: %d bytes, %d blocks of %d (%d sent%s), md5 %s, %s, %s\n",
 			file, rep.Key, rep.Size, rep.TotalBlock, rep.BlockSize, rep.BlocksSent, resumed, rep.MD5, check, rate(rep.Size, rep.Seconds))
@@ -713,10 +725,13 @@ func newCourseClientCmd() *cobra.Command {
 		Long: `A drop-in for the course's client: log in as ID (password: MD5 of ID),
 upload FILE to IP port 1379 under its base name, and compare MD5s. The
 flags may be written with one dash, as the 2023 sheet did
-(-server_ip IP -id ID -f FILE). --port changes the port. Resume, --json and
+(-server_ip IP -id ID -f FILE), and the file flag as --f FILE, as most course
+clients spell it. --port changes the port. Blocks go one at a time unless the
+server advertises pipelining (the course server does not). Resume, --json and
 the exit codes are those of stepkit upload.`,
 		Example: `  stepkit course-client --server_ip 127.0.0.1 --id 2362202 -f report.pdf
-  stepkit course-client -server_ip 127.0.0.1 -id 2362202 -f report.pdf`,
+  stepkit course-client -server_ip 127.0.0.1 -id 2362202 -f report.pdf
+  stepkit course-client --server_ip 127.0.0.1 --id 2362202 --f report.pdf`,
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fs := pflag.NewFlagSet("course-client", pflag.ContinueOnError)
@@ -727,6 +742,7 @@ the exit codes are those of stepkit upload.`,
 			fs.StringVar(&ip, "server_ip", "", "server IP address")
 			fs.StringVar(&id, "id", "", "student id (the username)")
 			fs.StringVarP(&file, "file", "f", "", "file to upload")
+			fs.StringVar(&file, "f", "", "file to upload (the spelling most course clients use: --f FILE)")
 			fs.IntVar(&port, "port", spec.DefaultPort, "server port")
 			fs.BoolVar(&f.json, "json", false, "print the result as JSON")
 			help := fs.BoolP("help", "h", false, "help")
@@ -754,7 +770,7 @@ the exit codes are those of stepkit upload.`,
 			f.user = id
 			f.dialTimeout = refclient.DefaultDialTimeout
 			f.replyTimeout = refclient.DefaultReplyTimeout
-			f.window, f.conns = refclient.DefaultWindow, 1
+			f.window, f.conns = 0, 1 // automatic window: the course server misreads pipelined blocks
 			if dir, err := os.UserCacheDir(); err == nil {
 				f.journalDir = filepath.Join(dir, "stepkit", "journal")
 			}

@@ -15,10 +15,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/stepkit/stepkit/refclient"
 	"github.com/stepkit/stepkit/refserver"
+	"github.com/stepkit/stepkit/spec"
 )
 
 // runCLI runs the stepkit command tree in-process.
@@ -306,12 +309,18 @@ func TestCLICourseClientFlags(t *testing.T) {
 		{"-server_ip", host, "-port", port, "-id", "2362202", "-f"},
 		{"--server_ip", addr, "--id", "2362202", "-f"},
 		{"--server_ip=" + addr, "-id=2362202", "--file"},
+		{"--server_ip", addr, "--id", "2362202", "--f"},
+		{"-server_ip", addr, "-id", "2362202", "--f"},
 	} {
 		path, data := randomFile(t, dir, "course-"+strconv.Itoa(i)+".bin", 30000+i, uint64(i))
 		code, out, errs := runCLI(t, "", append(append([]string{"course-client"}, args...), path)...)
 		if code != 0 || !strings.Contains(out, "MD5 verified") || !strings.Contains(out, md5Of(data)) {
 			t.Fatalf("%v: exit %d %q %s", args, code, out, errs)
 		}
+	}
+	path, data := randomFile(t, dir, "course-eq.bin", 1000, 9)
+	if code, out, errs := runCLI(t, "", "course-client", "--server_ip", addr, "--id", "2362202", "--f="+path); code != 0 || !strings.Contains(out, md5Of(data)) {
+		t.Fatalf("--f=FILE: exit %d %q %s", code, out, errs)
 	}
 	if code, _, errs := runCLI(t, "", "course-client", "-server_ip", host); code != exitUsage || !strings.Contains(errs, "-f FILE") {
 		t.Fatalf("missing flags: %d %s", code, errs)
@@ -444,5 +453,96 @@ func TestCLIAccountModePasswordAndToken(t *testing.T) {
 	}
 	if code, _, errs := runCLI(t, "", "data", "get", "k", "--token", "bogus"); code != exitRefused || !strings.Contains(errs, "403") {
 		t.Fatalf("bogus token: %d %s", code, errs)
+	}
+}
+
+// noPipeliningProxy forwards to target and removes the pipelining
+// advertisement (EXT-6) from every response, as a server that does not
+// know the extension answers.
+func noPipeliningProxy(t *testing.T, target string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	t.Cleanup(func() { ln.Close() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				io.Copy(s, c)
+				s.Close()
+			}()
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				r, w := spec.NewReader(s, spec.Limits{}), spec.NewWriter(c)
+				for {
+					m, err := r.ReadMessage()
+					if err != nil {
+						return
+					}
+					m.Delete(refclient.FieldPipelining)
+					if err := w.WriteMessage(m); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// The automatic window: blocks are pipelined only to a server that
+// advertised pipelining; --window N overrides; course-client is automatic.
+func TestCLIAutomaticWindow(t *testing.T) {
+	clientEnv(t)
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	plain := noPipeliningProxy(t, addr)
+	dir := t.TempDir()
+	for i, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"upload", "--server", addr, "--user", "u"}, refclient.DefaultWindow},
+		{[]string{"upload", "--server", plain, "--user", "u"}, 1},
+		{[]string{"upload", "--server", plain, "--user", "u", "--window", "4"}, 4},
+		{[]string{"course-client", "--server_ip", plain, "--id", "2362202", "--f"}, 1},
+		{[]string{"course-client", "--server_ip", addr, "--id", "2362202", "--f"}, refclient.DefaultWindow},
+	} {
+		path, data := randomFile(t, dir, "w"+strconv.Itoa(i)+".bin", 200000+i, uint64(20+i))
+		code, out, errs := runCLI(t, "", append(tc.args, path, "--json")...)
+		var rep uploadReport
+		if code != 0 || json.Unmarshal([]byte(out), &rep) != nil {
+			t.Fatalf("%v: exit %d %q %s", tc.args, code, out, errs)
+		}
+		if rep.Window != tc.want || !rep.Verified || rep.MD5 != md5Of(data) {
+			t.Fatalf("%v: report %+v, want window %d", tc.args, rep, tc.want)
+		}
+	}
+	// A token alone says nothing about the server: one block at a time.
+	tok := refserver.CourseToken("u", time.Now())
+	path, _ := randomFile(t, dir, "tok.bin", 100000, 30)
+	code, out, errs := runCLI(t, "", "upload", path, "--server", addr, "--token", tok, "--json")
+	var rep uploadReport
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.Window != 1 {
+		t.Fatalf("token only: exit %d %q %s", code, out, errs)
+	}
+	if code, _, _ := runCLI(t, "", "upload", path, "--server", addr, "--user", "u", "--window", "0"); code != exitUsage {
+		t.Fatalf("--window 0: exit %d", code)
 	}
 }

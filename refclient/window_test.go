@@ -1,0 +1,192 @@
+package refclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stepkit/stepkit/refserver"
+	"github.com/stepkit/stepkit/spec"
+)
+
+// overReadSeg makes a 20480-byte block reach the over-reading fake in
+// three reads, the last of which takes 520 bytes of a request behind it.
+const overReadSeg = 7000
+
+// CLIENT-4: against a server that reads like the course server and does
+// not advertise pipelining, the automatic window sends one block at a time
+// and the upload succeeds; downloads stay pipelined.
+func TestAutomaticWindowWithOverReadingServer(t *testing.T) {
+	s := newFake(t)
+	s.overRead = overReadSeg
+	addr := s.start()
+	c := login(t, addr, &Options{ReplyTimeout: 5 * time.Second})
+	if c.Pipelining() || c.UploadWindow() != 1 || c.DownloadWindow() != DefaultWindow {
+		t.Fatalf("pipelining %v, upload window %d, download window %d", c.Pipelining(), c.UploadWindow(), c.DownloadWindow())
+	}
+	ctx := context.Background()
+	data := testData(3<<20+5, 41)
+	up, err := c.Upload(ctx, "big.bin", bytes.NewReader(data), int64(len(data)), nil)
+	if err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	if !up.Verified || up.Window != 1 || up.PeakInFlight != 1 || up.Retried {
+		t.Fatalf("upload result %+v", up)
+	}
+	if got, _ := s.content("big.bin"); !bytes.Equal(got, data) {
+		t.Fatal("stored content differs")
+	}
+	var buf bytes.Buffer
+	down, err := c.Download(ctx, "big.bin", &buf, nil)
+	if err != nil || !down.Verified || !bytes.Equal(buf.Bytes(), data) {
+		t.Fatalf("download: %+v %v", down, err)
+	}
+	if down.Window != DefaultWindow || down.PeakInFlight < 2 {
+		t.Fatalf("download not pipelined: window %d, peak %d", down.Window, down.PeakInFlight)
+	}
+}
+
+// An explicit window against the over-reading server fails with an
+// *OutOfStepError wrapping the 406, closes the connection, and does not
+// wait for the answers the server lost.
+func TestExplicitWindowWithOverReadingServerFailsCleanly(t *testing.T) {
+	s := newFake(t)
+	s.overRead = overReadSeg
+	addr := s.start()
+	c := login(t, addr, &Options{Window: 16, ReplyTimeout: 5 * time.Second})
+	data := testData(3<<20, 42)
+	res, err := c.Upload(context.Background(), "big.bin", bytes.NewReader(data), int64(len(data)), nil)
+	var oos *OutOfStepError
+	if !errors.As(err, &oos) || oos.Window != 16 || !IsStatus(err, spec.StatusBlockSize) {
+		t.Fatalf("err = %v (%T), want an OutOfStepError wrapping a 406", err, err)
+	}
+	var nr *NoResponseError
+	if errors.As(err, &nr) {
+		t.Fatalf("err = %v: waited for a lost answer", err)
+	}
+	if res == nil || res.PeakInFlight < 2 {
+		t.Fatalf("result %+v: blocks were not pipelined", res)
+	}
+	if c.Broken() == nil {
+		t.Fatal("connection still marked usable after the server lost step")
+	}
+}
+
+// UploadFile finishes an upload that lost step on a new connection with
+// one block in flight: from the journal, or from the first block without
+// one. The second case is a server that advertises pipelining falsely.
+func TestUploadFileRetriesInStep(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		window    int
+		advertise bool
+		journal   bool
+	}{
+		{"explicit window, journal", 8, false, true},
+		{"false advertisement, no journal", 0, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newFake(t)
+			s.overRead, s.advertise = overReadSeg, tc.advertise
+			addr := s.start()
+			o := &Options{Window: tc.window, ReplyTimeout: 5 * time.Second}
+			if tc.journal {
+				o.JournalDir = filepath.Join(t.TempDir(), "j")
+			}
+			c := login(t, addr, o)
+			if c.UploadWindow() < 2 {
+				t.Fatalf("upload window %d", c.UploadWindow())
+			}
+			data := testData(2<<20+77, 43)
+			var progress atomic.Int64
+			res, err := c.UploadFile(context.Background(), writeTemp(t, "in", data), "f.bin",
+				&TransferOptions{Progress: func(n int64) { progress.Add(n) }})
+			if err != nil {
+				t.Fatalf("upload: %v", err)
+			}
+			if !res.Retried || !res.Verified || res.Window != 1 || res.PeakInFlight < 2 {
+				t.Fatalf("result %+v", res)
+			}
+			if progress.Load() != int64(len(data)) {
+				t.Fatalf("progress reported %d bytes, want %d", progress.Load(), len(data))
+			}
+			if got, _ := s.content("f.bin"); !bytes.Equal(got, data) {
+				t.Fatal("stored content differs")
+			}
+			// The client is usable again.
+			if _, err := c.FileInfo(context.Background(), "f.bin"); err != nil {
+				t.Fatalf("FILE GET after the retry: %v", err)
+			}
+		})
+	}
+}
+
+// refserver advertises pipelining (EXT-6): the automatic window keeps
+// DefaultWindow blocks in flight there. A client given only a token knows
+// nothing of the server and sends one block at a time.
+func TestAutomaticWindowWithRefserver(t *testing.T) {
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	c := login(t, addr, nil)
+	if !c.Pipelining() || c.UploadWindow() != DefaultWindow {
+		t.Fatalf("pipelining %v, upload window %d", c.Pipelining(), c.UploadWindow())
+	}
+	ctx := context.Background()
+	data := testData(3<<20+1, 44)
+	up, err := c.Upload(ctx, "big.bin", bytes.NewReader(data), int64(len(data)), nil)
+	if err != nil || !up.Verified {
+		t.Fatalf("upload: %+v %v", up, err)
+	}
+	if up.Window != DefaultWindow || up.PeakInFlight < 2 {
+		t.Fatalf("upload not pipelined: window %d, peak %d", up.Window, up.PeakInFlight)
+	}
+
+	tc, err := Dial(ctx, addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	tc.SetToken(c.Token())
+	if tc.Pipelining() || tc.UploadWindow() != 1 {
+		t.Fatalf("token-only client: pipelining %v, upload window %d", tc.Pipelining(), tc.UploadWindow())
+	}
+	up, err = tc.Upload(ctx, "small.bin", bytes.NewReader(data[:100000]), 100000, nil)
+	if err != nil || !up.Verified || up.PeakInFlight != 1 {
+		t.Fatalf("token-only upload: %+v %v", up, err)
+	}
+}
+
+// A refusal of a pipelined block: the answers already due are read within
+// a short time, and the connection stays usable when they come; when they
+// do not, the refusal is returned (not a timeout) and the connection is
+// closed.
+func TestRefusalWhilePipelining(t *testing.T) {
+	for _, silent := range []bool{false, true} {
+		s := newFake(t)
+		s.refuseBlock, s.silentRefusal = 3, silent
+		addr := s.start()
+		c := login(t, addr, &Options{Window: 8, ReplyTimeout: 300 * time.Millisecond})
+		data := testData(40*20480, 45)
+		res, err := c.Upload(context.Background(), "r.bin", bytes.NewReader(data), int64(len(data)), nil)
+		var oos *OutOfStepError
+		var nr *NoResponseError
+		if !IsStatus(err, spec.StatusWrongOperation) || errors.As(err, &oos) || errors.As(err, &nr) {
+			t.Fatalf("silent %v: err = %v, want the 408 refusal", silent, err)
+		}
+		if res.PeakInFlight < 2 {
+			t.Fatalf("silent %v: peak %d: blocks were not pipelined", silent, res.PeakInFlight)
+		}
+		if silent {
+			if c.Broken() == nil {
+				t.Fatal("connection kept after the server stopped answering")
+			}
+			continue
+		}
+		if _, err := c.Do(context.Background(), spec.NewRequest(spec.OpGet, spec.TypeData).Set(spec.FieldKey, "none")); !IsStatus(err, spec.StatusKeyNotFound) {
+			t.Fatalf("connection out of step after a refusal: %v", err)
+		}
+	}
+}
