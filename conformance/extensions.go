@@ -185,10 +185,6 @@ func extensionCases(r *registrar) {
 	})
 }
 
-// fieldPipelining is the LOGIN response field by which a server advertises
-// that it serves pipelined requests however they are segmented (EXT-6).
-const fieldPipelining = "pipelining"
-
 // The EXT-6 window: blocks in flight at once, and the pause between the
 // pieces they are cut into (one cut in each block, more in the first
 // frames; a bad server needs to be caught once, not at every cut).
@@ -203,14 +199,14 @@ func advertisesPipelining(login *Reply) (bool, string) {
 	if login == nil || login.Resp == nil {
 		return false, "no LOGIN response"
 	}
-	raw, ok := login.Resp.Raw(fieldPipelining)
+	raw, ok := login.Resp.Raw(spec.FieldPipelining)
 	switch {
 	case !ok:
-		return false, fmt.Sprintf("the LOGIN response has no %q field", fieldPipelining)
+		return false, fmt.Sprintf("the LOGIN response has no %q field", spec.FieldPipelining)
 	case string(raw) == "true":
 		return true, ""
 	}
-	return false, fmt.Sprintf("the LOGIN response's %q is %s, and only true advertises it", fieldPipelining, raw)
+	return false, fmt.Sprintf("the LOGIN response's %q is %s, and only true advertises it", spec.FieldPipelining, raw)
 }
 
 // stringIs reports whether r's response has field as the string want.

@@ -326,7 +326,7 @@ func recvLikeReference(r io.Reader, n int) ([]byte, error) {
 // responses (EXT-6).
 func advertisePipelining(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
 	if req.Operation() == spec.OpLogin && status(resp) == spec.StatusOK {
-		resp.Set("pipelining", true)
+		resp.Set(spec.FieldPipelining, true)
 	}
 	return one(resp)
 }

@@ -18,13 +18,13 @@ func TestExt6Advertisement(t *testing.T) {
 	upstream := selfCheckServer(t)
 	strip := func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
 		if req.Operation() == spec.OpLogin {
-			resp.Delete("pipelining")
+			resp.Delete(spec.FieldPipelining)
 		}
 		return one(resp)
 	}
 	asString := func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
 		if req.Operation() == spec.OpLogin && status(resp) == spec.StatusOK {
-			resp.Set("pipelining", "true")
+			resp.Set(spec.FieldPipelining, "true")
 		}
 		return one(resp)
 	}
