@@ -41,6 +41,7 @@ decoder for pcap/pcapng captures.`,
 		newConformanceCmd(),
 		newDumpCmd(),
 		newBenchCmd(),
+		newSpecCmd(),
 		newVersionCmd(),
 	)
 	root.AddCommand(newClientCmds()...)
