@@ -127,6 +127,20 @@ func (f *clientFlags) connect(ctx context.Context) (*refclient.Client, error) {
 	return c, nil
 }
 
+// run resolves the flags, connects and logs in, runs do, and says BYE.
+func (f *clientFlags) run(cmd *cobra.Command, do func(ctx context.Context, c *refclient.Client) error) error {
+	if err := f.resolve(cmd); err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	c, err := f.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Bye()
+	return do(ctx, c)
+}
+
 // classify attaches the exit code an error deserves.
 func classify(err error) error {
 	if err == nil {
@@ -531,49 +545,42 @@ func newRmCmd() *cobra.Command {
 		Args:    cobra.MinimumNArgs(1),
 		Example: `  stepkit rm report.pdf --user 2362202`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.resolve(cmd); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			c, err := f.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Bye()
-			var first error
-			failed := 0
-			for _, key := range args {
-				err := c.DeleteFile(ctx, key)
-				if err != nil {
-					err = classify(fmt.Errorf("rm %q: %w", key, err))
-					first = firstErr(first, err)
-					failed++
-					if len(args) > 1 {
-						fmt.Fprintln(cmd.ErrOrStderr(), "stepkit:", err)
-					}
-				}
-				if f.json {
-					rep := map[string]any{"key": key, "deleted": err == nil}
+			return f.run(cmd, func(ctx context.Context, c *refclient.Client) error {
+				var first error
+				failed := 0
+				for _, key := range args {
+					err := c.DeleteFile(ctx, key)
 					if err != nil {
-						rep["error"], rep["status"] = err.Error(), statusOf(err)
+						err = classify(fmt.Errorf("rm %q: %w", key, err))
+						first = firstErr(first, err)
+						failed++
+						if len(args) > 1 {
+							fmt.Fprintln(cmd.ErrOrStderr(), "stepkit:", err)
+						}
 					}
-					printJSON(cmd.OutOrStdout(), rep)
-				} else if err == nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", key)
+					if f.json {
+						rep := map[string]any{"key": key, "deleted": err == nil}
+						if err != nil {
+							rep["error"], rep["status"] = err.Error(), statusOf(err)
+						}
+						printJSON(cmd.OutOrStdout(), rep)
+					} else if err == nil {
+						fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", key)
+					}
+					if c.Broken() != nil {
+						break
+					}
 				}
-				if c.Broken() != nil {
-					break
+				if first != nil && len(args) > 1 {
+					code := exitFailure
+					var ee *exitError
+					if errors.As(first, &ee) {
+						code = ee.code
+					}
+					return withExit(code, fmt.Errorf("%d of %d deletions failed", failed, len(args)))
 				}
-			}
-			if first != nil && len(args) > 1 {
-				code := exitFailure
-				var ee *exitError
-				if errors.As(first, &ee) {
-					code = ee.code
-				}
-				return withExit(code, fmt.Errorf("%d of %d deletions failed", failed, len(args)))
-			}
-			return first
+				return first
+			})
 		},
 	}
 	f.register(cmd.Flags(), false)
@@ -649,22 +656,15 @@ func newDataGetCmd() *cobra.Command {
 		Short: "Print the JSON object stored under KEY (DATA GET)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.resolve(cmd); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			c, err := f.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Bye()
-			doc, err := c.GetData(ctx, args[0])
-			if err != nil {
-				return classify(fmt.Errorf("data get %q: %w", args[0], err))
-			}
-			// The document itself is JSON; --json changes nothing.
-			fmt.Fprintln(cmd.OutOrStdout(), doc.JSONString())
-			return nil
+			return f.run(cmd, func(ctx context.Context, c *refclient.Client) error {
+				doc, err := c.GetData(ctx, args[0])
+				if err != nil {
+					return classify(fmt.Errorf("data get %q: %w", args[0], err))
+				}
+				// The document itself is JSON; --json changes nothing.
+				fmt.Fprintln(cmd.OutOrStdout(), doc.JSONString())
+				return nil
+			})
 		},
 	}
 	f.register(cmd.Flags(), false)
@@ -678,23 +678,16 @@ func newDataRmCmd() *cobra.Command {
 		Short: "Delete the JSON object stored under KEY (DATA DELETE)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.resolve(cmd); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			c, err := f.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Bye()
-			if err := c.DeleteData(ctx, args[0]); err != nil {
-				return classify(fmt.Errorf("data rm %q: %w", args[0], err))
-			}
-			if f.json {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"key": args[0], "deleted": true})
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", args[0])
-			return nil
+			return f.run(cmd, func(ctx context.Context, c *refclient.Client) error {
+				if err := c.DeleteData(ctx, args[0]); err != nil {
+					return classify(fmt.Errorf("data rm %q: %w", args[0], err))
+				}
+				if f.json {
+					return printJSON(cmd.OutOrStdout(), map[string]any{"key": args[0], "deleted": true})
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", args[0])
+				return nil
+			})
 		},
 	}
 	f.register(cmd.Flags(), false)
