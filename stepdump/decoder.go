@@ -46,7 +46,7 @@ const (
 // Stats describes a whole run.
 type Stats struct {
 	Format      string // "pcap" or "pcapng"
-	LinkType    string
+	LinkType    string // for pcapng, the link types its packets use, joined by "+"
 	Packets     int64
 	Bytes       int64 // captured bytes of all packets
 	TCPPackets  int64 // packets handed to reassembly
@@ -92,6 +92,8 @@ type decoder struct {
 	stats Stats
 	files *fileTracker
 
+	linkTypes []layers.LinkType // a pcapng's link types seen so far
+
 	nextID    int
 	pkt       int64
 	now       time.Time
@@ -135,7 +137,11 @@ func newDecoder(r io.Reader, opts Options, h Handler) (*decoder, error) {
 	d := &decoder{opts: opts, h: h, cap: c, conns: make(map[flowKey]*connState)}
 	d.files = newFileTracker(d)
 	d.stats.Format = c.format
-	d.stats.LinkType = c.linkType.String()
+	if !c.ng {
+		// A pcapng names its link types per interface: they are recorded as
+		// packets arrive.
+		d.stats.LinkType = c.linkType.String()
+	}
 	pool := reassembly.NewStreamPool(d)
 	d.asm = reassembly.NewAssembler(pool)
 	// Out-of-order data is buffered up to these many 1900-byte pages;
@@ -258,6 +264,20 @@ func (d *decoder) connEnd(c *Conn) {
 	d.h.ConnEnd(c)
 }
 
+// noteLinkType adds a pcapng packet's link type to the run's list.
+func (d *decoder) noteLinkType(lt layers.LinkType) {
+	for _, seen := range d.linkTypes {
+		if seen == lt {
+			return
+		}
+	}
+	d.linkTypes = append(d.linkTypes, lt)
+	if d.stats.LinkType != "" {
+		d.stats.LinkType += "+"
+	}
+	d.stats.LinkType += lt.String()
+}
+
 func (d *decoder) badPacket(ci gopacket.CaptureInfo, format string, args ...any) {
 	d.note(&Note{Packet: d.pkt, Time: ci.Timestamp, Offset: -1, Kind: NoteBadPacket, Severity: Warning,
 		Text: fmt.Sprintf("packet %d: ", d.pkt) + fmt.Sprintf(format, args...)})
@@ -265,7 +285,11 @@ func (d *decoder) badPacket(ci gopacket.CaptureInfo, format string, args ...any)
 
 // packet decodes one captured packet down to TCP and hands it to reassembly.
 func (d *decoder) packet(data []byte, ci gopacket.CaptureInfo) {
-	ipData, version, err := networkLayer(d.cap.packetLinkType(&ci), data)
+	lt := d.cap.packetLinkType(&ci)
+	if d.cap.ng {
+		d.noteLinkType(lt)
+	}
+	ipData, version, err := networkLayer(lt, data)
 	if err != nil {
 		d.badPacket(ci, "%v", err)
 		return
