@@ -258,7 +258,11 @@ func (r *Report) WriteText(w io.Writer, colour, verbose bool) error {
 				fmt.Fprintf(&b, "\n%s%s%s\n", p.of(o)+p.bold, o, p.reset)
 				first = false
 			}
-			fmt.Fprintf(&b, "%s[%s]%s %s %s(%s)%s\n", p.of(o), c.ID, p.reset, c.Title, p.dim, strings.Join(c.Broken, ", "), p.reset)
+			broken := ""
+			if len(c.Broken) > 0 {
+				broken = fmt.Sprintf(" %s(%s)%s", p.dim, strings.Join(c.Broken, ", "), p.reset)
+			}
+			fmt.Fprintf(&b, "%s[%s]%s %s%s\n", p.of(o), c.ID, p.reset, c.Title, broken)
 			for _, f := range c.Findings {
 				b.WriteString(indent(f.String(), "    "))
 			}

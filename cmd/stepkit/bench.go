@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"slices"
 	"sort"
@@ -62,7 +61,7 @@ Reports throughput, operations per second and latency percentiles per
 operation, and every error with its count, as text or --json.`,
 		Example: `  stepkit bench --target 127.0.0.1:1379 --clients 8 --size 1MiB --op upload --duration 10s
   stepkit bench --clients 4 --size 100KiB --op mixed --requests 1000 --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBench(cmd, o)
 		},
@@ -120,8 +119,8 @@ func runBench(cmd *cobra.Command, o benchOptions) error {
 			*e.dst = v
 		}
 	}
-	if _, _, err := net.SplitHostPort(o.target); err != nil {
-		return usageErrorf("--target %q: want host:port", o.target)
+	if err := checkAddr("--target", o.target); err != nil {
+		return err
 	}
 	size, err := parseBytes(o.size)
 	if err != nil {

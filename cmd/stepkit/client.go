@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -78,8 +79,8 @@ func (f *clientFlags) resolve(cmd *cobra.Command) error {
 	fromEnv("password", envPassword, &f.password)
 	fromEnv("token", envToken, &f.token)
 	fromEnv("journal-dir", envJournal, &f.journalDir)
-	if _, _, err := net.SplitHostPort(f.server); err != nil {
-		return usageErrorf("--server %q: want host:port", f.server)
+	if err := checkAddr("--server", f.server); err != nil {
+		return err
 	}
 	if f.token == "" && !fs.Changed("user") && os.Getenv(envUser) == "" {
 		return usageErrorf("--user is required (or %s, or --token)", envUser)
@@ -235,7 +236,7 @@ course rule (the MD5 hex of the username). Other commands log in by
 themselves; pass a token to them with --token to skip the LOGIN.`,
 		Example: `  stepkit login --user 2362202
   STEPKIT_USER=2362202 stepkit login --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.resolve(cmd); err != nil {
 				return err
@@ -301,9 +302,9 @@ send only the missing ones, without a new FILE SAVE. --restart starts afresh.
 
 Exit codes: 2 usage, 3 network, 4 refused by the server, 5 MD5 mismatch.`,
 		Example: `  stepkit upload report.pdf --user 2362202
-  stepkit upload a.bin b.bin --server lab-pc-05:1379 --json
-  stepkit upload big.iso --key iso --window 32 --conns 2`,
-		Args: cobra.MinimumNArgs(1),
+  stepkit upload a.bin b.bin --server lab-pc-05:1379 --user 2362202 --json
+  stepkit upload big.iso --key iso --window 32 --conns 2 --user 2362202`,
+		Args: minArgs(1, "at least one FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.resolve(cmd); err != nil {
 				return err
@@ -413,6 +414,19 @@ func runUploads(cmd *cobra.Command, f *clientFlags, files []string, key string, 
 	return first
 }
 
+// checkAddr checks a host:port flag value before anything is dialled, so
+// that a typo is a usage error rather than a network one.
+func checkAddr(flag, addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usageErrorf("%s %q: want host:port", flag, addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return usageErrorf("%s %q: port %q is not a TCP port (1-65535)", flag, addr, port)
+	}
+	return nil
+}
+
 // fileProblem says what is wrong with a local file argument.
 func fileProblem(name string, err error) string {
 	var pe *fs.PathError
@@ -461,8 +475,8 @@ starts afresh.
 
 Exit codes: 2 usage, 3 network, 4 refused by the server, 5 MD5 mismatch.`,
 		Example: `  stepkit download report.pdf --user 2362202
-  stepkit download iso -o /tmp/big.iso --window 32`,
-		Args: cobra.ExactArgs(1),
+  stepkit download iso -o /tmp/big.iso --window 32 --user 2362202`,
+		Args: exactArgs(1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.resolve(cmd); err != nil {
 				return err
@@ -542,7 +556,7 @@ func newRmCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "rm KEY...",
 		Short:   "Delete files (FILE DELETE)",
-		Args:    cobra.MinimumNArgs(1),
+		Args:    minArgs(1, "at least one KEY"),
 		Example: `  stepkit rm report.pdf --user 2362202`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.run(cmd, func(ctx context.Context, c *refclient.Client) error {
@@ -591,6 +605,8 @@ func newDataCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "data",
 		Short: "Store, fetch and delete JSON documents (DATA SAVE, GET, DELETE)",
+		Args:  groupArgs,
+		RunE:  groupRun,
 	}
 	cmd.AddCommand(newDataPutCmd(), newDataGetCmd(), newDataRmCmd())
 	return cmd
@@ -608,7 +624,7 @@ as the request's fields; protocol fields (operation, direction, type, token,
 status, status_msg) in DOC are ignored.`,
 		Example: `  stepkit data put '{"name":"Zoë","score":92}' --key grade --user 2362202
   echo '{"a":1}' | stepkit data put --user 2362202`,
-		Args: cobra.MaximumNArgs(1),
+		Args: maxArgs(1, "at most one DOC"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.resolve(cmd); err != nil {
 				return err
@@ -654,7 +670,7 @@ func newDataGetCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get KEY",
 		Short: "Print the JSON object stored under KEY (DATA GET)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.run(cmd, func(ctx context.Context, c *refclient.Client) error {
 				doc, err := c.GetData(ctx, args[0])
@@ -676,7 +692,7 @@ func newDataRmCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rm KEY",
 		Short: "Delete the JSON object stored under KEY (DATA DELETE)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.run(cmd, func(ctx context.Context, c *refclient.Client) error {
 				if err := c.DeleteData(ctx, args[0]); err != nil {
@@ -732,12 +748,7 @@ the exit codes are those of stepkit upload.`,
 			var ip, id, file string
 			var port int
 			var f clientFlags
-			fs.StringVar(&ip, "server_ip", "", "server IP address")
-			fs.StringVar(&id, "id", "", "student id (the username)")
-			fs.StringVarP(&file, "file", "f", "", "file to upload")
-			fs.StringVar(&file, "f", "", "file to upload (the spelling most course clients use: --f FILE)")
-			fs.IntVar(&port, "port", spec.DefaultPort, "server port")
-			fs.BoolVar(&f.json, "json", false, "print the result as JSON")
+			courseClientFlags(fs, &ip, &id, &file, &port, &f.json)
 			help := fs.BoolP("help", "h", false, "help")
 			if err := fs.Parse(normaliseCourseArgs(args)); err != nil {
 				return usageErrorf("%v\nRun 'stepkit course-client --help' for usage.", err)
@@ -760,6 +771,9 @@ the exit codes are those of stepkit upload.`,
 			if _, _, err := net.SplitHostPort(ip); err != nil {
 				f.server = net.JoinHostPort(ip, fmt.Sprint(port))
 			}
+			if err := checkAddr("--server_ip", f.server); err != nil {
+				return err
+			}
 			f.user = id
 			f.dialTimeout = refclient.DefaultDialTimeout
 			f.replyTimeout = refclient.DefaultReplyTimeout
@@ -773,5 +787,20 @@ the exit codes are those of stepkit upload.`,
 			return runUploads(cmd, &f, []string{file}, "", false)
 		},
 	}
+	// The flags are parsed by hand (one dash or two); these only show in --help.
+	var ip, id, file string
+	var port int
+	var json bool
+	courseClientFlags(cmd.Flags(), &ip, &id, &file, &port, &json)
 	return cmd
+}
+
+// courseClientFlags defines the course client's flags.
+func courseClientFlags(fs *pflag.FlagSet, ip, id, file *string, port *int, json *bool) {
+	fs.StringVar(ip, "server_ip", "", "server IP address (or host, or host:port)")
+	fs.StringVar(id, "id", "", "student id (the username)")
+	fs.StringVarP(file, "file", "f", "", "file to upload")
+	fs.StringVar(file, "f", "", "file to upload (the spelling most course clients use: --f FILE)")
+	fs.IntVar(port, "port", spec.DefaultPort, "server port")
+	fs.BoolVar(json, "json", false, "print the result as JSON")
 }

@@ -133,6 +133,9 @@ func runConformance(ctx context.Context, cmd *cobra.Command, o conformanceOption
 		// A bare host: the course's port.
 		o.cfg.Target = net.JoinHostPort(o.cfg.Target, strconv.Itoa(spec.DefaultPort))
 	}
+	if err := checkAddr("--target", o.cfg.Target); err != nil {
+		return err
+	}
 	if err := o.cfg.Validate(); err != nil {
 		return usageErrorf("%v", err)
 	}

@@ -40,17 +40,12 @@ capture itself is damaged (lost or truncated segments, a late start).
 Link types: Ethernet, Linux cooked v1/v2 (tcpdump -i any), BSD loopback,
 raw IP; IPv4 and IPv6.`,
 		Example: `  stepkit dump session.pcapng
-  tcpdump -i lo -w - port 1379 | stepkit dump -
+  tcpdump -i lo -U -w - port 1379 | stepkit dump -
   stepkit dump --summary --extract out/ capture.pcap
   stepkit dump --json -v capture.pcap | jq .
   stepkit dump --diagram ladder.html capture.pcap
   stepkit dump --any-port capture.pcap         # STEP on another port`,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) > 1 {
-				return usageErrorf("dump reads one capture, got %d arguments", len(args))
-			}
-			return nil
-		},
+		Args: maxArgs(1, "one capture"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDump(cmd, args, f)
 		},
@@ -90,9 +85,15 @@ func runDump(cmd *cobra.Command, args []string, f dumpFlags) error {
 	var in io.Reader = cmd.InOrStdin()
 	live := false
 	if name == "-" {
-		// A pipe from a running tcpdump: show each message as it comes.
-		if fi, err := os.Stdin.Stat(); err == nil && fi.Mode()&os.ModeNamedPipe != 0 && in == io.Reader(os.Stdin) {
-			live = true
+		if in == io.Reader(os.Stdin) {
+			if term.IsTerminal(int(os.Stdin.Fd())) {
+				// Nothing would ever come: say so rather than wait.
+				return usageErrorf("dump reads a capture file, or standard input from a pipe (tcpdump -U -w - | stepkit dump -) %s", seeHelp(cmd))
+			}
+			// A pipe from a running tcpdump: show each message as it comes.
+			if fi, err := os.Stdin.Stat(); err == nil && fi.Mode()&os.ModeNamedPipe != 0 {
+				live = true
+			}
 		}
 	} else {
 		fh, err := os.Open(name)
@@ -100,6 +101,9 @@ func runDump(cmd *cobra.Command, args []string, f dumpFlags) error {
 			return withExit(exitFailure, fmt.Errorf("open capture: %w", err))
 		}
 		defer fh.Close()
+		if fi, err := fh.Stat(); err == nil && fi.IsDir() {
+			return withExit(exitFailure, fmt.Errorf("%s is a directory, not a capture", name))
+		}
 		in = fh
 	}
 	cfg := stepdump.Config{Name: name, Port: f.port, AnyPort: f.anyPort, JSON: f.json, Summary: f.summary,

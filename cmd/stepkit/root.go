@@ -4,18 +4,80 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
 
-// errUsage marks errors in the command line itself.
-var errUsage = errors.New("usage")
+// usageError is an error in the command line itself: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
 
 func usageErrorf(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
-func isUsageError(err error) bool { return errors.Is(err, errUsage) }
+func isUsageError(err error) bool {
+	var ue *usageError
+	return errors.As(err, &ue)
+}
+
+// seeHelp is the hint that ends a usage error about a command's syntax.
+func seeHelp(c *cobra.Command) string {
+	return fmt.Sprintf("(see '%s --help')", c.CommandPath())
+}
+
+// noArgs, exactArgs, minArgs and maxArgs check a command's arguments and
+// say, as a usage error, which command wanted what.
+func noArgs(c *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErrorf("%s takes no arguments, got %q %s", c.CommandPath(), args, seeHelp(c))
+	}
+	return nil
+}
+
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageErrorf("%s takes %s, got %d argument(s) %s", c.CommandPath(), what, len(args), seeHelp(c))
+		}
+		return nil
+	}
+}
+
+func minArgs(n int, what string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) < n {
+			return usageErrorf("%s needs %s %s", c.CommandPath(), what, seeHelp(c))
+		}
+		return nil
+	}
+}
+
+func maxArgs(n int, what string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usageErrorf("%s takes %s, got %d arguments %s", c.CommandPath(), what, len(args), seeHelp(c))
+		}
+		return nil
+	}
+}
+
+// groupArgs and groupRun make a command that only groups subcommands print
+// its help when called alone and refuse an unknown subcommand.
+func groupArgs(c *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	hint := ""
+	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+		hint = fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+	}
+	return usageErrorf("unknown command %q for %s%s %s", args[0], c.CommandPath(), hint, seeHelp(c))
+}
+
+func groupRun(c *cobra.Command, _ []string) error { return c.Help() }
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
@@ -30,11 +92,13 @@ decoder for pcap/pcapng captures.`,
   stepkit conformance --target 127.0.0.1:1379  # check another server
   stepkit upload report.pdf --user 2362202     # upload a file
   stepkit dump capture.pcapng --summary        # decode a capture`,
+		Args:          groupArgs,
+		RunE:          groupRun,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return fmt.Errorf("%w: %v\nRun '%s --help' for usage.", errUsage, err, c.CommandPath())
+		return usageErrorf("%s: %v %s", c.CommandPath(), err, seeHelp(c))
 	})
 	root.AddCommand(
 		newServeCmd(),
@@ -52,7 +116,7 @@ func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the stepkit version",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v := "(devel)"
 			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {

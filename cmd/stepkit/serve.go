@@ -81,7 +81,7 @@ STEPKIT_MAX_CONNS, ...). A flag on the command line wins.`,
 		Example: `  stepkit serve --root ./store
   stepkit serve --addr 127.0.0.1:1379 --root ./store --log-format json
   stepkit serve --root /srv/step --users users.txt --secret-file secret.key --quota 1GiB --rate 200`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
 			return flagsFromEnv(cmd.Flags(), "STEPKIT_")
 		},
