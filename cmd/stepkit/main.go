@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -56,7 +57,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "stepkit:", err)
+	if msg := err.Error(); strings.HasPrefix(msg, "stepkit ") || strings.HasPrefix(msg, "stepkit:") {
+		// The message names the command already.
+		fmt.Fprintln(stderr, msg)
+	} else {
+		fmt.Fprintln(stderr, "stepkit:", msg)
+	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
