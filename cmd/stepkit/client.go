@@ -603,10 +603,11 @@ func newRmCmd() *cobra.Command {
 
 func newDataCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "data",
-		Short: "Store, fetch and delete JSON documents (DATA SAVE, GET, DELETE)",
-		Args:  groupArgs,
-		RunE:  groupRun,
+		Use:                   "data",
+		Short:                 "Store, fetch and delete JSON documents (DATA SAVE, GET, DELETE)",
+		Args:                  groupArgs,
+		RunE:                  groupRun,
+		DisableFlagsInUseLine: true,
 	}
 	cmd.AddCommand(newDataPutCmd(), newDataGetCmd(), newDataRmCmd())
 	return cmd
@@ -751,7 +752,7 @@ the exit codes are those of stepkit upload.`,
 			courseClientFlags(fs, &ip, &id, &file, &port, &f.json)
 			help := fs.BoolP("help", "h", false, "help")
 			if err := fs.Parse(normaliseCourseArgs(args)); err != nil {
-				return usageErrorf("%v\nRun 'stepkit course-client --help' for usage.", err)
+				return usageErrorf("%s: %v %s", cmd.CommandPath(), err, seeHelp(cmd))
 			}
 			if *help {
 				return cmd.Help()

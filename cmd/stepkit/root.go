@@ -70,6 +70,9 @@ func groupArgs(c *cobra.Command, args []string) error {
 	if len(args) == 0 {
 		return nil
 	}
+	if c.SuggestionsMinimumDistance <= 0 {
+		c.SuggestionsMinimumDistance = 2 // cobra's own default for its suggestions
+	}
 	hint := ""
 	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
 		hint = fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
@@ -92,10 +95,11 @@ decoder for pcap/pcapng captures.`,
   stepkit conformance --target 127.0.0.1:1379  # check another server
   stepkit upload report.pdf --user 2362202     # upload a file
   stepkit dump capture.pcapng --summary        # decode a capture`,
-		Args:          groupArgs,
-		RunE:          groupRun,
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		Args:                  groupArgs,
+		RunE:                  groupRun,
+		DisableFlagsInUseLine: true,
+		SilenceUsage:          true,
+		SilenceErrors:         true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageErrorf("%s: %v %s", c.CommandPath(), err, seeHelp(c))
