@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stepkit/stepkit/refserver"
 )
 
 // TestCLIBadInput runs every command with the mistakes people make and
@@ -103,5 +105,24 @@ func TestCLIGroupsPrintHelp(t *testing.T) {
 		if code != exitOK || !strings.Contains(out, "Available Commands:") || errs != "" {
 			t.Errorf("stepkit %q: exit %d, stdout %q, stderr %q", args, code, out, errs)
 		}
+	}
+}
+
+// TestCLILocalFileErrorIsNotNetwork checks that a download whose
+// destination cannot be written fails with status 1, not as a network
+// error (a local syscall error must not pass for one).
+func TestCLILocalFileErrorIsNotNetwork(t *testing.T) {
+	clientEnv(t)
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	dir := t.TempDir()
+	file, _ := randomFile(t, dir, "f.bin", 3000, 8)
+	conn := []string{"--server", addr, "--user", "u"}
+	if code, _, errs := runCLI(t, "", append([]string{"upload", file}, conn...)...); code != exitOK {
+		t.Fatalf("upload: %d %s", code, errs)
+	}
+	dest := filepath.Join(file, "copy") // under a regular file: not a directory
+	code, _, errs := runCLI(t, "", append([]string{"download", "f.bin", "-o", dest}, conn...)...)
+	if code != exitFailure || !strings.Contains(errs, "not a directory") || strings.Count(errs, "\n") != 1 {
+		t.Errorf("download to %s: exit %d (want %d), stderr %q", dest, code, exitFailure, errs)
 	}
 }

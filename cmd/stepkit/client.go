@@ -156,11 +156,15 @@ func classify(err error) error {
 	var nr *refclient.NoResponseError
 	var fe *spec.FrameError
 	var ne net.Error
+	var local *fs.PathError
 	switch {
 	case errors.Is(err, refclient.ErrMD5Mismatch):
 		return withExit(exitMismatch, err)
 	case errors.As(err, &se):
 		return withExit(exitRefused, err)
+	case errors.As(err, &local):
+		// A local file: its syscall.Errno would pass for a net.Error below.
+		return withExit(exitFailure, err)
 	case errors.As(err, &pe), errors.As(err, &nr), errors.As(err, &fe), errors.As(err, &ne),
 		errors.Is(err, refclient.ErrConnClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return withExit(exitNetwork, err)
