@@ -756,7 +756,7 @@ the exit codes are those of stepkit upload.`,
 			courseClientFlags(fs, &ip, &id, &file, &port, &f.json)
 			help := fs.BoolP("help", "h", false, "help")
 			if err := fs.Parse(normaliseCourseArgs(args)); err != nil {
-				return usageErrorf("%s: %v %s", cmd.CommandPath(), err, seeHelp(cmd))
+				return usageErrorf("%s: %v %s", subcommand(cmd), err, seeHelp(cmd))
 			}
 			if *help {
 				return cmd.Help()

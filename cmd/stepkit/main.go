@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 )
 
@@ -57,12 +56,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
-	if msg := err.Error(); strings.HasPrefix(msg, "stepkit ") || strings.HasPrefix(msg, "stepkit:") {
-		// The message names the command already.
-		fmt.Fprintln(stderr, msg)
-	} else {
-		fmt.Fprintln(stderr, "stepkit:", msg)
-	}
+	fmt.Fprintln(stderr, "stepkit:", err)
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code

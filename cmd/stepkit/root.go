@@ -28,11 +28,17 @@ func seeHelp(c *cobra.Command) string {
 	return fmt.Sprintf("(see '%s --help')", c.CommandPath())
 }
 
+// subcommand is a command's path below stepkit ("data put"), which the
+// "stepkit: " every error line starts with completes.
+func subcommand(c *cobra.Command) string {
+	return strings.TrimPrefix(strings.TrimPrefix(c.CommandPath(), c.Root().Name()), " ")
+}
+
 // noArgs, exactArgs, minArgs and maxArgs check a command's arguments and
 // say, as a usage error, which command wanted what.
 func noArgs(c *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usageErrorf("%s takes no arguments, got %q %s", c.CommandPath(), args, seeHelp(c))
+		return usageErrorf("%s takes no arguments, got %q %s", subcommand(c), args, seeHelp(c))
 	}
 	return nil
 }
@@ -40,7 +46,7 @@ func noArgs(c *cobra.Command, args []string) error {
 func exactArgs(n int, what string) cobra.PositionalArgs {
 	return func(c *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usageErrorf("%s takes %s, got %d argument(s) %s", c.CommandPath(), what, len(args), seeHelp(c))
+			return usageErrorf("%s takes %s, got %d argument(s) %s", subcommand(c), what, len(args), seeHelp(c))
 		}
 		return nil
 	}
@@ -49,7 +55,7 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 func minArgs(n int, what string) cobra.PositionalArgs {
 	return func(c *cobra.Command, args []string) error {
 		if len(args) < n {
-			return usageErrorf("%s needs %s %s", c.CommandPath(), what, seeHelp(c))
+			return usageErrorf("%s needs %s %s", subcommand(c), what, seeHelp(c))
 		}
 		return nil
 	}
@@ -58,7 +64,7 @@ func minArgs(n int, what string) cobra.PositionalArgs {
 func maxArgs(n int, what string) cobra.PositionalArgs {
 	return func(c *cobra.Command, args []string) error {
 		if len(args) > n {
-			return usageErrorf("%s takes %s, got %d arguments %s", c.CommandPath(), what, len(args), seeHelp(c))
+			return usageErrorf("%s takes %s, got %d arguments %s", subcommand(c), what, len(args), seeHelp(c))
 		}
 		return nil
 	}
@@ -77,7 +83,10 @@ func groupArgs(c *cobra.Command, args []string) error {
 	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
 		hint = fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
 	}
-	return usageErrorf("unknown command %q for %s%s %s", args[0], c.CommandPath(), hint, seeHelp(c))
+	if sub := subcommand(c); sub != "" {
+		return usageErrorf("unknown command %q for %s%s %s", args[0], sub, hint, seeHelp(c))
+	}
+	return usageErrorf("unknown command %q%s %s", args[0], hint, seeHelp(c))
 }
 
 func groupRun(c *cobra.Command, _ []string) error { return c.Help() }
@@ -102,7 +111,10 @@ decoder for pcap/pcapng captures.`,
 		SilenceErrors:         true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageErrorf("%s: %v %s", c.CommandPath(), err, seeHelp(c))
+		if sub := subcommand(c); sub != "" {
+			return usageErrorf("%s: %v %s", sub, err, seeHelp(c))
+		}
+		return usageErrorf("%v %s", err, seeHelp(c))
 	})
 	root.AddCommand(
 		newServeCmd(),
