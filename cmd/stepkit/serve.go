@@ -289,6 +289,12 @@ func runServe(ctx context.Context, o serveOptions, logw io.Writer) error {
 		return err
 	}
 	log := cfg.Logger
+	// Listen first: a port in use is reported before anything has started.
+	l, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return withExit(exitNetwork, fmt.Errorf("listen on %s: %w", o.addr, err))
+	}
+	defer l.Close() // Serve closes it too; this covers the failures below
 	var metricsSrv *http.Server
 	if o.metricsAddr != "" {
 		reg := prometheus.NewRegistry()
@@ -309,11 +315,6 @@ func runServe(ctx context.Context, o serveOptions, logw io.Writer) error {
 	srv, err := refserver.New(cfg)
 	if err != nil {
 		return fmt.Errorf("start server: %w", err)
-	}
-	l, err := net.Listen("tcp", o.addr)
-	if err != nil {
-		srv.Close()
-		return withExit(exitNetwork, fmt.Errorf("listen on %s: %w", o.addr, err))
 	}
 	if srv.Mode() == "course" {
 		log.Warn("course mode: the password of every user is the MD5 of the username, so anyone can log in as anyone; use --users for real accounts")
