@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,11 @@ func TestCLIBadInput(t *testing.T) {
 	}
 	missing := filepath.Join(dir, "missing.bin")
 	down := closedAddr(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
 	user := []string{"--user", "u"}
 
 	cases := []struct {
@@ -74,6 +80,10 @@ func TestCLIBadInput(t *testing.T) {
 		{"dump a text file", []string{"dump", text}, exitFailure, "not a pcap or pcapng capture"},
 		{"dump nothing", []string{"dump", "-"}, exitFailure, "empty input: not a capture"},
 		{"data put not JSON", append([]string{"data", "put", "grade: 92", "--server", down}, user...), exitUsage, "DOC is not a JSON object"},
+
+		// A server that cannot start.
+		{"serve on a port in use", []string{"serve", "--addr", busy.Addr().String(), "--root", filepath.Join(dir, "store")}, exitNetwork, "address already in use"},
+		{"serve with a bad block size", []string{"serve", "--addr", "127.0.0.1:0", "--block-size", "0"}, exitUsage, "--block-size 0 is outside"},
 
 		// A server that cannot be reached.
 		{"login unreachable", append([]string{"login", "--server", down}, user...), exitNetwork, "connect to " + down},
