@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"slices"
@@ -148,6 +149,28 @@ func mutations() []*mutation {
 					return nil
 				}
 				req.Set(spec.FieldToken, last)
+				return req
+			},
+		},
+		{
+			// A server that believes the token's user part and never checks
+			// its signature: a forged token reads its victim's data.
+			name: "the token's signature not checked (a forged user part is believed)",
+			fail: []string{"TOKEN-4", "ISO-1"}, selectors: []string{"TOKEN-4"},
+			request: func(pc *proxyConn, req *spec.Message) *spec.Message {
+				tok, err := req.Token()
+				if err != nil || pc.px.knownToken(tok) {
+					return nil
+				}
+				raw, err := base64.StdEncoding.DecodeString(tok)
+				if err != nil {
+					return nil
+				}
+				parts := strings.Split(string(raw), ".")
+				if len(parts) != 4 {
+					return nil
+				}
+				req.Set(spec.FieldToken, refserver.CourseToken(parts[0], time.Now()))
 				return req
 			},
 		},
