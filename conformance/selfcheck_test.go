@@ -153,6 +153,18 @@ func mutations() []*mutation {
 			},
 		},
 		{
+			// The key's range is 1 to 255 bytes: taking an empty key breaks
+			// REQ-9's MUST, not only KEY-3's preferred 410.
+			name: "an empty DATA key accepted",
+			fail: []string{"REQ-9"}, selectors: []string{"KEY-3"},
+			response: func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
+				if k, err := req.Key(); err == nil && k == "" && is(req, spec.OpSave, spec.TypeData) {
+					resp.Set(spec.FieldStatus, 200).Set(spec.FieldKey, "")
+				}
+				return one(resp)
+			},
+		},
+		{
 			// A server that believes the token's user part and never checks
 			// its signature: a forged token reads its victim's data.
 			name: "the token's signature not checked (a forged user part is believed)",
