@@ -612,10 +612,21 @@ func TestSelfCheckIdentityProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Informational without the server's settings: TOKEN-7, ROBUST-5,
-	// EXT-1 to EXT-4, and CONN-6 (a free port, not 1379). refserver
-	// advertises pipelining, so EXT-6 runs its segmented window.
+	// EXT-1 to EXT-4, and CONN-6 (a free port, not 1379). EXT-5 too when
+	// the proxy delivers a character-count frame in pieces, since the
+	// server recovers such a frame only from bytes already received.
+	// refserver advertises pipelining, so EXT-6 runs its segmented window.
+	mayBeInformational := map[string]bool{"TOKEN-7": true, "ROBUST-5": true, "EXT-1": true, "EXT-2": true,
+		"EXT-3": true, "EXT-4": true, "CONN-6": true, "EXT-5": true}
+	ok := rep.Conformant
+	for _, c := range rep.Cases {
+		if c.Outcome != conformance.Pass && !(c.Outcome == conformance.Informational && mayBeInformational[c.ID]) {
+			t.Errorf("%s: %s", c.ID, c.Outcome)
+			ok = false
+		}
+	}
 	ext6, _ := rep.Case("EXT-6")
-	if !rep.Conformant || rep.Counts[conformance.NonStrict] > 0 || rep.Counts[conformance.Pass] < len(rep.Cases)-7 || ext6.Outcome != conformance.Pass {
+	if !ok || ext6.Outcome != conformance.Pass {
 		rep.WriteText(os.Stdout, false, true)
 		t.Fatalf("through the identity proxy: %v", rep.Counts)
 	}
