@@ -181,14 +181,5 @@ func dataCases(r *registrar) {
 				t.Field(g, "DATA-OTHER-1", "v", 1)
 			})
 		}
-
-		r.Case(reqs("DATA-OTHER-1"), "LOGIN with type DATA is refused", func(t *T) {
-			c := t.Dial()
-			u := t.User()
-			m := spec.NewRequest(spec.OpLogin, spec.TypeData)
-			m.Set(spec.FieldUsername, u.User).Set(spec.FieldPassword, u.Password)
-			rep := t.DoOn(c, m, "DATA-OTHER-1")
-			t.Refused(rep, "DATA-OTHER-1", "", 0)
-		})
 	})
 }

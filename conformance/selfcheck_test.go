@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"slices"
@@ -148,6 +149,40 @@ func mutations() []*mutation {
 					return nil
 				}
 				req.Set(spec.FieldToken, last)
+				return req
+			},
+		},
+		{
+			// The key's range is 1 to 255 bytes: taking an empty key breaks
+			// REQ-9's MUST, not only KEY-3's preferred 410.
+			name: "an empty DATA key accepted",
+			fail: []string{"REQ-9"}, selectors: []string{"KEY-3"},
+			response: func(_ *proxyConn, req, resp *spec.Message) []*spec.Message {
+				if k, err := req.Key(); err == nil && k == "" && is(req, spec.OpSave, spec.TypeData) {
+					resp.Set(spec.FieldStatus, 200).Set(spec.FieldKey, "")
+				}
+				return one(resp)
+			},
+		},
+		{
+			// A server that believes the token's user part and never checks
+			// its signature: a forged token reads its victim's data.
+			name: "the token's signature not checked (a forged user part is believed)",
+			fail: []string{"TOKEN-4", "ISO-1"}, selectors: []string{"TOKEN-4"},
+			request: func(pc *proxyConn, req *spec.Message) *spec.Message {
+				tok, err := req.Token()
+				if err != nil || pc.px.knownToken(tok) {
+					return nil
+				}
+				raw, err := base64.StdEncoding.DecodeString(tok)
+				if err != nil {
+					return nil
+				}
+				parts := strings.Split(string(raw), ".")
+				if len(parts) != 4 {
+					return nil
+				}
+				req.Set(spec.FieldToken, refserver.CourseToken(parts[0], time.Now()))
 				return req
 			},
 		},
@@ -577,10 +612,21 @@ func TestSelfCheckIdentityProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Informational without the server's settings: TOKEN-7, ROBUST-5,
-	// EXT-1 to EXT-4, and CONN-6 (a free port, not 1379). refserver
-	// advertises pipelining, so EXT-6 runs its segmented window.
+	// EXT-1 to EXT-4, and CONN-6 (a free port, not 1379). EXT-5 too when
+	// the proxy delivers a character-count frame in pieces, since the
+	// server recovers such a frame only from bytes already received.
+	// refserver advertises pipelining, so EXT-6 runs its segmented window.
+	mayBeInformational := map[string]bool{"TOKEN-7": true, "ROBUST-5": true, "EXT-1": true, "EXT-2": true,
+		"EXT-3": true, "EXT-4": true, "CONN-6": true, "EXT-5": true}
+	ok := rep.Conformant
+	for _, c := range rep.Cases {
+		if c.Outcome != conformance.Pass && !(c.Outcome == conformance.Informational && mayBeInformational[c.ID]) {
+			t.Errorf("%s: %s", c.ID, c.Outcome)
+			ok = false
+		}
+	}
 	ext6, _ := rep.Case("EXT-6")
-	if !rep.Conformant || rep.Counts[conformance.NonStrict] > 0 || rep.Counts[conformance.Pass] < len(rep.Cases)-7 || ext6.Outcome != conformance.Pass {
+	if !ok || ext6.Outcome != conformance.Pass {
 		rep.WriteText(os.Stdout, false, true)
 		t.Fatalf("through the identity proxy: %v", rep.Counts)
 	}

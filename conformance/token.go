@@ -68,6 +68,10 @@ func tokenCases(r *registrar) {
 				forged = flipMiddle(s.Token)
 			}
 			rep := s.Do(rawRequest("operation", "GET", "direction", "REQUEST", "type", "DATA", "key", key, "token", forged), "TOKEN-4")
+			if v, err := secretOf(rep); err == nil && v == "victim's" {
+				// The forged token read the other user's document.
+				t.record(rep, "ISO-1", "a token forged from another user's name read that user's document", "403 (or 404): no other user's data", false)
+			}
 			refusedToken(t, rep, "TOKEN-4")
 		})
 
@@ -203,6 +207,14 @@ func tokenCases(r *registrar) {
 			t.Status(g, "TOKEN-11", spec.StatusOK)
 		})
 	})
+}
+
+// secretOf reads the "secret" field a DATA GET response carries.
+func secretOf(r *Reply) (string, error) {
+	if r.Resp == nil {
+		return "", spec.ErrFieldMissing
+	}
+	return r.Resp.String("secret")
 }
 
 // tokenMinAge is the least age at which TOKEN-11 reuses a token: tokens

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/stepkit/stepkit/spec"
@@ -143,7 +144,8 @@ func (c *conn) checkToken(req *spec.Message, op spec.Operation) (string, *spec.M
 	user, expires, err := c.srv.auth.verify(token, now)
 	if err != nil {
 		c.log.Info("token refused", "err", err)
-		return deny(fmt.Sprintf("Token is wrong: %v.", errors.Unwrap(err)))
+		// The reason follows ErrBadToken's own text in err.
+		return deny(fmt.Sprintf("Token is wrong: %s.", strings.TrimPrefix(err.Error(), ErrBadToken.Error()+": ")))
 	}
 	if err := checkName(user); err != nil || user[0] == '.' {
 		c.log.Warn("token names an unusable user", "user", user)

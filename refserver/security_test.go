@@ -269,9 +269,33 @@ func TestAccountMode(t *testing.T) {
 	r = c.do(c.authed(spec.OpGet, spec.TypeData, "key", "k"))
 	wantStatus(t, r, 403)
 	wantOpType(t, r, spec.OpGet, spec.TypeAuth)
+	if msg := r.StatusMsg(); !strings.Contains(msg, "expired") {
+		t.Errorf("status_msg %q does not say the token expired", msg)
+	}
 	d := dial(t, addr)
 	d.token = tok
 	wantStatus(t, d.do(d.authed(spec.OpGet, spec.TypeData, "key", "k")), 403)
+}
+
+// TestTokenRefusalSaysWhy: the 403's status_msg names the reason, so that
+// a student can tell a mangled token from a forged one.
+func TestTokenRefusalSaysWhy(t *testing.T) {
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	c := dial(t, addr)
+	tok := c.login("ann")
+	raw, _ := base64.StdEncoding.DecodeString(tok)
+	for _, tc := range []struct{ token, want string }{
+		{"!!not base64!!", "not base64"},
+		{base64.StdEncoding.EncodeToString([]byte(string(raw) + ".x")), "5 dot-separated parts"},
+		{base64.StdEncoding.EncodeToString([]byte("bob" + string(raw[len("ann"):]))), "signature does not match"},
+	} {
+		c.token = tc.token
+		r := c.do(c.authed(spec.OpGet, spec.TypeData, "key", "k"))
+		wantStatus(t, r, 403)
+		if msg := r.StatusMsg(); !strings.Contains(msg, tc.want) || strings.Count(strings.ToLower(msg), "token is wrong") != 1 {
+			t.Errorf("token %q: status_msg %q, want one %q and the reason %q", tc.token, msg, "Token is wrong", tc.want)
+		}
+	}
 }
 
 func TestAccountsRefuseCollidingUsers(t *testing.T) {

@@ -117,7 +117,7 @@ var catalogue = []Requirement{
 	{"LOGIN-3", MUST, Server, "6", "LOGIN without password is answered with status 410."},
 	{"LOGIN-4", MUST, Server, "6", "LOGIN with a wrong password is answered with status 401 and no token."},
 	{"LOGIN-5", MUST, Server, "6", "A successful LOGIN is answered with status 200 and a non-empty string token."},
-	{"LOGIN-6", MUST, Server, "6", "Under the course login rule the password is the hex MD5 of the username, accepted in either letter case."},
+	{"LOGIN-6", MUST, Server, "6", "Under the course login rule the password is the hex MD5 of the username, accepted in either letter case, for every username the server does not refuse with 410."},
 	{"LOGIN-7", SHOULD, Server, "6", "An empty username is refused with status 410."},
 	{"LOGIN-8", MUST, Server, "6", "A username or password that is not a JSON string is refused with a 4xx status."},
 

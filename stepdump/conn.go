@@ -61,7 +61,10 @@ type connState struct {
 	// sawMidStream: the client direction started before the capture did,
 	// so the first responses answer requests the capture does not hold.
 	sawMidStream bool
-	files        map[string]int // index in Summary.Files by direction+key
+	// oversized counts client headers announcing more than a frame can be:
+	// a server may refuse each with one ERROR/413 before it closes.
+	oversized int
+	files     map[string]int // index in Summary.Files by direction+key
 }
 
 // assignID numbers the connection when it first shows something.
@@ -412,6 +415,9 @@ func compatible(req, resp *Message) bool {
 // malformed requests).
 func (c *connState) pair(h *halfStream, resp *Message) {
 	if len(c.pending) == 0 {
+		if c.refusal(h, resp) {
+			return
+		}
 		if cl := c.half[dirIndex(c.clientDir)]; cl.frames == 0 && (cl.midStream || !cl.started || c.sawMidStream) {
 			c.sawMidStream = true
 			c.note(h, resp.Packet, resp.Time, resp.Offset, NoteOrphanResponse, Info,
@@ -438,6 +444,29 @@ func (c *connState) pair(h *halfStream, resp *Message) {
 	c.pending = c.pending[idx+1:]
 	resp.Request = req
 	resp.Latency = resp.Time.Sub(req.Time)
+}
+
+// refusal recognises the answers a server gives without a request to
+// answer (STEP.md section 12 and EXT-3): ERROR/413 to a client header over
+// its limits, and ERROR/503 to a connection over its connection limit,
+// sent before the client said anything.
+func (c *connState) refusal(h *halfStream, resp *Message) bool {
+	if resp.Operation() != string(spec.OpError) {
+		return false
+	}
+	st, _ := resp.Status()
+	switch {
+	case st == spec.StatusTooLarge && c.oversized > 0:
+		c.oversized--
+		c.note(h, resp.Packet, resp.Time, resp.Offset, NoteOrphanResponse, Info,
+			fmt.Sprintf("response #%d ERROR/413 refuses the client's oversized header (too large, an extension status); the server then closes", resp.Seq))
+		return true
+	case st == spec.StatusServiceBusy && c.half[dirIndex(c.clientDir)].frames == 0 && c.seq == 1:
+		c.note(h, resp.Packet, resp.Time, resp.Offset, NoteOrphanResponse, Info,
+			fmt.Sprintf("response #%d ERROR/503 refuses the connection: the server is at its connection limit (server busy, an extension status)", resp.Seq))
+		return true
+	}
+	return false
 }
 
 // userOf reads the user a request speaks for: the username of a LOGIN, or

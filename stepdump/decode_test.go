@@ -404,3 +404,53 @@ func TestPcapngMixedLinkTypes(t *testing.T) {
 		t.Fatalf("%d messages in %d connections, notes %v; want 12 in 2, none bad", len(r.msgs), len(r.conns), r.kinds())
 	}
 }
+
+// TestExtensionRefusalsWithoutRequest: ERROR/413 after a client header over
+// the limits, and ERROR/503 greeting a connection over the server's limit,
+// answer no request frame (STEP.md section 12, EXT-3). They are explained
+// as such, not reported as responses nobody asked for.
+func TestExtensionRefusalsWithoutRequest(t *testing.T) {
+	oversized := session(t, capgen.Ethernet, 0, func(s *capgen.Session) {
+		h := make([]byte, spec.HeaderLen)
+		h[0] = 0x7f // a JSON length of 2 GiB
+		s.Write(true, h)
+		s.Respond(spec.NewResponse(spec.OpError, spec.TypeError, spec.StatusTooLarge, "Frame too large."))
+	})
+	c := capgen.NewConn(netip.MustParseAddrPort("10.0.0.3:40002"), netip.MustParseAddrPort("10.0.0.1:1379"),
+		time.Date(2026, 1, 15, 10, 0, 0, 0, time.UTC), 0)
+	c.Handshake()
+	c.Write(false, capgen.Frame(spec.NewResponse(spec.OpError, spec.TypeError, spec.StatusServiceBusy, "Server busy.")))
+	c.Close()
+	var busy bytes.Buffer
+	w, err := capgen.NewWriter(&busy, capgen.Ethernet, false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteAll(c); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		capture []byte
+		want    string
+	}{
+		"413": {oversized, "refuses the client's oversized header"},
+		"503": {busy.Bytes(), "at its connection limit"},
+	} {
+		r, _, err := decodeBytes(t, tc.capture, stepdump.Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		found := false
+		for _, n := range r.notes {
+			if n.Kind == stepdump.NoteOrphanResponse && n.Severity == stepdump.Error {
+				t.Errorf("%s: %q", name, n.Text)
+			}
+			if strings.Contains(n.Text, tc.want) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: no note saying %q: %v", name, tc.want, r.kinds())
+		}
+	}
+}

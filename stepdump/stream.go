@@ -401,6 +401,9 @@ func (h *halfStream) process(num int64, ts time.Time, final bool) {
 			if !h.tentative {
 				h.c.note(h, num, ts, pos, NoteBadFrame, Error,
 					fmt.Sprintf("header at stream offset %d announces %d+%d bytes, more than a STEP frame can be; looking for the next frame", pos, jlen, blen))
+				if h.fromClient() {
+					h.c.oversized++
+				}
 			}
 			h.synced, h.tentative = false, false
 			h.skip(1)
