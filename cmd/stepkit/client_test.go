@@ -190,9 +190,11 @@ func silentAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// flipProxy forwards to target and flips one byte of the server → client
-// stream at offset at.
-func flipProxy(t *testing.T, target string, at int64) string {
+// startProxy listens on 127.0.0.1 and relays every connection it accepts
+// (numbered from 0) to target: up moves the client's bytes to the server,
+// down the server's to the client. When either direction ends, both ends
+// are closed.
+func startProxy(t *testing.T, target string, up, down func(conn int, dst, src net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -204,7 +206,7 @@ func flipProxy(t *testing.T, target string, at int64) string {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for {
+		for n := 0; ; n++ {
 			c, err := ln.Accept()
 			if err != nil {
 				return
@@ -215,35 +217,48 @@ func flipProxy(t *testing.T, target string, at int64) string {
 				continue
 			}
 			wg.Add(2)
-			go func() {
+			go func(n int) {
 				defer wg.Done()
-				io.Copy(s, c)
+				up(n, s, c)
 				s.Close()
-			}()
-			go func() {
+				c.Close()
+			}(n)
+			go func(n int) {
 				defer wg.Done()
-				defer c.Close()
-				var off int64
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := s.Read(buf)
-					if at >= off && at < off+int64(n) {
-						buf[at-off] ^= 0x55
-					}
-					off += int64(n)
-					if n > 0 {
-						if _, werr := c.Write(buf[:n]); werr != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
+				down(n, c, s)
+				c.Close()
+				s.Close()
+			}(n)
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// relayAll copies src to dst unchanged.
+func relayAll(_ int, dst, src net.Conn) { io.Copy(dst, src) }
+
+// flipProxy forwards to target and flips one byte of the server → client
+// stream at offset at.
+func flipProxy(t *testing.T, target string, at int64) string {
+	return startProxy(t, target, relayAll, func(_ int, dst, src net.Conn) {
+		var off int64
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if at >= off && at < off+int64(n) {
+				buf[at-off] ^= 0x55
+			}
+			off += int64(n)
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
 }
 
 func TestCLIMD5MismatchExitCode(t *testing.T) {
@@ -336,46 +351,13 @@ func TestCLICourseClientFlags(t *testing.T) {
 // cutOnceProxy forwards to target; its first connection is cut after
 // cutAt bytes from the client.
 func cutOnceProxy(t *testing.T, target string, cutAt int64) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
-	t.Cleanup(func() { ln.Close() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for first := true; ; first = false {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			var src io.Reader = c
-			if first {
-				src = io.LimitReader(c, cutAt)
-			}
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				io.Copy(s, src)
-				s.Close()
-				c.Close()
-			}()
-			go func() {
-				defer wg.Done()
-				io.Copy(c, s)
-				c.Close()
-			}()
+	return startProxy(t, target, func(n int, dst, src net.Conn) {
+		if n == 0 {
+			io.Copy(dst, io.LimitReader(src, cutAt))
+			return
 		}
-	}()
-	return ln.Addr().String()
+		io.Copy(dst, src)
+	}, relayAll)
 }
 
 func TestCLIUploadResumes(t *testing.T) {
@@ -460,51 +442,19 @@ func TestCLIAccountModePasswordAndToken(t *testing.T) {
 // advertisement (EXT-6) from every response, as a server that does not
 // know the extension answers.
 func noPipeliningProxy(t *testing.T, target string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
-	t.Cleanup(func() { ln.Close() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	return startProxy(t, target, relayAll, func(_ int, dst, src net.Conn) {
+		r, w := spec.NewReader(src, spec.Limits{}), spec.NewWriter(dst)
 		for {
-			c, err := ln.Accept()
+			m, err := r.ReadMessage()
 			if err != nil {
 				return
 			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
+			m.Delete(refclient.FieldPipelining)
+			if err := w.WriteMessage(m); err != nil {
+				return
 			}
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				io.Copy(s, c)
-				s.Close()
-			}()
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				r, w := spec.NewReader(s, spec.Limits{}), spec.NewWriter(c)
-				for {
-					m, err := r.ReadMessage()
-					if err != nil {
-						return
-					}
-					m.Delete(refclient.FieldPipelining)
-					if err := w.WriteMessage(m); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // The automatic window: blocks are pipelined only to a server that
