@@ -32,6 +32,10 @@ const (
 	DefaultReplyTimeout = 30 * time.Second
 	DefaultEmptyTimeout = 3 * time.Second
 	DefaultWindow       = 16
+	// DefaultBlockSize is the block_size asked of a server that lets the
+	// client choose (EXT-7): per-block costs are then small next to the
+	// MD5 of the block, and a connection's buffers stay small.
+	DefaultBlockSize = 256 << 10
 	// drainTimeout bounds the wait for each answer still due after a
 	// server refused a pipelined block: a server that answered the refusal
 	// promptly answers what follows as promptly, or has lost step.
@@ -65,6 +69,13 @@ type Options struct {
 	// connections are dialled for the transfer and reuse the token. Some
 	// course servers serve one connection at a time, so the default is 1.
 	Conns int
+	// BlockSize is the block_size asked of a server that advertised
+	// max_block_size at LOGIN (STEP.md EXT-7), in FILE SAVE, FILE GET and
+	// FILE DOWNLOAD: 0 (the default) asks for DefaultBlockSize, a
+	// negative value asks for nothing, so plans keep the server's own
+	// size. The request never exceeds the advertised maximum nor
+	// Limits.MaxBinary. Other servers are never asked.
+	BlockSize int64
 	// Limits bound the frames the client accepts.
 	Limits spec.Limits
 	// JournalDir holds the resume journals. Empty disables resume.
@@ -113,7 +124,8 @@ type Client struct {
 	tokMu      sync.Mutex
 	token      string
 	username   string
-	pipelining bool // the server advertised pipelining at login (EXT-6)
+	pipelining bool  // the server advertised pipelining at login (EXT-6)
+	maxBlock   int64 // the server's max_block_size at login (EXT-7), 0 if none
 }
 
 // Dial connects to the STEP server at addr (host:port).
@@ -163,6 +175,32 @@ func (c *Client) UploadWindow() int {
 		return DefaultWindow
 	}
 	return 1
+}
+
+// MaxBlockSize is the max_block_size the server advertised (EXT-7) in its
+// answer to this client's last successful LOGIN, 0 if none.
+func (c *Client) MaxBlockSize() int64 {
+	c.tokMu.Lock()
+	defer c.tokMu.Unlock()
+	return c.maxBlock
+}
+
+// askBlockSize is the block_size FILE SAVE, FILE GET and FILE DOWNLOAD
+// ask for, 0 when they ask for none (EXT-7).
+func (c *Client) askBlockSize() int64 {
+	adv := c.MaxBlockSize()
+	if adv <= 0 || c.opts.BlockSize < 0 {
+		return 0
+	}
+	want := c.opts.BlockSize
+	if want == 0 {
+		want = DefaultBlockSize
+	}
+	lim := int64(c.opts.Limits.MaxBinary)
+	if lim == 0 {
+		lim = spec.DefaultMaxBinary
+	}
+	return min(want, adv, lim)
 }
 
 // DownloadWindow is the number of DOWNLOAD requests a transfer keeps in
@@ -263,9 +301,13 @@ func (c *Client) Login(ctx context.Context, username, password string) (string, 
 	if raw, ok := resp.Raw(FieldPipelining); ok {
 		_ = json.Unmarshal(raw, &adv)
 	}
+	var maxBlock int64 // anything but a positive integer is none
+	if n, err := resp.Int(spec.FieldMaxBlockSize); err == nil && n > 0 {
+		maxBlock = n
+	}
 	c.tokMu.Lock()
 	c.token, c.username = tok, username
-	c.pipelining = adv
+	c.pipelining, c.maxBlock = adv, maxBlock
 	c.tokMu.Unlock()
 	return tok, nil
 }

@@ -138,7 +138,11 @@ func parsePlan(op spec.Operation, resp *spec.Message, key string, size int64) (P
 
 // FileInfo asks for the download plan of key (FILE GET).
 func (c *Client) FileInfo(ctx context.Context, key string) (Plan, error) {
-	resp, err := c.Do(ctx, spec.NewRequest(spec.OpGet, spec.TypeFile).Set(spec.FieldKey, key))
+	req := spec.NewRequest(spec.OpGet, spec.TypeFile).Set(spec.FieldKey, key)
+	if bs := c.askBlockSize(); bs > 0 {
+		req.Set(spec.FieldBlockSize, bs)
+	}
+	resp, err := c.Do(ctx, req)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -157,6 +161,9 @@ func (c *Client) save(ctx context.Context, key string, size int64) (Plan, error)
 	req := spec.NewRequest(spec.OpSave, spec.TypeFile).Set(spec.FieldSize, size)
 	if key != "" {
 		req.Set(spec.FieldKey, key)
+	}
+	if bs := c.askBlockSize(); bs > 0 {
+		req.Set(spec.FieldBlockSize, bs)
 	}
 	timeout := c.opts.ReplyTimeout
 	if size == 0 {
@@ -469,7 +476,7 @@ func (c *Client) transferConns(ctx context.Context, n int64, window int) ([]*Cli
 		if err != nil {
 			break
 		}
-		cc.token, cc.username, cc.pipelining = c.Token(), c.Username(), c.Pipelining()
+		cc.token, cc.username, cc.pipelining, cc.maxBlock = c.Token(), c.Username(), c.Pipelining(), c.MaxBlockSize()
 		conns = append(conns, cc)
 	}
 	return conns, func() {
@@ -496,7 +503,7 @@ func (c *Client) Download(ctx context.Context, key string, w io.Writer, o *Trans
 		_, err := w.Write(b)
 		return err
 	}
-	_, err = c.fetchBlocks(ctx, plan, nil, nil, sink, o, res)
+	_, err = c.fetchBlocks(ctx, plan, nil, nil, sink, nil, o, res)
 	if err != nil {
 		return res, err
 	}
@@ -589,8 +596,12 @@ func (c *Client) DownloadFile(ctx context.Context, key, dest string, o *Transfer
 	}
 
 	h := md5.New()
-	sink := func(b []byte) error { h.Write(b); return nil }
-	_, err = c.fetchBlocks(ctx, plan, j, f, sink, o, res)
+	fh := newFileHasher(f, plan, h)
+	go fh.run()
+	_, err = c.fetchBlocks(ctx, plan, j, f, nil, fh.advance, o, res)
+	if herr := fh.wait(err != nil); err == nil {
+		err = herr
+	}
 	if err != nil {
 		if j == nil {
 			discard()
@@ -623,11 +634,13 @@ func (c *Client) DownloadFile(ctx context.Context, key, dest string, o *Transfer
 }
 
 // fetchBlocks downloads the blocks of plan that j has not recorded. Each
-// block is written at its offset in f (when f is set) and passed to sink in
-// index order; blocks recorded in j are read back from f for sink. It
-// returns the number of blocks received and records it, the window and the
-// peak of requests in flight in res.
-func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.File, sink func([]byte) error, o *TransferOptions, res *DownloadResult) (n int64, err error) {
+// block is written at its offset in f (when f is set). With sink set,
+// blocks are passed to sink in index order, those recorded in j read back
+// from f; with sink nil, nothing is copied and advanced (if set) is called
+// with the number of leading blocks that are final in f each time it
+// grows. It returns the number of blocks received and records it, the
+// window and the peak of requests in flight in res.
+func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.File, sink func([]byte) error, advanced func(next int64), o *TransferOptions, res *DownloadResult) (n int64, err error) {
 	window := c.DownloadWindow()
 	var peak atomic.Int64
 	res.Window = window
@@ -645,14 +658,23 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	conns, release := c.transferConns(ctx, missing, window)
 	defer release()
 
-	// ahead bounds how far delivery may run ahead of the in-order hash.
-	ahead := make(chan struct{}, 2*len(conns)*window)
+	// ahead bounds how far delivery may run ahead of the in-order sink,
+	// which keeps the blocks that arrive early in memory.
+	var ahead chan struct{}
+	if sink != nil {
+		ahead = make(chan struct{}, 2*len(conns)*window)
+	}
 	seq := &sequencer{
-		total:   plan.TotalBlock,
-		pending: make(map[int64][]byte),
-		sink:    sink,
-		before:  before,
-		release: func() { <-ahead },
+		total:    plan.TotalBlock,
+		pending:  make(map[int64][]byte),
+		sink:     sink,
+		advanced: advanced,
+		before:   before,
+		release: func() {
+			if ahead != nil {
+				<-ahead
+			}
+		},
 		load: func(i int64) ([]byte, error) {
 			b := make([]byte, spec.BlockLen(plan.Size, plan.BlockSize, i))
 			_, err := f.ReadAt(b, i*plan.BlockSize)
@@ -665,6 +687,9 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	if o.Progress != nil && missing < plan.TotalBlock {
 		o.Progress(plan.Size - missingBytes(plan, before))
 	}
+	// A plan whose block_size was asked for is followed by DOWNLOAD
+	// requests that say which (EXT-7).
+	askBS := c.askBlockSize() > 0
 
 	jobs := make(chan job)
 	g, gctx := errgroup.WithContext(ctx)
@@ -674,10 +699,12 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 			if before[i] {
 				continue
 			}
-			select {
-			case ahead <- struct{}{}:
-			case <-gctx.Done():
-				return nil
+			if ahead != nil {
+				select {
+				case ahead <- struct{}{}:
+				case <-gctx.Done():
+					return nil
+				}
 			}
 			select {
 			case jobs <- job{index: i}:
@@ -695,9 +722,13 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 		window: window,
 		peak:   &peak,
 		build: func(jb job) *spec.Message {
-			return spec.NewRequest(spec.OpDownload, spec.TypeFile).
+			req := spec.NewRequest(spec.OpDownload, spec.TypeFile).
 				Set(spec.FieldKey, plan.Key).
 				Set(spec.FieldBlockIndex, jb.index)
+			if askBS {
+				req.Set(spec.FieldBlockSize, plan.BlockSize)
+			}
+			return req
 		},
 		sent: func(job) {},
 		handle: func(jb job, resp *spec.Message) error {
@@ -742,28 +773,37 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	return received, err
 }
 
-// sequencer passes blocks that arrive in any order to sink in index order.
+// sequencer passes blocks that arrive in any order to sink in index order,
+// or, without a sink, tells advanced how many leading blocks are final.
 type sequencer struct {
-	mu      sync.Mutex
-	next    int64
-	total   int64
-	pending map[int64][]byte
-	sink    func([]byte) error
-	before  []bool                        // blocks already on disk
-	load    func(i int64) ([]byte, error) // reads such a block
-	release func()                        // called once per block put
+	mu       sync.Mutex
+	next     int64
+	total    int64
+	pending  map[int64][]byte
+	sink     func([]byte) error
+	advanced func(next int64)
+	before   []bool                        // blocks already on disk
+	load     func(i int64) ([]byte, error) // reads such a block
+	release  func()                        // called once per block put
 }
 
-// put hands over block i; b is copied if it must wait.
+// put hands over block i; b is copied if it must wait for a sink.
 func (s *sequencer) put(i int64, b []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if i != s.next {
-		s.pending[i] = append([]byte(nil), b...)
+		if s.sink != nil {
+			b = append([]byte(nil), b...)
+		} else {
+			b = nil
+		}
+		s.pending[i] = b
 		return nil
 	}
-	if err := s.sink(b); err != nil {
-		return err
+	if s.sink != nil {
+		if err := s.sink(b); err != nil {
+			return err
+		}
 	}
 	s.release()
 	s.next++
@@ -777,20 +817,29 @@ func (s *sequencer) advance() error {
 }
 
 func (s *sequencer) advanceLocked() error {
+	defer func() {
+		if s.advanced != nil {
+			s.advanced(s.next)
+		}
+	}()
 	for s.next < s.total {
 		if b, ok := s.pending[s.next]; ok {
 			delete(s.pending, s.next)
-			if err := s.sink(b); err != nil {
-				return err
+			if s.sink != nil {
+				if err := s.sink(b); err != nil {
+					return err
+				}
 			}
 			s.release()
 		} else if s.before[s.next] {
-			b, err := s.load(s.next)
-			if err != nil {
-				return fmt.Errorf("read back block %d: %w", s.next, err)
-			}
-			if err := s.sink(b); err != nil {
-				return err
+			if s.sink != nil {
+				b, err := s.load(s.next)
+				if err != nil {
+					return fmt.Errorf("read back block %d: %w", s.next, err)
+				}
+				if err := s.sink(b); err != nil {
+					return err
+				}
 			}
 		} else {
 			return nil
@@ -798,6 +847,73 @@ func (s *sequencer) advanceLocked() error {
 		s.next++
 	}
 	return nil
+}
+
+// fileHasher computes the MD5 of a file being downloaded on its own
+// goroutine, reading back (from the page cache) the bytes that are final
+// in order: the hash then runs beside the network instead of between two
+// reads of it, and no block is copied to reach it.
+type fileHasher struct {
+	f     *os.File
+	h     hash.Hash
+	bs    int64
+	size  int64
+	ready atomic.Int64  // bytes from the start that are final
+	wake  chan struct{} // a token when ready grew
+	stop  chan struct{} // closed when the transfer failed
+	done  chan error
+}
+
+func newFileHasher(f *os.File, plan Plan, h hash.Hash) *fileHasher {
+	return &fileHasher{f: f, h: h, bs: plan.BlockSize, size: plan.Size,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan error, 1)}
+}
+
+// advance says that the first next blocks are in the file.
+func (fh *fileHasher) advance(next int64) {
+	fh.ready.Store(min(next*fh.bs, fh.size))
+	select {
+	case fh.wake <- struct{}{}:
+	default:
+	}
+}
+
+// hashChunk is how much the hasher reads back at once.
+const hashChunk = 1 << 20
+
+func (fh *fileHasher) run() {
+	buf := make([]byte, min(hashChunk, fh.size))
+	var hashed int64
+	for {
+		for ready := fh.ready.Load(); hashed < ready; {
+			b := buf[:min(int64(len(buf)), ready-hashed)]
+			if _, err := fh.f.ReadAt(b, hashed); err != nil {
+				fh.done <- fmt.Errorf("read back the partial file at %d: %w", hashed, err)
+				return
+			}
+			fh.h.Write(b)
+			hashed += int64(len(b))
+		}
+		if hashed == fh.size {
+			fh.done <- nil
+			return
+		}
+		select {
+		case <-fh.wake:
+		case <-fh.stop:
+			fh.done <- nil
+			return
+		}
+	}
+}
+
+// wait returns once the hasher has hashed the whole file, or at once
+// (abandoning the hash) when failed is true.
+func (fh *fileHasher) wait(failed bool) error {
+	if failed {
+		close(fh.stop)
+	}
+	return <-fh.done
 }
 
 // missingBytes is the size of the blocks not yet on disk.

@@ -31,6 +31,14 @@ type Config struct {
 	// BlockSize is the block_size of new upload plans and of download
 	// plans (default spec.DefaultBlockSize, at most spec.MaxBlockSize).
 	BlockSize int
+	// MaxBlockSize is the largest block_size the server plans with for a
+	// client that asks for one in FILE SAVE, FILE GET or FILE DOWNLOAD, and
+	// advertises at LOGIN as "max_block_size" (STEP.md EXT-7). Default:
+	// Limits.MaxBinary, so that a block fits in a frame; it is lowered to
+	// that if larger. Negative turns the extension off: nothing is
+	// advertised and block_size in requests is ignored, as the course
+	// server does.
+	MaxBlockSize int
 	// MaxFileSize is the largest size a FILE SAVE may announce (default
 	// spec.MaxFileSize); larger ones get 413.
 	MaxFileSize int64
@@ -115,6 +123,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Limits.MaxBinary < uint32(c.BlockSize) {
 		c.Limits.MaxBinary = uint32(c.BlockSize)
+	}
+	if c.MaxBlockSize == 0 || c.MaxBlockSize > int(c.Limits.MaxBinary) {
+		c.MaxBlockSize = int(c.Limits.MaxBinary)
+	}
+	if c.MaxBlockSize > 0 && c.MaxBlockSize < c.BlockSize {
+		c.MaxBlockSize = c.BlockSize
 	}
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = DefaultReadTimeout

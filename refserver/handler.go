@@ -117,7 +117,26 @@ func (c *conn) login(req *spec.Message) *spec.Message {
 		return fail(spec.StatusPasswordError, "Password error for login.")
 	}
 	c.log.Info("login", "username", username)
-	return fail(spec.StatusOK, "Login successfully.").Set(spec.FieldToken, token).Set(fieldPipelining, true)
+	resp := fail(spec.StatusOK, "Login successfully.").Set(spec.FieldToken, token).Set(fieldPipelining, true)
+	if max := c.srv.cfg.MaxBlockSize; max > 0 {
+		resp.Set(spec.FieldMaxBlockSize, max)
+	}
+	return resp
+}
+
+// planBlockSize is the block_size of a plan (FILE SAVE, FILE GET) or of the
+// plan a FILE DOWNLOAD follows: the configured one, or the one the request
+// asks for when the server offers the choice (EXT-7), at most its maximum.
+func (c *conn) planBlockSize(req *spec.Message, op spec.Operation) (int64, *spec.Message) {
+	cfg := &c.srv.cfg
+	if cfg.MaxBlockSize <= 0 || !req.Has(spec.FieldBlockSize) {
+		return int64(cfg.BlockSize), nil
+	}
+	n, err := req.BlockSize()
+	if err != nil || n < 1 {
+		return 0, reply(op, spec.TypeFile, spec.StatusFieldMissing, `Field "block_size" has to be a positive integer.`)
+	}
+	return min(n, int64(cfg.MaxBlockSize)), nil
 }
 
 // fieldPipelining advertises pipelining in the LOGIN response (EXT-6): the
@@ -299,12 +318,16 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 	if err != nil {
 		return reply(op, t, spec.StatusFieldMissing, `Field "size" has to be a non-negative integer.`)
 	}
+	bs, resp := c.planBlockSize(req, op)
+	if resp != nil {
+		return resp
+	}
 	if size > s.cfg.MaxFileSize {
 		return reply(op, t, spec.StatusTooLarge, fmt.Sprintf("File too large: at most %d bytes.", s.cfg.MaxFileSize))
 	}
 	// The progress of an upload takes a byte per block in memory.
-	if spec.TotalBlocks(size, int64(s.cfg.BlockSize)) > maxPlanBlocks {
-		return reply(op, t, spec.StatusTooLarge, fmt.Sprintf("File too large: at most %d blocks of %d bytes.", maxPlanBlocks, s.cfg.BlockSize))
+	if spec.TotalBlocks(size, bs) > maxPlanBlocks {
+		return reply(op, t, spec.StatusTooLarge, fmt.Sprintf("File too large: at most %d blocks of %d bytes.", maxPlanBlocks, bs))
 	}
 	var old int64
 	u, err := s.store.uploadLocked(user, k)
@@ -332,9 +355,9 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 		}
 		s.met.uploadDone()
 		return reply(op, t, spec.StatusOK, msgUploadPlan).Set(spec.FieldKey, k).Set(spec.FieldSize, 0).
-			Set(spec.FieldTotalBlock, 0).Set(spec.FieldBlockSize, s.cfg.BlockSize).Set(spec.FieldMD5, m.MD5)
+			Set(spec.FieldTotalBlock, 0).Set(spec.FieldBlockSize, bs).Set(spec.FieldMD5, m.MD5)
 	}
-	plan, _, err := s.store.planUpload(user, k, size, int64(s.cfg.BlockSize), s.cfg.Now())
+	plan, _, err := s.store.planUpload(user, k, size, bs, s.cfg.Now())
 	if err != nil {
 		s.release(user, size-old)
 		return c.internal(op, t, "plan upload", err)
@@ -415,7 +438,6 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 
 func (c *conn) fileGet(req *spec.Message, user string) *spec.Message {
 	const op, t = spec.OpGet, spec.TypeFile
-	s := c.srv
 	k, resp := key(req, op, t)
 	if resp != nil {
 		return resp
@@ -424,7 +446,10 @@ func (c *conn) fileGet(req *spec.Message, user string) *spec.Message {
 	if resp != nil {
 		return resp
 	}
-	bs := int64(s.cfg.BlockSize)
+	bs, resp := c.planBlockSize(req, op)
+	if resp != nil {
+		return resp
+	}
 	return reply(op, t, spec.StatusOK, msgDownloadPlan).Set(spec.FieldKey, k).Set(spec.FieldSize, m.Size).
 		Set(spec.FieldTotalBlock, spec.TotalBlocks(m.Size, bs)).Set(spec.FieldBlockSize, bs).Set(spec.FieldMD5, m.MD5)
 }
@@ -464,7 +489,10 @@ func (c *conn) fileDownload(req *spec.Message, user string) *spec.Message {
 	if resp != nil {
 		return resp
 	}
-	bs := int64(s.cfg.BlockSize)
+	bs, resp := c.planBlockSize(req, op)
+	if resp != nil {
+		return resp.Set(spec.FieldKey, k)
+	}
 	if resp := checkIndex(op, i, spec.TotalBlocks(m.Size, bs)); resp != nil {
 		return resp.Set(spec.FieldKey, k)
 	}

@@ -43,6 +43,7 @@ type clientFlags struct {
 	replyTimeout time.Duration
 	window       int
 	conns        int
+	blockSize    int64
 	journalDir   string
 	noProgress   bool
 }
@@ -58,6 +59,7 @@ func (f *clientFlags) register(fs *pflag.FlagSet, transfer bool) {
 	if transfer {
 		fs.IntVar(&f.window, "window", 0, fmt.Sprintf("blocks in flight per connection (1: one request at a time; default: automatic, %d for downloads and for uploads to a server that advertises pipelining, else 1)", refclient.DefaultWindow))
 		fs.IntVar(&f.conns, "conns", 1, "connections per transfer (some course servers serve one connection at a time)")
+		fs.Int64Var(&f.blockSize, "block-size", 0, fmt.Sprintf("block_size to ask of a server that lets clients choose (STEP.md EXT-7; default %d, capped by the server; other servers are never asked)", refclient.DefaultBlockSize))
 		fs.StringVar(&f.journalDir, "journal-dir", "", "where resume journals live (env "+envJournal+"; default: the user cache dir)")
 		fs.BoolVar(&f.noProgress, "no-progress", false, "never draw a progress bar")
 	}
@@ -92,6 +94,9 @@ func (f *clientFlags) resolve(cmd *cobra.Command) error {
 		if f.conns < 1 {
 			return usageErrorf("--conns must be at least 1")
 		}
+		if fs.Changed("block-size") && f.blockSize < 1 {
+			return usageErrorf("--block-size must be at least 1 (leave it out for the default)")
+		}
 		if f.journalDir == "" {
 			if dir, err := os.UserCacheDir(); err == nil {
 				f.journalDir = filepath.Join(dir, "stepkit", "journal")
@@ -107,6 +112,7 @@ func (f *clientFlags) options() *refclient.Options {
 		ReplyTimeout: f.replyTimeout,
 		Window:       f.window,
 		Conns:        f.conns,
+		BlockSize:    f.blockSize,
 		JournalDir:   f.journalDir,
 	}
 }
