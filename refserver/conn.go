@@ -29,7 +29,7 @@ type conn struct {
 	r        *spec.Reader
 	requests int    // requests answered
 	sent     int64  // bytes of responses written
-	wbuf     []byte // reused frame buffer of the responses
+	wbuf     []byte // responses not written yet (see send)
 	blk      []byte // reused block buffer of DOWNLOAD
 
 	// The last token verified, so that a token sent with every block is
@@ -92,6 +92,11 @@ func (c *conn) loop() string {
 	s := c.srv
 	cfg := &s.cfg
 	for {
+		// Answers held back for a pipelined request go out before any
+		// wait for the peer (send holds them only while one is whole).
+		if len(c.wbuf) > 0 && !c.r.FrameBuffered() && !c.flush(nil) {
+			return "write failed"
+		}
 		if c.r.Buffered() > 0 {
 			c.idle.Store(false)
 			c.nc.SetReadDeadline(time.Now().Add(cfg.ReadTimeout))
@@ -117,7 +122,7 @@ func (c *conn) loop() string {
 				c.log.Warn("malformed frame", "err", err)
 				s.met.frameError("malformed")
 				if !c.send(spec.NewResponse(spec.OpError, spec.TypeError, spec.StatusCompulsory,
-					"Malformed frame: "+fe.Err.Error()+".")) {
+					"Malformed frame: "+fe.Err.Error()+"."), false) {
 					return "write failed"
 				}
 				continue
@@ -125,7 +130,7 @@ func (c *conn) loop() string {
 				c.log.Warn("frame over the limits", "err", err)
 				s.met.frameError("too_large")
 				c.send(spec.NewResponse(spec.OpError, spec.TypeError, spec.StatusTooLarge,
-					"Frame too large: "+err.Error()+"."))
+					"Frame too large: "+err.Error()+"."), true)
 				lingerClose(c.nc)
 				return "frame too large"
 			case err == io.EOF:
@@ -152,7 +157,7 @@ func (c *conn) loop() string {
 		c.idle.Store(false)
 		c.requests++
 		resp, closeAfter := c.handle(req)
-		if !c.send(resp) {
+		if !c.send(resp, closeAfter) {
 			return "write failed"
 		}
 		if closeAfter {
@@ -167,25 +172,61 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// send writes resp as one frame in a single write.
-func (c *conn) send(resp *spec.Message) bool {
+// flushAt is how many bytes of responses may wait for the requests
+// pipelined behind them.
+const flushAt = 32 << 10
+
+// send answers with resp. A response without a binary part waits in the
+// write buffer while the next request is already whole in the read buffer
+// (a client pipelining requests): its answer then joins the same write, so
+// that a window of blocks costs one write, not one per block. A client
+// that waits for each answer before sending the next request gets each
+// answer at once, in one write (FRAME-6). A response with a binary part is
+// written at once, the block by a vectored write without being copied.
+// force writes at once in any case.
+func (c *conn) send(resp *spec.Message, force bool) bool {
+	start := len(c.wbuf)
 	var err error
-	c.wbuf, err = spec.AppendFrame(c.wbuf[:0], resp)
+	c.wbuf, err = spec.AppendFrameHead(c.wbuf, resp)
 	if err != nil {
+		c.wbuf = c.wbuf[:start]
 		c.log.Error("encode response", "err", err)
 		return false
 	}
+	if len(resp.Binary) == 0 && !force && len(c.wbuf) < flushAt && c.r.FrameBuffered() {
+		return true
+	}
+	return c.flush(resp.Binary)
+}
+
+// flush writes the responses waiting in the write buffer, followed by bin.
+func (c *conn) flush(bin []byte) bool {
+	if len(c.wbuf) == 0 && len(bin) == 0 {
+		return true
+	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-	n, err := c.nc.Write(c.wbuf)
-	c.sent += int64(n)
-	c.srv.met.traffic(0, n)
+	var n int64
+	var err error
+	if _, vectored := c.nc.(*net.TCPConn); vectored && len(bin) > 0 {
+		bufs := net.Buffers{c.wbuf, bin}
+		n, err = bufs.WriteTo(c.nc)
+	} else {
+		// Anything but a TCP connection writes net.Buffers one buffer
+		// at a time: copy, to keep one write per response.
+		c.wbuf = append(c.wbuf, bin...)
+		var m int
+		m, err = c.nc.Write(c.wbuf)
+		n = int64(m)
+	}
+	c.sent += n
+	c.srv.met.traffic(0, int(n))
+	c.wbuf = c.wbuf[:0]
+	if cap(c.wbuf) > 4<<20 {
+		c.wbuf = nil // a large block is not kept between requests
+	}
 	if err != nil {
 		c.log.Warn("write response", "err", err)
 		return false
-	}
-	// A large download buffer is not kept between requests.
-	if cap(c.wbuf) > 4<<20 {
-		c.wbuf = nil
 	}
 	return true
 }

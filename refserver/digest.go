@@ -9,38 +9,63 @@ import (
 )
 
 // digest is the MD5 of an upload, computed on its own goroutine so that
-// hashing a block overlaps with receiving the next one: a connection then
-// uses one core for the network and the disk and another for MD5. Blocks
-// are copied into pooled buffers, since the frame reader reuses its own.
-// A digest is used under its upload's lock.
+// hashing overlaps with receiving: a connection then uses one core for the
+// network and the disk and another for MD5. Blocks are copied into pooled
+// chunks of digestChunk bytes, since the frame reader reuses its buffer,
+// and a chunk goes to the goroutine only when full (or when the sum is
+// wanted): small blocks cost a copy each, not a hand-off between
+// goroutines each. A digest is used under its upload's lock.
 type digest struct {
 	h    hash.Hash
-	pool *sync.Pool // of *[]byte
+	pool *sync.Pool // of *[]byte, digestChunk bytes each
 	ch   chan *[]byte
 	done chan struct{}
+	cur  *[]byte // the chunk being filled
 }
 
-// digestQueue is how many blocks may wait to be hashed: enough to ride out
+// digestChunk is the size of the chunks handed to the hashing goroutine.
+const digestChunk = 256 << 10
+
+// digestQueue is how many chunks may wait to be hashed: enough to ride out
 // scheduling hiccups, few enough to bound the memory of each upload.
-const digestQueue = 32
+const digestQueue = 4
 
 func newDigest(pool *sync.Pool) *digest { return &digest{h: md5.New(), pool: pool} }
 
 // write queues p to be hashed.
 func (d *digest) write(p []byte) {
+	for len(p) > 0 {
+		if d.cur == nil {
+			bp, _ := d.pool.Get().(*[]byte)
+			if bp == nil {
+				b := make([]byte, 0, digestChunk)
+				bp = &b
+			}
+			*bp = (*bp)[:0]
+			d.cur = bp
+		}
+		b := *d.cur
+		n := copy(b[len(b):cap(b)], p)
+		*d.cur = b[:len(b)+n]
+		p = p[n:]
+		if len(*d.cur) == cap(*d.cur) {
+			d.send()
+		}
+	}
+}
+
+// send hands the current chunk to the hashing goroutine.
+func (d *digest) send() {
+	if d.cur == nil || len(*d.cur) == 0 {
+		return
+	}
 	if d.ch == nil {
 		d.ch = make(chan *[]byte, digestQueue)
 		d.done = make(chan struct{})
 		go d.run(d.ch, d.done)
 	}
-	bp, _ := d.pool.Get().(*[]byte)
-	if bp == nil || cap(*bp) < len(p) {
-		b := make([]byte, len(p))
-		bp = &b
-	}
-	*bp = (*bp)[:len(p)]
-	copy(*bp, p)
-	d.ch <- bp
+	d.ch <- d.cur
+	d.cur = nil
 }
 
 func (d *digest) run(ch <-chan *[]byte, done chan<- struct{}) {
@@ -53,6 +78,7 @@ func (d *digest) run(ch <-chan *[]byte, done chan<- struct{}) {
 
 // wait lets the goroutine hash everything queued and stop.
 func (d *digest) wait() {
+	d.send()
 	if d.ch != nil {
 		close(d.ch)
 		<-d.done
