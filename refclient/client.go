@@ -409,7 +409,8 @@ func (c *Client) write(ctx context.Context, req *spec.Message, timeout time.Dura
 	if ctx.Err() != nil { // watch may have fired before the deadline was set
 		return ctx.Err()
 	}
-	if err := c.w.WriteMessage(req); err != nil {
+	// One vectored write: a block is sent from where it is, not copied.
+	if err := c.w.WriteMessageBuffers(req); err != nil {
 		return fmt.Errorf("%s %s: send to %s: %w", req.Type(), req.Operation(), c.addr, err)
 	}
 	return nil

@@ -19,6 +19,10 @@ import (
 	"github.com/stepkit/stepkit/spec"
 )
 
+// writebackEvery is how many bytes of a download may be written before
+// the kernel is asked to start writing them to disk.
+const writebackEvery = 8 << 20
+
 // EmptyMD5 is the MD5 of no bytes.
 const EmptyMD5 = "d41d8cd98f00b204e9800998ecf8427e"
 
@@ -330,9 +334,11 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 	conns, release := c.transferConns(ctx, missing, window)
 	defer release()
 
-	nbuf := len(conns)*window + 2
+	nbuf := 2*len(conns)*window + 2
 	pool := make(chan []byte, nbuf)
-	jobs := make(chan job)
+	// Blocks read and hashed ahead wait here, so that the reader and the
+	// connections rarely wait for one another.
+	jobs := make(chan job, len(conns)*window)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(jobs)
@@ -472,11 +478,10 @@ func (c *Client) transferConns(ctx context.Context, n int64, window int) ([]*Cli
 	conns := []*Client{c}
 	extra := min(int64(c.opts.Conns-1), n/int64(window))
 	for i := int64(0); i < extra; i++ {
-		cc, err := Dial(ctx, c.addr, &c.opts)
+		cc, err := c.Dup(ctx)
 		if err != nil {
 			break
 		}
-		cc.token, cc.username, cc.pipelining, cc.maxBlock = c.Token(), c.Username(), c.Pipelining(), c.MaxBlockSize()
 		conns = append(conns, cc)
 	}
 	return conns, func() {
@@ -484,6 +489,20 @@ func (c *Client) transferConns(ctx context.Context, n int64, window int) ([]*Cli
 			_ = cc.Bye()
 		}
 	}
+}
+
+// Dup opens another connection to c's server that carries c's token and
+// what c's LOGIN learnt of the server, without logging in again: several
+// transfers can then run at once, one per connection.
+func (c *Client) Dup(ctx context.Context) (*Client, error) {
+	cc, err := Dial(ctx, c.addr, &c.opts)
+	if err != nil {
+		return nil, err
+	}
+	c.tokMu.Lock()
+	cc.token, cc.username, cc.pipelining, cc.maxBlock = c.token, c.username, c.pipelining, c.maxBlock
+	c.tokMu.Unlock()
+	return cc, nil
 }
 
 // Download fetches key into w, checking the MD5 of what it wrote against
@@ -716,6 +735,7 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	})
 	var mu sync.Mutex
 	var received int64
+	var dirty atomic.Int64 // bytes written since writeback was last started
 	st := stage{
 		op:     spec.OpDownload,
 		typ:    spec.TypeFile,
@@ -746,6 +766,10 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 			if f != nil {
 				if _, err := f.WriteAt(resp.Binary, jb.index*plan.BlockSize); err != nil {
 					return fmt.Errorf("write block %d: %w", jb.index, err)
+				}
+				if dirty.Add(want) >= writebackEvery {
+					dirty.Store(0)
+					startWriteback(f)
 				}
 			}
 			if err := j.ack(jb.index); err != nil {
