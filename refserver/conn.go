@@ -3,6 +3,7 @@ package refserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -31,6 +32,10 @@ type conn struct {
 	sent     int64  // bytes of responses written
 	wbuf     []byte // responses not written yet (see send)
 	blk      []byte // reused block buffer of DOWNLOAD
+
+	// Uploads with blocks whose record waits for the next flush
+	// (storage.BatchWriter).
+	held []heldUpload
 
 	// The last token verified, so that a token sent with every block is
 	// checked once.
@@ -172,6 +177,41 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// heldUpload is an upload with blocks stored but not yet recorded.
+type heldUpload struct {
+	user, key string
+	u         storage.Upload
+}
+
+// hold notes that u has blocks to commit before their answers leave.
+func (c *conn) hold(user, key string, u storage.Upload) {
+	if n := len(c.held); n > 0 && c.held[n-1].u == u {
+		return
+	}
+	c.held = append(c.held, heldUpload{user, key, u})
+}
+
+// commit records the blocks held back, so that no answer acknowledges a
+// block a crash would forget.
+func (c *conn) commit() error {
+	if len(c.held) == 0 {
+		return nil
+	}
+	bw := c.srv.store.(storage.BatchWriter)
+	for i, h := range c.held {
+		unlock := c.srv.store.Lock(h.user, h.key)
+		err := bw.CommitBlocks(h.user, h.key, h.u)
+		unlock()
+		if err != nil {
+			c.held = c.held[:0]
+			return fmt.Errorf("record the blocks of %s/%s: %w", h.user, h.key, err)
+		}
+		c.held[i] = heldUpload{}
+	}
+	c.held = c.held[:0]
+	return nil
+}
+
 // flushAt is how many bytes of responses may wait for the requests
 // pipelined behind them.
 const flushAt = 32 << 10
@@ -203,6 +243,14 @@ func (c *conn) send(resp *spec.Message, force bool) bool {
 func (c *conn) flush(bin []byte) bool {
 	if len(c.wbuf) == 0 && len(bin) == 0 {
 		return true
+	}
+	if err := c.commit(); err != nil {
+		// The answers waiting would acknowledge blocks that are not
+		// recorded: they are not sent, and the client sends the blocks
+		// again on another connection.
+		c.log.Error("storage failure; closing without acknowledging", "err", err)
+		c.wbuf = c.wbuf[:0]
+		return false
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 	var n int64

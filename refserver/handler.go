@@ -420,7 +420,17 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 	if resp := checkIndex(op, i, u.Plan().TotalBlock); resp != nil {
 		return resp
 	}
-	m, err := s.store.WriteBlock(user, k, u, i, req.Binary, s.cfg.Now())
+	var m *storage.FileMeta
+	if bw, ok := s.store.(storage.BatchWriter); ok {
+		// The record of the block may wait for the next write of
+		// answers, which commits it first (conn.flush).
+		m, err = bw.WriteBlockBatched(user, k, u, i, req.Binary, s.cfg.Now())
+		if err == nil && m == nil {
+			c.hold(user, k, u)
+		}
+	} else {
+		m, err = s.store.WriteBlock(user, k, u, i, req.Binary, s.cfg.Now())
+	}
 	if errors.Is(err, storage.ErrBlockLen) {
 		return reply(op, t, spec.StatusBlockSize, fmt.Sprintf("The block is %d bytes; block %d of this plan has %d.",
 			len(req.Binary), i, spec.BlockLen(u.Plan().Size, u.Plan().BlockSize, i))).Set(spec.FieldKey, k).Set(spec.FieldBlockIndex, i)

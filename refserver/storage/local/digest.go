@@ -35,15 +35,7 @@ func newDigest(pool *sync.Pool) *digest { return &digest{h: md5.New(), pool: poo
 // write queues p to be hashed.
 func (d *digest) write(p []byte) {
 	for len(p) > 0 {
-		if d.cur == nil {
-			bp, _ := d.pool.Get().(*[]byte)
-			if bp == nil {
-				b := make([]byte, 0, digestChunk)
-				bp = &b
-			}
-			*bp = (*bp)[:0]
-			d.cur = bp
-		}
+		d.chunk()
 		b := *d.cur
 		n := copy(b[len(b):cap(b)], p)
 		*d.cur = b[:len(b)+n]
@@ -52,6 +44,39 @@ func (d *digest) write(p []byte) {
 			d.send()
 		}
 	}
+}
+
+// readAt queues n bytes of r at off to be hashed, read straight into the
+// chunk being filled.
+func (d *digest) readAt(r io.ReaderAt, off, n int64) error {
+	for n > 0 {
+		d.chunk()
+		b := *d.cur
+		m := min(int64(cap(b)-len(b)), n)
+		if _, err := r.ReadAt(b[len(b):len(b)+int(m)], off); err != nil {
+			return fmt.Errorf("read back %d bytes at %d: %w", m, off, err)
+		}
+		*d.cur = b[:len(b)+int(m)]
+		off, n = off+m, n-m
+		if len(*d.cur) == cap(*d.cur) {
+			d.send()
+		}
+	}
+	return nil
+}
+
+// chunk makes sure a chunk is being filled.
+func (d *digest) chunk() {
+	if d.cur != nil {
+		return
+	}
+	bp, _ := d.pool.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 0, digestChunk)
+		bp = &b
+	}
+	*bp = (*bp)[:0]
+	d.cur = bp
 }
 
 // send hands the current chunk to the hashing goroutine.

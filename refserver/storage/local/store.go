@@ -91,6 +91,11 @@ type upload struct {
 	// dirty counts the bytes written since writeback was last started.
 	dirty  int64
 	active atomic.Int64 // unix nanoseconds of the last block
+	// Blocks [heldLo, heldHi) include every block stored whose record
+	// (and fsync, when blocks are fsynced) is held back until
+	// commitBlocks; heldLo == heldHi when none is.
+	heldLo, heldHi int64
+	closed         bool // closeFiles was called: the upload is gone
 }
 
 // Open opens (creating it if needed) the storage root dir. When syncBlocks
@@ -348,6 +353,7 @@ func (s *Store) createEmpty(user, key string) (*fileMeta, error) {
 // ---- uploads in progress ----
 
 func (u *upload) closeFiles() {
+	u.closed = true
 	u.d.wait()
 	if u.f != nil {
 		u.f.Close()
@@ -480,9 +486,11 @@ func (s *Store) dropUpload(user, key string, u *upload) error {
 var errBlockLen = storage.ErrBlockLen
 
 // writeBlock stores block index of an upload. When it was the last missing
-// block, the file is completed and its metadata returned. The caller holds
-// the key's lock and has checked the index.
-func (s *Store) writeBlock(user, key string, u *upload, index int64, block []byte, now time.Time) (*fileMeta, error) {
+// block, the file is completed and its metadata returned. With hold set,
+// the record that the block arrived (and its fsync, with syncBlocks) may
+// wait for commitBlocks. The caller holds the key's lock and has checked
+// the index.
+func (s *Store) writeBlockBatched(user, key string, u *upload, index int64, block []byte, now time.Time, hold bool) (*fileMeta, error) {
 	want := spec.BlockLen(u.plan.Size, u.plan.BlockSize, index)
 	if int64(len(block)) != want {
 		return nil, errBlockLen
@@ -490,23 +498,13 @@ func (s *Store) writeBlock(user, key string, u *upload, index int64, block []byt
 	if _, err := u.f.WriteAt(block, index*u.plan.BlockSize); err != nil {
 		return nil, fmt.Errorf("write block %d: %w", index, err)
 	}
-	if s.syncBlocks {
-		if err := u.f.Sync(); err != nil {
-			return nil, fmt.Errorf("sync block %d: %w", index, err)
+	if !s.syncBlocks {
+		if u.dirty += int64(len(block)); u.dirty >= writebackEvery {
+			startWriteback(u.f)
+			u.dirty = 0
 		}
-	} else if u.dirty += int64(len(block)); u.dirty >= writebackEvery {
-		startWriteback(u.f)
-		u.dirty = 0
 	}
 	if u.received[index] == 0 {
-		if _, err := u.rf.WriteAt([]byte{1}, index); err != nil {
-			return nil, fmt.Errorf("record block %d: %w", index, err)
-		}
-		if s.syncBlocks {
-			if err := u.rf.Sync(); err != nil {
-				return nil, fmt.Errorf("sync progress: %w", err)
-			}
-		}
 		u.received[index] = 1
 		u.count++
 	} else if index < u.hashed {
@@ -515,15 +513,70 @@ func (s *Store) writeBlock(user, key string, u *upload, index int64, block []byt
 		u.d.reset()
 		u.hashed = 0
 	}
+	if u.heldLo == u.heldHi {
+		u.heldLo, u.heldHi = index, index+1
+	} else {
+		u.heldLo, u.heldHi = min(u.heldLo, index), max(u.heldHi, index+1)
+	}
+	if !hold || u.count == u.plan.TotalBlock {
+		if err := s.commitBlocks(u); err != nil {
+			return nil, err
+		}
+	}
 	u.active.Store(now.UnixNano())
 	if index == u.hashed {
 		u.d.write(block)
 		u.hashed++
+		u.hashArrived()
 	}
 	if u.count < u.plan.TotalBlock {
 		return nil, nil
 	}
 	return s.finish(user, key, u)
+}
+
+// commitBlocks writes the records held back by writeBlockBatched: one
+// write of the span of the progress file they fall in, taken from memory,
+// where a block is marked only once it is written. With syncBlocks the
+// blocks are fsynced first, then the record: a group commit.
+func (s *Store) commitBlocks(u *upload) error {
+	if u.closed || u.heldLo == u.heldHi {
+		return nil
+	}
+	if s.syncBlocks {
+		if err := u.f.Sync(); err != nil {
+			return fmt.Errorf("sync blocks: %w", err)
+		}
+	}
+	lo, hi := u.heldLo, u.heldHi
+	if _, err := u.rf.WriteAt(u.received[lo:hi], lo); err != nil {
+		return fmt.Errorf("record blocks %d to %d: %w", lo, hi-1, err)
+	}
+	if s.syncBlocks {
+		if err := u.rf.Sync(); err != nil {
+			return fmt.Errorf("sync progress: %w", err)
+		}
+	}
+	u.heldLo, u.heldHi = 0, 0
+	return nil
+}
+
+// hashArrived feeds the MD5 with the blocks that follow the ones hashed
+// and arrived earlier (out of order, from another connection), read back
+// from the file: the hash keeps up with the upload instead of reading
+// them all at the end. A block that cannot be read back is left to
+// hashRest, which fails the upload if it still cannot.
+func (u *upload) hashArrived() {
+	for u.hashed < u.plan.TotalBlock && u.received[u.hashed] != 0 {
+		off := u.hashed * u.plan.BlockSize
+		n := spec.BlockLen(u.plan.Size, u.plan.BlockSize, u.hashed)
+		if err := u.d.readAt(u.f, off, n); err != nil {
+			u.d.reset()
+			u.hashed = 0
+			return
+		}
+		u.hashed++
+	}
 }
 
 // finish completes an upload whose blocks have all arrived: it finishes
