@@ -517,12 +517,45 @@ func (c *Client) Download(ctx context.Context, key string, w io.Writer, o *Trans
 	}
 	h := md5.New()
 	res := &DownloadResult{Plan: plan}
+	// Blocks are hashed and written by their own goroutine, beside the
+	// network: the sink only copies them into a queue.
+	queue := make(chan []byte, 8)
+	free := make(chan []byte, 8)
+	var werr atomic.Pointer[error]
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range queue {
+			if werr.Load() == nil {
+				h.Write(b)
+				if _, err := w.Write(b); err != nil {
+					werr.Store(&err)
+				}
+			}
+			select {
+			case free <- b:
+			default:
+			}
+		}
+	}()
 	sink := func(b []byte) error {
-		h.Write(b)
-		_, err := w.Write(b)
-		return err
+		if e := werr.Load(); e != nil {
+			return *e
+		}
+		var buf []byte
+		select {
+		case buf = <-free:
+		default:
+		}
+		queue <- append(buf[:0], b...)
+		return nil
 	}
 	_, err = c.fetchBlocks(ctx, plan, nil, nil, sink, nil, o, res)
+	close(queue)
+	<-done
+	if e := werr.Load(); err == nil && e != nil {
+		err = *e
+	}
 	if err != nil {
 		return res, err
 	}
