@@ -130,25 +130,50 @@ func TestPipelinedAcksSurviveKill(t *testing.T) {
 
 // Blocks that arrive out of order (several connections) are hashed as
 // soon as the blocks before them are in, and the MD5 is right whatever the
-// order, a block sent twice included.
+// order, a block sent twice included: for a small file, hashed on the
+// connection's goroutine, and for a large one, hashed in chunks beside it.
 func TestOutOfOrderBlocksHashed(t *testing.T) {
-	addr, _ := refserver.StartTest(t, refserver.Config{BlockSize: 1000})
+	addr, _ := refserver.StartTest(t, refserver.Config{BlockSize: 65536})
 	c := dial(t, addr)
 	c.login("ooo")
-	data := pattern(20*1000+1, 6)
-	wantStatus(t, c.do(c.authed(spec.OpSave, spec.TypeFile, "key", "k", "size", len(data))), 200)
-	order := []int{3, 1, 2, 5, 0, 4, 4, 9, 8, 7, 6, 10, 2, 12, 11, 20, 19, 13, 14, 15, 16, 18, 17}
-	var sum string
-	for _, i := range order {
-		m := c.authed(spec.OpUpload, spec.TypeFile, "key", "k", "block_index", i)
-		m.Binary = data[i*1000 : min((i+1)*1000, len(data))]
-		r := c.do(m)
-		wantStatus(t, r, 200)
-		if s, err := r.MD5(); err == nil {
-			sum = s
+	const inlineish = 1 << 20
+	for _, size := range []int{20*1000 + 1, 6<<20 + 5} {
+		data := pattern(size, 6)
+		const bs = 65536
+		total := (size + bs - 1) / bs
+		key := fmt.Sprint("k", size)
+		wantStatus(t, c.do(c.authed(spec.OpSave, spec.TypeFile, "key", key, "size", size)), 200)
+		// Pairs swapped, every fifth block sent twice (after the hash
+		// passed it, when the first block comes first: the file is hashed
+		// again), the first block last or first.
+		var order []int
+		if size > inlineish {
+			order = append(order, 0)
 		}
-	}
-	if sum != md5hex(data) {
-		t.Fatalf("md5 %q, want %s", sum, md5hex(data))
+		for i := 1; i < total; i += 2 {
+			if i+1 < total {
+				order = append(order, i+1)
+			}
+			order = append(order, i)
+			if i%5 == 0 {
+				order = append(order, i)
+			}
+		}
+		if size <= inlineish {
+			order = append(order, 0)
+		}
+		var sum string
+		for _, i := range order {
+			m := c.authed(spec.OpUpload, spec.TypeFile, "key", key, "block_index", i)
+			m.Binary = data[i*bs : min((i+1)*bs, size)]
+			r := c.do(m)
+			wantStatus(t, r, 200)
+			if s, err := r.MD5(); err == nil {
+				sum = s
+			}
+		}
+		if sum != md5hex(data) {
+			t.Fatalf("size %d: md5 %q, want %s", size, sum, md5hex(data))
+		}
 	}
 }

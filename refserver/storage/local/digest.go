@@ -21,6 +21,8 @@ type digest struct {
 	ch   chan *[]byte
 	done chan struct{}
 	cur  *[]byte // the chunk being filled
+	// inline hashes on the caller's goroutine, without chunks.
+	inline bool
 }
 
 // digestChunk is the size of the chunks handed to the hashing goroutine.
@@ -30,10 +32,22 @@ const digestChunk = 256 << 10
 // scheduling hiccups, few enough to bound the memory of each upload.
 const digestQueue = 4
 
-func newDigest(pool *sync.Pool) *digest { return &digest{h: md5.New(), pool: pool} }
+// inlineBelow is the size under which an upload is hashed on the
+// connection's own goroutine as its blocks arrive: a small file costs
+// little to hash, and many small uploads at once would otherwise each hold
+// a chunk of memory and a goroutine.
+const inlineBelow = 4 << 20
+
+func newDigest(pool *sync.Pool, size int64) *digest {
+	return &digest{h: md5.New(), pool: pool, inline: size < inlineBelow}
+}
 
 // write queues p to be hashed.
 func (d *digest) write(p []byte) {
+	if d.inline {
+		d.h.Write(p)
+		return
+	}
 	for len(p) > 0 {
 		d.chunk()
 		b := *d.cur
@@ -49,6 +63,19 @@ func (d *digest) write(p []byte) {
 // readAt queues n bytes of r at off to be hashed, read straight into the
 // chunk being filled.
 func (d *digest) readAt(r io.ReaderAt, off, n int64) error {
+	if d.inline {
+		d.chunk()
+		defer func() { d.pool.Put(d.cur); d.cur = nil }()
+		for buf := (*d.cur)[:cap(*d.cur)]; n > 0; {
+			b := buf[:min(int64(len(buf)), n)]
+			if _, err := r.ReadAt(b, off); err != nil {
+				return fmt.Errorf("read back %d bytes at %d: %w", len(b), off, err)
+			}
+			d.h.Write(b)
+			off, n = off+int64(len(b)), n-int64(len(b))
+		}
+		return nil
+	}
 	for n > 0 {
 		d.chunk()
 		b := *d.cur

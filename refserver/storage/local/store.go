@@ -385,7 +385,7 @@ func (s *Store) uploadLocked(user, key string) (*upload, error) {
 		s.root.RemoveAll(dir)
 		return nil, errNotFound
 	}
-	u := &upload{plan: plan, d: newDigest(&s.blockPool)}
+	u := &upload{plan: plan, d: newDigest(&s.blockPool, plan.Size)}
 	u.f, err = s.root.OpenFile(filepath.Join(dir, upBlocks), os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		// The file was moved to file/ by a completion the crash
@@ -441,7 +441,7 @@ func (s *Store) planUpload(user, key string, size, blockSize int64, now time.Tim
 	if err := s.root.MkdirAll(dir, 0o755); err != nil {
 		return uploadPlan{}, 0, fmt.Errorf("create upload folder: %w", err)
 	}
-	u := &upload{plan: plan, d: newDigest(&s.blockPool), received: make([]byte, plan.TotalBlock)}
+	u := &upload{plan: plan, d: newDigest(&s.blockPool, plan.Size), received: make([]byte, plan.TotalBlock)}
 	var err error
 	u.f, err = s.root.OpenFile(filepath.Join(dir, upBlocks), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err == nil {
