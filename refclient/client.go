@@ -71,7 +71,9 @@ type Options struct {
 	Conns int
 	// BlockSize is the block_size asked of a server that advertised
 	// max_block_size at LOGIN (STEP.md EXT-7), in FILE SAVE, FILE GET and
-	// FILE DOWNLOAD: 0 (the default) asks for DefaultBlockSize, a
+	// FILE DOWNLOAD: 0 (the default) asks for DefaultBlockSize (for an
+	// upload, less when the file would have fewer than DefaultWindow
+	// blocks, down to the course's 20480), a
 	// negative value asks for nothing, so plans keep the server's own
 	// size. The request never exceeds the advertised maximum nor
 	// Limits.MaxBinary. Other servers are never asked.

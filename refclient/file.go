@@ -167,6 +167,12 @@ func (c *Client) save(ctx context.Context, key string, size int64) (Plan, error)
 		req.Set(spec.FieldKey, key)
 	}
 	if bs := c.askBlockSize(); bs > 0 {
+		if c.opts.BlockSize == 0 {
+			// The automatic size: a small file still gets enough blocks
+			// to keep a window in flight, and the server's buffers stay
+			// small when many small files arrive at once.
+			bs = min(bs, max(spec.DefaultBlockSize, size/DefaultWindow))
+		}
 		req.Set(spec.FieldBlockSize, bs)
 	}
 	timeout := c.opts.ReplyTimeout

@@ -312,8 +312,8 @@ Several FILEs go at once, one connection each, to a server that advertised
 pipelining (as many as the cores, 2 to 8; --parallel N sets the number), and
 one after another to any other server; the reports keep the order of the
 arguments. A server that lets clients choose the block size (stepkit serve,
-STEP.md EXT-7) is asked for blocks of 256 KiB (--block-size N); other
-servers plan as they always do.
+STEP.md EXT-7) is asked for blocks of 256 KiB, or a sixteenth of a file
+under 4 MiB (--block-size N); other servers plan as they always do.
 
 An interrupted upload resumes where it stopped when run again with the same
 server, user, file and key: a journal of acknowledged blocks lets the client
