@@ -418,6 +418,24 @@ func (c *Client) write(ctx context.Context, req *spec.Message, timeout time.Dura
 	return nil
 }
 
+// writeAll writes reqs with one vectored write.
+func (c *Client) writeAll(ctx context.Context, reqs []*spec.Message, timeout time.Duration) error {
+	if len(reqs) == 1 {
+		return c.write(ctx, reqs[0], timeout)
+	}
+	first := reqs[0]
+	if err := c.conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return fmt.Errorf("%s %s: %w", first.Type(), first.Operation(), err)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err := c.w.WriteMessagesBuffers(reqs...); err != nil {
+		return fmt.Errorf("%s %s: send %d requests to %s: %w", first.Type(), first.Operation(), len(reqs), c.addr, err)
+	}
+	return nil
+}
+
 // read reads the response to req. Its Binary aliases the reader's buffer.
 func (c *Client) read(ctx context.Context, req *spec.Message, timeout time.Duration) (*spec.Message, error) {
 	if err := c.conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {

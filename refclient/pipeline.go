@@ -33,6 +33,9 @@ type stage struct {
 	handle func(j job, resp *spec.Message) error
 }
 
+// maxBatch bounds the requests written with one system call.
+const maxBatch = 16
+
 // pipeline sends the jobs it takes from jobs on c with up to st.window
 // requests in flight, and hands each response to st.handle in order.
 // Requests are written by one goroutine and responses read by the calling
@@ -69,6 +72,8 @@ func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) err
 	sendErr := make(chan error, 1)
 	go func() {
 		defer close(inflight)
+		var batchBuf []job
+		var reqs []*spec.Message
 		for {
 			var j job
 			select {
@@ -91,20 +96,48 @@ func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) err
 				st.sent(j)
 				return
 			}
-			req := st.build(j)
-			c.prepare(req)
-			// Counted before it is written: a request partly on the wire
-			// is already one the server may be reading.
-			n := written.Add(1) - answered.Load()
+			// Jobs already waiting join this one in a single write, as
+			// far as the window has room: a window of blocks costs one
+			// system call, not one per block.
+			batch := append(batchBuf[:0], j)
+			closed := false
+			for len(batch) < maxBatch && len(inflight) < cap(inflight) {
+				select {
+				case jj, ok := <-jobs:
+					if !ok {
+						closed = true
+						break
+					}
+					inflight <- jj // room checked above; only this goroutine sends
+					batch = append(batch, jj)
+					continue
+				default:
+				}
+				break
+			}
+			reqs = reqs[:0]
+			for _, b := range batch {
+				req := st.build(b)
+				c.prepare(req)
+				reqs = append(reqs, req)
+			}
+			// Counted before they are written: a request partly on the
+			// wire is already one the server may be reading.
+			n := written.Add(int64(len(batch))) - answered.Load()
 			for p := st.peak.Load(); n > p && !st.peak.CompareAndSwap(p, n); p = st.peak.Load() {
 			}
-			err := c.write(ctx, req, c.opts.ReplyTimeout)
-			st.sent(j)
+			err := c.writeAll(ctx, reqs, c.opts.ReplyTimeout)
+			for _, b := range batch {
+				st.sent(b)
+			}
 			if err != nil {
 				if ctx.Err() == nil { // not a consequence of a failure elsewhere
 					sendErr <- err
 					cancel()
 				}
+				return
+			}
+			if closed {
 				return
 			}
 		}

@@ -451,24 +451,47 @@ func (w *Writer) WriteMessage(m *Message) error {
 // is not copied. It is the same single write FRAME-6 asks for; on other
 // writers the frame is copied and written with one Write, as by
 // WriteMessage.
-func (w *Writer) WriteMessageBuffers(m *Message) error {
+func (w *Writer) WriteMessageBuffers(m *Message) error { return w.WriteMessagesBuffers(m) }
+
+// WriteMessagesBuffers writes several frames, in order, as
+// WriteMessageBuffers writes one: with a single vectored write, their
+// binary parts not copied.
+func (w *Writer) WriteMessagesBuffers(ms ...*Message) error {
+	ends := make([]int, 0, 8) // where each frame's head ends in w.buf
+	w.buf = w.buf[:0]
 	var err error
-	w.buf, err = AppendFrameHead(w.buf[:0], m)
-	if err != nil {
-		return err
+	for _, m := range ms {
+		if w.buf, err = AppendFrameHead(w.buf, m); err != nil {
+			return err
+		}
+		ends = append(ends, len(w.buf))
 	}
 	switch w.w.(type) {
 	case *net.TCPConn, *net.UnixConn:
-		if len(m.Binary) > 0 {
-			bufs := net.Buffers{w.buf, m.Binary}
-			_, err = bufs.WriteTo(w.w)
-			break
+		bufs := make(net.Buffers, 0, 2*len(ms))
+		start := 0
+		for i, m := range ms {
+			bufs = append(bufs, w.buf[start:ends[i]])
+			if len(m.Binary) > 0 {
+				bufs = append(bufs, m.Binary)
+			}
+			start = ends[i]
 		}
-		_, err = w.w.Write(w.buf)
+		if len(bufs) == 1 {
+			_, err = w.w.Write(bufs[0])
+		} else {
+			_, err = bufs.WriteTo(w.w)
+		}
 	default:
 		// Other writers would see net.Buffers one buffer at a time.
-		w.buf = append(w.buf, m.Binary...)
-		_, err = w.w.Write(w.buf)
+		var out []byte
+		start := 0
+		for i, m := range ms {
+			out = append(out, w.buf[start:ends[i]]...)
+			out = append(out, m.Binary...)
+			start = ends[i]
+		}
+		_, err = w.w.Write(out)
 	}
 	if err != nil {
 		return fmt.Errorf("write step frame: %w", err)
