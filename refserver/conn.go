@@ -37,9 +37,16 @@ type conn struct {
 	// (storage.BatchWriter).
 	held []heldUpload
 
+	// The key of the last FILE UPLOAD or DOWNLOAD, as sent and checked.
+	keyJSON []byte
+	key     string
+	// req is every request read, reused: a request is handled before the
+	// next is read. ack is the answer to every stored UPLOAD block.
+	req, ack *spec.Message
+
 	// The last token verified, so that a token sent with every block is
 	// checked once.
-	tokenRaw     string
+	tokenJSON    []byte // as sent, JSON quotes included
 	tokenUser    string
 	tokenExpires time.Time
 
@@ -65,7 +72,7 @@ func (ir idleReader) Read(p []byte) (int, error) {
 }
 
 func (s *Server) newConn(nc net.Conn, id uint64) *conn {
-	c := &conn{srv: s, nc: nc, id: id}
+	c := &conn{srv: s, nc: nc, id: id, req: spec.NewMessage()}
 	c.log = s.log.With("conn", id)
 	c.debug = c.log.Enabled(context.Background(), slog.LevelDebug)
 	c.r = spec.NewReader(idleReader{c}, s.cfg.Limits)
@@ -113,7 +120,7 @@ func (c *conn) loop() string {
 			}
 		}
 		before := c.r.Offset()
-		req, err := c.r.ReadMessage()
+		req, err := c.r.ReadMessageInto(c.req)
 		s.met.traffic(int(c.r.Offset()-before), 0)
 		if err != nil {
 			var fe *spec.FrameError

@@ -153,13 +153,16 @@ func (c *conn) checkToken(req *spec.Message, op spec.Operation) (string, *spec.M
 	if !req.Has(spec.FieldToken) {
 		return deny("No token.")
 	}
+	now := c.srv.cfg.Now()
+	// The token sent with every block is compared as sent, without
+	// decoding it again.
+	if raw, _ := req.Raw(spec.FieldToken); c.tokenJSON != nil && string(raw) == string(c.tokenJSON) &&
+		(c.tokenExpires.IsZero() || now.Before(c.tokenExpires)) {
+		return c.tokenUser, nil
+	}
 	token, err := req.Token()
 	if err != nil {
 		return deny("Token is wrong: not a string.")
-	}
-	now := c.srv.cfg.Now()
-	if token == c.tokenRaw && (c.tokenExpires.IsZero() || now.Before(c.tokenExpires)) {
-		return c.tokenUser, nil
 	}
 	user, expires, err := c.srv.auth.verify(token, now)
 	if err != nil {
@@ -171,8 +174,24 @@ func (c *conn) checkToken(req *spec.Message, op spec.Operation) (string, *spec.M
 		c.log.Warn("token names an unusable user", "user", user)
 		return deny("Token is wrong: unusable user name.")
 	}
-	c.tokenRaw, c.tokenUser, c.tokenExpires = token, user, expires
+	raw, _ := req.Raw(spec.FieldToken)
+	c.tokenJSON, c.tokenUser, c.tokenExpires = append(c.tokenJSON[:0], raw...), user, expires
 	return user, nil
+}
+
+// fileKey is key for the FILE requests of a transfer: the key each block
+// names is the last one's, so its checked string is kept and compared as
+// sent, without decoding it again.
+func (c *conn) fileKey(req *spec.Message, op spec.Operation) (string, *spec.Message) {
+	if raw, ok := req.Raw(spec.FieldKey); ok && c.keyJSON != nil && string(raw) == string(c.keyJSON) {
+		return c.key, nil
+	}
+	k, resp := key(req, op, spec.TypeFile)
+	if resp == nil {
+		raw, _ := req.Raw(spec.FieldKey)
+		c.keyJSON, c.key = append(c.keyJSON[:0], raw...), k
+	}
+	return k, resp
 }
 
 // key returns the request's key, or the 410 answer when it is missing or
@@ -397,7 +416,7 @@ func checkIndex(op spec.Operation, i, total int64) *spec.Message {
 func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 	const op, t = spec.OpUpload, spec.TypeFile
 	s := c.srv
-	k, resp := key(req, op, t)
+	k, resp := c.fileKey(req, op)
 	if resp != nil {
 		return resp
 	}
@@ -438,7 +457,10 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 	if err != nil {
 		return c.internal(op, t, "store block", err)
 	}
-	resp = reply(op, t, spec.StatusOK, "The block is uploaded.").Set(spec.FieldKey, k).Set(spec.FieldBlockIndex, i)
+	if c.ack == nil {
+		c.ack = spec.NewResponse(op, t, spec.StatusOK, "")
+	}
+	resp = c.ack.ResetResponse(op, t, spec.StatusOK, "The block is uploaded.").SetString(spec.FieldKey, k).SetInt(spec.FieldBlockIndex, i)
 	if m != nil {
 		s.met.uploadDone()
 		c.log.Info("upload completed", "user", user, "key", k, "size", m.Size, "md5", m.MD5)
@@ -488,7 +510,7 @@ func (c *conn) lookupCompleted(op spec.Operation, user, k string) (*storage.File
 func (c *conn) fileDownload(req *spec.Message, user string) *spec.Message {
 	const op, t = spec.OpDownload, spec.TypeFile
 	s := c.srv
-	k, resp := key(req, op, t)
+	k, resp := c.fileKey(req, op)
 	if resp != nil {
 		return resp
 	}

@@ -214,12 +214,20 @@ func (r *Reader) readBody(total int) ([]byte, int, error) {
 // aliases the Reader's buffer and is valid only until the next read; Clone
 // the message to keep it. JSON that is not a UTF-8 object is reported as a
 // resumable *FrameError.
-func (r *Reader) ReadMessage() (*Message, error) {
+func (r *Reader) ReadMessage() (*Message, error) { return r.ReadMessageInto(NewMessage()) }
+
+// ReadMessageInto is ReadMessage parsing into m, whose memory it reuses: a
+// server that handles each request before it reads the next parses a
+// stream of requests without allocating. On success it returns m, whose
+// values, like its Binary, are valid until the next read into m; a frame
+// recovered from a character-count length comes in a new message, as
+// with ReadMessage.
+func (r *Reader) ReadMessageInto(m *Message) (*Message, error) {
 	f, err := r.ReadFrame()
 	if err != nil {
 		return nil, err
 	}
-	m, perr := parseFrameJSON(f)
+	m, perr := parseFrameJSONInto(f, m)
 	if perr == nil {
 		m.Binary = f.Binary
 		return m, nil
@@ -230,13 +238,15 @@ func (r *Reader) ReadMessage() (*Message, error) {
 	return nil, perr
 }
 
-func parseFrameJSON(f Frame) (*Message, *FrameError) {
+func parseFrameJSON(f Frame) (*Message, *FrameError) { return parseFrameJSONInto(f, NewMessage()) }
+
+func parseFrameJSONInto(f Frame, m *Message) (*Message, *FrameError) {
 	jlen := uint32(len(f.JSON))
 	blen := uint32(len(f.Binary))
 	if !utf8.Valid(f.JSON) {
 		return nil, &FrameError{Err: ErrInvalidUTF8, Offset: f.Offset, JSONLen: jlen, BinaryLen: blen}
 	}
-	m := NewMessage()
+	m.Binary = nil
 	if err := m.parseObject(f.JSON); err != nil {
 		if errors.Is(err, errNotObject) {
 			return nil, &FrameError{Err: ErrNotObject, Offset: f.Offset, JSONLen: jlen, BinaryLen: blen, Detail: snippet(f.JSON)}

@@ -60,7 +60,12 @@ type Store struct {
 	syncBlocks bool
 
 	seed  maphash.Seed
-	locks [lockStripes]sync.Mutex // per key, striped
+	locks   [lockStripes]sync.Mutex // per key, striped
+	unlocks [lockStripes]func()     // their Unlock methods, made once
+	// last is, per stripe, the upload last looked up or planned under
+	// its lock: the blocks of a transfer find their upload without
+	// building a map key. Guarded by the stripe's lock.
+	last [lockStripes]lastUpload
 
 	blockPool sync.Pool // *[]byte buffers of blocks waiting to be hashed
 
@@ -109,6 +114,9 @@ func Open(dir string, syncBlocks bool) (*Store, error) {
 		return nil, fmt.Errorf("open storage root: %w", err)
 	}
 	s := &Store{root: root, dir: dir, syncBlocks: syncBlocks, seed: maphash.MakeSeed()}
+	for i := range s.locks {
+		s.unlocks[i] = s.locks[i].Unlock
+	}
 	// Leftovers of writes interrupted by a crash are never referenced.
 	if err := root.RemoveAll(dirStage); err != nil {
 		root.Close()
@@ -129,6 +137,7 @@ func (s *Store) close() error {
 		s.uploads.Delete(k)
 		return true
 	})
+	clear(s.last[:])
 	return s.root.Close()
 }
 
@@ -136,14 +145,30 @@ func ukey(user, key string) string { return user + "/" + key }
 
 // lock locks the stripe of user's key and returns its unlock function.
 func (s *Store) lock(user, key string) func() {
+	i := s.stripe(user, key)
+	s.locks[i].Lock()
+	return s.unlocks[i]
+}
+
+func (s *Store) stripe(user, key string) uint64 {
 	var h maphash.Hash
 	h.SetSeed(s.seed)
 	h.WriteString(user)
 	h.WriteByte(0)
 	h.WriteString(key)
-	mu := &s.locks[h.Sum64()%lockStripes]
-	mu.Lock()
-	return mu.Unlock
+	return h.Sum64() % lockStripes
+}
+
+// lastUpload is an upload in progress and its names.
+type lastUpload struct {
+	user, key string
+	u         *upload
+}
+
+// remember makes u the last upload of its stripe. The caller holds the
+// key's lock.
+func (s *Store) remember(user, key string, u *upload) {
+	s.last[s.stripe(user, key)] = lastUpload{user, key, u}
 }
 
 func p(dir, user, key string) string { return filepath.Join(dir, user, key) }
@@ -366,8 +391,12 @@ func (u *upload) closeFiles() {
 // uploadLocked returns user's upload in progress of key, loading it from
 // tmp/ after a restart, or errNotFound. The caller holds the key's lock.
 func (s *Store) uploadLocked(user, key string) (*upload, error) {
+	if l := &s.last[s.stripe(user, key)]; l.u != nil && l.user == user && l.key == key {
+		return l.u, nil
+	}
 	uk := ukey(user, key)
 	if v, ok := s.uploads.Load(uk); ok {
+		s.remember(user, key, v.(*upload))
 		return v.(*upload), nil
 	}
 	dir := p(dirTmp, user, key)
@@ -420,6 +449,7 @@ func (s *Store) uploadLocked(user, key string) (*upload, error) {
 		u.active.Store(fi.ModTime().UnixNano())
 	}
 	s.uploads.Store(uk, u)
+	s.remember(user, key, u)
 	return u, nil
 }
 
@@ -469,6 +499,7 @@ func (s *Store) planUpload(user, key string, size, blockSize int64, now time.Tim
 	}
 	u.active.Store(now.UnixNano())
 	s.uploads.Store(ukey(user, key), u)
+	s.remember(user, key, u)
 	return plan, old, nil
 }
 
@@ -476,6 +507,9 @@ func (s *Store) planUpload(user, key string, size, blockSize int64, now time.Tim
 func (s *Store) dropUpload(user, key string, u *upload) error {
 	u.closeFiles()
 	s.uploads.Delete(ukey(user, key))
+	if l := &s.last[s.stripe(user, key)]; l.u == u {
+		*l = lastUpload{}
+	}
 	if err := s.root.RemoveAll(p(dirTmp, user, key)); err != nil {
 		return fmt.Errorf("remove upload: %w", err)
 	}
