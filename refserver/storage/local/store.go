@@ -59,7 +59,7 @@ type Store struct {
 	dir        string
 	syncBlocks bool
 
-	seed  maphash.Seed
+	seed    maphash.Seed
 	locks   [lockStripes]sync.Mutex // per key, striped
 	unlocks [lockStripes]func()     // their Unlock methods, made once
 	// last is, per stripe, the upload last looked up or planned under
