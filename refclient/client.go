@@ -387,7 +387,7 @@ func (c *Client) prepare(req *spec.Message) {
 		return
 	}
 	if tok := c.Token(); tok != "" {
-		req.Set(spec.FieldToken, tok)
+		req.SetString(spec.FieldToken, tok)
 	}
 }
 
@@ -438,13 +438,21 @@ func (c *Client) writeAll(ctx context.Context, reqs []*spec.Message, timeout tim
 
 // read reads the response to req. Its Binary aliases the reader's buffer.
 func (c *Client) read(ctx context.Context, req *spec.Message, timeout time.Duration) (*spec.Message, error) {
+	return c.readInto(ctx, req, timeout, nil)
+}
+
+// readInto is read parsing into m, reused, when m is not nil.
+func (c *Client) readInto(ctx context.Context, req *spec.Message, timeout time.Duration, m *spec.Message) (*spec.Message, error) {
 	if err := c.conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", req.Type(), req.Operation(), err)
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	resp, err := c.r.ReadMessage()
+	if m == nil {
+		m = spec.NewMessage()
+	}
+	resp, err := c.r.ReadMessageInto(m)
 	if err == nil {
 		return resp, nil
 	}

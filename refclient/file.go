@@ -382,17 +382,18 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 	var sent int64
 	var sentMu sync.Mutex
 	var peak atomic.Int64
+	upReq := spec.NewRequest(spec.OpUpload, spec.TypeFile) // names the operation in errors
 	st := stage{
 		op:     spec.OpUpload,
 		typ:    spec.TypeFile,
 		window: window,
 		peak:   &peak,
-		build: func(jb job) *spec.Message {
-			req := spec.NewRequest(spec.OpUpload, spec.TypeFile).
-				Set(spec.FieldKey, plan.Key).
-				Set(spec.FieldBlockIndex, jb.index)
-			req.Binary = jb.data
-			return req
+		build: func(jb job, m *spec.Message) *spec.Message {
+			m.ResetRequest(spec.OpUpload, spec.TypeFile).
+				SetString(spec.FieldKey, plan.Key).
+				SetInt(spec.FieldBlockIndex, jb.index)
+			m.Binary = jb.data
+			return m
 		},
 		sent: func(jb job) {
 			select {
@@ -401,8 +402,7 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 			}
 		},
 		handle: func(jb job, resp *spec.Message) error {
-			req := spec.NewRequest(spec.OpUpload, spec.TypeFile)
-			if err := checkStatus(req, resp); err != nil {
+			if err := checkStatus(upReq, resp); err != nil {
 				return fmt.Errorf("block %d: %w", jb.index, err)
 			}
 			if err := checkIndex(spec.OpUpload, resp, jb.index); err != nil {
@@ -775,23 +775,24 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	var mu sync.Mutex
 	var received int64
 	var dirty atomic.Int64 // bytes written since writeback was last started
+	downReq := spec.NewRequest(spec.OpDownload, spec.TypeFile) // names the operation in errors
 	st := stage{
 		op:     spec.OpDownload,
 		typ:    spec.TypeFile,
 		window: window,
 		peak:   &peak,
-		build: func(jb job) *spec.Message {
-			req := spec.NewRequest(spec.OpDownload, spec.TypeFile).
-				Set(spec.FieldKey, plan.Key).
-				Set(spec.FieldBlockIndex, jb.index)
+		build: func(jb job, m *spec.Message) *spec.Message {
+			m.ResetRequest(spec.OpDownload, spec.TypeFile).
+				SetString(spec.FieldKey, plan.Key).
+				SetInt(spec.FieldBlockIndex, jb.index)
 			if askBS {
-				req.Set(spec.FieldBlockSize, plan.BlockSize)
+				m.SetInt(spec.FieldBlockSize, plan.BlockSize)
 			}
-			return req
+			return m
 		},
 		sent: func(job) {},
 		handle: func(jb job, resp *spec.Message) error {
-			if err := checkStatus(spec.NewRequest(spec.OpDownload, spec.TypeFile), resp); err != nil {
+			if err := checkStatus(downReq, resp); err != nil {
 				return fmt.Errorf("block %d: %w", jb.index, err)
 			}
 			if err := checkIndex(spec.OpDownload, resp, jb.index); err != nil {

@@ -23,8 +23,9 @@ type stage struct {
 	// peak records the most requests ever written and not yet answered on
 	// one connection of the transfer.
 	peak *atomic.Int64
-	// build makes the request for j.
-	build func(j job) *spec.Message
+	// build makes the request for j in m, a message reused once the
+	// request is written.
+	build func(j job, m *spec.Message) *spec.Message
 	// sent is called once j's request has been written (or given up):
 	// an upload returns the block's buffer to its pool there.
 	sent func(j job)
@@ -73,7 +74,7 @@ func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) err
 	go func() {
 		defer close(inflight)
 		var batchBuf []job
-		var reqs []*spec.Message
+		var reqs, msgs []*spec.Message // msgs: reused for the requests of each batch
 		for {
 			var j job
 			select {
@@ -116,8 +117,11 @@ func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) err
 				break
 			}
 			reqs = reqs[:0]
-			for _, b := range batch {
-				req := st.build(b)
+			for k, b := range batch {
+				if k == len(msgs) {
+					msgs = append(msgs, spec.NewMessage())
+				}
+				req := st.build(b, msgs[k])
 				c.prepare(req)
 				reqs = append(reqs, req)
 			}
@@ -144,6 +148,7 @@ func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) err
 	}()
 
 	probe := spec.NewRequest(st.op, st.typ)
+	reuse := spec.NewMessage()
 	var err error  // the first failure
 	inStep := true // every response so far was read whole
 	for j := range inflight {
@@ -154,7 +159,14 @@ func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) err
 		if err != nil {
 			timeout = min(timeout, drainTimeout)
 		}
-		resp, rerr := c.read(ctx, probe, timeout)
+		// Until a failure, every response is read into one message:
+		// handle does not keep it. After one, each gets its own, since
+		// the error may hold the one that failed.
+		into := reuse
+		if err != nil {
+			into = nil
+		}
+		resp, rerr := c.readInto(ctx, probe, timeout, into)
 		answered.Add(1)
 		if rerr != nil {
 			inStep = false

@@ -79,6 +79,17 @@ func NewResponse(op Operation, t Type, s Status, msg string) *Message {
 	return m.initResponse(op, t, s, msg)
 }
 
+// ResetRequest empties m, keeping its memory, and makes it a request as
+// NewRequest does, for a client that sends a stream of requests with one
+// Message. Values taken from m before are not valid afterwards.
+func (m *Message) ResetRequest(op Operation, t Type) *Message {
+	clear(m.fields)
+	m.fields, m.index, m.Binary, m.arena = m.fields[:0], nil, nil, m.arena[:0]
+	m.SetString(FieldOperation, string(op))
+	m.SetString(FieldDirection, string(DirRequest))
+	return m.SetString(FieldType, string(t))
+}
+
 // ResetResponse empties m, keeping its memory, and makes it a response as
 // NewResponse does: a server can answer every request of a stream with
 // one Message, without allocating. Values taken from m before are not
