@@ -774,7 +774,7 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	})
 	var mu sync.Mutex
 	var received int64
-	var dirty atomic.Int64 // bytes written since writeback was last started
+	var dirty atomic.Int64                                     // bytes written since writeback was last started
 	downReq := spec.NewRequest(spec.OpDownload, spec.TypeFile) // names the operation in errors
 	st := stage{
 		op:     spec.OpDownload,
