@@ -526,7 +526,7 @@ func (c *Client) Download(ctx context.Context, key string, w io.Writer, o *Trans
 	// Blocks are hashed and written by their own goroutine, beside the
 	// network: the sink only copies them into a queue.
 	queue := make(chan []byte, 8)
-	free := make(chan []byte, 8)
+	free := make(chan []byte, 16) // more than can be out: none is dropped
 	var werr atomic.Pointer[error]
 	done := make(chan struct{})
 	go func() {
@@ -535,7 +535,8 @@ func (c *Client) Download(ctx context.Context, key string, w io.Writer, o *Trans
 			if werr.Load() == nil {
 				h.Write(b)
 				if _, err := w.Write(b); err != nil {
-					werr.Store(&err)
+					e := err // only a failure costs an allocation
+					werr.Store(&e)
 				}
 			}
 			select {

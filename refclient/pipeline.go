@@ -116,6 +116,7 @@ func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) err
 				}
 				break
 			}
+			batchBuf = batch // its array, grown, serves the next batch
 			reqs = reqs[:0]
 			for k, b := range batch {
 				if k == len(msgs) {

@@ -31,6 +31,8 @@ type conn struct {
 	requests int    // requests answered
 	sent     int64  // bytes of responses written
 	wbuf     []byte // responses not written yet (see send)
+	vecArr   [2][]byte
+	vec      net.Buffers // a vectored write of wbuf and a block
 	blk      []byte // reused block buffer of DOWNLOAD
 
 	// Uploads with blocks whose record waits for the next flush
@@ -263,8 +265,10 @@ func (c *conn) flush(bin []byte) bool {
 	var n int64
 	var err error
 	if _, vectored := c.nc.(*net.TCPConn); vectored && len(bin) > 0 {
-		bufs := net.Buffers{c.wbuf, bin}
-		n, err = bufs.WriteTo(c.nc)
+		c.vecArr = [2][]byte{c.wbuf, bin}
+		c.vec = c.vecArr[:] // WriteTo consumes c.vec
+		n, err = c.vec.WriteTo(c.nc)
+		c.vecArr = [2][]byte{}
 	} else {
 		// Anything but a TCP connection writes net.Buffers one buffer
 		// at a time: copy, to keep one write per response.

@@ -551,8 +551,11 @@ func (c *conn) fileDownload(req *spec.Message, user string) *spec.Message {
 	if _, err := c.dlFile.ReadAt(blk, i*bs); err != nil && err != io.EOF {
 		return c.internal(op, t, "read block", err)
 	}
-	resp = reply(op, t, spec.StatusOK, "An available block.").Set(spec.FieldBlockIndex, i).
-		Set(spec.FieldKey, k).Set(spec.FieldSize, n)
+	if c.ack == nil {
+		c.ack = spec.NewResponse(op, t, spec.StatusOK, "")
+	}
+	resp = c.ack.ResetResponse(op, t, spec.StatusOK, "An available block.").SetInt(spec.FieldBlockIndex, i).
+		SetString(spec.FieldKey, k).SetInt(spec.FieldSize, n)
 	resp.Binary = blk
 	return resp
 }

@@ -436,6 +436,11 @@ func DecodeFrame(b []byte, lim Limits) (*Message, int, error) {
 type Writer struct {
 	w   io.Writer
 	buf []byte
+	// Reused by WriteMessagesBuffers: where each frame's head ends in buf,
+	// the buffers of a vectored write, and the header writev consumes.
+	ends []int
+	vecs [][]byte
+	vec  net.Buffers
 }
 
 // NewWriter returns a Writer on w.
@@ -467,7 +472,7 @@ func (w *Writer) WriteMessageBuffers(m *Message) error { return w.WriteMessagesB
 // WriteMessageBuffers writes one: with a single vectored write, their
 // binary parts not copied.
 func (w *Writer) WriteMessagesBuffers(ms ...*Message) error {
-	ends := make([]int, 0, 8) // where each frame's head ends in w.buf
+	ends := w.ends[:0]
 	w.buf = w.buf[:0]
 	var err error
 	for _, m := range ms {
@@ -478,7 +483,7 @@ func (w *Writer) WriteMessagesBuffers(ms ...*Message) error {
 	}
 	switch w.w.(type) {
 	case *net.TCPConn, *net.UnixConn:
-		bufs := make(net.Buffers, 0, 2*len(ms))
+		bufs := w.vecs[:0]
 		start := 0
 		for i, m := range ms {
 			bufs = append(bufs, w.buf[start:ends[i]])
@@ -487,10 +492,12 @@ func (w *Writer) WriteMessagesBuffers(ms ...*Message) error {
 			}
 			start = ends[i]
 		}
+		w.vecs, w.ends = bufs, ends
 		if len(bufs) == 1 {
 			_, err = w.w.Write(bufs[0])
 		} else {
-			_, err = bufs.WriteTo(w.w)
+			w.vec = bufs // WriteTo consumes w.vec; w.vecs keeps the array
+			_, err = w.vec.WriteTo(w.w)
 		}
 	default:
 		// Other writers would see net.Buffers one buffer at a time.

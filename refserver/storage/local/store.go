@@ -65,7 +65,8 @@ type Store struct {
 	// last is, per stripe, the upload last looked up or planned under
 	// its lock: the blocks of a transfer find their upload without
 	// building a map key. Guarded by the stripe's lock.
-	last [lockStripes]lastUpload
+	last     [lockStripes]lastUpload
+	lastFile [lockStripes]lastCompleted
 
 	blockPool sync.Pool // *[]byte buffers of blocks waiting to be hashed
 
@@ -138,6 +139,7 @@ func (s *Store) close() error {
 		return true
 	})
 	clear(s.last[:])
+	clear(s.lastFile[:])
 	return s.root.Close()
 }
 
@@ -266,20 +268,44 @@ func (s *Store) dataDelete(user, key string) (int64, error) {
 // completed returns the metadata of user's completed file key, or
 // errNotFound. Known files are answered without a lock.
 func (s *Store) completed(user, key string) (*fileMeta, error) {
-	if m, ok := s.files.Load(ukey(user, key)); ok {
-		return m.(*fileMeta), nil
+	// The file of a download in progress is its stripe's last: found
+	// under the stripe's lock without building a map key.
+	i := s.stripe(user, key)
+	s.locks[i].Lock()
+	defer s.locks[i].Unlock()
+	if l := &s.lastFile[i]; l.m != nil && l.user == user && l.key == key {
+		return l.m, nil
 	}
-	unlock := s.lock(user, key)
-	defer unlock()
 	return s.completedLocked(user, key)
+}
+
+// lastCompleted is a completed file's metadata and its names.
+type lastCompleted struct {
+	user, key string
+	m         *fileMeta
+}
+
+// setFile records m as user's completed file key (nil: there is none).
+// The caller holds the key's lock.
+func (s *Store) setFile(user, key string, m *fileMeta) {
+	l := &s.lastFile[s.stripe(user, key)]
+	if m == nil {
+		s.files.Delete(ukey(user, key))
+		if l.user == user && l.key == key {
+			*l = lastCompleted{}
+		}
+		return
+	}
+	s.files.Store(ukey(user, key), m)
+	*l = lastCompleted{user, key, m}
 }
 
 // completedLocked is completed for a caller holding the key's lock. A file
 // found on disk is checked against its meta record; a file put there by
 // hand (or a stale record) gets its MD5 computed and recorded.
 func (s *Store) completedLocked(user, key string) (*fileMeta, error) {
-	uk := ukey(user, key)
-	if m, ok := s.files.Load(uk); ok {
+	if m, ok := s.files.Load(ukey(user, key)); ok {
+		s.lastFile[s.stripe(user, key)] = lastCompleted{user, key, m.(*fileMeta)}
 		return m.(*fileMeta), nil
 	}
 	name := p(dirFile, user, key)
@@ -313,7 +339,7 @@ func (s *Store) completedLocked(user, key string) (*fileMeta, error) {
 			}
 		}
 	}
-	s.files.Store(uk, &m)
+	s.setFile(user, key, &m)
 	return &m, nil
 }
 
@@ -349,7 +375,7 @@ func (s *Store) fileDelete(user, key string) (int64, error) {
 	if err := s.root.Remove(p(dirFile, user, key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("delete file: %w", err)
 	}
-	s.files.Delete(ukey(user, key))
+	s.setFile(user, key, nil)
 	if err := s.root.Remove(p(dirMeta, user, key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("delete file record: %w", err)
 	}
@@ -371,7 +397,7 @@ func (s *Store) createEmpty(user, key string) (*fileMeta, error) {
 	if err := s.writeAtomic(p(dirMeta, user, key), b, false); err != nil {
 		return nil, err
 	}
-	s.files.Store(ukey(user, key), m)
+	s.setFile(user, key, m)
 	return m, nil
 }
 
@@ -640,7 +666,7 @@ func (s *Store) finish(user, key string, u *upload) (*fileMeta, error) {
 	if err := s.syncDir(filepath.Join(dirFile, user)); err != nil {
 		return nil, err
 	}
-	s.files.Store(ukey(user, key), m)
+	s.setFile(user, key, m)
 	if err := s.dropUpload(user, key, u); err != nil {
 		return nil, err
 	}
