@@ -33,7 +33,7 @@ type conn struct {
 	wbuf     []byte // responses not written yet (see send)
 	vecArr   [2][]byte
 	vec      net.Buffers // a vectored write of wbuf and a block
-	blk      []byte // reused block buffer of DOWNLOAD
+	blk      []byte      // reused block buffer of DOWNLOAD
 
 	// Uploads with blocks whose record waits for the next flush
 	// (storage.BatchWriter).
