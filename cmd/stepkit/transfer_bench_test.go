@@ -93,11 +93,17 @@ func BenchmarkCLITransfer(b *testing.B) {
 func benchCLI(b *testing.B, srv *stepkitProc, size int64, cmd, cleanup func(i int) []string) {
 	dir := b.TempDir()
 	b.SetBytes(size)
-	md5Before, tcp := benchMD5Rate(), benchTCPRate(b)
+	// The MD5 rate is sampled before every run and after the last, and
+	// averaged: the load of a shared machine changes meanwhile.
+	tcp := benchTCPRate(b)
+	md5Sum, md5N := 0.0, 0
 	srvCPU := procCPU(b, srv.cmd.Process.Pid)
 	var clientCPU, elapsed time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		md5Sum, md5N = md5Sum+benchMD5Rate(), md5N+1
+		b.StartTimer()
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		p := stepkitCmd(b, ctx, dir, cmd(i)...)
@@ -121,8 +127,8 @@ func benchCLI(b *testing.B, srv *stepkitProc, size int64, cmd, cleanup func(i in
 		}
 	}
 	b.StopTimer()
-	srvCPU = procCPU(b, srv.cmd.Process.Pid) - srvCPU
-	md5Rate := (md5Before + benchMD5Rate()) / 2
+	srvCPU = procCPU(b, srv.cmd.Process.Pid) - srvCPU // the MD5 samples are this process's, not the server's
+	md5Rate := (md5Sum + benchMD5Rate()) / float64(md5N+1)
 	gb := float64(size) * float64(b.N) / 1e9
 	rate := float64(size) * float64(b.N) / elapsed.Seconds()
 	b.ReportMetric(rate/1e6, "MB/s")
