@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,13 @@ type conn struct {
 	vecArr   [2][]byte
 	vec      net.Buffers // a vectored write of wbuf and a block
 	blk      []byte      // reused block buffer of DOWNLOAD
+	// fromFile, when n > 0, is the block the next answer carries, sent
+	// from the file by sendfile instead of from blk (see fileDownload).
+	fromFile struct {
+		f      *os.File
+		off, n int64
+	}
+	lr io.LimitedReader
 
 	// Uploads with blocks whose record waits for the next flush
 	// (storage.BatchWriter).
@@ -236,6 +244,15 @@ const flushAt = 32 << 10
 func (c *conn) send(resp *spec.Message, force bool) bool {
 	start := len(c.wbuf)
 	var err error
+	if ff := c.fromFile; ff.n > 0 {
+		c.fromFile.n = 0
+		if c.wbuf, err = spec.AppendFrameHeadLen(c.wbuf, resp, ff.n); err != nil {
+			c.wbuf = c.wbuf[:start]
+			c.log.Error("encode response", "err", err)
+			return false
+		}
+		return c.flushFile(ff.f, ff.off, ff.n)
+	}
 	c.wbuf, err = spec.AppendFrameHead(c.wbuf, resp)
 	if err != nil {
 		c.wbuf = c.wbuf[:start]
@@ -246,6 +263,34 @@ func (c *conn) send(resp *spec.Message, force bool) bool {
 		return true
 	}
 	return c.flush(resp.Binary)
+}
+
+// flushFile writes the responses waiting in the write buffer, the last of
+// which announces n bytes of binary, and then those bytes from f at off by
+// sendfile: the block goes from the page cache to the socket without
+// being copied through the server.
+func (c *conn) flushFile(f *os.File, off, n int64) bool {
+	if !c.flush(nil) {
+		return false
+	}
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		c.log.Error("seek in file", "err", err)
+		return false
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	c.lr = io.LimitedReader{R: f, N: n}
+	sent, err := c.nc.(*net.TCPConn).ReadFrom(&c.lr)
+	c.lr.R = nil
+	c.sent += sent
+	c.srv.met.traffic(0, int(sent))
+	if err == nil && sent < n {
+		err = io.ErrUnexpectedEOF // the file shrank under us
+	}
+	if err != nil {
+		c.log.Warn("write block", "err", err)
+		return false
+	}
+	return true
 }
 
 // flush writes the responses waiting in the write buffer, followed by bin.

@@ -520,15 +520,21 @@ func (w *Writer) WriteMessagesBuffers(ms ...*Message) error {
 // the header announcing m.Binary, but not the binary part itself: the
 // caller sends it right after, from where it is.
 func AppendFrameHead(dst []byte, m *Message) ([]byte, error) {
+	return AppendFrameHeadLen(dst, m, int64(len(m.Binary)))
+}
+
+// AppendFrameHeadLen is AppendFrameHead for a binary part of binLen bytes
+// that is not in m.Binary (a block the caller sends from a file).
+func AppendFrameHeadLen(dst []byte, m *Message, binLen int64) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0)
 	dst = m.AppendJSON(dst)
 	jlen := len(dst) - start - HeaderLen
-	if uint64(jlen) > math.MaxUint32 || uint64(len(m.Binary)) > math.MaxUint32 {
+	if uint64(jlen) > math.MaxUint32 || binLen < 0 || binLen > math.MaxUint32 {
 		return dst[:start], ErrFrameTooLarge
 	}
 	binary.BigEndian.PutUint32(dst[start:], uint32(jlen))
-	binary.BigEndian.PutUint32(dst[start+4:], uint32(len(m.Binary)))
+	binary.BigEndian.PutUint32(dst[start+4:], uint32(binLen))
 	return dst, nil
 }
 
