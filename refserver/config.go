@@ -88,9 +88,10 @@ type Config struct {
 	// how often uploads are checked (default min(10m, UploadMaxAge/2)).
 	UploadMaxAge  time.Duration
 	SweepInterval time.Duration
-	// SyncBlocks makes every UPLOAD fsync its block before answering, so
-	// that acknowledged blocks survive a power failure, not only a crash
-	// of the server. Completed files are always fsynced.
+	// SyncBlocks makes every UPLOAD fsync its block before answering (the
+	// blocks of a pipelined window together, once, before their answers
+	// leave), so that acknowledged blocks survive a power failure, not
+	// only a crash of the server. Completed files are always fsynced.
 	SyncBlocks bool
 
 	// Logger receives the server's structured logs (default: discarded).
