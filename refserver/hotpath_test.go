@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stepkit/stepkit/refserver"
@@ -181,6 +183,41 @@ func TestOutOfOrderBlocksHashed(t *testing.T) {
 		}
 		if sum != md5hex(data) {
 			t.Fatalf("size %d: md5 %q, want %s", size, sum, md5hex(data))
+		}
+	}
+}
+
+// The record of the blocks a window acknowledges is on disk (in the
+// kernel, and fsynced with SyncBlocks) by the time their answers arrive:
+// ROOT/tmp/USER/KEY/received marks every acknowledged block.
+func TestAcknowledgedBlocksAreRecorded(t *testing.T) {
+	for _, syncBlocks := range []bool{false, true} {
+		root := t.TempDir()
+		addr, _ := refserver.StartTest(t, refserver.Config{Root: root, BlockSize: 4096, SyncBlocks: syncBlocks})
+		c := dial(t, addr)
+		c.login("rec")
+		const bs, acked = 4096, 11
+		data := pattern(20*bs, 2)
+		wantStatus(t, c.do(c.authed(spec.OpSave, spec.TypeFile, "key", "k", "size", len(data))), 200)
+		var frames []byte
+		for i := 0; i < acked; i++ {
+			m := c.authed(spec.OpUpload, spec.TypeFile, "key", "k", "block_index", i)
+			m.Binary = data[i*bs : (i+1)*bs]
+			b, _ := spec.EncodeFrame(m)
+			frames = append(frames, b...)
+		}
+		c.sendRaw(frames)
+		for i := 0; i < acked; i++ {
+			wantStatus(t, c.recv(), 200)
+		}
+		rec, err := os.ReadFile(filepath.Join(root, "tmp", "rec", "k", "received"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < acked; i++ {
+			if rec[i] != 1 {
+				t.Fatalf("sync %v: block %d acknowledged but not recorded: %v", syncBlocks, i, rec[:acked])
+			}
 		}
 	}
 }
