@@ -78,7 +78,12 @@ func BenchmarkCLITransfer(b *testing.B) {
 						dst := filepath.Join(fileDir, "dst.bin")
 						benchCLI(b, srv, size, func(int) []string {
 							return append([]string{"download", key, "-o", dst, "--json"}, args...)
-						}, func(int) []string { return nil })
+						}, func(int) []string {
+							// A fresh destination each time: replacing a
+							// large file would time its removal too.
+							os.Remove(dst)
+							return nil
+						})
 						os.Remove(dst)
 						stepkitRun(b, fileDir, append([]string{"rm", key}, args[:4]...)...)
 					})
@@ -118,13 +123,13 @@ func benchCLI(b *testing.B, srv *stepkitProc, size int64, cmd, cleanup func(i in
 			b.Fatalf("stepkit %v: not verified: %s", cmd(i), p.stdout.String())
 		}
 		clientCPU += p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
+		b.StopTimer()
 		if c := cleanup(i); c != nil {
-			b.StopTimer()
 			if code, out, errs := stepkitRun(b, dir, c...); code != exitOK {
 				b.Fatalf("stepkit %v: exit %d %s %s", c, code, out, errs)
 			}
-			b.StartTimer()
 		}
+		b.StartTimer()
 	}
 	b.StopTimer()
 	srvCPU = procCPU(b, srv.cmd.Process.Pid) - srvCPU // the MD5 samples are this process's, not the server's
