@@ -118,6 +118,9 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.5em;overflow-x:auto;white-
 {{range .Requirements}}<div class="req"><b>{{.ID}}</b> ({{.Level}}): {{.Text}}</div>{{end}}
 {{range .Findings}}<pre class="{{lower .Outcome}}">{{.String}}</pre>{{end}}
 {{range .Notes}}<div class="req">note: {{.}}</div>{{end}}
+{{with .Client}}<div class="req">client: <code>{{join .Command}}</code> · {{.Exit}} after {{msec .DurationMS}}</div>{{if .Stdout}}<pre class="out">stdout:
+{{.Stdout}}</pre>{{end}}{{if .Stderr}}<pre class="out">stderr:
+{{.Stderr}}</pre>{{end}}{{end}}
 {{if .Exchange}}<details><summary>wire exchange ({{len .Exchange}} events)</summary>
 <table class="ex">{{range .Exchange}}<tr><td>{{at .}} ms</td><td>c{{.Conn}}</td><td class="dir">{{arrow .}}</td><td>{{if .JSON}}{{.JSON}}{{end}}{{if .Binary}} + {{.Binary}} binary bytes{{end}}{{if .Note}} {{.Note}}{{end}}{{if .Hex}}<pre>{{.Hex}}</pre>{{end}}</td></tr>{{end}}</table>
 </details>{{end}}
