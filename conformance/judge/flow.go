@@ -1,0 +1,654 @@
+package judge
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stepkit/stepkit/spec"
+)
+
+// Sizes of the files the cases upload. The course flow's file is a few
+// hundred KiB plus an odd number of bytes, so that its last block is short.
+const (
+	courseSize = 300<<10 + 777
+	blk        = spec.DefaultBlockSize
+)
+
+// withFile sets the case's file: size bytes under a name.
+func withFile(r *caseRun, name string, size int) {
+	r.name = name
+	r.data = fileData(size, uint64(size)*31+uint64(len(name)))
+}
+
+func caseList() []*Case {
+	return []*Case{
+		{
+			Reqs:  []string{"CLIENT-5", "CLIENT-8", "TOKEN-5", "CLIENT-1"},
+			Title: "the course flow: LOGIN with the course password, FILE SAVE, every block with the token; the file stored whole with the right MD5",
+			setup: func(r *caseRun) { withFile(r, "report.bin", courseSize) },
+			judge: func(r *caseRun) { r.checkUpload() },
+		},
+		{
+			Reqs:  []string{"CLIENT-1", "CLIENT-5"},
+			Title: "a plan with block_size 12800: the client cuts its blocks as the plan says",
+			setup: func(r *caseRun) { withFile(r, "plan12800.bin", 100<<10+333); r.b.blockSize = 12800 },
+			judge: func(r *caseRun) { r.checkUpload() },
+		},
+		{
+			Reqs:  []string{"CLIENT-1", "CLIENT-5"},
+			Title: "a plan whose one block is larger than the file (block_size 65536)",
+			setup: func(r *caseRun) { withFile(r, "oneblock.bin", 40001); r.b.blockSize = spec.MaxBlockSize },
+			judge: func(r *caseRun) { r.checkUpload() },
+		},
+		{
+			Reqs:  []string{"CLIENT-1", "CLIENT-5"},
+			Title: "a file of exactly one block (20480 bytes): one UPLOAD, no empty second block",
+			setup: func(r *caseRun) { withFile(r, "exact.bin", blk) },
+			judge: func(r *caseRun) { r.checkUpload() },
+		},
+		{
+			Reqs:  []string{"CLIENT-1", "CLIENT-5"},
+			Title: "an empty file: FILE SAVE of size 0, a plan of 0 blocks, no UPLOAD",
+			setup: func(r *caseRun) { withFile(r, "empty.bin", 0) },
+			judge: func(r *caseRun) { r.checkUpload() },
+		},
+		{
+			Reqs:  []string{"CLIENT-3", "FRAME-4"},
+			Title: "every response cut into pieces (inside the header, inside the JSON), 100 ms apart",
+			setup: func(r *caseRun) { withFile(r, "segments.bin", 2*blk+99); r.b.segment = true },
+			judge: func(r *caseRun) { r.checkUpload("CLIENT-3", "FRAME-4") },
+		},
+		{
+			Reqs:  []string{"CLIENT-3", "FRAME-5", "CLIENT-4"},
+			Title: "pipelining advertised at LOGIN: responses to requests already waiting arrive in one write",
+			setup: func(r *caseRun) { withFile(r, "pipelined.bin", 8*blk-5); r.b.advertise, r.b.coalesce = true, true },
+			judge: judgeCoalesced,
+		},
+		{
+			Reqs:  []string{"CLIENT-4", "CLIENT-5"},
+			Title: "pipelining not advertised: no block sent before the previous block's response (the first is held 1 s)",
+			setup: func(r *caseRun) { withFile(r, "oneatatime.bin", 4*blk-1); r.b.hold = time.Second },
+			judge: judgePipelining,
+		},
+		{
+			Reqs:  []string{"CLIENT-2"},
+			Title: "the server reports a wrong md5 when the file completes: the client reports the mismatch",
+			setup: setupWrongMD5,
+			judge: judgeWrongMD5,
+		},
+		{
+			Reqs:  []string{"CLIENT-6"},
+			Title: "LOGIN refused with 401: the client stops or reports, and claims no success",
+			setup: func(r *caseRun) {
+				withFile(r, "refused-login.bin", blk+1)
+				r.b.answer = func(q *request) *spec.Message {
+					if q.is(spec.OpLogin, spec.TypeAuth) {
+						return spec.NewResponse(spec.OpLogin, spec.TypeAuth, spec.StatusPasswordError, "Password error for login.")
+					}
+					return nil
+				}
+			},
+			judge: func(r *caseRun) {
+				r.judgeRefusal("401", func(q *request) bool { return q.is(spec.OpLogin, spec.TypeAuth) },
+					func(q *request) bool { return !q.is(spec.OpLogin, spec.TypeAuth) && q.op() != spec.OpBye })
+			},
+		},
+		{
+			Reqs:  []string{"CLIENT-6"},
+			Title: "FILE SAVE refused with 402 (the key exists): no block is sent, no success claimed",
+			setup: func(r *caseRun) {
+				withFile(r, "refused-save.bin", blk+2)
+				r.b.answer = func(q *request) *spec.Message {
+					if q.is(spec.OpSave, spec.TypeFile) {
+						m := spec.NewResponse(spec.OpSave, spec.TypeFile, spec.StatusKeyExists, "The key already exists.")
+						if k, err := q.msg.Key(); err == nil {
+							m.Set(spec.FieldKey, k)
+						}
+						return m
+					}
+					return nil
+				}
+			},
+			judge: func(r *caseRun) {
+				r.judgeRefusal("402", func(q *request) bool { return q.is(spec.OpSave, spec.TypeFile) },
+					func(q *request) bool { return q.is(spec.OpUpload, spec.TypeFile) })
+			},
+		},
+		{
+			Reqs:  []string{"CLIENT-6"},
+			Title: "an UPLOAD refused mid-way with 406: the client stops, retries or reports, and claims no success",
+			setup: func(r *caseRun) {
+				withFile(r, "refused-block.bin", 4*blk-3)
+				refused := false
+				r.b.answer = func(q *request) *spec.Message {
+					if idx, err := q.msg.BlockIndex(); err == nil && q.is(spec.OpUpload, spec.TypeFile) && idx == 1 && !refused {
+						refused = true
+						m := spec.NewResponse(spec.OpUpload, spec.TypeFile, spec.StatusBlockSize, "The block is refused.")
+						k, _ := q.msg.Key()
+						return m.Set(spec.FieldKey, k).Set(spec.FieldBlockIndex, idx)
+					}
+					return nil
+				}
+			},
+			judge: func(r *caseRun) {
+				if r.storedWhole() {
+					r.note("the client sent block 1 again and the file completed")
+					return
+				}
+				r.judgeRefusal("406", func(q *request) bool {
+					idx, _ := q.msg.BlockIndex()
+					return q.is(spec.OpUpload, spec.TypeFile) && idx == 1
+				}, func(q *request) bool { return q.is(spec.OpUpload, spec.TypeFile) })
+			},
+		},
+		{
+			Reqs:  []string{"CLIENT-7", "CLIENT-6"},
+			Title: "a request never answered (UPLOAD of block 1): the client gives up within its time limit and claims no success",
+			setup: func(r *caseRun) {
+				withFile(r, "unanswered.bin", 3*blk-7)
+				r.b.silent = func(q *request) bool {
+					idx, err := q.msg.BlockIndex()
+					return err == nil && q.is(spec.OpUpload, spec.TypeFile) && idx == 1
+				}
+			},
+			judge: judgeHang,
+		},
+		{
+			Reqs:  []string{"FRAME-2", "FRAME-9", "CLIENT-3"},
+			Title: "non-ASCII text in the username and the file name: JSON lengths in bytes, text unchanged",
+			setup: func(r *caseRun) {
+				withFile(r, "données-ü.bin", blk+5)
+				r.user = "zoë-" + r.user[1:]
+			},
+			judge: judgeNonASCII,
+		},
+	}
+}
+
+// ---- the upload, as the server saw it
+
+// checkUpload judges the whole upload of the case's file: the LOGIN, the
+// token on every request, the FILE SAVE, every block against the plan, and
+// the file the server completed. blame, when given, names the requirements
+// the case is about: a broken flow is then held against them, since the
+// case differs from the course flow only in what it is about.
+func (r *caseRun) checkUpload(blame ...string) {
+	reqs := r.srv.requests()
+	fail := func(req, msg, expected, sent string) {
+		if len(blame) > 0 {
+			for _, b := range blame {
+				rq, _ := spec.Lookup(b)
+				if rq.Level != spec.MUST {
+					r.fail(b, msg, expected, sent)
+				}
+			}
+			for _, b := range blame {
+				if rq, _ := spec.Lookup(b); rq.Level == spec.MUST {
+					r.fail(b, msg, expected, sent)
+				}
+			}
+			panic(abortCase{})
+		}
+		r.fail(req, msg, expected, sent)
+	}
+	if len(reqs) == 0 {
+		fail("CLIENT-5", "the client sent no request"+r.connectedNote(), "LOGIN, FILE SAVE, then every block of the plan", "")
+	}
+	var login *request
+	tokens := map[string]bool{}
+	var badPassword *request
+	loginAt := -1
+	for i, q := range reqs {
+		if !q.is(spec.OpLogin, spec.TypeAuth) {
+			continue
+		}
+		u, _ := q.msg.Username()
+		p, _ := q.msg.Password()
+		if p != coursePassword(u) {
+			badPassword = q
+		}
+		if q.status() == spec.StatusOK {
+			login = q
+			if loginAt < 0 {
+				loginAt = i
+			}
+			if t, err := q.resp.Token(); err == nil {
+				tokens[t] = true
+			}
+		}
+	}
+	if login == nil {
+		if badPassword != nil {
+			u, _ := badPassword.msg.Username()
+			p, _ := badPassword.msg.Password()
+			fail("CLIENT-8", fmt.Sprintf("the LOGIN's password is %q, the course rule gives %q", p, coursePassword(u)),
+				fmt.Sprintf("password = MD5 hex of %q", u), describe(badPassword))
+		}
+		fail("CLIENT-5", "the client never logged in", "a LOGIN before FILE SAVE", firstRequests(reqs))
+	}
+	user, _ := login.msg.Username()
+	if r.user != "" && user != r.user {
+		r.note("the client logged in as %q, not as the {user} it was given (%q)", user, r.user)
+	}
+	for _, q := range reqs[loginAt+1:] {
+		if q.is(spec.OpLogin, spec.TypeAuth) || q.op() == spec.OpBye {
+			continue
+		}
+		tok, err := q.msg.Token()
+		if err != nil || !tokens[tok] {
+			fail("TOKEN-5", fmt.Sprintf("a %s %s request carries the token %q, not one the server issued", q.op(), q.typ(), tok),
+				"the token of the LOGIN response, unchanged", describe(q))
+		}
+	}
+	var save *request
+	var saves []*request
+	for _, q := range reqs {
+		if q.is(spec.OpSave, spec.TypeFile) {
+			saves = append(saves, q)
+			if sz, err := q.msg.Size(); err == nil && sz == int64(len(r.data)) && q.status() == spec.StatusOK {
+				save = q
+			}
+		}
+	}
+	if save == nil {
+		if len(saves) > 0 {
+			sz, _ := saves[len(saves)-1].msg.Raw(spec.FieldSize)
+			fail("CLIENT-5", fmt.Sprintf("FILE SAVE announced size %s, the file has %d bytes", sz, len(r.data)),
+				fmt.Sprintf("\"size\": %d", len(r.data)), describe(saves[len(saves)-1]))
+		}
+		fail("CLIENT-5", "the client sent no FILE SAVE for the file", "FILE SAVE with the file's size", firstRequests(reqs))
+	}
+	key, _ := save.resp.Key()
+	bs, _ := save.resp.BlockSize()
+	total, _ := save.resp.TotalBlock()
+	size := int64(len(r.data))
+	sent := map[int64]bool{}
+	after := false
+	for _, q := range reqs {
+		if q == save {
+			after = true
+			continue
+		}
+		if !after || !q.is(spec.OpUpload, spec.TypeFile) {
+			continue
+		}
+		if k, _ := q.msg.Key(); k != key {
+			continue
+		}
+		idx, err := q.msg.BlockIndex()
+		if err != nil || idx < 0 || idx >= total {
+			fail("CLIENT-1", fmt.Sprintf("an UPLOAD names block_index %s; the plan has total_block %d", rawField(q, spec.FieldBlockIndex), total),
+				fmt.Sprintf("block_index 0 to %d", total-1), describe(q))
+		}
+		want := spec.BlockLen(size, bs, idx)
+		if int64(len(q.msg.Binary)) != want {
+			fail("CLIENT-1", fmt.Sprintf("block %d has %d bytes; the plan's block_size %d makes it %d", idx, len(q.msg.Binary), bs, want),
+				fmt.Sprintf("%d bytes (block_size %d, file size %d)", want, bs, size), describe(q))
+		}
+		off := idx * bs
+		if !bytes.Equal(q.msg.Binary, r.data[off:off+want]) {
+			fail("CLIENT-5", fmt.Sprintf("block %d does not hold the file's bytes at offset %d", idx, off),
+				"the file's bytes at block_index × block_size", describe(q))
+		}
+		sent[idx] = true
+	}
+	var missing []string
+	for i := int64(0); i < total; i++ {
+		if !sent[i] {
+			missing = append(missing, strconv.FormatInt(i, 10))
+		}
+	}
+	if len(missing) > 0 {
+		fail("CLIENT-5", fmt.Sprintf("the client never sent block %s of the plan (total_block %d)", shortList(missing), total),
+			"every block 0 to total_block−1", "")
+	}
+	gotSize, gotMD5, err := r.stored(user, key)
+	if err != nil {
+		fail("CLIENT-5", fmt.Sprintf("the server holds no complete file under %q: %v", key, err), "the file completed, MD5 "+md5hex(r.data), "")
+	}
+	if gotSize != size || gotMD5 != md5hex(r.data) {
+		fail("CLIENT-5", fmt.Sprintf("the server completed %q with %d bytes, MD5 %s", key, gotSize, gotMD5),
+			fmt.Sprintf("%d bytes, MD5 %s", size, md5hex(r.data)), "")
+	}
+	if r.run != nil && r.run.ExitCode != 0 {
+		r.note("the file was stored whole, yet the client ended with %s", r.run.Exit)
+	}
+}
+
+func (r *caseRun) connectedNote() string {
+	if r.run == nil {
+		return ""
+	}
+	if r.srv.nconn == 0 {
+		return fmt.Sprintf(": it never connected (%s)", r.run.Exit)
+	}
+	return fmt.Sprintf(" (%s)", r.run.Exit)
+}
+
+func rawField(q *request, f string) string {
+	raw, ok := q.msg.Raw(f)
+	if !ok {
+		return "(none)"
+	}
+	return string(raw)
+}
+
+func firstRequests(reqs []*request) string {
+	var b strings.Builder
+	for i, q := range reqs {
+		if i == 3 {
+			fmt.Fprintf(&b, "... (%d requests in all)", len(reqs))
+			break
+		}
+		b.WriteString(describe(q) + "\n")
+	}
+	return b.String()
+}
+
+func shortList(ss []string) string {
+	if len(ss) > 8 {
+		return strings.Join(ss[:8], ", ") + fmt.Sprintf(" ... (%d blocks)", len(ss))
+	}
+	return strings.Join(ss, ", ")
+}
+
+// stored asks the judging server, as user, for the plan of key: the size
+// and MD5 of the completed file.
+func (r *caseRun) stored(user, key string) (int64, string, error) {
+	c, err := net.DialTimeout("tcp", r.srv.backend, 5*time.Second)
+	if err != nil {
+		return 0, "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	rd := spec.NewReader(c, spec.Limits{})
+	do := func(m *spec.Message) (*spec.Message, error) {
+		b, err := spec.EncodeFrame(m)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := c.Write(b); err != nil {
+			return nil, err
+		}
+		return rd.ReadMessage()
+	}
+	login := spec.NewRequest(spec.OpLogin, spec.TypeAuth).Set(spec.FieldUsername, user).Set(spec.FieldPassword, coursePassword(user))
+	resp, err := do(login)
+	if err != nil {
+		return 0, "", err
+	}
+	tok, _ := resp.Token()
+	resp, err = do(spec.NewRequest(spec.OpGet, spec.TypeFile).Set(spec.FieldToken, tok).Set(spec.FieldKey, key))
+	if err != nil {
+		return 0, "", err
+	}
+	if st, _ := resp.Status(); st != spec.StatusOK {
+		return 0, "", fmt.Errorf("FILE GET answered %d %q", st, resp.StatusMsg())
+	}
+	size, _ := resp.Size()
+	sum, _ := resp.MD5()
+	return size, sum, nil
+}
+
+// storedWhole reports whether the server completed the case's file under
+// the key of a FILE SAVE the client sent.
+func (r *caseRun) storedWhole() bool {
+	for _, q := range r.srv.requests() {
+		if !q.is(spec.OpSave, spec.TypeFile) || q.status() != spec.StatusOK {
+			continue
+		}
+		key, _ := q.resp.Key()
+		for _, l := range r.srv.requests() {
+			if l.is(spec.OpLogin, spec.TypeAuth) && l.status() == spec.StatusOK {
+				u, _ := l.msg.Username()
+				if size, sum, err := r.stored(u, key); err == nil && size == int64(len(r.data)) && sum == md5hex(r.data) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// ---- cases about reporting
+
+var (
+	// failureWords mark a line that reports a failure.
+	failureWords = regexp.MustCompile(`(?i)(fail|error|refus|denied|reject|invalid|incorrect|wrong|unable|cannot|can't|could not|couldn't|abort|mismatch|not match|n't match|differ|exception|traceback|unauthori|forbidden|exist|time ?out|timed out|not complete|incomplete)`)
+	// successWords mark a line that claims success.
+	successWords = regexp.MustCompile(`(?i)(success|succeed|passed|complete|finished|\bdone\b|uploaded|\bok\b)`)
+	md5Words     = regexp.MustCompile(`(?i)(md5|checksum|hash|integrity)`)
+)
+
+// output is what the client printed, without the status_msg texts the
+// judge sent it: a client that echoes "The key already exists." has not
+// said anything by itself.
+func (r *caseRun) output() string {
+	if r.run == nil {
+		return ""
+	}
+	out := r.run.Stdout + "\n" + r.run.Stderr
+	msgs := r.srv.statusMsgs()
+	sort.Slice(msgs, func(i, j int) bool { return len(msgs[i]) > len(msgs[j]) })
+	for _, m := range msgs {
+		if len(m) >= 4 {
+			out = strings.ReplaceAll(out, m, "")
+		}
+	}
+	return out
+}
+
+// reported says whether the client reported a failure: a non-zero exit
+// status of its own, or a line of output with a failure word or one of
+// the given status codes.
+func (r *caseRun) reported(codes ...string) (bool, string) {
+	if r.run != nil && r.run.ExitCode > 0 {
+		return true, "it ended with " + r.run.Exit
+	}
+	for _, line := range strings.Split(r.output(), "\n") {
+		if failureWords.MatchString(line) {
+			return true, fmt.Sprintf("it printed %q", strings.TrimSpace(line))
+		}
+		for _, c := range codes {
+			if regexp.MustCompile(`\b` + c + `\b`).MatchString(line) {
+				return true, fmt.Sprintf("it printed %q", strings.TrimSpace(line))
+			}
+		}
+	}
+	return false, ""
+}
+
+// claims returns the first line of output that claims success.
+func (r *caseRun) claims() string {
+	for _, line := range strings.Split(r.output(), "\n") {
+		if successWords.MatchString(line) && !failureWords.MatchString(line) {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
+}
+
+// judgeRefusal judges a client after the judge refused one of its
+// requests: refused picks the refused request, dependent the requests
+// that only make sense had it been accepted. FAIL CLIENT-6 when the
+// client did not report the failure yet went on as if accepted, or
+// claimed success.
+func (r *caseRun) judgeRefusal(code string, refused, dependent func(*request) bool) {
+	reqs := r.srv.requests()
+	at := -1
+	for i, q := range reqs {
+		if refused(q) && q.altered != "" {
+			at = i
+			break
+		}
+	}
+	if at < 0 {
+		r.info("CLIENT-6", "not applicable: the client never sent the request this case refuses"+r.connectedNote())
+		return
+	}
+	var wentOn *request
+	for _, q := range reqs[at+1:] {
+		if dependent(q) && !refused(q) {
+			wentOn = q
+			break
+		}
+	}
+	rep, how := r.reported(code)
+	claim := r.claims()
+	switch {
+	case rep:
+		r.note("the client reported the refusal: %s", how)
+	case claim != "":
+		r.fail("CLIENT-6", fmt.Sprintf("after the %s refusal the client ended with %s and printed %q, reporting no failure", code, r.run.Exit, claim),
+			"a non-zero exit status or a message reporting the refusal", describe(reqs[at]))
+	case wentOn != nil:
+		r.fail("CLIENT-6", fmt.Sprintf("after the %s refusal the client went on as if accepted and ended with %s, reporting no failure", code, r.run.Exit),
+			"stop, retry, or report the refusal", describe(wentOn))
+	default:
+		r.note("the client stopped after the refusal (%s) without a message", r.run.Exit)
+	}
+	if wentOn != nil {
+		r.note("after the refusal the client still sent: %s", describe(wentOn))
+	}
+}
+
+func setupWrongMD5(r *caseRun) {
+	withFile(r, "wrong-md5.bin", 2*blk+11)
+	r.b.alter = func(q *request, resp *spec.Message) {
+		if q.is(spec.OpUpload, spec.TypeFile) && resp.Has(spec.FieldMD5) {
+			resp.Set(spec.FieldMD5, wrongMD5(r.data))
+		}
+	}
+}
+
+// wrongMD5 is a well-formed MD5 that is not the file's.
+func wrongMD5(data []byte) string { return md5hex(append(append([]byte(nil), data...), 'x')) }
+
+func judgeWrongMD5(r *caseRun) {
+	r.checkUpload()
+	if r.run.ExitCode > 0 {
+		r.note("the client reported the mismatch: it ended with %s", r.run.Exit)
+		return
+	}
+	for _, line := range strings.Split(r.output(), "\n") {
+		if md5Words.MatchString(line) && failureWords.MatchString(line) {
+			r.note("the client reported the mismatch: it printed %q", strings.TrimSpace(line))
+			return
+		}
+	}
+	msg := fmt.Sprintf("the server reported md5 %s, the file's is %s; the client ended with %s and printed no mismatch", wrongMD5(r.data), md5hex(r.data), r.run.Exit)
+	if c := r.claims(); c != "" {
+		msg += fmt.Sprintf(" (it printed %q)", c)
+	}
+	r.fail("CLIENT-2", msg, "a non-zero exit status, or a message naming the MD5 mismatch", "")
+}
+
+func judgeHang(r *caseRun) {
+	held := false
+	for _, q := range r.srv.requests() {
+		idx, _ := q.msg.BlockIndex()
+		if q.is(spec.OpUpload, spec.TypeFile) && idx == 1 {
+			held = true
+		}
+	}
+	if !held {
+		r.checkUpload()
+		r.info("CLIENT-7", "not applicable: the client never sent block 1, the request this case leaves unanswered")
+		return
+	}
+	if r.run.TimedOut {
+		r.fail("CLIENT-7", fmt.Sprintf("the request was never answered and the client was still waiting after the case's limit of %v; the judge ended it", r.o.Timeout),
+			"give up after a deadline and report the failure", "")
+		return
+	}
+	if r.storedWhole() {
+		r.note("the client gave up on the connection and completed the file on another one")
+		return
+	}
+	if rep, how := r.reported("timeout"); rep {
+		r.note("the client gave up and reported it: %s", how)
+		return
+	}
+	if c := r.claims(); c != "" {
+		r.fail("CLIENT-6", fmt.Sprintf("the upload never completed, yet the client ended with %s and printed %q", r.run.Exit, c),
+			"a non-zero exit status or a message reporting the failure", "")
+	}
+	r.note("the client gave up (%s) without a message", r.run.Exit)
+}
+
+func judgePipelining(r *caseRun) {
+	for _, q := range r.srv.requests() {
+		if q.pipelined {
+			idx, _ := q.msg.BlockIndex()
+			r.fail("CLIENT-4", fmt.Sprintf("the client sent more before the response to block %d, on a server that did not advertise pipelining", idx),
+				"one block in flight until the response comes", describe(q))
+			break
+		}
+	}
+	r.checkUpload()
+}
+
+func judgeCoalesced(r *caseRun) {
+	r.checkUpload("FRAME-5", "CLIENT-3")
+	merged := false
+	for _, e := range r.srv.exchange() {
+		if strings.HasPrefix(e.Note, "the judge writes the last") {
+			merged = true
+		}
+	}
+	if !merged {
+		r.info("FRAME-5", "the client never had two requests waiting, so no two responses shared a write")
+	}
+}
+
+func judgeNonASCII(r *caseRun) {
+	nonASCII := false
+	for _, q := range r.srv.requests() {
+		if q.charCount {
+			r.failHex("CLIENT-3", fmt.Sprintf("the frame's JSON length is the JSON's length in characters (%d bytes of UTF-8)", q.jsonBytes),
+				fmt.Sprintf("a JSON length of %d", q.jsonBytes), describe(q), q.header)
+			r.failHex("FRAME-2", fmt.Sprintf("the frame's JSON length counts characters: the header announces %d, the JSON text is %d bytes", lenOf(q.header), q.jsonBytes),
+				fmt.Sprintf("a JSON length of %d", q.jsonBytes), describe(q), q.header)
+			panic(abortCase{})
+		}
+		if hasNonASCII(q.msg.JSONString()) {
+			nonASCII = true
+		}
+	}
+	if r.user != "" {
+		for _, q := range r.srv.requests() {
+			if q.is(spec.OpLogin, spec.TypeAuth) {
+				if u, _ := q.msg.Username(); u != r.user {
+					r.fail("FRAME-9", fmt.Sprintf("the LOGIN's username is %q, the client was given %q", u, r.user),
+						fmt.Sprintf("\"username\": %q", r.user), describe(q))
+				}
+			}
+		}
+	}
+	r.checkUpload()
+	if !nonASCII {
+		r.note("no request carried non-ASCII text (the client was given the file name %q)", r.name)
+	}
+}
+
+func lenOf(h []byte) uint32 {
+	if len(h) < 4 {
+		return 0
+	}
+	return uint32(h[0])<<24 | uint32(h[1])<<16 | uint32(h[2])<<8 | uint32(h[3])
+}
+
+func hasNonASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
