@@ -370,7 +370,9 @@ func (r *caseRun) info(req, msg string) {
 	r.add(conformance.Finding{Outcome: conformance.Informational, Requirement: rq.ID, Level: string(rq.Level), Text: rq.Text, Message: msg})
 }
 
-func (r *caseRun) note(format string, args ...any) { r.notes = append(r.notes, fmt.Sprintf(format, args...)) }
+func (r *caseRun) note(format string, args ...any) {
+	r.notes = append(r.notes, fmt.Sprintf(format, args...))
+}
 
 func (r *caseRun) errorf(format string, args ...any) {
 	r.add(conformance.Finding{Outcome: conformance.Error, Message: fmt.Sprintf(format, args...)})
