@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/stepkit/stepkit/conformance"
@@ -263,13 +264,24 @@ func runCase(ctx context.Context, o *Options, c *Case, isolated bool, port int) 
 func (r *caseRun) runClient(p place, argv []string) *conformance.ClientRun {
 	ctx, cancel := context.WithTimeout(r.ctx, r.o.Timeout)
 	defer cancel()
-	cmd := p.Command(ctx, argv)
-	cmd.Stdin = bytes.NewReader(r.o.Stdin)
 	stdout, stderr := &tailBuffer{max: outputMax}, &tailBuffer{max: outputMax}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
 	run := &conformance.ClientRun{Command: argv, ExitCode: -1}
 	start := time.Now()
-	err := cmd.Start()
+	var cmd *exec.Cmd
+	var err error
+	for try := 0; ; try++ {
+		cmd = p.Command(ctx, argv)
+		cmd.Stdin = bytes.NewReader(r.o.Stdin)
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		err = cmd.Start()
+		// A program just copied into the scratch folder may still be open
+		// for writing in a child forked meanwhile by another case: that
+		// lasts until the child's exec, so try again.
+		if !errors.Is(err, syscall.ETXTBSY) || try == 50 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err != nil {
 		run.Exit = "not started: " + err.Error()
 		r.run = run

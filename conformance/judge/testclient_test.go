@@ -1,0 +1,166 @@
+package judge
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+	"unicode/utf8"
+
+	"github.com/stepkit/stepkit/spec"
+)
+
+// asTestClient, set in a process's environment, makes the test binary run
+// a STEP upload client written for these tests, in the mode the variable
+// names: "good" uploads as a client should; every other mode breaks one
+// requirement on purpose.
+const asTestClient = "STEPKIT_JUDGE_TEST_CLIENT"
+
+// Test client modes, and the requirement each breaks.
+const (
+	modeGood        = "good"
+	modeOneRecv     = "one-recv"     // one read per response (CLIENT-3, FRAME-4)
+	modeFixedBlock  = "fixed-block"  // 20480-byte blocks whatever the plan (CLIENT-1)
+	modeCharCount   = "char-count"   // JSON lengths in characters (FRAME-2)
+	modeLiar        = "liar"         // ignores statuses and md5, prints success (CLIENT-6, CLIENT-2)
+	modeNoTimeout   = "no-timeout"   // waits for a response forever (CLIENT-7)
+	modePipeline    = "pipeline"     // every block at once, advertised or not (CLIENT-4)
+	modeBadPassword = "bad-password" // the username as password (CLIENT-8)
+	modeTokenless   = "tokenless"    // UPLOADs without the token (TOKEN-5)
+)
+
+// testClient is the client's main: --server host:port --user U --file F.
+func testClient(mode string, args []string) int {
+	fs := flag.NewFlagSet("testclient", flag.ContinueOnError)
+	server := fs.String("server", "127.0.0.1:1379", "")
+	user := fs.String("user", "2362202", "")
+	file := fs.String("file", "", "")
+	timeout := fs.Duration("timeout", 2*time.Second, "")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(os.Stderr, "error: "+format+"\n", a...)
+		return 1
+	}
+	data, err := os.ReadFile(*file)
+	if err != nil {
+		return fail("%v", err)
+	}
+	conn, err := net.DialTimeout("tcp", *server, 5*time.Second)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer conn.Close()
+	rd := spec.NewReader(conn, spec.Limits{})
+	send := func(m *spec.Message) error {
+		b, err := spec.EncodeFrame(m)
+		if err != nil {
+			return err
+		}
+		if mode == modeCharCount {
+			j := m.AppendJSON(nil)
+			b = append(append(spec.Header(uint32(utf8.RuneCount(j)), uint32(len(m.Binary))), j...), m.Binary...)
+		}
+		_, err = conn.Write(b)
+		return err
+	}
+	recv := func() (*spec.Message, error) {
+		if mode != modeNoTimeout {
+			conn.SetReadDeadline(time.Now().Add(*timeout))
+		}
+		if mode == modeOneRecv {
+			buf := make([]byte, 1<<16)
+			n, err := conn.Read(buf)
+			if err != nil {
+				return nil, err
+			}
+			m, _, err := spec.DecodeFrame(buf[:n], spec.Limits{})
+			return m, err
+		}
+		return rd.ReadMessage()
+	}
+	do := func(m *spec.Message) (*spec.Message, error) {
+		if err := send(m); err != nil {
+			return nil, err
+		}
+		resp, err := recv()
+		if err != nil {
+			return nil, err
+		}
+		if st, _ := resp.Status(); st != spec.StatusOK && mode != modeLiar {
+			return nil, fmt.Errorf("%s refused: status %d", m.Operation(), st)
+		}
+		return resp, nil
+	}
+	password := md5hex([]byte(*user))
+	if mode == modeBadPassword {
+		password = *user
+	}
+	resp, err := do(spec.NewRequest(spec.OpLogin, spec.TypeAuth).Set(spec.FieldUsername, *user).Set(spec.FieldPassword, password))
+	if err != nil {
+		return fail("login: %v", err)
+	}
+	token, _ := resp.Token()
+	save := spec.NewRequest(spec.OpSave, spec.TypeFile).Set(spec.FieldToken, token).
+		Set(spec.FieldKey, filepath.Base(*file)).Set(spec.FieldSize, len(data))
+	plan, err := do(save)
+	if err != nil {
+		return fail("save: %v", err)
+	}
+	key, _ := plan.Key()
+	bs, _ := plan.BlockSize()
+	total, _ := plan.TotalBlock()
+	serverMD5, _ := plan.MD5()
+	if mode == modeFixedBlock || mode == modeLiar && bs == 0 {
+		bs = spec.DefaultBlockSize
+		total = spec.TotalBlocks(int64(len(data)), bs)
+	}
+	block := func(i int64) *spec.Message {
+		m := spec.NewRequest(spec.OpUpload, spec.TypeFile).Set(spec.FieldKey, key).Set(spec.FieldBlockIndex, i)
+		if mode != modeTokenless {
+			m.Set(spec.FieldToken, token)
+		}
+		end := min((i+1)*bs, int64(len(data)))
+		m.Binary = data[i*bs : end]
+		return m
+	}
+	if mode == modePipeline {
+		for i := int64(0); i < total; i++ {
+			if err := send(block(i)); err != nil {
+				return fail("upload: %v", err)
+			}
+		}
+		for i := int64(0); i < total; i++ {
+			r, err := recv()
+			if err != nil {
+				return fail("upload: %v", err)
+			}
+			if m, err := r.MD5(); err == nil {
+				serverMD5 = m
+			}
+		}
+	} else {
+		for i := int64(0); i < total; i++ {
+			r, err := do(block(i))
+			if err != nil {
+				return fail("upload of block %d: %v", i, err)
+			}
+			if m, err := r.MD5(); err == nil {
+				serverMD5 = m
+			}
+		}
+	}
+	send(spec.NewRequest(spec.OpBye, spec.TypeAuth).Set(spec.FieldToken, token))
+	if mode == modeLiar {
+		fmt.Println("upload successful")
+		return 0
+	}
+	if serverMD5 != md5hex(data) {
+		return fail("MD5 mismatch: local %s, server %s", md5hex(data), serverMD5)
+	}
+	fmt.Printf("%s uploaded, MD5 %s verified\n", key, serverMD5)
+	return 0
+}
