@@ -198,6 +198,7 @@ func (r *caseRun) checkUpload(blame ...string) {
 		r.fail(req, msg, expected, sent)
 	}
 	if len(reqs) == 0 {
+		r.neverConnected()
 		fail("CLIENT-5", "the client sent no request"+r.connectedNote(), "LOGIN, FILE SAVE, then every block of the plan", "")
 	}
 	var login *request
@@ -258,9 +259,19 @@ func (r *caseRun) checkUpload(blame ...string) {
 	}
 	if save == nil {
 		if len(saves) > 0 {
-			sz, _ := saves[len(saves)-1].msg.Raw(spec.FieldSize)
+			// The FILE SAVE meant for the file: the one naming it, else the last.
+			q := saves[len(saves)-1]
+			for _, s := range saves {
+				if k, _ := s.msg.Key(); k == r.name {
+					q = s
+				}
+			}
+			sz, _ := q.msg.Raw(spec.FieldSize)
+			if q.status() != spec.StatusOK {
+				fail("CLIENT-5", fmt.Sprintf("the FILE SAVE was refused (status %d)", q.status()), "a FILE SAVE the server accepts", describe(q))
+			}
 			fail("CLIENT-5", fmt.Sprintf("FILE SAVE announced size %s, the file has %d bytes", sz, len(r.data)),
-				fmt.Sprintf("\"size\": %d", len(r.data)), describe(saves[len(saves)-1]))
+				fmt.Sprintf("\"size\": %d", len(r.data)), describe(q))
 		}
 		fail("CLIENT-5", "the client sent no FILE SAVE for the file", "FILE SAVE with the file's size", firstRequests(reqs))
 	}
@@ -319,6 +330,28 @@ func (r *caseRun) checkUpload(blame ...string) {
 	if r.run != nil && r.run.ExitCode != 0 {
 		r.note("the file was stored whole, yet the client ended with %s", r.run.Exit)
 	}
+}
+
+// neverConnected ends the case with an ERROR when the client never
+// connected: like a server that cannot be reached, a client that cannot
+// run (a missing module, a wrong template) is not judged, and every case
+// says so the same way.
+func (r *caseRun) neverConnected() {
+	if r.run == nil || r.srv.nconn > 0 {
+		return
+	}
+	msg := fmt.Sprintf("the client never connected to the judge (%s)", r.run.Exit)
+	if l := lastLine(r.run.Stderr); l != "" {
+		msg += fmt.Sprintf("; its last words: %q", l)
+	} else if l := lastLine(r.run.Stdout); l != "" {
+		msg += fmt.Sprintf("; its last words: %q", l)
+	}
+	r.errorf("%s", msg)
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 func (r *caseRun) connectedNote() string {
@@ -489,6 +522,7 @@ func (r *caseRun) judgeRefusal(code string, refused, dependent func(*request) bo
 		}
 	}
 	if at < 0 {
+		r.neverConnected()
 		r.info("CLIENT-6", "not applicable: the client never sent the request this case refuses"+r.connectedNote())
 		return
 	}
@@ -558,6 +592,7 @@ func judgeHang(r *caseRun) {
 		}
 	}
 	if !held {
+		r.neverConnected()
 		r.checkUpload()
 		r.info("CLIENT-7", "not applicable: the client never sent block 1, the request this case leaves unanswered")
 		return

@@ -218,20 +218,20 @@ func runCase(ctx context.Context, o *Options, c *Case, isolated bool, port int) 
 		r.errorf("the client's scratch folder or namespace could not be made: %v", err)
 	}
 	defer p.Close()
-	rel := filepath.Join("judge-files", r.name)
-	if err := os.MkdirAll(filepath.Join(p.WorkDir(), "judge-files"), 0o755); err != nil {
-		r.errorf("scratch folder: %v", err)
-	}
+	// The file lies in the client's working folder under its bare name, as
+	// a student would pass it; downloads go to a folder of their own.
+	rel := r.name
 	if err := os.WriteFile(filepath.Join(p.WorkDir(), rel), r.data, 0o644); err != nil {
 		r.errorf("scratch folder: %v", err)
 	}
 	dlRel := "judge-downloads"
-	r.dlDir = filepath.Join(p.WorkDir(), dlRel)
-	if err := os.MkdirAll(r.dlDir, 0o777); err != nil {
-		r.errorf("scratch folder: %v", err)
+	if o.Template.Has("{dir}") {
+		r.dlDir = filepath.Join(p.WorkDir(), dlRel)
+		if err := os.MkdirAll(r.dlDir, 0o777); err != nil {
+			r.errorf("scratch folder: %v", err)
+		}
+		os.Chmod(r.dlDir, 0o777)
 	}
-	os.Chmod(r.dlDir, 0o777)
-	os.Chmod(filepath.Join(p.WorkDir(), "judge-files"), 0o777)
 
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if !isolated && port == hostPort {
