@@ -16,6 +16,10 @@ func clientEnv(o *Options, home string) []string {
 	return append(env, o.Env...)
 }
 
+// NamespacesAvailable reports whether cases can run in network namespaces
+// of their own on this machine, and if not, why.
+func NamespacesAvailable() (bool, string) { return namespacesAvailable() }
+
 // namespacesAvailable reports whether cases can run in network namespaces.
 func namespacesAvailable() (bool, string) {
 	return false, "this build has no sandbox"
