@@ -68,8 +68,9 @@ func judgeRun(t *testing.T, args ...string) (int, string, map[string]any) {
 	return p.cmd.ProcessState.ExitCode(), p.stdout.String() + p.stderr.String(), rep
 }
 
-// allPass asserts a conformant report in which every client case passed.
-func allPass(t *testing.T, code int, out string, rep map[string]any) {
+// allPass asserts a conformant report in which every client case passed
+// (but the download case, informational without {dir} in the template).
+func allPass(t *testing.T, code int, out string, rep map[string]any, downloads bool) {
 	t.Helper()
 	if code != 0 || rep == nil {
 		t.Fatalf("exit status %d, want 0:\n%s", code, out)
@@ -80,6 +81,13 @@ func allPass(t *testing.T, code int, out string, rep map[string]any) {
 	}
 	for _, c := range cases {
 		c := c.(map[string]any)
+		if c["id"] == "CLIENT-1.5" && !downloads {
+			// The download case needs {dir}: informational, not run.
+			if c["outcome"] != "INFORMATIONAL" || c["client"] != nil {
+				t.Errorf("case CLIENT-1.5 without {dir}: %v, client %v", c["outcome"], c["client"])
+			}
+			continue
+		}
 		if c["outcome"] != "PASS" {
 			t.Errorf("case %v: %v", c["id"], c["outcome"])
 		}
@@ -112,15 +120,17 @@ func TestJudgeCourseClient(t *testing.T) {
 	dir := clientFolder(t)
 	code, out, rep := judgeRun(t, "--host-network", "--client-dir", dir,
 		"--client", "./stepkit course-client --server_ip {host} --port {port} --id {user} -f {file} --timeout 3s")
-	allPass(t, code, out, rep)
+	allPass(t, code, out, rep, false)
 }
 
-// TestJudgeUpload: stepkit upload passes every client case too.
-func TestJudgeUpload(t *testing.T) {
+// TestJudgeUploadDownload: stepkit upload, then stepkit download into
+// {dir}, as one shell command line, passes every client case, the
+// download included.
+func TestJudgeUploadDownload(t *testing.T) {
 	dir := clientFolder(t)
 	code, out, rep := judgeRun(t, "--host-network", "--client-dir", dir,
-		"--client", "./stepkit upload {file} --server {host}:{port} --user {user} --timeout 3s --no-progress")
-	allPass(t, code, out, rep)
+		"--client", `sh -c './stepkit upload "$0" --server "$1" --user "$2" --timeout 3s --no-progress && ./stepkit download "$0" -o "$3/$0" --server "$1" --user "$2" --timeout 3s --no-progress' {file} {host}:{port} {user} {dir}`)
+	allPass(t, code, out, rep, true)
 }
 
 // TestJudgeHardCodedPortInNamespaces: a client that dials 127.0.0.1:1379
@@ -136,7 +146,7 @@ func TestJudgeHardCodedPortInNamespaces(t *testing.T) {
 	dir := clientFolder(t)
 	code, out, rep := judgeRun(t, "--client-dir", dir,
 		"--client", "./stepkit course-client --server_ip {host} --id {user} -f {file} --timeout 3s")
-	allPass(t, code, out, rep)
+	allPass(t, code, out, rep, false)
 	if cl, _ := rep["client"].(map[string]any); cl == nil || cl["isolated"] != true || cl["port"] != float64(1379) {
 		t.Errorf("client settings %v: want isolated, port 1379", rep["client"])
 	}

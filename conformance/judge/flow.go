@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -67,7 +69,12 @@ func caseList() []*Case {
 		{
 			Reqs:  []string{"CLIENT-3", "FRAME-5", "CLIENT-4"},
 			Title: "pipelining advertised at LOGIN: responses to requests already waiting arrive in one write",
-			setup: func(r *caseRun) { withFile(r, "pipelined.bin", 8*blk-5); r.b.advertise, r.b.coalesce = true, true },
+			setup: func(r *caseRun) {
+				withFile(r, "pipelined.bin", 8*blk-5)
+				// The first block's response waits for the next block of a
+				// client that pipelines, so that it meets a shared write.
+				r.b.advertise, r.b.coalesce, r.b.hold = true, true, time.Second
+			},
 			judge: judgeCoalesced,
 		},
 		{
@@ -158,6 +165,13 @@ func caseList() []*Case {
 				}
 			},
 			judge: judgeHang,
+		},
+		{
+			Reqs:  []string{"CLIENT-1", "CLIENT-2"},
+			Title: "download, where the template has {dir}: the file fetched back into {dir} whole, following a download plan of block_size 12800",
+			needs: []string{"{dir}"},
+			setup: func(r *caseRun) { withFile(r, "roundtrip.bin", 50<<10+17); r.b.blockSize = 12800 },
+			judge: judgeDownload,
 		},
 		{
 			Reqs:  []string{"FRAME-2", "FRAME-9", "CLIENT-3"},
@@ -640,6 +654,71 @@ func judgeCoalesced(r *caseRun) {
 	if !merged {
 		r.info("FRAME-5", "the client never had two requests waiting, so no two responses shared a write")
 	}
+}
+
+// judgeDownload judges what a client does beyond the upload: fetching the
+// file back (FILE GET, then every DOWNLOAD of the plan) into {dir}.
+func judgeDownload(r *caseRun) {
+	r.checkUpload()
+	var get *request
+	for _, q := range r.srv.requests() {
+		if q.is(spec.OpGet, spec.TypeFile) && q.status() == spec.StatusOK {
+			get = q
+		}
+	}
+	if get == nil {
+		r.info("CLIENT-1", "the client does not download: it sent no FILE GET")
+		return
+	}
+	key, _ := get.resp.Key()
+	total, _ := get.resp.TotalBlock()
+	asked := map[int64]bool{}
+	for _, q := range r.srv.requests() {
+		if !q.is(spec.OpDownload, spec.TypeFile) {
+			continue
+		}
+		if k, _ := q.msg.Key(); k != key {
+			continue
+		}
+		idx, err := q.msg.BlockIndex()
+		if err != nil || idx < 0 || idx >= total {
+			r.fail("CLIENT-1", fmt.Sprintf("a DOWNLOAD names block_index %s; the download plan has total_block %d", rawField(q, spec.FieldBlockIndex), total),
+				fmt.Sprintf("block_index 0 to %d", total-1), describe(q))
+		}
+		asked[idx] = true
+	}
+	var missing []string
+	for i := int64(0); i < total; i++ {
+		if !asked[i] {
+			missing = append(missing, strconv.FormatInt(i, 10))
+		}
+	}
+	if len(missing) > 0 {
+		r.fail("CLIENT-1", fmt.Sprintf("the client never asked for block %s of the download plan (total_block %d, block_size 12800)", shortList(missing), total),
+			"every block of the download plan", describe(get))
+	}
+	entries, _ := os.ReadDir(r.dlDir)
+	var found []string
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(r.dlDir, e.Name()))
+		if err != nil {
+			continue
+		}
+		if bytes.Equal(b, r.data) {
+			r.note("the file came back whole as {dir}/%s", e.Name())
+			return
+		}
+		found = append(found, fmt.Sprintf("%s (%d bytes, MD5 %s)", e.Name(), len(b), md5hex(b)))
+	}
+	r.fail("CLIENT-2", fmt.Sprintf("no file in {dir} holds the downloaded file; found: %s", orNone(found)),
+		fmt.Sprintf("a file of %d bytes, MD5 %s", len(r.data), md5hex(r.data)), "")
+}
+
+func orNone(ss []string) string {
+	if len(ss) == 0 {
+		return "nothing"
+	}
+	return strings.Join(ss, ", ")
 }
 
 func judgeNonASCII(r *caseRun) {

@@ -38,6 +38,7 @@ func testClient(mode string, args []string) int {
 	user := fs.String("user", "2362202", "")
 	file := fs.String("file", "", "")
 	timeout := fs.Duration("timeout", 2*time.Second, "")
+	dir := fs.String("dir", "", "download the file back into this folder")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -162,5 +163,35 @@ func testClient(mode string, args []string) int {
 		return fail("MD5 mismatch: local %s, server %s", md5hex(data), serverMD5)
 	}
 	fmt.Printf("%s uploaded, MD5 %s verified\n", key, serverMD5)
+	if *dir == "" {
+		return 0
+	}
+	conn2, err := net.DialTimeout("tcp", *server, 5*time.Second)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer conn2.Close()
+	conn, rd = conn2, spec.NewReader(conn2, spec.Limits{})
+	plan, err = do(spec.NewRequest(spec.OpGet, spec.TypeFile).Set(spec.FieldToken, token).Set(spec.FieldKey, key))
+	if err != nil {
+		return fail("get: %v", err)
+	}
+	total, _ = plan.TotalBlock()
+	want, _ := plan.MD5()
+	var got []byte
+	for i := int64(0); i < total; i++ {
+		r, err := do(spec.NewRequest(spec.OpDownload, spec.TypeFile).Set(spec.FieldToken, token).Set(spec.FieldKey, key).Set(spec.FieldBlockIndex, i))
+		if err != nil {
+			return fail("download of block %d: %v", i, err)
+		}
+		got = append(got, r.Binary...)
+	}
+	if md5hex(got) != want {
+		return fail("MD5 mismatch on download: %s, server %s", md5hex(got), want)
+	}
+	if err := os.WriteFile(filepath.Join(*dir, key), got, 0o644); err != nil {
+		return fail("%v", err)
+	}
+	fmt.Printf("%s downloaded into %s\n", key, *dir)
 	return 0
 }
