@@ -569,17 +569,48 @@ func (r *caseRun) judgeRefusal(code string, refused, dependent func(*request) bo
 func setupWrongMD5(r *caseRun) {
 	withFile(r, "wrong-md5.bin", 2*blk+11)
 	r.b.alter = func(q *request, resp *spec.Message) {
-		if q.is(spec.OpUpload, spec.TypeFile) && resp.Has(spec.FieldMD5) {
+		// Only the md5 of the right file is replaced: a client that sent
+		// other bytes is told the truth, and judged for its upload.
+		if sum, err := resp.MD5(); err == nil && q.is(spec.OpUpload, spec.TypeFile) && sum == md5hex(r.data) {
 			resp.Set(spec.FieldMD5, wrongMD5(r.data))
 		}
 	}
+}
+
+// afterMismatch says what the client sent after it was told the wrong md5.
+func (r *caseRun) afterMismatch() string {
+	n, told := 0, false
+	for _, q := range r.srv.requests() {
+		if told && q.op() != spec.OpBye {
+			n++
+		}
+		told = told || q.altered != ""
+	}
+	if n == 0 {
+		return ""
+	}
+	if n == 1 {
+		return " (it sent one more request after it)"
+	}
+	return fmt.Sprintf(" (it sent %d more requests after it)", n)
 }
 
 // wrongMD5 is a well-formed MD5 that is not the file's.
 func wrongMD5(data []byte) string { return md5hex(append(append([]byte(nil), data...), 'x')) }
 
 func judgeWrongMD5(r *caseRun) {
-	r.checkUpload()
+	told := false
+	for _, q := range r.srv.requests() {
+		told = told || q.altered != ""
+	}
+	if !told {
+		// The file never completed as sent: the upload is at fault.
+		r.checkUpload()
+	}
+	if r.run.TimedOut {
+		r.fail("CLIENT-2", fmt.Sprintf("after the server reported md5 %s (the file's is %s) the client was still running at the case's limit of %v, the mismatch unreported%s",
+			wrongMD5(r.data), md5hex(r.data), r.o.Timeout, r.afterMismatch()), "a non-zero exit status, or a message naming the MD5 mismatch", "")
+	}
 	if r.run.ExitCode > 0 {
 		r.note("the client reported the mismatch: it ended with %s", r.run.Exit)
 		return

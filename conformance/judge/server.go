@@ -104,6 +104,9 @@ type server struct {
 	nconn   int
 	uploads int // UPLOAD requests seen, for the hold of the first
 	wg      sync.WaitGroup
+	// hookMu serialises the behaviour's hooks: a client may use several
+	// connections at once.
+	hookMu sync.Mutex
 }
 
 // startServer starts the backend and the relay on l.
@@ -272,7 +275,10 @@ func (s *server) relay(nc net.Conn, id int) {
 		first := isUpload && s.uploads == 1
 		s.mu.Unlock()
 
-		if silent || (s.b.silent != nil && s.b.silent(r)) {
+		s.hookMu.Lock()
+		hold := s.b.silent != nil && s.b.silent(r)
+		s.hookMu.Unlock()
+		if silent || hold {
 			if !silent {
 				s.note(id, "the judge leaves this request unanswered, and every later one on this connection")
 			}
@@ -281,7 +287,10 @@ func (s *server) relay(nc net.Conn, id int) {
 		}
 		var resp *spec.Message
 		if s.b.answer != nil {
-			if resp = s.b.answer(r); resp != nil {
+			s.hookMu.Lock()
+			resp = s.b.answer(r)
+			s.hookMu.Unlock()
+			if resp != nil {
 				r.altered = "answered by the judge"
 			}
 		}
@@ -296,7 +305,9 @@ func (s *server) relay(nc net.Conn, id int) {
 			}
 			if s.b.alter != nil {
 				before := resp.JSONString()
+				s.hookMu.Lock()
 				s.b.alter(r, resp)
+				s.hookMu.Unlock()
 				if resp.JSONString() != before {
 					r.altered = "altered by the judge"
 				}
