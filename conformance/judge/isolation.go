@@ -5,14 +5,11 @@ import (
 	"os"
 )
 
-// clientEnv is the client's environment: a minimal PATH, HOME (its scratch
-// folder), a UTF-8 locale, then the run's own variables.
-func clientEnv(o *Options, home string) []string {
-	path := os.Getenv("PATH")
-	if path == "" {
-		path = "/usr/local/bin:/usr/bin:/bin"
-	}
-	env := []string{"PATH=" + path, "HOME=" + home, "LANG=C.UTF-8", "PYTHONUNBUFFERED=1", "PYTHONIOENCODING=utf-8", "PYTHONDONTWRITEBYTECODE=1"}
+// clientEnv is the client's environment besides what the place sets
+// (PATH, HOME, a UTF-8 locale): unbuffered Python output, so that what a
+// killed client printed last is not lost, then the run's own variables.
+func clientEnv(o *Options) []string {
+	env := []string{"PYTHONUNBUFFERED=1", "PYTHONIOENCODING=utf-8", "PYTHONDONTWRITEBYTECODE=1"}
 	return append(env, o.Env...)
 }
 
@@ -20,10 +17,7 @@ func clientEnv(o *Options, home string) []string {
 // of their own on this machine, and if not, why.
 func NamespacesAvailable() (bool, string) { return namespacesAvailable() }
 
-// namespacesAvailable reports whether cases can run in network namespaces.
-func namespacesAvailable() (bool, string) {
-	return false, "this build has no sandbox"
-}
+func namespacesAvailable() (bool, string) { return false, "this build has no sandbox" }
 
 // newPlace makes the place a case runs in.
 func newPlace(ctx context.Context, o *Options, isolated bool) (place, error) {
@@ -31,6 +25,16 @@ func newPlace(ctx context.Context, o *Options, isolated bool) (place, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.env = clientEnv(o, h.dir)
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = "/usr/local/bin:/usr/bin:/bin"
+	}
+	h.env = append([]string{"PATH=" + path, "HOME=" + h.dir, "LANG=C.UTF-8"}, clientEnv(o)...)
 	return h, nil
+}
+
+// describer is a place that can say how a command ended better than its
+// exit status alone (a limit that killed it).
+type describer interface {
+	describe(err error, state *os.ProcessState) string
 }

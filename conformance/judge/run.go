@@ -303,6 +303,9 @@ func (r *caseRun) runClient(p place, argv []string) *conformance.ClientRun {
 	case errors.As(err, &ee):
 		run.ExitCode = ee.ExitCode()
 		run.Exit = ee.Error()
+		if d, ok := p.(describer); ok {
+			run.Exit = d.describe(err, cmd.ProcessState)
+		}
 	default:
 		run.Exit = err.Error()
 	}
