@@ -34,27 +34,33 @@ const (
 // binary must be inside it to be seen in a namespace's private /tmp.
 func clientDir(t *testing.T) string {
 	t.Helper()
+	dir := t.TempDir()
+	copyTestBinary(t, dir)
+	return dir
+}
+
+// copyTestBinary copies the test binary into dir as ./client.
+func copyTestBinary(tb testing.TB, dir string) {
+	tb.Helper()
 	exe, err := os.Executable()
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	dir := t.TempDir()
 	in, err := os.Open(exe)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer in.Close()
 	out, err := os.OpenFile(filepath.Join(dir, "client"), os.O_CREATE|os.O_WRONLY, 0o755)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := out.Close(); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	return dir
 }
 
 // judgeClient runs the selected cases against the test client in mode.

@@ -190,7 +190,11 @@ func runCase(ctx context.Context, o *Options, c *Case, isolated bool, port int) 
 		}
 		if r.srv != nil {
 			cr.Exchange = r.srv.exchange()
-			cr.Sent = len(r.srv.exchange())
+			for _, e := range cr.Exchange {
+				if e.Dir == "send" {
+					cr.Sent++ // responses the judge wrote
+				}
+			}
 		}
 	}()
 	defer func() {
