@@ -2,6 +2,7 @@ package judge
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -194,6 +195,21 @@ func caseList() []*Case {
 // case differs from the course flow only in what it is about.
 func (r *caseRun) checkUpload(blame ...string) {
 	reqs := r.srv.requests()
+	r.srv.mu.Lock()
+	bad := append([]badFrame(nil), r.srv.bad...)
+	r.srv.mu.Unlock()
+	for _, b := range bad {
+		req, expected := "FRAME-1", "an 8-byte header, then exactly that much JSON and binary"
+		if errors.Is(b.err, spec.ErrNotJSON) || errors.Is(b.err, spec.ErrNotObject) {
+			req, expected = "FRAME-3", "one JSON object, UTF-8 (json.dumps, not str of a dict)"
+		}
+		msg := fmt.Sprintf("on connection %d the client sent a frame that cannot be read: %v", b.conn, b.err)
+		if b.header != nil {
+			r.failHex(req, msg, expected, b.snippet, b.header)
+			panic(abortCase{})
+		}
+		r.fail(req, msg, expected, b.snippet)
+	}
 	fail := func(req, msg, expected, sent string) {
 		if len(blame) > 0 {
 			for _, b := range blame {

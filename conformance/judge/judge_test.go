@@ -175,6 +175,9 @@ func TestBrokenClients(t *testing.T) {
 		{modeTokenless, []string{"CLIENT-5"}, map[string]verdict{
 			"CLIENT-5": {conformance.Fail, []string{"TOKEN-5"}},
 		}},
+		{modeNotJSON, []string{"CLIENT-5"}, map[string]verdict{
+			"CLIENT-5": {conformance.Fail, []string{"FRAME-3"}},
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {

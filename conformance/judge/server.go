@@ -76,6 +76,14 @@ func (r *request) status() spec.Status {
 	return s
 }
 
+// badFrame is a frame the judge could not read.
+type badFrame struct {
+	conn   int
+	err    error
+	header  []byte // as announced, when the header was read
+	snippet string // what the parser saw
+}
+
 // Timing of the judging server.
 const (
 	segmentPause = 100 * time.Millisecond // between the pieces of a segmented response
@@ -103,6 +111,7 @@ type server struct {
 	conns   []net.Conn
 	nconn   int
 	uploads int // UPLOAD requests seen, for the hold of the first
+	bad     []badFrame
 	wg      sync.WaitGroup
 	// hookMu serialises the behaviour's hooks: a client may use several
 	// connections at once.
@@ -252,8 +261,20 @@ func (s *server) relay(nc net.Conn, id int) {
 				s.note(id, "the client closed the connection")
 			case errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET):
 				s.note(id, "the connection ended: %v", err)
+			case errors.Is(err, spec.ErrTruncatedHeader) || errors.Is(err, spec.ErrTruncatedBody):
+				// A client that ends in the middle of a frame has not sent
+				// a bad one: what it did send is judged.
+				s.note(id, "the client closed the connection in the middle of a frame: %v", err)
 			default:
 				s.note(id, "the client sent bytes that are not a STEP frame: %v", err)
+				s.mu.Lock()
+				bf := badFrame{conn: id, err: err}
+				if errors.As(err, &fe) {
+					bf.header = spec.Header(fe.JSONLen, fe.BinaryLen)
+					bf.snippet = fe.Detail
+				}
+				s.bad = append(s.bad, bf)
+				s.mu.Unlock()
 			}
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -29,6 +30,7 @@ const (
 	modePipeline    = "pipeline"     // every block at once, advertised or not (CLIENT-4)
 	modeBadPassword = "bad-password" // the username as password (CLIENT-8)
 	modeTokenless   = "tokenless"    // UPLOADs without the token (TOKEN-5)
+	modeNotJSON     = "not-json"     // a Python dict's repr as the JSON part (FRAME-3)
 )
 
 // testClient is the client's main: --server host:port --user U --file F.
@@ -60,6 +62,10 @@ func testClient(mode string, args []string) int {
 		b, err := spec.EncodeFrame(m)
 		if err != nil {
 			return err
+		}
+		if mode == modeNotJSON {
+			j := []byte(strings.ReplaceAll(m.JSONString(), `"`, `'`))
+			b = append(append(spec.Header(uint32(len(j)), uint32(len(m.Binary))), j...), m.Binary...)
 		}
 		if mode == modeCharCount {
 			j := m.AppendJSON(nil)
