@@ -78,8 +78,8 @@ func (r *request) status() spec.Status {
 
 // badFrame is a frame the judge could not read.
 type badFrame struct {
-	conn   int
-	err    error
+	conn    int
+	err     error
 	header  []byte // as announced, when the header was read
 	snippet string // what the parser saw
 }
