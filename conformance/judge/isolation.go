@@ -61,4 +61,3 @@ var _ describer = sandboxPlace{}
 type describer interface {
 	describe(err error, state *os.ProcessState) string
 }
-
