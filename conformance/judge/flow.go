@@ -566,6 +566,9 @@ func (r *caseRun) judgeRefusal(code string, refused, dependent func(*request) bo
 	rep, how := r.reported(code)
 	claim := r.claims()
 	switch {
+	case r.run.TimedOut:
+		r.fail("CLIENT-6", fmt.Sprintf("after the %s refusal the client neither stopped nor reported it: it was still running at the case's limit of %v", code, r.o.Timeout),
+			"stop, retry, or report the refusal", describe(reqs[at]))
 	case rep:
 		r.note("the client reported the refusal: %s", how)
 	case claim != "":
