@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -231,5 +232,42 @@ func TestJudgeBadCommandLines(t *testing.T) {
 	code, stdout, _ := stepkitRun(t, dir, "conformance", "--client", "course", "--list")
 	if code != 0 || !strings.Contains(stdout, "CLIENT-6.3") || !strings.Contains(stdout, "client cases") {
 		t.Errorf("--client course --list: exit %d\n%s", code, stdout)
+	}
+}
+
+// TestCourseClientTimeout: course-client takes --timeout (one dash or two)
+// and refuses a value that is not positive.
+func TestCourseClientTimeout(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f.bin")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []string{"--timeout", "-timeout"} {
+		code, _, stderr := stepkitRun(t, dir, "course-client", "--server_ip", "127.0.0.1", "--id", "u", "-f", file, flag, "0s")
+		if code != 2 || !strings.Contains(stderr, "--timeout must be positive") {
+			t.Errorf("%s 0s: exit %d, stderr %q", flag, code, stderr)
+		}
+	}
+	// A server that accepts and never answers: the client gives up after
+	// its --timeout with the network exit status.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	code, _, stderr := stepkitRun(t, dir, "course-client", "--server_ip", "127.0.0.1", "--port", port, "--id", "u", "-f", file, "-timeout", "200ms")
+	if code != 3 || !strings.Contains(stderr, "200ms") {
+		t.Errorf("silent server: exit %d, stderr %q; want 3 naming the 200ms timeout", code, stderr)
 	}
 }
