@@ -1,6 +1,7 @@
 package judge
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
 	"net"
@@ -47,6 +48,14 @@ func testClient(mode string, args []string) int {
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(os.Stderr, "error: "+format+"\n", a...)
 		return 1
+	}
+	if *user == "-" {
+		// The username typed on standard input, as interactive clients ask.
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		if err != nil {
+			return fail("reading the username: %v", err)
+		}
+		*user = strings.TrimSpace(line)
 	}
 	data, err := os.ReadFile(*file)
 	if err != nil {
