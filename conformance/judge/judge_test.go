@@ -3,7 +3,6 @@ package judge
 import (
 	"context"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
