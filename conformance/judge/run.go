@@ -170,7 +170,6 @@ type caseRun struct {
 	// findings and notes of the case.
 	findings []conformance.Finding
 	notes    []string
-	end      bool
 	dlDir    string // the download folder on the host, when {dir} is used
 }
 
@@ -200,7 +199,7 @@ func runCase(ctx context.Context, o *Options, c *Case, isolated bool, port int) 
 	defer func() {
 		if v := recover(); v != nil {
 			if _, ok := v.(abortCase); !ok {
-				r.errorf("the judge failed: %v", v)
+				r.add(conformance.Finding{Outcome: conformance.Error, Message: fmt.Sprintf("the judge failed: %v", v)})
 			}
 		}
 	}()
