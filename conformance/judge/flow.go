@@ -333,9 +333,20 @@ func (r *caseRun) checkUpload(blame ...string) {
 				fmt.Sprintf("%d bytes (block_size %d, file size %d)", want, bs, size), describe(q))
 		}
 		off := idx * bs
-		if !bytes.Equal(q.msg.Binary, r.data[off:off+want]) {
-			fail("CLIENT-5", fmt.Sprintf("block %d does not hold the file's bytes at offset %d", idx, off),
-				"the file's bytes at block_index × block_size", describe(q))
+		if want := r.data[off : off+want]; !bytes.Equal(q.msg.Binary, want) {
+			i := 0
+			for i < len(want) && q.msg.Binary[i] == want[i] {
+				i++
+			}
+			from := i &^ 15
+			to := min(from+32, len(want))
+			msg := fmt.Sprintf("block %d does not hold the file's bytes at offset %d: they differ from byte %d of the block on (shown from byte %d; the file has % x there)",
+				idx, off, i, from, want[from:to])
+			if len(blame) == 0 {
+				r.failHex("CLIENT-5", msg, "the file's bytes at block_index × block_size", describe(q), q.msg.Binary[from:to])
+				panic(abortCase{})
+			}
+			fail("CLIENT-5", msg, "the file's bytes at block_index × block_size", describe(q))
 		}
 		sent[idx] = true
 	}

@@ -32,6 +32,7 @@ const (
 	modeBadPassword = "bad-password" // the username as password (CLIENT-8)
 	modeTokenless   = "tokenless"    // UPLOADs without the token (TOKEN-5)
 	modeNotJSON     = "not-json"     // a Python dict's repr as the JSON part (FRAME-3)
+	modeStaleBlock  = "stale-block"  // the file's first bytes in every block (CLIENT-5)
 )
 
 // testClient is the client's main: --server host:port --user U --file F.
@@ -141,6 +142,9 @@ func testClient(mode string, args []string) int {
 		}
 		end := min((i+1)*bs, int64(len(data)))
 		m.Binary = data[i*bs : end]
+		if mode == modeStaleBlock {
+			m.Binary = data[:end-i*bs] // the read never advanced
+		}
 		return m
 	}
 	if mode == modePipeline {
