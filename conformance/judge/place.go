@@ -22,6 +22,7 @@ type place interface {
 	Isolated() bool
 	WorkDir() string
 	Listen(ctx context.Context, network, addr string) (net.Listener, error)
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 	Command(ctx context.Context, argv []string) *exec.Cmd
 	Close() error
 }
@@ -57,6 +58,11 @@ func (h *hostPlace) WorkDir() string { return h.dir }
 func (h *hostPlace) Listen(ctx context.Context, network, addr string) (net.Listener, error) {
 	var lc net.ListenConfig
 	return lc.Listen(ctx, network, addr)
+}
+
+func (h *hostPlace) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
 }
 
 func (h *hostPlace) Command(ctx context.Context, argv []string) *exec.Cmd {
@@ -141,3 +147,41 @@ func copyFile(from, to string, perm fs.FileMode) error {
 // errNoPort is the reason a case cannot run on the host network when the
 // template has no {port} and port 1379 is taken.
 var errNoPort = errors.New("namespaces are unavailable, the template has no {port}, and port 1379 on 127.0.0.1 is in use")
+
+// reachable waits until a connection made where the client runs reaches
+// l, and accepts and closes that connection: a namespace's loopback may
+// still be coming up when the namespace is made, and a client that meets
+// "network is unreachable" would be judged for the judge's haste.
+func reachable(ctx context.Context, p place, l net.Listener) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			c.Close()
+		}
+		accepted <- err
+	}()
+	var last error
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		c, err := p.DialContext(ctx, "tcp", l.Addr().String())
+		if err == nil {
+			c.Close()
+			select {
+			case err := <-accepted:
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			l.Close()
+			<-accepted
+			return fmt.Errorf("the judge cannot be reached where the client runs: %w", last)
+		case <-time.After(delay):
+		}
+	}
+}

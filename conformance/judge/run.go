@@ -248,6 +248,10 @@ func runCase(ctx context.Context, o *Options, c *Case, isolated bool, port int) 
 		}
 		r.errorf("the judge cannot listen on %s: %v", addr, err)
 	}
+	if err := reachable(ctx, p, l); err != nil {
+		l.Close()
+		r.errorf("%v", err)
+	}
 	srv, err := startServer(r.b, l, start)
 	if err != nil {
 		l.Close()
