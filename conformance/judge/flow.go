@@ -491,9 +491,8 @@ func (r *caseRun) storedWhole() bool {
 func judgePipelining(r *caseRun) {
 	for _, q := range r.srv.requests() {
 		if q.pipelined {
-			idx, _ := q.msg.BlockIndex()
-			r.fail("CLIENT-4", fmt.Sprintf("the client sent more before the response to block %d, on a server that did not advertise pipelining", idx),
-				"one block in flight until the response comes", describe(q))
+			r.fail("CLIENT-4", fmt.Sprintf("the client sent block %s before the response to its previous request, on a server that did not advertise pipelining", rawField(q, spec.FieldBlockIndex)),
+				"one request in flight while a block is sent, until its response comes", describe(q))
 			break
 		}
 	}

@@ -177,6 +177,10 @@ func TestBrokenClients(t *testing.T) {
 		{modeNotJSON, []string{"CLIENT-5"}, map[string]verdict{
 			"CLIENT-5": {conformance.Fail, []string{"FRAME-3"}},
 		}},
+		{modeByeEarly, []string{"CLIENT-4"}, map[string]verdict{
+			"CLIENT-4":   pass,
+			"CLIENT-3.2": pass,
+		}},
 		{modeStaleBlock, []string{"CLIENT-5", "CLIENT-1.3"}, map[string]verdict{
 			"CLIENT-5":   {conformance.Fail, []string{"CLIENT-5"}},
 			"CLIENT-1.3": pass,

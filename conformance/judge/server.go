@@ -51,8 +51,9 @@ type request struct {
 	charCount bool
 	header    []byte
 	jsonBytes int
-	// pipelined is set when bytes of a later request had arrived before
-	// the response to this one (which carried a block) was written.
+	// pipelined is set when the request carries a block and its bytes
+	// had begun to arrive before the response to the previous request on
+	// its connection was written (CLIENT-4).
 	pipelined bool
 	resp      *spec.Message // the answer (nil: none)
 	altered   string        // what the judge changed or answered itself
@@ -241,6 +242,7 @@ func (s *server) relay(nc net.Conn, id int) {
 	cr := spec.NewReader(nc, spec.Limits{MaxBinary: spec.MaxBlockSize})
 	var queued []byte
 	silent := false
+	early := false // the request being read arrived before the last response was written
 	for seq := 1; ; seq++ {
 		msg, err := cr.ReadMessage()
 		r := &request{conn: id, seq: seq, at: time.Since(s.start)}
@@ -281,6 +283,8 @@ func (s *server) relay(nc net.Conn, id int) {
 		// The reader reuses its buffer: the request is kept.
 		msg.Binary = append([]byte(nil), msg.Binary...)
 		r.msg = msg
+		r.pipelined = early && len(msg.Binary) > 0
+		early = false
 		e := conformance.Event{Conn: id, Dir: "recv", JSON: msg.JSONString(), Binary: len(msg.Binary)}
 		if r.charCount {
 			e.Note = fmt.Sprintf("the header's JSON length is %d, the JSON text is %d bytes: it counts characters", fe.JSONLen, fe.ActualJSONLen)
@@ -338,9 +342,9 @@ func (s *server) relay(nc net.Conn, id int) {
 		if len(msg.Binary) > 0 && first && s.b.hold > 0 {
 			waitPending(nc, cr, s.b.hold)
 		}
-		if len(msg.Binary) > 0 && !s.b.advertise && pending(nc, cr) {
-			r.pipelined = true
-		}
+		// Whether the next request is already on its way: judged when it
+		// is read, by whether it carries a block.
+		early = !s.b.advertise && pending(nc, cr)
 		frame, err := spec.EncodeFrame(resp)
 		if err != nil {
 			s.note(id, "judge error: %v", err)

@@ -33,6 +33,7 @@ const (
 	modeTokenless   = "tokenless"    // UPLOADs without the token (TOKEN-5)
 	modeNotJSON     = "not-json"     // a Python dict's repr as the JSON part (FRAME-3)
 	modeStaleBlock  = "stale-block"  // the file's first bytes in every block (CLIENT-5)
+	modeByeEarly    = "bye-early"    // BYE sent with the last block, before its response: breaks nothing
 )
 
 // testClient is the client's main: --server host:port --user U --file F.
@@ -162,6 +163,21 @@ func testClient(mode string, args []string) int {
 				serverMD5 = m
 			}
 		}
+	} else if mode == modeByeEarly && total > 0 {
+		for i := int64(0); i < total-1; i++ {
+			if _, err := do(block(i)); err != nil {
+				return fail("upload of block %d: %v", i, err)
+			}
+		}
+		if err := send(block(total - 1)); err != nil {
+			return fail("upload: %v", err)
+		}
+		send(spec.NewRequest(spec.OpBye, spec.TypeAuth).Set(spec.FieldToken, token))
+		r, err := recv()
+		if err != nil {
+			return fail("upload of the last block: %v", err)
+		}
+		serverMD5, _ = r.MD5()
 	} else {
 		for i := int64(0); i < total; i++ {
 			r, err := do(block(i))
