@@ -68,9 +68,10 @@ case is neither PASS nor INFORMATIONAL), 2 for a usage error or when nothing
 matches the selection, 3 when the server cannot be reached at all.
 
 --client TEMPLATE judges a client program instead: stepkit plays the server,
-runs the client once per client case and judges what reached it. See
-"stepkit conformance --client --help" in the README ("Judging a student's
-client").`,
+runs the client once per client case (in a network namespace of its own,
+the judge on 127.0.0.1:1379) and judges what reached it. --list and the
+selectors then name client cases. See "Judging a student's client" in the
+README and conformance/README.md.`,
 		Example: `  stepkit conformance                                  # the built-in server
   stepkit conformance --target 127.0.0.1:1379          # another server
   stepkit conformance --target lab-pc-07:1379 FILE-UPLOAD LOGIN-4

@@ -27,8 +27,8 @@ type clientOptions struct {
 }
 
 func (c *clientOptions) register(f *pflag.FlagSet) {
-	f.StringVar(&c.template, "client", "", "judge a client program: its command line with {host} {port} {user} {file} {dir} (\"course\": "+judge.CourseTemplate+")")
-	f.StringVar(&c.dir, "client-dir", "", "the client's folder, copied afresh for each case (default: the working directory)")
+	f.StringVar(&c.template, "client", "", "judge a client program: its command line, a `TEMPLATE` with {host} {port} {user} {file} {dir} (\"course\": "+judge.CourseTemplate+")")
+	f.StringVar(&c.dir, "client-dir", "", "the client's folder, `DIR`, copied afresh for each case (default: the working directory)")
 	f.StringVar(&c.stdin, "stdin", "", "give the client this `FILE` on its standard input (default: empty)")
 	f.StringArrayVar(&c.env, "client-env", nil, "set `NAME=VALUE` in the client's environment (repeatable)")
 	f.DurationVar(&c.timeout, "client-timeout", judge.DefaultTimeout, "the client's time limit in each case")
