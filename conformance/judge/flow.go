@@ -173,6 +173,15 @@ func caseList() []*Case {
 			judge: judgeDownload,
 		},
 		{
+			Reqs:  []string{"BYE-1", "CLIENT-5"},
+			Title: "BYE left unanswered, as the course's reference server leaves it: the client does not wait for an answer",
+			setup: func(r *caseRun) {
+				withFile(r, "bye.bin", blk+3)
+				r.b.silent = func(q *request) bool { return q.op() == spec.OpBye }
+			},
+			judge: judgeBye,
+		},
+		{
 			Reqs:  []string{"FRAME-2", "FRAME-9", "CLIENT-3"},
 			Title: "non-ASCII text in the username and the file name: JSON lengths in bytes, text unchanged",
 			setup: func(r *caseRun) {
@@ -486,6 +495,25 @@ func (r *caseRun) storedWhole() bool {
 		}
 	}
 	return false
+}
+
+// judgeBye judges a client whose BYE the judge leaves unanswered: one
+// still running at the limit after its BYE was waiting for the answer.
+func judgeBye(r *caseRun) {
+	r.checkUpload()
+	var bye *request
+	for _, q := range r.srv.requests() {
+		if q.op() == spec.OpBye {
+			bye = q
+		}
+	}
+	switch {
+	case bye == nil:
+		r.note("the client closed the connection without BYE, which is as correct")
+	case r.run.TimedOut:
+		r.fail("BYE-1", fmt.Sprintf("the client sent BYE and was still running at the case's limit of %v: it waits for an answer BYE need not get", r.o.Timeout),
+			"close after BYE without reading", describe(bye))
+	}
 }
 
 func judgePipelining(r *caseRun) {

@@ -34,6 +34,7 @@ const (
 	modeNotJSON     = "not-json"     // a Python dict's repr as the JSON part (FRAME-3)
 	modeStaleBlock  = "stale-block"  // the file's first bytes in every block (CLIENT-5)
 	modeByeEarly    = "bye-early"    // BYE sent with the last block, before its response: breaks nothing
+	modeByeWait     = "bye-wait"     // waits for BYE's answer, without a timeout (BYE-1)
 )
 
 // testClient is the client's main: --server host:port --user U --file F.
@@ -86,7 +87,7 @@ func testClient(mode string, args []string) int {
 		return err
 	}
 	recv := func() (*spec.Message, error) {
-		if mode != modeNoTimeout {
+		if mode != modeNoTimeout && mode != modeByeWait {
 			conn.SetReadDeadline(time.Now().Add(*timeout))
 		}
 		if mode == modeOneRecv {
@@ -189,7 +190,13 @@ func testClient(mode string, args []string) int {
 			}
 		}
 	}
-	send(spec.NewRequest(spec.OpBye, spec.TypeAuth).Set(spec.FieldToken, token))
+	if mode == modeByeWait {
+		if _, err := do(spec.NewRequest(spec.OpBye, spec.TypeAuth).Set(spec.FieldToken, token)); err != nil {
+			return fail("bye: %v", err)
+		}
+	} else if mode != modeByeEarly {
+		send(spec.NewRequest(spec.OpBye, spec.TypeAuth).Set(spec.FieldToken, token))
+	}
 	if mode == modeLiar {
 		fmt.Println("upload successful")
 		return 0
