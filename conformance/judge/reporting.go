@@ -97,12 +97,24 @@ func (r *caseRun) judgeRefusal(code string, refused, dependent func(*request) bo
 	}
 	rep, how := r.reported(code)
 	claim := r.claims()
+	again := 0
+	for _, q := range reqs[at+1:] {
+		if refused(q) {
+			again++
+		}
+	}
 	switch {
-	case r.run.TimedOut:
-		r.fail("CLIENT-6", fmt.Sprintf("after the %s refusal the client neither stopped nor reported it: it was still running at the case's limit of %v", code, r.o.Timeout),
-			"stop, retry, or report the refusal", describe(reqs[at]))
 	case rep:
 		r.note("the client reported the refusal: %s", how)
+		if r.run.TimedOut {
+			r.note("it was still running at the case's limit of %v", r.o.Timeout)
+		}
+	case r.run.TimedOut:
+		msg := fmt.Sprintf("after the %s refusal the client neither stopped nor reported it: it was still running at the case's limit of %v", code, r.o.Timeout)
+		if again > 0 {
+			msg += fmt.Sprintf(", having sent the refused request %d more times", again)
+		}
+		r.fail("CLIENT-6", msg, "stop, retry, or report the refusal", describe(reqs[at]))
 	case claim != "":
 		r.fail("CLIENT-6", fmt.Sprintf("after the %s refusal the client ended with %s and printed %q, reporting no failure", code, r.run.Exit, claim),
 			"a non-zero exit status or a message reporting the refusal", describe(reqs[at]))

@@ -434,7 +434,7 @@ func coursePassword(user string) string { return md5hex([]byte(user)) }
 // describe is a request as a report shows it.
 func describe(q *request) string {
 	s := fmt.Sprintf("c%d #%d %s", q.conn, q.seq, q.msg.JSONString())
-	if n := len(q.msg.Binary); n > 0 {
+	if n := q.binLen; n > 0 {
 		s += fmt.Sprintf(" + %d binary bytes", n)
 	}
 	return s

@@ -55,6 +55,8 @@ type request struct {
 	// had begun to arrive before the response to the previous request on
 	// its connection was written (CLIENT-4).
 	pipelined bool
+	binLen    int           // the length of its block
+	dropped   bool          // its block was not kept (past the case's budget)
 	resp      *spec.Message // the answer (nil: none)
 	altered   string        // what the judge changed or answered itself
 }
@@ -89,6 +91,8 @@ type badFrame struct {
 const (
 	segmentPause = 100 * time.Millisecond // between the pieces of a segmented response
 	maxEvents    = 400
+	maxKept      = 64 << 20 // bytes of the client's blocks kept for judging
+	maxRequests  = 20000    // requests kept for judging
 	writeTimeout = 5 * time.Second
 )
 
@@ -113,6 +117,8 @@ type server struct {
 	nconn   int
 	uploads int // UPLOAD requests seen, for the hold of the first
 	bad     []badFrame
+	kept    int64 // bytes of blocks kept
+	unkept  int   // requests past maxRequests, counted only
 	wg      sync.WaitGroup
 	// hookMu serialises the behaviour's hooks: a client may use several
 	// connections at once.
@@ -280,10 +286,23 @@ func (s *server) relay(nc net.Conn, id int) {
 			}
 			return
 		}
-		// The reader reuses its buffer: the request is kept.
-		msg.Binary = append([]byte(nil), msg.Binary...)
-		r.msg = msg
-		r.pipelined = early && len(msg.Binary) > 0
+		// The reader reuses its buffer: the request is kept, its block as
+		// long as the case's budget lasts (a client resending blocks in a
+		// loop must not fill the judge's memory).
+		r.binLen = len(msg.Binary)
+		bin := msg.Binary
+		msg.Binary = nil
+		r.msg = msg.Clone()
+		msg.Binary = bin
+		s.mu.Lock()
+		if s.kept+int64(r.binLen) <= maxKept {
+			s.kept += int64(r.binLen)
+			r.msg.Binary = append([]byte(nil), msg.Binary...)
+		} else {
+			r.msg.Binary, r.dropped = nil, r.binLen > 0
+		}
+		s.mu.Unlock()
+		r.pipelined = early && r.binLen > 0
 		early = false
 		e := conformance.Event{Conn: id, Dir: "recv", JSON: msg.JSONString(), Binary: len(msg.Binary)}
 		if r.charCount {
@@ -292,7 +311,11 @@ func (s *server) relay(nc net.Conn, id int) {
 		}
 		s.event(e)
 		s.mu.Lock()
-		s.reqs = append(s.reqs, r)
+		if len(s.reqs) < maxRequests {
+			s.reqs = append(s.reqs, r)
+		} else {
+			s.unkept++
+		}
 		isUpload := r.is(spec.OpUpload, spec.TypeFile)
 		if isUpload {
 			s.uploads++
