@@ -112,7 +112,7 @@ type server struct {
 	mu      sync.Mutex
 	reqs    []*request
 	events  []conformance.Event
-	msgs    []string // status_msg texts the client was sent
+	msgs    map[string]bool // status_msg texts the client was sent
 	conns   []net.Conn
 	nconn   int
 	uploads int // UPLOAD requests seen, for the hold of the first
@@ -143,7 +143,7 @@ func startServer(b behaviour, l net.Listener, start time.Time) (*server, error) 
 		os.RemoveAll(root)
 		return nil, fmt.Errorf("judging server: %w", err)
 	}
-	s := &server{b: b, srv: srv, backend: bl.Addr().String(), root: root, bl: bl, served: make(chan error, 1), l: l, start: start}
+	s := &server{msgs: map[string]bool{}, b: b, srv: srv, backend: bl.Addr().String(), root: root, bl: bl, served: make(chan error, 1), l: l, start: start}
 	go func() { s.served <- srv.Serve(bl) }()
 	s.wg.Add(1)
 	go s.accept()
@@ -230,7 +230,11 @@ func (s *server) exchange() []conformance.Event {
 func (s *server) statusMsgs() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]string(nil), s.msgs...)
+	out := make([]string, 0, len(s.msgs))
+	for m := range s.msgs {
+		out = append(out, m)
+	}
+	return out
 }
 
 // relay serves one client connection: each request is read whole, recorded,
@@ -377,7 +381,7 @@ func (s *server) relay(nc net.Conn, id int) {
 		s.event(re)
 		s.mu.Lock()
 		if m := resp.StatusMsg(); m != "" {
-			s.msgs = append(s.msgs, m)
+			s.msgs[m] = true
 		}
 		s.mu.Unlock()
 		if s.b.coalesce && len(queued) < 8<<10 && pending(nc, cr) {
