@@ -30,7 +30,12 @@ func (r *caseRun) output() string {
 	}
 	out := r.run.Stdout + "\n" + r.run.Stderr
 	msgs := r.srv.statusMsgs()
-	sort.Slice(msgs, func(i, j int) bool { return len(msgs[i]) > len(msgs[j]) })
+	sort.Slice(msgs, func(i, j int) bool {
+		if len(msgs[i]) != len(msgs[j]) {
+			return len(msgs[i]) > len(msgs[j])
+		}
+		return msgs[i] < msgs[j]
+	})
 	for _, m := range msgs {
 		if len(m) >= 4 {
 			out = strings.ReplaceAll(out, m, "")
