@@ -723,7 +723,7 @@ func normaliseCourseArgs(args []string) []string {
 	for _, a := range args {
 		if strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") {
 			switch name, _, _ := strings.Cut(a[1:], "="); name {
-			case "server_ip", "id", "port":
+			case "server_ip", "id", "port", "timeout":
 				a = "-" + a
 			}
 		}
@@ -740,7 +740,8 @@ func newCourseClientCmd() *cobra.Command {
 upload FILE to IP port 1379 under its base name, and compare MD5s. The
 flags may be written with one dash, as the 2023 sheet did
 (-server_ip IP -id ID -f FILE), and the file flag as --f FILE, as most course
-clients spell it. --port changes the port. Blocks go one at a time unless the
+clients spell it. --port changes the port, --timeout the time allowed for
+each response (30s). Blocks go one at a time unless the
 server advertises pipelining (the course server does not). Resume, --json and
 the exit codes are those of stepkit upload.`,
 		Example: `  stepkit course-client --server_ip 127.0.0.1 --id 2362202 -f report.pdf
@@ -755,6 +756,7 @@ the exit codes are those of stepkit upload.`,
 			var f clientFlags
 			courseClientFlags(fs, &ip, &id, &file, &port, &f.json)
 			help := fs.BoolP("help", "h", false, "help")
+			fs.DurationVar(&f.replyTimeout, "timeout", refclient.DefaultReplyTimeout, "time allowed for each response")
 			if err := fs.Parse(normaliseCourseArgs(args)); err != nil {
 				return usageErrorf("%s: %v %s", subcommand(cmd), err, seeHelp(cmd))
 			}
@@ -781,7 +783,9 @@ the exit codes are those of stepkit upload.`,
 			}
 			f.user = id
 			f.dialTimeout = refclient.DefaultDialTimeout
-			f.replyTimeout = refclient.DefaultReplyTimeout
+			if f.replyTimeout <= 0 {
+				return usageErrorf("--timeout must be positive")
+			}
 			f.window, f.conns = 0, 1 // automatic window: the course server misreads pipelined blocks
 			if dir, err := os.UserCacheDir(); err == nil {
 				f.journalDir = filepath.Join(dir, "stepkit", "journal")
@@ -797,6 +801,7 @@ the exit codes are those of stepkit upload.`,
 	var port int
 	var json bool
 	courseClientFlags(cmd.Flags(), &ip, &id, &file, &port, &json)
+	cmd.Flags().Duration("timeout", refclient.DefaultReplyTimeout, "time allowed for each response")
 	return cmd
 }
 
