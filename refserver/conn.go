@@ -6,10 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync/atomic"
 	"time"
 
+	"github.com/stepkit/stepkit/refserver/storage"
 	"github.com/stepkit/stepkit/spec"
 )
 
@@ -41,10 +41,10 @@ type conn struct {
 	tokenExpires time.Time
 
 	// The completed file DOWNLOAD read last, kept open between blocks.
-	dlMeta *fileMeta
+	dlMeta *storage.FileMeta
 	dlUser string
 	dlKey  string
-	dlFile *os.File
+	dlFile storage.File
 }
 
 func (s *Server) newConn(nc net.Conn, id uint64) *conn {
