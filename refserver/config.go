@@ -95,6 +95,10 @@ type Config struct {
 	// how often uploads are checked (default min(10m, UploadMaxAge/2)).
 	UploadMaxAge  time.Duration
 	SweepInterval time.Duration
+	// FullDiskUploadMaxAge is the age after which an upload that received
+	// no block is removed when a FILE SAVE finds the storage full, to make
+	// room for it (default 10m; negative: never).
+	FullDiskUploadMaxAge time.Duration
 	// SyncBlocks makes every UPLOAD fsync its block before answering, so
 	// that acknowledged blocks survive a power failure, not only a crash
 	// of the server. Completed files are always fsynced.
@@ -177,6 +181,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.UploadMaxAge == 0 {
 		c.UploadMaxAge = DefaultUploadMaxAge
+	}
+	if c.FullDiskUploadMaxAge == 0 {
+		c.FullDiskUploadMaxAge = DefaultFullDiskUploadMaxAge
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = DefaultSweepInterval

@@ -49,6 +49,7 @@ type serveOptions struct {
 	rateBurst       int
 	uploadMaxAge    time.Duration
 	sweepInterval   time.Duration
+	fullDiskMaxAge  time.Duration
 	syncBlocks      bool
 	logFormat       string
 	logLevel        string
@@ -114,6 +115,7 @@ STEPKIT_MAX_CONNS, ...). A flag on the command line wins.`,
 	f.IntVar(&o.rateBurst, "rate-burst", 0, "burst of the rate limit (default: the rate)")
 	f.DurationVar(&o.uploadMaxAge, "upload-max-age", refserver.DefaultUploadMaxAge, "remove uploads idle for longer (-1s: never)")
 	f.DurationVar(&o.sweepInterval, "sweep-interval", 0, "how often abandoned uploads are looked for (default: min(10m, max-age/2))")
+	f.DurationVar(&o.fullDiskMaxAge, "full-disk-upload-max-age", refserver.DefaultFullDiskUploadMaxAge, "when a FILE SAVE finds the disk full, remove uploads idle for longer to make room (-1s: never)")
 	f.BoolVar(&o.syncBlocks, "sync-blocks", false, "fsync every block before answering (survives power loss; slower)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -170,19 +172,20 @@ func parseBytes(s string) (int64, error) {
 // serveConfig turns the flags into a refserver.Config.
 func serveConfig(o serveOptions, logw io.Writer) (refserver.Config, error) {
 	cfg := refserver.Config{
-		Root:          o.root,
-		BlockSize:     o.blockSize,
-		ReadTimeout:   o.readTimeout,
-		IdleTimeout:   o.idleTimeout,
-		WriteTimeout:  o.writeTimeout,
-		MaxConns:      o.maxConns,
-		MaxConnsPerIP: o.maxConnsPerIP,
-		TokenTTL:      o.tokenTTL,
-		RateLimit:     o.rate,
-		RateBurst:     o.rateBurst,
-		UploadMaxAge:  o.uploadMaxAge,
-		SweepInterval: o.sweepInterval,
-		SyncBlocks:    o.syncBlocks,
+		Root:                 o.root,
+		BlockSize:            o.blockSize,
+		ReadTimeout:          o.readTimeout,
+		IdleTimeout:          o.idleTimeout,
+		WriteTimeout:         o.writeTimeout,
+		MaxConns:             o.maxConns,
+		MaxConnsPerIP:        o.maxConnsPerIP,
+		TokenTTL:             o.tokenTTL,
+		RateLimit:            o.rate,
+		RateBurst:            o.rateBurst,
+		UploadMaxAge:         o.uploadMaxAge,
+		SweepInterval:        o.sweepInterval,
+		FullDiskUploadMaxAge: o.fullDiskMaxAge,
+		SyncBlocks:           o.syncBlocks,
 	}
 	if o.root == "" {
 		return cfg, usageErrorf("--root must not be empty")
