@@ -47,6 +47,9 @@ func TestCLIBadInput(t *testing.T) {
 		{"bad duration", []string{"login", "--timeout", "soon"}, exitUsage, `invalid argument "soon"`},
 		{"unknown command", []string{"uplod"}, exitUsage, `unknown command "uplod" (did you mean upload?)`},
 		{"unknown data command", []string{"data", "list"}, exitUsage, `unknown command "list" for data`},
+		{"unknown help topic", []string{"help", "nosuch"}, exitUsage, `unknown help topic "nosuch" (see 'stepkit --help')`},
+		{"mistyped help topic", []string{"help", "uplod"}, exitUsage, `unknown help topic "uplod" (did you mean upload?)`},
+		{"mistyped help subtopic", []string{"help", "data", "pt"}, exitUsage, `unknown help topic "data pt" (did you mean put`},
 
 		// Missing and extra arguments.
 		{"upload without FILE", []string{"upload"}, exitUsage, "upload needs at least one FILE"},
@@ -134,5 +137,14 @@ func TestCLILocalFileErrorIsNotNetwork(t *testing.T) {
 	code, _, errs := runCLI(t, "", append([]string{"download", "f.bin", "-o", dest}, conn...)...)
 	if code != exitFailure || !strings.Contains(errs, "not a directory") || strings.Count(errs, "\n") != 1 {
 		t.Errorf("download to %s: exit %d (want %d), stderr %q", dest, code, exitFailure, errs)
+	}
+}
+
+func TestCLIHelpTopic(t *testing.T) {
+	for _, args := range [][]string{{"help", "upload"}, {"help", "data", "put"}} {
+		code, stdout, stderr := runCLI(t, "", args...)
+		if code != 0 || stderr != "" || !strings.Contains(stdout, "Usage:") {
+			t.Errorf("stepkit %v: exit %d, stderr %q, stdout %.80q", args, code, stderr, stdout)
+		}
 	}
 }
