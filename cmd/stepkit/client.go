@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -477,18 +478,27 @@ partial file beside PATH that is renamed into place only when its MD5 matches
 the server's. An interrupted download resumes when run again; --restart
 starts afresh.
 
+With -o - the file is written to standard output as it arrives and the
+report to standard error; the MD5 is still checked, and exit status 5 says
+that what was written does not match (nothing is resumed).
+
 Exit codes: 2 usage, 3 network, 4 refused by the server, 5 MD5 mismatch.`,
 		Example: `  stepkit download report.pdf --user 2362202
-  stepkit download iso -o /tmp/big.iso --window 32 --user 2362202`,
+  stepkit download iso -o /tmp/big.iso --window 32 --user 2362202
+  stepkit download notes.txt -o - --user 2362202 | less`,
 		Args: exactArgs(1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.resolve(cmd); err != nil {
 				return err
 			}
 			key := args[0]
-			dest, err := downloadPath(key, output)
-			if err != nil {
-				return err
+			toStdout := output == "-"
+			dest := "-"
+			if !toStdout {
+				var err error
+				if dest, err = downloadPath(key, output); err != nil {
+					return err
+				}
 			}
 			ctx := cmd.Context()
 			c, err := f.connect(ctx)
@@ -502,7 +512,22 @@ Exit codes: 2 usage, 3 network, 4 refused by the server, 5 MD5 mismatch.`,
 			}
 			prog, done := progress(cmd, &f, plan.Size, filepath.Base(dest))
 			start := time.Now()
-			res, err := c.DownloadFile(ctx, key, dest, &refclient.TransferOptions{Restart: restart, Progress: prog})
+			topts := &refclient.TransferOptions{Restart: restart, Progress: prog}
+			var res *refclient.DownloadResult
+			report := cmd.OutOrStdout()
+			if toStdout {
+				// The data goes to standard output as it arrives, so the
+				// report goes to standard error; a mismatch is told by
+				// the exit status, after the bytes were written.
+				report = cmd.ErrOrStderr()
+				out := bufio.NewWriterSize(cmd.OutOrStdout(), 256<<10)
+				res, err = c.Download(ctx, key, out, topts)
+				if ferr := out.Flush(); err == nil && ferr != nil {
+					err = fmt.Errorf("standard output: %w", ferr)
+				}
+			} else {
+				res, err = c.DownloadFile(ctx, key, dest, topts)
+			}
 			done()
 			rep := downloadReport{Key: key, Path: dest, Seconds: time.Since(start).Seconds()}
 			if res != nil {
@@ -515,7 +540,7 @@ Exit codes: 2 usage, 3 network, 4 refused by the server, 5 MD5 mismatch.`,
 				rep.Error, rep.Status = err.Error(), statusOf(err)
 			}
 			if f.json {
-				printJSON(cmd.OutOrStdout(), rep)
+				printJSON(report, rep)
 			} else if err == nil {
 				check := "MD5 verified"
 				if !rep.Verified {
@@ -525,14 +550,14 @@ Exit codes: 2 usage, 3 network, 4 refused by the server, 5 MD5 mismatch.`,
 				if rep.Resumed {
 					resumed = ", resumed"
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s -> %s: %d bytes, %d blocks of %d (%d received%s), md5 %s, %s, %s\n",
+				fmt.Fprintf(report, "%s -> %s: %d bytes, %d blocks of %d (%d received%s), md5 %s, %s, %s\n",
 					key, dest, rep.Size, rep.TotalBlock, rep.BlockSize, rep.Received, resumed, rep.MD5, check, rate(rep.Size, rep.Seconds))
 			}
 			return err
 		},
 	}
 	f.register(cmd.Flags(), true)
-	cmd.Flags().StringVarP(&output, "output", "o", "", "where to write the file (default: KEY in the current directory)")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "where to write the file (default: KEY in the current directory; -: standard output)")
 	cmd.Flags().BoolVar(&restart, "restart", false, "ignore any resume journal and download afresh")
 	return cmd
 }
