@@ -26,11 +26,12 @@ import (
 
 // Environment variables the client commands read for flags not given.
 const (
-	envServer   = "STEPKIT_SERVER"
-	envUser     = "STEPKIT_USER"
-	envPassword = "STEPKIT_PASSWORD"
-	envToken    = "STEPKIT_TOKEN"
-	envJournal  = "STEPKIT_JOURNAL_DIR"
+	envServer     = "STEPKIT_SERVER"
+	envUser       = "STEPKIT_USER"
+	envPassword   = "STEPKIT_PASSWORD"
+	envToken      = "STEPKIT_TOKEN"
+	envJournal    = "STEPKIT_JOURNAL_DIR"
+	envJournalAge = "STEPKIT_JOURNAL_MAX_AGE"
 )
 
 // clientFlags are the connection flags every client command takes.
@@ -45,6 +46,9 @@ type clientFlags struct {
 	window       int
 	conns        int
 	journalDir   string
+	journalAge   string
+	maxAge       time.Duration
+	retries      int
 	noProgress   bool
 }
 
@@ -56,10 +60,12 @@ func (f *clientFlags) register(fs *pflag.FlagSet, transfer bool) {
 	fs.BoolVar(&f.json, "json", false, "print results as JSON")
 	fs.DurationVar(&f.dialTimeout, "connect-timeout", refclient.DefaultDialTimeout, "time allowed to connect")
 	fs.DurationVar(&f.replyTimeout, "timeout", refclient.DefaultReplyTimeout, "time allowed for each response")
+	fs.IntVar(&f.retries, "retries", refclient.DefaultRateLimitRetries, "times a request refused with 429 (rate limit) is sent again, waiting 0.25s, 0.5s, 1s, ... (0: never)")
 	if transfer {
 		fs.IntVar(&f.window, "window", 0, fmt.Sprintf("blocks in flight per connection (1: one request at a time; default: automatic, %d for downloads and for uploads to a server that advertises pipelining, else 1)", refclient.DefaultWindow))
 		fs.IntVar(&f.conns, "conns", 1, "connections per transfer (some course servers serve one connection at a time)")
 		fs.StringVar(&f.journalDir, "journal-dir", "", "where resume journals live (env "+envJournal+"; default: the user cache dir)")
+		fs.StringVar(&f.journalAge, "journal-max-age", refclient.DefaultJournalMaxAge.String(), "remove journals of transfers untouched for longer, and their partial downloads (env "+envJournalAge+"; 0: never)")
 		fs.BoolVar(&f.noProgress, "no-progress", false, "never draw a progress bar")
 	}
 }
@@ -80,6 +86,10 @@ func (f *clientFlags) resolve(cmd *cobra.Command) error {
 	fromEnv("password", envPassword, &f.password)
 	fromEnv("token", envToken, &f.token)
 	fromEnv("journal-dir", envJournal, &f.journalDir)
+	fromEnv("journal-max-age", envJournalAge, &f.journalAge)
+	if f.retries < 0 {
+		return usageErrorf("--retries must not be negative")
+	}
 	if err := checkAddr("--server", f.server); err != nil {
 		return err
 	}
@@ -93,6 +103,11 @@ func (f *clientFlags) resolve(cmd *cobra.Command) error {
 		if f.conns < 1 {
 			return usageErrorf("--conns must be at least 1")
 		}
+		age, err := time.ParseDuration(f.journalAge)
+		if err != nil || age < 0 {
+			return usageErrorf("--journal-max-age %q is not a duration such as 336h (0: never)", f.journalAge)
+		}
+		f.maxAge = age
 		if f.journalDir == "" {
 			if dir, err := os.UserCacheDir(); err == nil {
 				f.journalDir = filepath.Join(dir, "stepkit", "journal")
@@ -103,13 +118,22 @@ func (f *clientFlags) resolve(cmd *cobra.Command) error {
 }
 
 func (f *clientFlags) options() *refclient.Options {
-	return &refclient.Options{
-		DialTimeout:  f.dialTimeout,
-		ReplyTimeout: f.replyTimeout,
-		Window:       f.window,
-		Conns:        f.conns,
-		JournalDir:   f.journalDir,
+	o := &refclient.Options{
+		DialTimeout:      f.dialTimeout,
+		ReplyTimeout:     f.replyTimeout,
+		Window:           f.window,
+		Conns:            f.conns,
+		JournalDir:       f.journalDir,
+		JournalMaxAge:    f.maxAge,
+		RateLimitRetries: f.retries,
 	}
+	if f.maxAge == 0 {
+		o.JournalMaxAge = -1 // 0 on the command line: never
+	}
+	if f.retries == 0 {
+		o.RateLimitRetries = -1
+	}
+	return o
 }
 
 // connect dials the server and logs in (or adopts --token).
