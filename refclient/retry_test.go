@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepkit/stepkit/internal/reliability"
 	"github.com/stepkit/stepkit/refserver"
 	"github.com/stepkit/stepkit/spec"
 )
@@ -50,6 +51,10 @@ func TestRateLimitedTransfersAreRetried(t *testing.T) {
 	if ents, _ := os.ReadDir(c.Options().JournalDir); len(ents) != 0 {
 		t.Fatalf("journals left: %v", ents)
 	}
+	reliability.Record(t, reliability.Row{Area: "client", Times: 1,
+		Input:   "an upload and a download of 12 blocks, 16 in flight, and 6 FILE GETs, against a server allowing 10 requests a second in bursts of 4",
+		Outcome: "429s waited out with a doubling backoff; the transfers resumed from their journals and were verified",
+		Lost:    "nothing"})
 }
 
 // TestRateLimitRetriesAreBounded: a server whose limit never lets a
@@ -63,6 +68,9 @@ func TestRateLimitRetriesAreBounded(t *testing.T) {
 	if _, err := c.UploadFile(context.Background(), writeTemp(t, "in", testData(100, 1)), "x", nil); !IsStatus(err, spec.StatusTooManyRequests) {
 		t.Fatalf("upload: %v, want a 429", err)
 	}
+	reliability.Record(t, reliability.Row{Area: "client", Times: 2,
+		Input:   "a FILE GET and an upload against a server that refuses every request with 429",
+		Outcome: "given up after 3 retries with the 429 as the error", Lost: "nothing"})
 }
 
 func TestPruneJournals(t *testing.T) {
@@ -113,4 +121,8 @@ func TestPruneJournals(t *testing.T) {
 	if n, _ := PruneJournals(t.TempDir()+"/missing", time.Hour, now); n != 0 {
 		t.Error("a missing folder pruned something")
 	}
+	reliability.Record(t, reliability.Row{Area: "client", Times: 3,
+		Input:   "journals untouched for 20 days (an upload's, a download's with its partial file, another file's name)",
+		Outcome: "the two journals and the partial file removed before the next transfer; fresh journals and other files kept",
+		Lost:    "nothing a transfer could still resume"})
 }

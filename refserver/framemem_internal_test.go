@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepkit/stepkit/internal/reliability"
 	"github.com/stepkit/stepkit/spec"
 )
 
@@ -129,4 +130,8 @@ func TestFrameMemoryBound(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	reliability.Record(t, reliability.Row{Area: "server", Times: stallers,
+		Input:   "900 KiB of a 1 MiB frame at once, then nothing, from 32 connections at once (7 MiB over a 4 MiB --max-frame-memory)",
+		Outcome: "heap held under 2 × budget + 256 KiB per connection; the others waited; a LOGIN meanwhile answered; all cut at the frame's deadline, the budget given back",
+		Lost:    "nothing"})
 }

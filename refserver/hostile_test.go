@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepkit/stepkit/internal/reliability"
 	"github.com/stepkit/stepkit/refserver"
 	"github.com/stepkit/stepkit/spec"
 )
@@ -50,6 +51,10 @@ func TestConnectionCapPerAddress(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	reliability.Record(t, reliability.Row{Area: "server", Times: 1,
+		Input:   "a third connection from one address with --max-conns-per-ip 2",
+		Outcome: "one ERROR/503 frame, closed; other addresses and the first two connections served; a place freed by a close",
+		Lost:    "nothing"})
 }
 
 // TestMinFrameRate: with a minimum rate, a large frame that keeps
@@ -92,4 +97,10 @@ func TestMinFrameRate(t *testing.T) {
 	}
 	closed(t, s)
 	usable(t, dial(t, addr))
+	reliability.Record(t, reliability.Row{Area: "server", Times: 1,
+		Input:   "a 64 KiB block sent in 16 pieces 100 ms apart, longer than --read-timeout, faster than --min-frame-rate",
+		Outcome: "accepted, MD5 right", Lost: "nothing"})
+	reliability.Record(t, reliability.Row{Area: "server", Times: 1,
+		Input:   "a frame header, then a byte every 100 ms (slower than --min-frame-rate)",
+		Outcome: "closed at the frame's deadline, unanswered; the next connection served", Lost: "nothing"})
 }

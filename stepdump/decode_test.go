@@ -16,6 +16,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/stepkit/stepkit/internal/reliability"
 	"github.com/stepkit/stepkit/spec"
 	"github.com/stepkit/stepkit/stepdump"
 	"github.com/stepkit/stepkit/stepdump/capgen"
@@ -345,6 +346,14 @@ func TestPortHeuristic(t *testing.T) {
 		!strings.Contains(none.notes[0].Text, "none of the capture's 2 TCP connections") {
 		t.Errorf("no STEP: %d messages, notes %+v", len(none.msgs), none.notes)
 	}
+	for _, r := range []reliability.Row{
+		{Input: "STEP on port 8000 next to HTTP on port 80, no flags", Outcome: "port 8000 decoded (24 messages) and named; HTTP left alone"},
+		{Input: "the same capture with --port 1379", Outcome: "nothing decoded; says no STEP is on port 1379 and how to look on every port"},
+		{Input: "a capture of HTTP and random bytes, no STEP", Outcome: "says that none of its 2 TCP connections is STEP"},
+	} {
+		r.Area, r.Times, r.Lost = "decoder", 1, "nothing"
+		reliability.Record(t, r)
+	}
 }
 
 func TestMidStreamAndSnaplen(t *testing.T) {
@@ -561,4 +570,8 @@ func TestCaptureCutMidTransfer(t *testing.T) {
 	if k := decodeFile(t, "diagnoses.pcap", stepdump.Options{}).kinds(); k[stepdump.NoteUploadIncomplete] != 2 || k[stepdump.NoteCaptureCut] != 0 {
 		t.Errorf("diagnoses: %v", k)
 	}
+	reliability.Record(t, reliability.Row{Area: "decoder", Times: 1 + 9,
+		Input:   "a capture that ends inside an upload's block, and a recorded upload cut after each of its packets 10 to 18",
+		Outcome: "reported as a capture cut during the transfer, with the packet and the blocks cut or not yet sent; no wrong block size, no upload blamed",
+		Lost:    "nothing"})
 }

@@ -139,8 +139,8 @@ func TestDumpDiagramFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(b), "<!DOCTYPE html>") || strings.Count(string(b), "<svg xmlns") != 2 {
-		t.Errorf("diagram is not an HTML page with one SVG per connection")
+	if !strings.HasPrefix(string(b), "<!DOCTYPE html>") || strings.Count(string(b), `<div class="ladder"`) != 2 {
+		t.Errorf("diagram is not an HTML page with one ladder per connection")
 	}
 }
 
