@@ -59,7 +59,10 @@ func rssBound(frameMemory int64, conns int) int64 {
 func buildStepkit(t *testing.T, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "stepkit")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
 	out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
