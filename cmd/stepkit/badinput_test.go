@@ -87,6 +87,11 @@ func TestCLIBadInput(t *testing.T) {
 		// A server that cannot start.
 		{"serve on a port in use", []string{"serve", "--addr", busy.Addr().String(), "--root", filepath.Join(dir, "store")}, exitNetwork, "address already in use"},
 		{"serve with a bad block size", []string{"serve", "--addr", "127.0.0.1:0", "--block-size", "0"}, exitUsage, "--block-size 0 is outside"},
+		{"serve with a negative per-address cap", []string{"serve", "--addr", "127.0.0.1:0", "--max-conns-per-ip", "-3"}, exitUsage, "--max-conns-per-ip must not be negative"},
+		{"serve with a bad frame memory", []string{"serve", "--addr", "127.0.0.1:0", "--max-frame-memory", "lots"}, exitUsage, `--max-frame-memory: "lots" is not a byte count`},
+		{"serve with a bad frame rate", []string{"serve", "--addr", "127.0.0.1:0", "--min-frame-rate", "-1KiB"}, exitUsage, "--min-frame-rate"},
+		{"bad journal age", append([]string{"upload", file, "--journal-max-age", "a week"}, user...), exitUsage, `--journal-max-age "a week" is not a duration`},
+		{"negative retries", append([]string{"login", "--retries", "-1"}, user...), exitUsage, "--retries must not be negative"},
 
 		// A server that cannot be reached.
 		{"login unreachable", append([]string{"login", "--server", down}, user...), exitNetwork, "connect to " + down},
