@@ -61,6 +61,8 @@ type Stats struct {
 	OtherTCP   int64 // TCP packets on other ports, not looked at (OnlyPort)
 	TCPConns   int   // TCP connections looked at
 	Conns      int
+	// Port is the STEP port decoded whatever its bytes (Options.Port).
+	Port int
 	// Ports are the server ports STEP was found on, in increasing order,
 	// with the number of connections on each.
 	Ports       []PortCount
@@ -159,6 +161,7 @@ func newDecoder(r io.Reader, opts Options, h Handler) (*decoder, error) {
 	d := &decoder{opts: opts, h: h, cap: c, conns: make(map[flowKey]*connState), ports: make(map[uint16]int)}
 	d.files = newFileTracker(d)
 	d.stats.Format = c.format
+	d.stats.Port = opts.Port
 	if !c.ng {
 		// A pcapng names its link types per interface: they are recorded as
 		// packets arrive.

@@ -153,6 +153,9 @@ func TestDumpFindsSTEPOnAnyPort(t *testing.T) {
 	if code != exitOK || strings.Count(out, "→ #") != 12 || !strings.Contains(out, "step-on-other-port: STEP recognised by its bytes on port 8000 (1 connection)") {
 		t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
 	}
+	if code, out, _ := dumpRun(t, nil, "--summary", capture); code != exitOK || !strings.Contains(out, "24 messages, STEP on port 8000") {
+		t.Fatalf("--summary does not name port 8000: exit %d:\n%s", code, out)
+	}
 	code, out, _ = dumpRun(t, nil, "--port", "1379", capture)
 	if code != exitOK || strings.Contains(out, "→ #") || !strings.Contains(out, "no STEP message on port 1379") || !strings.Contains(out, "leave out --port") {
 		t.Fatalf("--port 1379: exit %d:\n%s", code, out)
