@@ -86,7 +86,7 @@ func connCases(r *registrar) {
 			t.CompletedMD5(last, md5hex(data))
 		})
 
-		r.Case(reqs("CONN-2"), "an UPLOAD block arriving in two pieces with the next UPLOAD right behind it: both answered 200, in order", func(t *T) {
+		r.TimedCase(reqs("CONN-2"), "an UPLOAD block arriving in two pieces with the next UPLOAD right behind it: both answered 200, in order", func(t *T) {
 			s := t.Login()
 			key := t.Key()
 			p, data := threeBlocks(t, s, key)

@@ -102,6 +102,21 @@ type result struct {
 	findings []Finding
 	notes    []string
 	log      *wireLog
+	took     time.Duration
+	// ready is closed when the case has run and its result is final.
+	ready chan struct{}
+}
+
+func (r *result) setDuration(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.took = d
+}
+
+func (r *result) duration() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.took
 }
 
 func (r *result) add(f Finding) {

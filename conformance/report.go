@@ -17,15 +17,18 @@ const ReportSchema = "stepkit-conformance/1"
 
 // Report is the result of a run, in the form every output is made from.
 type Report struct {
-	Schema     string          `json:"schema"`
-	Target     string          `json:"target"`
-	Started    time.Time       `json:"started"`
-	DurationMS float64         `json:"duration_ms"`
-	Strict     bool            `json:"strict"`
-	Preflight  string          `json:"preflight,omitempty"`
-	Settings   Settings        `json:"settings"`
-	Counts     map[Outcome]int `json:"counts"`
-	Sections   []SectionCount  `json:"sections"`
+	Schema     string    `json:"schema"`
+	Target     string    `json:"target"`
+	Started    time.Time `json:"started"`
+	DurationMS float64   `json:"duration_ms"`
+	Strict     bool      `json:"strict"`
+	Preflight  string    `json:"preflight,omitempty"`
+	// Execution says how the cases ran: side by side or one at a time
+	// (and why), and how a silence was judged.
+	Execution *Execution      `json:"execution,omitempty"`
+	Settings  Settings        `json:"settings"`
+	Counts    map[Outcome]int `json:"counts"`
+	Sections  []SectionCount  `json:"sections"`
 	// Requirements is the verdict per requirement the run's cases cite.
 	Requirements []RequirementVerdict `json:"requirements"`
 	Cases        []CaseReport         `json:"cases"`
