@@ -377,8 +377,8 @@ type junitCase struct {
 	Time       string          `xml:"time,attr"`
 	Properties []junitProperty `xml:"properties>property,omitempty"`
 	Failure    *junitProblem   `xml:"failure,omitempty"`
-	Error     *junitProblem `xml:"error,omitempty"`
-	SystemOut *cdata        `xml:"system-out,omitempty"`
+	Error      *junitProblem   `xml:"error,omitempty"`
+	SystemOut  *cdata          `xml:"system-out,omitempty"`
 }
 
 type junitProblem struct {
