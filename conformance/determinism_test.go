@@ -194,3 +194,43 @@ func TestLateAnswerIsNotSilence(t *testing.T) {
 		t.Fatalf("silence: %s %+v", c.Outcome, c.Findings)
 	}
 }
+
+// A server with fewer workers than the run has cases going (three
+// connections served at once, the others waiting their turn) gets the
+// verdicts of a serial run: a case during which it answered nothing at
+// all, not even the LOGIN confirming a silence, runs again alone. CONN-4's
+// eight clients at once are more than three workers serve, run after run.
+func TestFewWorkersServer(t *testing.T) {
+	addr := startProxyWorkers(t, selfCheckServer(t), &mutation{name: "three workers"}, 3)
+	run := func(parallel int) *conformance.Report {
+		t.Helper()
+		rep, err := conformance.Run(context.Background(), conformance.Options{
+			Config:    conformance.Config{Target: addr, ReadTimeout: shortRead},
+			Selectors: []string{"DATA-GET", "LOGIN-5", "CONN-3", "CONN-4", "ISO"},
+			Parallel:  parallel,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	serial, parallel := run(1), run(0)
+	if parallel.Execution.Mode != "parallel" {
+		t.Fatalf("execution %+v", parallel.Execution)
+	}
+	want := outcomes(serial)
+	for id, o := range outcomes(parallel) {
+		if want[id] != o {
+			t.Errorf("%s: %s side by side, %s serially", id, o, want[id])
+		}
+	}
+	if want["CONN-4"] != conformance.Fail || want["DATA-GET-1"] != conformance.Pass {
+		t.Errorf("serial run: %v", want)
+	}
+	if notesWith(parallel, "run again alone") == 0 {
+		t.Error("no case ran again alone")
+	}
+	if t.Failed() {
+		parallel.WriteText(os.Stdout, false, false)
+	}
+}

@@ -118,7 +118,14 @@ func (s *Suite) execute() {
 	})
 	for _, c := range alone {
 		s.runCase(c, preErr, judge)
+		s.finish(c)
 	}
+	// A case during which the server answered nothing at all, not even
+	// the LOGIN confirming a silence, may have met a server with fewer
+	// workers than the run has cases going: it runs again, alone, once
+	// the others are done, and that result stands.
+	var mu sync.Mutex
+	var again []*Case
 	work := make(chan *Case)
 	var wg sync.WaitGroup
 	for range min(s.exec.Workers, max(len(pool), 1)) {
@@ -127,6 +134,13 @@ func (s *Suite) execute() {
 			defer wg.Done()
 			for c := range work {
 				s.runCase(c, preErr, judge)
+				if s.exec.Workers > 1 && s.results[c.ID].wasUnconfirmed() {
+					mu.Lock()
+					again = append(again, c)
+					mu.Unlock()
+					continue
+				}
+				s.finish(c)
 			}
 		}()
 	}
@@ -135,8 +149,27 @@ func (s *Suite) execute() {
 	}
 	close(work)
 	wg.Wait()
+	slices.SortFunc(again, func(a, b *Case) int { return s.order[a.ID] - s.order[b.ID] })
+	hung := false
+	for _, c := range again {
+		res := s.results[c.ID]
+		if hung {
+			res.note("not run again alone: the server answered nothing at all, even to a LOGIN on a new connection, after the case before it ran again alone")
+		} else {
+			res.reset()
+			res.note("run again alone, after the others: side by side with other cases, the server answered nothing at all for a while, not even a LOGIN on a new connection")
+			s.runCase(c, preErr, judge)
+			// Alone and still no answer: the case itself may hold every
+			// worker the server has (CONN-4's eight clients), or the
+			// server answers nothing any more. Only the latter ends the
+			// reruns.
+			hung = res.wasUnconfirmed() && probeLogin(s.runCtx, s.cfg.Target, judge.confirmWait()) != nil
+		}
+		s.finish(c)
+	}
 	for _, c := range late {
 		s.runCase(c, preErr, judge)
+		s.finish(c)
 	}
 }
 
@@ -186,6 +219,11 @@ func (s *Suite) runCase(c *Case, preErr error, judge *silenceJudge) {
 		cancel()
 	}
 	res.setDuration(time.Since(start))
+}
+
+// finish makes the case's result final: its spec may report it.
+func (s *Suite) finish(c *Case) {
+	res := s.results[c.ID]
 	s.mu.Lock()
 	s.done++
 	o, _, _ := res.snapshot()
@@ -226,18 +264,19 @@ func (j *silenceJudge) policy() string {
 }
 
 // confirm is called when a read reached its timeout with nothing; it
-// returns how much longer the read may wait, and what it found.
-func (j *silenceJudge) confirm(ctx context.Context) (time.Duration, string) {
+// returns how much longer the read may wait, what it found, and whether
+// the server answered anything meanwhile.
+func (j *silenceJudge) confirm(ctx context.Context) (time.Duration, string, bool) {
 	if !j.probe {
-		return j.readTimeout, fmt.Sprintf("waited one more read timeout (%v): the server serves one connection at a time", j.readTimeout)
+		return j.readTimeout, fmt.Sprintf("waited one more read timeout (%v): the server serves one connection at a time", j.readTimeout), true
 	}
 	start := time.Now()
 	err := probeLogin(ctx, j.target, j.confirmWait())
 	took := time.Since(start)
 	if err != nil {
-		return j.minGrace(), fmt.Sprintf("a LOGIN on a new connection got no answer either within %v (%v): the server answered nothing meanwhile", took.Round(time.Millisecond), err)
+		return j.minGrace(), fmt.Sprintf("a LOGIN on a new connection got no answer either within %v (%v): the server answered nothing meanwhile", took.Round(time.Millisecond), err), false
 	}
-	return max(2*took, j.minGrace()), fmt.Sprintf("silence confirmed: a LOGIN on a new connection was answered in %v meanwhile", took.Round(100*time.Microsecond))
+	return max(2*took, j.minGrace()), fmt.Sprintf("silence confirmed: a LOGIN on a new connection was answered in %v meanwhile", took.Round(100*time.Microsecond)), true
 }
 
 // probeLogin sends a LOGIN for a made-up user on a new connection and

@@ -20,8 +20,10 @@ type mutatingProxy struct {
 	mut      *mutation
 	l        net.Listener
 	// serial serves one client connection at a time, as some course
-	// servers do.
+	// servers do; limit, when not zero, serves that many at once (a pool
+	// of workers), the others waiting their turn in the order they came.
 	serial bool
+	limit  int
 
 	mu     sync.Mutex
 	tokens []string          // tokens issued by LOGIN responses, in order
@@ -107,6 +109,10 @@ func startProxyMode(t testing.TB, upstream string, m *mutation, serial bool) str
 }
 
 func (px *mutatingProxy) serve() {
+	var workers chan struct{}
+	if px.limit > 0 {
+		workers = make(chan struct{}, px.limit)
+	}
 	for {
 		c, err := px.l.Accept()
 		if err != nil {
@@ -116,12 +122,40 @@ func (px *mutatingProxy) serve() {
 			px.handle(c)
 			continue
 		}
+		if workers != nil {
+			workers <- struct{}{}
+		}
 		px.wg.Add(1)
 		go func() {
 			defer px.wg.Done()
+			if workers != nil {
+				defer func() { <-workers }()
+			}
 			px.handle(c)
 		}()
 	}
+}
+
+// startProxyWorkers starts a proxy serving at most workers connections at
+// once.
+func startProxyWorkers(t testing.TB, upstream string, m *mutation, workers int) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := &mutatingProxy{upstream: upstream, mut: m, l: l, limit: workers}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		px.serve()
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		px.wg.Wait()
+	})
+	return l.Addr().String()
 }
 
 func (px *mutatingProxy) issued(user, tok string) {

@@ -152,6 +152,9 @@ type Conn struct {
 	// timeout is final); note adds a line to the case's report.
 	judge *silenceJudge
 	note  func(string)
+	// unconfirmed is called when a silence could not be confirmed: the
+	// server answered nothing at all meanwhile.
+	unconfirmed func()
 	wait  readWait // the read in progress
 }
 
@@ -313,8 +316,11 @@ func (c *Conn) moreTime() time.Duration {
 		return 0
 	}
 	c.wait.confirmed = true
-	more, why := c.judge.confirm(c.ctx)
+	more, why, answered := c.judge.confirm(c.ctx)
 	c.wait.why = why
+	if !answered && c.unconfirmed != nil {
+		c.unconfirmed()
+	}
 	return more
 }
 
