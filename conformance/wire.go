@@ -155,7 +155,7 @@ type Conn struct {
 	// unconfirmed is called when a silence could not be confirmed: the
 	// server answered nothing at all meanwhile.
 	unconfirmed func()
-	wait  readWait // the read in progress
+	wait        readWait // the read in progress
 }
 
 // readWait is the state of one read: when it began and how its timeout
