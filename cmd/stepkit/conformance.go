@@ -61,8 +61,10 @@ server that serves one connection at a time is found at preflight and
 checked one case at a time, as --serial does. A read that gets nothing
 within --read-timeout is confirmed before it counts as silence: a LOGIN is
 sent on a new connection, and a server that answers it but not the request
-is silent, while a slow one answers the request first. Without --target the built-in reference server is started on
-127.0.0.1 with a temporary root, so a first run shows a full green report.
+is silent, while a slow one answers the request first.
+
+Without --target the built-in reference server is started on 127.0.0.1 with
+a temporary root, so a first run shows a full green report.
 
 SELECTORs pick cases by requirement ID (FILE-UPLOAD-7), case ID
 (FILE-UPLOAD-6.2) or section prefix (FILE-UPLOAD, FILE, DATA); --label-filter
