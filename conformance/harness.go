@@ -364,7 +364,7 @@ func (t *T) transportFailure(r *Reply, req string) {
 func (t *T) openConns() int {
 	n := 0
 	for _, c := range t.conns {
-		if !c.closed {
+		if !c.closed.Load() {
 			n++
 		}
 	}

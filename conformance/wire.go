@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stepkit/stepkit/spec"
@@ -145,9 +146,9 @@ type Conn struct {
 	ctx         context.Context
 	lastSent    *spec.Message
 	lastRaw     []byte
-	closed      bool
-	broken      bool // a read failed: the stream may be out of step
-	answered    int  // frames received
+	closed      atomic.Bool // closed by the case, or by its context running out
+	broken      bool        // a read failed: the stream may be out of step
+	answered    int         // frames received
 	// judge confirms a read timeout before it counts as silence (nil: the
 	// timeout is final); note adds a line to the case's report.
 	judge *silenceJudge
@@ -193,10 +194,9 @@ func (c *Conn) ID() int { return c.id }
 
 // Close closes the connection.
 func (c *Conn) Close() error {
-	if c.closed {
+	if c.closed.Swap(true) {
 		return nil
 	}
-	c.closed = true
 	return c.nc.Close()
 }
 
