@@ -234,3 +234,22 @@ func TestFewWorkersServer(t *testing.T) {
 		parallel.WriteText(os.Stdout, false, false)
 	}
 }
+
+// A server serving one connection at a time cannot be asked anything
+// while a case holds its connection: a read is given ten times the slowest
+// answer seen so far. One that answers everything slowly, a DATA GET past
+// the read timeout, is slow, not silent.
+func TestLateAnswerOneConnection(t *testing.T) {
+	slow := &mutation{name: "one connection at a time, slow", stall: func(_ int, req *spec.Message) time.Duration {
+		if is(req, spec.OpGet, spec.TypeData) {
+			return shortRead * 11 / 10
+		}
+		return shortRead / 8
+	}}
+	rep := runAgainst(t, startProxyMode(t, selfCheckServer(t), slow, true), "DATA-GET-1")
+	c, ok := rep.Case("DATA-GET-1")
+	if rep.Execution == nil || rep.Execution.Mode != "serial" || !ok || c.Outcome != conformance.Pass || notesWith(rep, "was accepted") == 0 {
+		rep.WriteText(os.Stdout, false, true)
+		t.Fatalf("execution %+v; DATA-GET-1 %s, notes %q", rep.Execution, c.Outcome, c.Notes)
+	}
+}

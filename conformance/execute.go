@@ -68,7 +68,7 @@ func (s *Suite) plan() Execution {
 
 // judge is the run's silence judge.
 func (s *Suite) judge() *silenceJudge {
-	return &silenceJudge{target: s.cfg.Target, readTimeout: s.cfg.ReadTimeout, probe: s.pre.oneConn == ""}
+	return &silenceJudge{target: s.cfg.Target, readTimeout: s.cfg.ReadTimeout, probe: s.pre.oneConn == "", latency: s.pre.latency}
 }
 
 // start launches the run's cases, once, from the first spec that runs:
@@ -242,11 +242,25 @@ func (s *Suite) finish(c *Case) {
 // still unanswered is silent on that request; a slow server answers the
 // request first (it came first) or soon after, and the answer counts.
 // A server that serves one connection at a time cannot be asked anything
-// while a case holds its connection; it is given one more read timeout.
+// while a case holds its connection; it is given more time in proportion
+// to how slowly it has answered so far.
 type silenceJudge struct {
 	target      string
 	readTimeout time.Duration
 	probe       bool
+	latency     time.Duration // the preflight LOGIN's round trip
+}
+
+// paceFactor is how many times the slowest answer seen so far a server
+// serving one connection at a time is given past the read timeout.
+const paceFactor = 10
+
+// extension is the extra wait for a server that cannot be asked anything
+// else meanwhile: paceFactor times the slowest answer seen on the
+// connection or at preflight, between a tenth of the read timeout and a
+// whole one.
+func (j *silenceJudge) extension(slowest time.Duration) time.Duration {
+	return min(max(paceFactor*max(slowest, j.latency), j.minGrace()), j.readTimeout)
 }
 
 // confirmWait bounds the LOGIN that confirms a silence.
@@ -257,7 +271,7 @@ func (j *silenceJudge) minGrace() time.Duration { return max(j.readTimeout/10, 5
 
 func (j *silenceJudge) policy() string {
 	if !j.probe {
-		return fmt.Sprintf("a read with no answer within the read timeout (%v) is given one more read timeout on the same connection before it counts as silence (the server serves one connection at a time, so nothing else can be asked of it meanwhile)", j.readTimeout)
+		return fmt.Sprintf("a read with no answer within the read timeout (%v) is given more time on the same connection before it counts as silence: %d times the slowest answer seen on that connection or at preflight, at least %v and at most another read timeout (the server serves one connection at a time, so nothing else can be asked of it meanwhile)", j.readTimeout, paceFactor, j.minGrace())
 	}
 	return fmt.Sprintf("a read with no answer within the read timeout (%v) is confirmed before it counts as silence: a LOGIN is sent on a new connection (answered within %v or not at all), then the request is given twice the LOGIN's latency more (at least %v); an answer that comes meanwhile counts, with a note. A slow server answers the request before the later LOGIN; a silent one answers only the LOGIN",
 		j.readTimeout, j.confirmWait(), j.minGrace())
@@ -266,9 +280,10 @@ func (j *silenceJudge) policy() string {
 // confirm is called when a read reached its timeout with nothing; it
 // returns how much longer the read may wait, what it found, and whether
 // the server answered anything meanwhile.
-func (j *silenceJudge) confirm(ctx context.Context) (time.Duration, string, bool) {
+func (j *silenceJudge) confirm(ctx context.Context, slowest time.Duration) (time.Duration, string, bool) {
 	if !j.probe {
-		return j.readTimeout, fmt.Sprintf("waited one more read timeout (%v): the server serves one connection at a time", j.readTimeout), true
+		ext := j.extension(slowest)
+		return ext, fmt.Sprintf("waited %v more, %d times the slowest answer so far (the server serves one connection at a time)", ext, paceFactor), true
 	}
 	start := time.Now()
 	err := probeLogin(ctx, j.target, j.confirmWait())

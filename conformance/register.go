@@ -396,6 +396,8 @@ type preflight struct {
 	// oneConn, when set, says how the server showed that it serves one
 	// connection at a time.
 	oneConn string
+	// latency is how long the LOGIN took, connection included.
+	latency time.Duration
 }
 
 // issued is a token and the user and time it was issued to and at.
@@ -446,6 +448,7 @@ func (p *preflight) run(ctx context.Context, cfg Config) {
 		return
 	}
 	took := time.Since(log.start)
+	p.latency = took
 	st, _ := resp.Status()
 	if !cfg.courseLogin() && st != spec.StatusOK {
 		msg := fmt.Sprintf("not run: the server refused the given credentials for %q (status %d %q)", cfg.User, st, resp.StatusMsg())

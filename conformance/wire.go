@@ -156,7 +156,8 @@ type Conn struct {
 	// unconfirmed is called when a silence could not be confirmed: the
 	// server answered nothing at all meanwhile.
 	unconfirmed func()
-	wait        readWait // the read in progress
+	wait        readWait      // the read in progress
+	slowest     time.Duration // the longest a frame took to come, on this connection
 }
 
 // readWait is the state of one read: when it began and how its timeout
@@ -257,6 +258,7 @@ func (c *Conn) readWithin(d time.Duration) (*spec.Message, error) {
 		c.cap.take()
 		c.log.add(Event{Conn: c.id, Dir: "recv", JSON: m.JSONString(), Binary: len(m.Binary)})
 		c.lateAnswer()
+		c.slowest = max(c.slowest, time.Since(c.wait.start))
 		return m, nil
 	}
 	got := c.cap.take()
@@ -316,7 +318,7 @@ func (c *Conn) moreTime() time.Duration {
 		return 0
 	}
 	c.wait.confirmed = true
-	more, why, answered := c.judge.confirm(c.ctx)
+	more, why, answered := c.judge.confirm(c.ctx, c.slowest)
 	c.wait.why = why
 	if !answered && c.unconfirmed != nil {
 		c.unconfirmed()
