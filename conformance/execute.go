@@ -85,8 +85,8 @@ func (s *Suite) start() {
 
 // execute runs every defined case: the preflight first, then the cases
 // that must run alone, one by one, then the others, Workers at a time,
-// then the late cases. Each case's result is final when its done channel
-// closes.
+// then the late cases. Each case's result is final when finish closes
+// its ready channel.
 func (s *Suite) execute() {
 	defer close(s.finished)
 	preErr := s.pre.check(s.runCtx, s.cfg)
