@@ -182,6 +182,15 @@ func readOOMKills(dir string) int {
 	return 0
 }
 
+// kill kills the processes in the command's groups.
+func (c *commandCgroup) kill() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.gone {
+		killGroup(c.pids)
+	}
+}
+
 // remove kills what is left in the command's groups and removes them.
 func (c *commandCgroup) remove() error {
 	c.mu.Lock()
@@ -212,13 +221,7 @@ func (cg *cgroups) remove() error {
 func removeGroup(dir string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
-			for _, f := range strings.Fields(string(data)) {
-				if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
-					syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
+		killGroup(dir)
 		err := os.Remove(dir)
 		if err == nil || errors.Is(err, os.ErrNotExist) {
 			return nil
@@ -227,6 +230,19 @@ func removeGroup(dir string) error {
 			return fmt.Errorf("sandbox: remove cgroup %s: %w", dir, err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// killGroup kills the processes in a group.
+func killGroup(dir string) {
+	data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(data)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }
 

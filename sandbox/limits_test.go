@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -193,12 +195,16 @@ func TestCloseLeaksNoFDs(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd := s.Command(ctx, []string{"./prog", "dial", "127.0.0.1:1379", "x"})
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		c, err := accept(ln)
 		if err != nil {
-			t.Fatal(err)
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("%v (program: %s)", err, stderr.String())
 		}
 		c.Close()
 		ln.Close()
@@ -370,4 +376,34 @@ func TestDescribe(t *testing.T) {
 			t.Errorf("formatBytes(%d) = %q, want %q", n, got, want)
 		}
 	}
+}
+
+func TestCancelKillsTheTree(t *testing.T) {
+	needIsolation(t)
+	s := newSandbox(t, Config{})
+	ctx, cancel := context.WithCancel(testContext(t))
+	marker := fmt.Sprintf("daemon-marker-%d", time.Now().UnixNano())
+	p := start(t, s.Command(ctx, []string{"./prog", "fork", marker}))
+	if got := p.line(t); got != "forked" {
+		t.Fatalf("program says %q", got)
+	}
+	cancel()
+	if err := p.cmd.Wait(); err == nil {
+		t.Fatal("a cancelled program exited cleanly")
+	}
+	if s.cgroups == nil {
+		return // the pid namespaces end a moment later; Close waits for that
+	}
+	// The cgroup was emptied by the cancellation itself.
+	if left := processesWith(t, marker); len(left) > 0 {
+		t.Logf("processes right after cancel (exiting): %q", left)
+	}
+	var left []string
+	for range 300 {
+		if left = processesWith(t, marker); len(left) == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("processes 30s after cancel: %q", left)
 }

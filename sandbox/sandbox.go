@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -261,19 +262,32 @@ func (s *Sandbox) startHolder(ctx context.Context) error {
 	// machine's init. Orphans in the namespace stay zombies until Close.
 	// Its /proc is the namespace's own: untrusted commands' bwrap runs in
 	// the holder's pid and mount namespaces and reads its children there.
+	// bwrap reports the pid before it has set the namespaces up (mounts,
+	// loopback); the shell says "ready" once they are, before it becomes
+	// cat.
+	rr, rw, err := os.Pipe()
+	if err != nil {
+		w.Close()
+		lw.Close()
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer rr.Close()
 	h := exec.Command(s.tools.bwrap, "--unshare-net", "--unshare-pid", "--as-pid-1", "--die-with-parent",
-		"--dev-bind", "/", "/", "--proc", "/proc", "--info-fd", "3", "--", s.tools.cat)
+		"--dev-bind", "/", "/", "--proc", "/proc", "--info-fd", "3", "--",
+		"/bin/sh", "-c", `echo ready >&4 && exec 4>&- && exec "$0"`, s.tools.cat)
 	h.Stdin = lr
-	h.ExtraFiles = []*os.File{w}
+	h.ExtraFiles = []*os.File{w, rw}
 	h.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	var stderr strings.Builder
 	h.Stderr = &stderr
 	if err := h.Start(); err != nil {
 		w.Close()
 		lw.Close()
+		rw.Close()
 		return fmt.Errorf("sandbox: start namespace holder: %w", err)
 	}
 	w.Close()
+	rw.Close()
 	s.holder = h
 	s.lifeline = lw
 
@@ -282,7 +296,17 @@ func (s *Sandbox) startHolder(ctx context.Context) error {
 	}
 	got := make(chan error, 1)
 	var in info
-	go func() { got <- json.NewDecoder(r).Decode(&in) }()
+	go func() {
+		if err := json.NewDecoder(r).Decode(&in); err != nil {
+			got <- err
+			return
+		}
+		line, err := bufio.NewReader(rr).ReadString('\n')
+		if err == nil && line != "ready\n" {
+			err = fmt.Errorf("holder says %q", line)
+		}
+		got <- err
+	}()
 	select {
 	case err = <-got:
 	case <-ctx.Done():
@@ -391,7 +415,12 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *exec.Cmd {
 		cmd.Env = s.env()
 		// A process group of its own, so that Close kills what it forked.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.Cancel = func() error {
+			if c.cg != nil {
+				c.cg.kill()
+			}
+			return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
 		c.cmd = cmd
 		return s.track(c)
 	}
@@ -418,6 +447,13 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *exec.Cmd {
 	cmd.Dir = s.workDir
 	cmd.Env = s.env()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if c.cg != nil {
+		// When ctx is done, kill the whole tree, not only nsenter.
+		cmd.Cancel = func() error {
+			c.cg.kill()
+			return cmd.Process.Kill()
+		}
+	}
 	c.cmd = cmd
 	return s.track(c)
 }
