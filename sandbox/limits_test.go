@@ -111,6 +111,7 @@ func TestCloseKillsForkedDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() }) // on failure; a second Close does nothing
 	marker := fmt.Sprintf("daemon-marker-%d", time.Now().UnixNano())
 	p := start(t, s.Command(ctx, []string{"./prog", "fork", marker}))
 	if got := p.line(t); got != "forked" {
@@ -125,8 +126,17 @@ func TestCloseKillsForkedDaemon(t *testing.T) {
 	}
 	defer ln.Close()
 	work := s.WorkDir()
+	var groups []string
+	if s.cgroups != nil {
+		groups = []string{s.cgroups.mem, s.cgroups.pids, s.cgroups.cpu}
+	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
+	}
+	for _, g := range groups {
+		if _, err := os.Stat(g); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s after Close: %v", g, err)
+		}
 	}
 	if left := processesWith(t, marker); len(left) > 0 {
 		t.Fatalf("processes after Close: %q", left)
@@ -190,6 +200,7 @@ func TestCloseLeaksNoFDs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer s.Close() // on failure; a second Close does nothing
 		ln, err := s.Listen(ctx, "tcp", "127.0.0.1:1379")
 		if err != nil {
 			t.Fatal(err)
@@ -277,6 +288,7 @@ func TestFallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s3.Close() })
 	p3 := start(t, s3.Command(ctx, []string{"./prog", "fork", marker}))
 	if got := p3.line(t); got != "forked" {
 		t.Fatalf("program says %q", got)
@@ -406,4 +418,26 @@ func TestCancelKillsTheTree(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("processes 30s after cancel: %q", left)
+}
+
+func TestForkBombIsBounded(t *testing.T) {
+	needIsolation(t)
+	ctx := testContext(t)
+	s := newSandbox(t, Config{})
+	if s.cgroups == nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no writable cgroups in CI")
+		}
+		t.Skip("cgroups not writable: no bound on tasks")
+	}
+	// 2*maxProcs sleeping children: the pids group refuses the ones over
+	// the bound, and the shell gives up.
+	script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do sleep 1000 & i=$((i+1)); done; echo done`, 2*maxProcs)
+	cmd := s.Command(ctx, []string{"sh", "-c", script})
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err == nil || string(out) == "done\n" || !strings.Contains(stderr.String(), "fork") {
+		t.Fatalf("%d children: %q, %v (stderr %.200q)", 2*maxProcs, out, err, stderr.String())
+	}
 }
