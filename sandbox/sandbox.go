@@ -107,6 +107,10 @@ type Sandbox struct {
 	mu     sync.Mutex
 	cmds   []*command
 	closed bool
+
+	// nsMu keeps Close from closing netns while a socket is being made
+	// with it (the descriptor's number could name something else).
+	nsMu sync.RWMutex
 }
 
 // command is one command handed out by Command or Trusted.
@@ -150,6 +154,11 @@ func available(cfg *Config) (bool, string) {
 	t, err := lookTools(cfg.tools)
 	if err != nil {
 		return false, "sandbox: " + err.Error()
+	}
+	if os.Geteuid() != 0 {
+		// nsenter and setpriv need it, and only root can chown the
+		// scratch folder to the unprivileged uid.
+		return false, "sandbox: isolation needs root"
 	}
 	out, err := exec.Command(t.bwrap, "--unshare-net", "--unshare-pid", "--die-with-parent",
 		"--as-pid-1", "--dev-bind", "/", "/", "--", "true").CombinedOutput()
@@ -580,10 +589,9 @@ func (s *Sandbox) inNetns(fn func() error) error {
 	if !s.Isolated() {
 		return fn()
 	}
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
+	s.nsMu.RLock()
+	defer s.nsMu.RUnlock()
+	if s.netns < 0 {
 		return errors.New("sandbox closed")
 	}
 	done := make(chan error, 1)
@@ -665,9 +673,12 @@ func (s *Sandbox) Close() error {
 	if s.initFD >= 0 {
 		unix.Close(s.initFD)
 	}
+	s.nsMu.Lock()
 	if s.netns >= 0 {
 		unix.Close(s.netns)
+		s.netns = -1
 	}
+	s.nsMu.Unlock()
 	for _, c := range cmds {
 		if c.cg != nil {
 			if err := c.cg.remove(); err != nil {

@@ -403,3 +403,52 @@ func TestTrustedJoinsNetworkOnly(t *testing.T) {
 		t.Fatalf("trusted program got %q", out.String())
 	}
 }
+
+func TestManySandboxesAtOnce(t *testing.T) {
+	needIsolation(t)
+	ctx := testContext(t)
+	const n = 4
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- func() error {
+				s, err := New(ctx, Config{Dir: progDir})
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				cmd := s.Command(ctx, []string{"./prog", "echo-server", "127.0.0.1:1379"})
+				out, err := cmd.StdoutPipe()
+				if err != nil {
+					return err
+				}
+				if err := cmd.Start(); err != nil {
+					return err
+				}
+				defer cmd.Wait()
+				if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "listening\n" {
+					return fmt.Errorf("sandbox %d: program says %q, %v", i, line, err)
+				}
+				c, err := s.DialContext(ctx, "tcp", "127.0.0.1:1379")
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(time.Minute))
+				msg := fmt.Sprintf("sandbox %d", i)
+				io.WriteString(c, msg)
+				c.(*net.TCPConn).CloseWrite()
+				back, err := io.ReadAll(c)
+				if err != nil || string(back) != msg {
+					return fmt.Errorf("sandbox %d: echo %q, %v", i, back, err)
+				}
+				return nil
+			}()
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
