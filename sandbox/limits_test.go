@@ -276,13 +276,22 @@ func TestFallback(t *testing.T) {
 		t.Fatalf("Describe = %q", got)
 	}
 
-	// Close kills a daemon the program forked, through its cgroup.
 	if s.cgroups == nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("no writable cgroups in CI")
 		}
-		t.Skip("cgroups not writable: daemons that leave their process group outlive Close")
+		t.Skip("cgroups not writable: no memory kill, and daemons that leave their process group outlive Close")
 	}
+
+	// The memory bound holds without namespaces too.
+	s4 := newSandbox(t, Config{tools: unavailable, Fallback: true, Memory: 256 << 20})
+	cmd = s4.Command(ctx, []string{"./prog", "alloc", "4096"})
+	err = cmd.Run()
+	if got := s4.Describe(err, cmd.ProcessState); got != "killed: memory limit (256 MiB)" {
+		t.Fatalf("Describe = %q", got)
+	}
+
+	// Close kills a daemon the program forked, through its cgroup.
 	marker := fmt.Sprintf("daemon-marker-%d", time.Now().UnixNano())
 	s3, err := New(ctx, Config{Dir: progDir, tools: unavailable, Fallback: true})
 	if err != nil {

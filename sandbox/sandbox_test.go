@@ -19,6 +19,10 @@ import (
 var progDir string
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv("SANDBOX_TEST_GRADER"); dir != "" {
+		graderThatDies(dir)
+		return
+	}
 	dir, err := os.MkdirTemp("", "sandbox-prog-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -451,4 +455,86 @@ func TestManySandboxesAtOnce(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// graderThatDies is a grader that makes a sandbox, starts a program that
+// forks a daemon, says where everything is and waits to be killed.
+func graderThatDies(progDir string) {
+	ctx := context.Background()
+	s, err := New(ctx, Config{Dir: progDir})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	cmd := s.Command(ctx, []string{"./prog", "fork", os.Getenv("SANDBOX_TEST_MARKER")})
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	fmt.Print(line)
+	fmt.Println(s.WorkDir())
+	if s.cgroups != nil {
+		fmt.Println(s.cgroups.mem, s.cgroups.pids, s.cgroups.cpu)
+	} else {
+		fmt.Println()
+	}
+	select {}
+}
+
+func TestGraderDeathEndsItsSandboxes(t *testing.T) {
+	needIsolation(t)
+	marker := fmt.Sprintf("daemon-marker-%d", time.Now().UnixNano())
+	grader := exec.Command(os.Args[0], "-test.run=^$")
+	grader.Env = append(os.Environ(), "SANDBOX_TEST_GRADER="+progDir, "SANDBOX_TEST_MARKER="+marker)
+	out, err := grader.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := grader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(out)
+	var lines []string
+	for range 3 {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			grader.Process.Kill()
+			grader.Wait()
+			t.Fatalf("grader: %q, %v", lines, err)
+		}
+		lines = append(lines, strings.TrimSuffix(line, "\n"))
+	}
+	// A crashed grader cannot remove its scratch folder and cgroups.
+	t.Cleanup(func() {
+		os.RemoveAll(lines[1])
+		for _, g := range strings.Fields(lines[2]) {
+			entries, _ := os.ReadDir(g)
+			for _, e := range entries {
+				if e.IsDir() {
+					os.Remove(filepath.Join(g, e.Name()))
+				}
+			}
+			os.Remove(g)
+		}
+	})
+	if lines[0] != "forked" {
+		grader.Process.Kill()
+		grader.Wait()
+		t.Fatalf("grader: %q", lines)
+	}
+	if len(processesWith(t, marker)) < 2 {
+		t.Fatalf("before: %q", processesWith(t, marker))
+	}
+	grader.Process.Kill()
+	grader.Wait()
+	var left []string
+	for range 300 {
+		if left = processesWith(t, marker); len(left) == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("processes 30s after the grader died: %q", left)
 }
