@@ -14,11 +14,15 @@
 //
 // A holder process keeps the namespaces alive:
 //
-//	bwrap --unshare-net --unshare-pid --as-pid-1 --die-with-parent --dev-bind / / --proc /proc --info-fd 3 -- cat
+//	bwrap --unshare-net --unshare-pid --as-pid-1 --die-with-parent --dev-bind / / --proc /proc
+//	  --info-fd 3 -- sh -c 'echo ready >&4 && exec cat'
 //
 // bwrap brings loopback up and reports the pid of the namespace's init
-// (cat, reading a pipe only this process writes: if the grader dies
-// without Close, cat sees end of file and the namespaces go with it).
+// on fd 3; New hands the sandbox out only once the init has said "ready"
+// on fd 4, that is once loopback and the mounts are set up, so a judge's
+// Listen always precedes the program it judges. The init then is cat,
+// reading a pipe only this process writes: if the grader dies without
+// Close, cat sees end of file and the namespaces go with it.
 // Listen and DialContext lock a goroutine to its OS thread, setns(2) it
 // into the namespace, create the socket (which stays in the namespace it
 // was made in) and switch back; a thread that cannot switch back stays
@@ -65,11 +69,24 @@
 // is reported.
 //
 // Trusted commands (stepkit itself) join only the namespace's network,
-// through nsenter --net, with the caller's file system and environment.
+// through nsenter --net, with the caller's file system and environment;
+// Close kills them too.
+//
+// If the grader dies without Close, its children die with it (parent
+// death signal) and the holder's init, which reads a pipe only the grader
+// writes, ends; the kernel then kills everything in the namespaces. Only
+// the scratch folder (stepkit-sandbox-* in the temporary folder) and the
+// empty cgroups (stepkit-sandbox-*) are left.
+//
+// Isolation needs root (nsenter, setpriv, the chown of the scratch
+// folder) and bwrap, nsenter, setpriv, prlimit and cat on PATH (Debian:
+// bubblewrap, util-linux, coreutils). Address Listen and DialContext
+// with IP literals such as 127.0.0.1:1379: name lookups may run on other
+// threads, in the host's namespace.
 //
 // # Fallback
 //
-// Without bwrap, nsenter, setpriv or prlimit, or where namespaces cannot
+// Without root, without one of those tools, or where namespaces cannot
 // be made, New fails with the reason, unless Config.Fallback: then the
 // sandbox has Isolated() == false, uses the host network (callers pass a
 // free port), runs commands in the scratch folder, as the caller's user,
@@ -80,9 +97,13 @@
 //
 // # Additions to the agreed API
 //
-// Sandbox.Describe names the limit that killed a program of this
-// sandbox; the package-level Describe cannot know it. Sandbox.Limits
-// describes the bounds for reports. A bwrap-run program killed by a
+// Describe is both a function (any command) and a method: Sandbox.Describe
+// names the limit that killed a program of this sandbox ("killed: memory
+// limit (1 GiB)", "killed: CPU time limit (2m0s)"), which the function
+// cannot know; a program that never started is "did not start: python3:
+// not found". Sandbox.Limits describes the bounds for reports ("memory
+// 1 GiB (cgroup), CPU 2m0s"). Command and Trusted report a bad argv (empty,
+// not found, not executable) and a closed sandbox as the error of Start. A bwrap-run program killed by a
 // signal is reported by bwrap as exit status 128+signal; Sandbox.Describe
 // reads it as the signal, so a program that exits with such a status on
 // its own is reported as killed.
