@@ -31,6 +31,15 @@ func TestMemoryLimitKills(t *testing.T) {
 	if got, want := s.Describe(err, cmd.ProcessState), "killed: memory limit (256 MiB)"; got != want {
 		t.Fatalf("Describe = %q, want %q", got, want)
 	}
+	// A Python server trusting a 4 GiB frame header.
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		return
+	}
+	cmd = s.Command(ctx, []string{"python3", "-c", "b = bytearray(4 << 30); print('allocated')"})
+	out, err = cmd.Output()
+	if got, want := s.Describe(err, cmd.ProcessState), "killed: memory limit (256 MiB)"; got != want {
+		t.Fatalf("python: %q, Describe = %q, want %q", out, got, want)
+	}
 }
 
 func TestMemoryLimitWithoutCgroup(t *testing.T) {
