@@ -538,3 +538,25 @@ func TestGraderDeathEndsItsSandboxes(t *testing.T) {
 	}
 	t.Fatalf("processes 30s after the grader died: %q", left)
 }
+
+func TestProgramCannotReachAnotherSandbox(t *testing.T) {
+	needIsolation(t)
+	ctx := testContext(t)
+	other := newSandbox(t, Config{})
+	ln, err := other.Listen(ctx, "tcp", "127.0.0.1:1380")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	s := newSandbox(t, Config{})
+	p := start(t, s.Command(ctx, []string{"./prog", "dial", "127.0.0.1:1380", "neighbour"}))
+	if out, err := p.wait(); err == nil || !strings.Contains(p.stderr.String(), "connection refused") {
+		t.Fatalf("program dialling another sandbox's 127.0.0.1:1380: %q, %v, stderr %q", out, err, p.stderr)
+	}
+	// The other sandbox's listener is up: its own side reaches it.
+	c, err := other.DialContext(ctx, "tcp", "127.0.0.1:1380")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
