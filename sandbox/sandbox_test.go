@@ -466,7 +466,8 @@ func graderThatDies(progDir string) {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
-	cmd := s.Command(ctx, []string{"./prog", "fork", os.Getenv("SANDBOX_TEST_MARKER")})
+	// The program outlives its stdin: only the sandbox's end stops it.
+	cmd := s.Command(ctx, []string{"./prog", "fork-and-sleep", os.Getenv("SANDBOX_TEST_MARKER")})
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		fmt.Println("error", err)
@@ -480,7 +481,8 @@ func graderThatDies(progDir string) {
 	} else {
 		fmt.Println()
 	}
-	select {}
+	time.Sleep(time.Hour) // until killed (select{} would be a deadlock)
+	out.Close()
 }
 
 func TestGraderDeathEndsItsSandboxes(t *testing.T) {
@@ -513,10 +515,12 @@ func TestGraderDeathEndsItsSandboxes(t *testing.T) {
 			entries, _ := os.ReadDir(g)
 			for _, e := range entries {
 				if e.IsDir() {
-					os.Remove(filepath.Join(g, e.Name()))
+					removeGroup(filepath.Join(g, e.Name()))
 				}
 			}
-			os.Remove(g)
+			if err := removeGroup(g); err != nil {
+				t.Error(err)
+			}
 		}
 	})
 	if lines[0] != "forked" {
