@@ -497,13 +497,12 @@ func TestGraderDeathEndsItsSandboxes(t *testing.T) {
 	if err := grader.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { grader.Process.Kill(); grader.Wait() }) // on failure
 	r := bufio.NewReader(out)
 	var lines []string
 	for range 3 {
 		line, err := r.ReadString('\n')
 		if err != nil {
-			grader.Process.Kill()
-			grader.Wait()
 			t.Fatalf("grader: %q, %v", lines, err)
 		}
 		lines = append(lines, strings.TrimSuffix(line, "\n"))
@@ -524,8 +523,6 @@ func TestGraderDeathEndsItsSandboxes(t *testing.T) {
 		}
 	})
 	if lines[0] != "forked" {
-		grader.Process.Kill()
-		grader.Wait()
 		t.Fatalf("grader: %q", lines)
 	}
 	if len(processesWith(t, marker)) < 2 {
