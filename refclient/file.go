@@ -353,42 +353,50 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 	conns, release := c.transferConns(ctx, missing, window)
 	defer release()
 
-	nbuf := 2*len(conns)*window + 2
-	pool := make(chan []byte, nbuf)
+	// The file is read a slab of several blocks at a time: one read
+	// system call and one MD5 write for a slab, not for each block. A
+	// slab goes back to the pool once every block of it is written.
+	per := max(1, slabBytes/plan.BlockSize)
+	pool := make(chan *slab, (2*int64(len(conns)*window)+2)/per+2)
 	// Blocks read and hashed ahead wait here, so that the reader and the
 	// connections rarely wait for one another.
 	jobs := make(chan job, len(conns)*window)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(jobs)
-		for i := int64(0); i < plan.TotalBlock; i++ {
-			n := spec.BlockLen(plan.Size, plan.BlockSize, i)
-			var buf []byte
+		for i := int64(0); i < plan.TotalBlock; i += per {
+			last := min(i+per, plan.TotalBlock)
+			var sl *slab
 			select {
-			case buf = <-pool:
+			case sl = <-pool:
 			default:
-				buf = make([]byte, plan.BlockSize)
+				sl = &slab{buf: make([]byte, per*plan.BlockSize), pool: pool}
 			}
-			buf = buf[:n]
+			n := min(last*plan.BlockSize, plan.Size) - i*plan.BlockSize
+			buf := sl.buf[:n]
 			if _, err := io.ReadFull(src, buf); err != nil {
-				return fmt.Errorf("read block %d of the local file: %w (did it shrink?)", i, err)
+				return fmt.Errorf("read blocks %d to %d of the local file: %w (did it shrink?)", i, last-1, err)
 			}
 			h.Write(buf)
-			if j.has(i) {
-				if o.Progress != nil {
-					o.Progress(n)
+			// The reader holds a reference while it hands blocks out.
+			sl.refs.Store(1)
+			for k := i; k < last; k++ {
+				off := (k - i) * plan.BlockSize
+				blk := buf[off : off+spec.BlockLen(plan.Size, plan.BlockSize, k)]
+				if j.has(k) {
+					if o.Progress != nil {
+						o.Progress(int64(len(blk)))
+					}
+					continue
 				}
+				sl.refs.Add(1)
 				select {
-				case pool <- buf:
-				default:
+				case jobs <- job{index: k, data: blk, slab: sl}:
+				case <-gctx.Done():
+					return nil
 				}
-				continue
 			}
-			select {
-			case jobs <- job{index: i, data: buf}:
-			case <-gctx.Done():
-				return nil
-			}
+			sl.release()
 		}
 		return nil
 	})
@@ -408,12 +416,7 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 			m.Binary = jb.data
 			return m
 		},
-		sent: func(jb job) {
-			select {
-			case pool <- jb.data[:cap(jb.data)]:
-			default:
-			}
-		},
+		sent: func(jb job) { jb.slab.release() },
 		handle: func(jb job, resp *spec.Message) error {
 			if err := checkStatus(upReq, resp); err != nil {
 				return fmt.Errorf("block %d: %w", jb.index, err)
@@ -468,6 +471,27 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 	}
 	res.Verified = true
 	return res, nil
+}
+
+// slabBytes is how much of the local file an upload reads at once.
+const slabBytes = 256 << 10
+
+// slab is a buffer of consecutive blocks read from the local file.
+type slab struct {
+	buf  []byte
+	refs atomic.Int32 // blocks not yet written, plus one while the reader hands them out
+	pool chan *slab
+}
+
+// release drops a reference; the last returns the slab to its pool.
+func (s *slab) release() {
+	if s.refs.Add(-1) != 0 {
+		return
+	}
+	select {
+	case s.pool <- s:
+	default:
+	}
 }
 
 // checkIndex verifies the block_index a response echoes, if it does.
