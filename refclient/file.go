@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -201,7 +202,7 @@ func (c *Client) Upload(ctx context.Context, key string, src io.Reader, size int
 	if err != nil {
 		return nil, err
 	}
-	return c.sendBlocks(ctx, plan, src, nil, o, c.UploadWindow())
+	return c.sendBlocks(ctx, plan, src, nil, nil, o, c.UploadWindow())
 }
 
 // UploadFile uploads the file at path under key (empty: the server
@@ -303,7 +304,11 @@ func (c *Client) sendFile(ctx context.Context, plan Plan, f *os.File, j *journal
 	if o.Progress != nil {
 		first.Progress = func(n int64) { reported.Add(n); o.Progress(n) }
 	}
-	res, err := c.sendBlocks(ctx, plan, f, j, &first, c.UploadWindow())
+	// Blocks are sent from a mapping of the file where there is one: a
+	// copy less of every byte.
+	mapped, unmap := mapFile(f, plan.Size)
+	defer unmap()
+	res, err := c.sendBlocks(ctx, plan, f, mapped, j, &first, c.UploadWindow())
 	var oos *OutOfStepError
 	if !errors.As(err, &oos) || res.Window <= 1 || ctx.Err() != nil {
 		return res, err
@@ -333,7 +338,7 @@ func (c *Client) sendFile(ctx context.Context, plan Plan, f *os.File, j *journal
 			}
 		}
 	}
-	res2, err2 := c.sendBlocks(ctx, plan, f, j2, &again, 1)
+	res2, err2 := c.sendBlocks(ctx, plan, f, mapped, j2, &again, 1)
 	res2.Sent += res.Sent
 	res2.PeakInFlight = max(res2.PeakInFlight, res.PeakInFlight)
 	res2.Retried = true
@@ -341,9 +346,10 @@ func (c *Client) sendFile(ctx context.Context, plan Plan, f *os.File, j *journal
 }
 
 // sendBlocks uploads the blocks of plan that j has not recorded, reading
-// src once from its start and hashing it on the way, then compares the
-// MD5 with the server's. j may be nil.
-func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *journal, o *TransferOptions, window int) (*UploadResult, error) {
+// src once from its start (or taking them from mapped, the file mapped in
+// memory, when it is not nil) and hashing it on the way, then compares
+// the MD5 with the server's. j may be nil.
+func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mapped []byte, j *journal, o *TransferOptions, window int) (*UploadResult, error) {
 	res := &UploadResult{Plan: plan, Window: window}
 	h := md5.New()
 	var mu sync.Mutex // guards serverMD5
@@ -366,20 +372,28 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 		defer close(jobs)
 		for i := int64(0); i < plan.TotalBlock; i += per {
 			last := min(i+per, plan.TotalBlock)
-			var sl *slab
-			select {
-			case sl = <-pool:
-			default:
-				sl = &slab{buf: make([]byte, per*plan.BlockSize), pool: pool}
-			}
 			n := min(last*plan.BlockSize, plan.Size) - i*plan.BlockSize
-			buf := sl.buf[:n]
-			if _, err := io.ReadFull(src, buf); err != nil {
-				return fmt.Errorf("read blocks %d to %d of the local file: %w (did it shrink?)", i, last-1, err)
+			var sl *slab
+			var buf []byte
+			if mapped != nil {
+				buf = mapped[i*plan.BlockSize:][:n]
+				if err := hashMapped(h, buf); err != nil {
+					return fmt.Errorf("read blocks %d to %d of the local file: %w", i, last-1, err)
+				}
+			} else {
+				select {
+				case sl = <-pool:
+				default:
+					sl = &slab{buf: make([]byte, per*plan.BlockSize), pool: pool}
+				}
+				buf = sl.buf[:n]
+				if _, err := io.ReadFull(src, buf); err != nil {
+					return fmt.Errorf("read blocks %d to %d of the local file: %w (did it shrink?)", i, last-1, err)
+				}
+				h.Write(buf)
+				// The reader holds a reference while it hands blocks out.
+				sl.refs.Store(1)
 			}
-			h.Write(buf)
-			// The reader holds a reference while it hands blocks out.
-			sl.refs.Store(1)
 			for k := i; k < last; k++ {
 				off := (k - i) * plan.BlockSize
 				blk := buf[off : off+spec.BlockLen(plan.Size, plan.BlockSize, k)]
@@ -389,7 +403,9 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 					}
 					continue
 				}
-				sl.refs.Add(1)
+				if sl != nil {
+					sl.refs.Add(1)
+				}
 				select {
 				case jobs <- job{index: k, data: blk, slab: sl}:
 				case <-gctx.Done():
@@ -445,6 +461,9 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 		g.Go(func() error { return cc.pipeline(gctx, jobs, st) })
 	}
 	err := g.Wait()
+	if mapped != nil && mapFault(err) {
+		err = fmt.Errorf("send blocks of the local file: %w", errShrank)
+	}
 	res.Sent = sent
 	res.PeakInFlight = peak.Load()
 	if err != nil {
@@ -473,6 +492,26 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 	return res, nil
 }
 
+// errShrank is the failure of an upload whose mapped file shrank.
+var errShrank = errors.New("the file is shorter than when the upload began (did it shrink?)")
+
+// hashMapped hashes b, part of a mapped file. A file that shrank under
+// its mapping faults when read: that is an error, not a crash.
+func hashMapped(h hash.Hash, b []byte) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r)
+			}
+			err = errShrank
+		}
+	}()
+	h.Write(b)
+	return nil
+}
+
 // slabBytes is how much of the local file an upload reads at once.
 const slabBytes = 256 << 10
 
@@ -483,9 +522,10 @@ type slab struct {
 	pool chan *slab
 }
 
-// release drops a reference; the last returns the slab to its pool.
+// release drops a reference; the last returns the slab to its pool. A
+// block of a mapped file has no slab.
 func (s *slab) release() {
-	if s.refs.Add(-1) != 0 {
+	if s == nil || s.refs.Add(-1) != 0 {
 		return
 	}
 	select {
