@@ -146,7 +146,12 @@ func (r *Reader) FrameBuffered() bool {
 
 // ReadFrame reads one frame without parsing its JSON. It returns io.EOF
 // when the stream ends cleanly between frames.
-func (r *Reader) ReadFrame() (Frame, error) {
+func (r *Reader) ReadFrame() (Frame, error) { return r.readFrame(false) }
+
+// readFrame is ReadFrame. With inPlace set, a frame already whole in the
+// read buffer is returned where it lies, without being copied: its slices
+// are then valid only until the Reader is next used, even to peek.
+func (r *Reader) readFrame(inPlace bool) (Frame, error) {
 	start := r.off
 	n, err := io.ReadFull(r.br, r.hdr[:])
 	r.off += int64(n)
@@ -168,6 +173,12 @@ func (r *Reader) ReadFrame() (Frame, error) {
 		return Frame{}, &FrameError{Err: ErrBinaryTooLarge, Offset: start, JSONLen: jlen, BinaryLen: blen, Limit: r.lim.MaxBinary}
 	}
 	total := int(jlen) + int(blen)
+	if inPlace && total <= r.br.Buffered() {
+		body, _ := r.br.Peek(total)
+		r.br.Discard(total)
+		r.off += int64(total)
+		return Frame{Offset: start, JSON: body[:jlen], Binary: body[jlen:]}, nil
+	}
 	body, n, err := r.readBody(total)
 	r.off += int64(n)
 	if err != nil {
@@ -221,9 +232,10 @@ func (r *Reader) ReadMessage() (*Message, error) { return r.ReadMessageInto(NewM
 // stream of requests without allocating. On success it returns m, whose
 // values, like its Binary, are valid until the next read into m; a frame
 // recovered from a character-count length comes in a new message, as
-// with ReadMessage.
+// with ReadMessage. A frame already whole in the read buffer is parsed
+// where it lies, without being copied.
 func (r *Reader) ReadMessageInto(m *Message) (*Message, error) {
-	f, err := r.ReadFrame()
+	f, err := r.readFrame(true)
 	if err != nil {
 		return nil, err
 	}
