@@ -62,6 +62,9 @@ type conn struct {
 	tokenUser    string
 	tokenExpires time.Time
 
+	// inq reads the bytes waiting in the socket (see inSocket).
+	inq inqReader
+
 	// The completed file DOWNLOAD read last, kept open between blocks.
 	dlMeta *storage.FileMeta
 	dlUser string
@@ -105,7 +108,7 @@ func (c *conn) loop() string {
 	for {
 		// Answers held back for a pipelined request go out before any
 		// wait for the peer (send holds them only while one is whole).
-		if len(c.wbuf) > 0 && !c.r.FrameBuffered() && !c.flush(nil) {
+		if len(c.wbuf) > 0 && !c.nextReady() && !c.flush(nil) {
 			return "write failed"
 		}
 		if n := c.r.Buffered(); n > 0 {
@@ -220,6 +223,15 @@ func (c *conn) commit() error {
 	return nil
 }
 
+// nextReady reports whether the next request can be read without waiting
+// for the peer: it is whole in the read buffer, or the rest of it is
+// already in the socket. A client pipelining blocks then gets the answers
+// to all it sent at once, in one write.
+func (c *conn) nextReady() bool {
+	missing := c.r.Missing()
+	return missing == 0 || missing > 0 && c.inSocket() >= missing
+}
+
 // flushAt is how many bytes of responses may wait for the requests
 // pipelined behind them.
 const flushAt = 32 << 10
@@ -250,7 +262,7 @@ func (c *conn) send(resp *spec.Message, force bool) bool {
 		c.log.Error("encode response", "err", err)
 		return false
 	}
-	if len(resp.Binary) == 0 && !force && len(c.wbuf) < flushAt && c.r.FrameBuffered() {
+	if len(resp.Binary) == 0 && !force && len(c.wbuf) < flushAt && c.nextReady() {
 		return true
 	}
 	return c.flush(resp.Binary)

@@ -144,6 +144,19 @@ func (r *Reader) FrameBuffered() bool {
 	return int64(n) >= need
 }
 
+// Missing is how many bytes of the next frame are not in the Reader's
+// buffer yet: 0 when it is whole there, and -1 when its header is not
+// (its length is then unknown).
+func (r *Reader) Missing() int64 {
+	n := r.br.Buffered()
+	if n < HeaderLen {
+		return -1
+	}
+	hdr, _ := r.br.Peek(HeaderLen)
+	need := HeaderLen + int64(binary.BigEndian.Uint32(hdr[0:4])) + int64(binary.BigEndian.Uint32(hdr[4:8]))
+	return max(0, need-int64(n))
+}
+
 // ReadFrame reads one frame without parsing its JSON. It returns io.EOF
 // when the stream ends cleanly between frames.
 func (r *Reader) ReadFrame() (Frame, error) { return r.readFrame(false) }
