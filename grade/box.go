@@ -21,8 +21,8 @@ type Box interface {
 
 // BoxConfig is what a Box is made from.
 type BoxConfig struct {
-	Dir      string // the submission's folder, copied into the box
-	Memory   int64  // bytes; 0: the sandbox's default
+	Dir      string        // the submission's folder, copied into the box
+	Memory   int64         // bytes; 0: the sandbox's default
 	CPU      time.Duration // CPU time; 0: the sandbox's default
 	Env      []string
 	Fallback bool // run on the host network when namespaces are unavailable

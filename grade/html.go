@@ -109,7 +109,7 @@ func (c *Class) WriteHTML(w io.Writer) error {
 				cell := htmlCell{Verdict: "—", Class: "none", Mark: "", Rank: -1, Title: r.ID + " " + col.ID + ": not judged"}
 				if ok {
 					cell = htmlCell{Verdict: v.Verdict, Class: cssClass(v.Verdict), Mark: mark(v.Verdict), Rank: verdictRank(v.Verdict),
-						Link: escapePath(dir) + "/report.html#sec-" + col.Section,
+						Link:  escapePath(dir) + "/report.html#sec-" + col.Section,
 						Title: fmt.Sprintf("%s %s: %s", r.ID, col.ID, v.Verdict)}
 					if len(v.Broken) > 0 {
 						cell.Title += " in " + strings.Join(v.Broken, ", ")

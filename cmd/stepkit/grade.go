@@ -20,16 +20,16 @@ import (
 // gradeOptions are the flags of stepkit grade.
 type gradeOptions struct {
 	servers, clients, fromReports string
-	out, run, roster, rubric        string
-	baseline                        string
-	jobs                            int
-	readTimeout, caseTimeout        time.Duration
-	startTimeout, runTimeout        time.Duration
-	strict                          bool
-	memory                          string
-	cpu                             time.Duration
-	requireIsolation                bool
-	noProgress                      bool
+	out, run, roster, rubric      string
+	baseline                      string
+	jobs                          int
+	readTimeout, caseTimeout      time.Duration
+	startTimeout, runTimeout      time.Duration
+	strict                        bool
+	memory                        string
+	cpu                           time.Duration
+	requireIsolation              bool
+	noProgress                    bool
 }
 
 func newGradeCmd() *cobra.Command {
