@@ -28,8 +28,10 @@ const (
 
 // Defaults of Options.
 const (
-	DefaultServerRun    = "python3 server.py"
-	DefaultClientRun    = "python3 client.py --server_ip {ip} --id {id} -f {file}"
+	DefaultServerRun = "python3 server.py"
+	// DefaultClientRun is the client judge's name for the course sheet's
+	// client command line.
+	DefaultClientRun    = "course"
 	DefaultStartTimeout = 10 * time.Second
 	DefaultRunTimeout   = 20 * time.Minute
 	// StepPort is where a submission listens inside its namespace.
@@ -260,20 +262,10 @@ func (g *grader) grade(ctx context.Context, s Submission, dir string) *Result {
 		r.Verdict, r.Problem = GraderError, err.Error()
 		return r
 	}
-	box, err := g.o.NewBox(ctx, BoxConfig{Dir: s.Dir, Memory: g.o.Memory, CPU: g.o.CPU, Fallback: !g.o.RequireIsolation})
-	if err != nil {
-		r.Verdict, r.Problem = GraderError, "sandbox: "+err.Error()
-		return r
-	}
-	defer box.Close()
-	r.Isolated = box.Isolated()
-	if !r.Isolated {
-		g.notIsolated(box.Why())
-	}
 	if g.o.Kind == Clients {
-		g.gradeClient(ctx, s, box, dir, r)
+		g.gradeClient(ctx, s, dir, r)
 	} else {
-		g.gradeServer(ctx, s, box, dir, r)
+		g.gradeServer(ctx, s, dir, r)
 	}
 	r.Duration = time.Since(start)
 	if r.Report == nil {
@@ -360,7 +352,17 @@ func (g *grader) start(ctx context.Context, box Box, s Submission, values map[st
 
 // gradeServer starts the server, waits for it to listen, runs the suite
 // against it beside it, and stops it.
-func (g *grader) gradeServer(ctx context.Context, s Submission, box Box, dir string, r *Result) {
+func (g *grader) gradeServer(ctx context.Context, s Submission, dir string, r *Result) {
+	box, err := g.o.NewBox(ctx, BoxConfig{Dir: s.Dir, Memory: g.o.Memory, CPU: g.o.CPU, Fallback: !g.o.RequireIsolation})
+	if err != nil {
+		r.Verdict, r.Problem = GraderError, "sandbox: "+err.Error()
+		return
+	}
+	defer box.Close()
+	r.Isolated = box.Isolated()
+	if !r.Isolated {
+		g.notIsolated(box.Why())
+	}
 	port := StepPort
 	if !box.Isolated() {
 		p, err := freePort()
@@ -391,7 +393,7 @@ func (g *grader) gradeServer(ctx context.Context, s Submission, box Box, dir str
 		}
 		return
 	}
-	rep, err := g.suite(ctx, box, dir, []string{"--target", addr})
+	rep, _, err := g.suite(ctx, box.Trusted, dir, []string{"--target", addr})
 	if !p.running() {
 		r.Verdict, r.Problem = Crashed, "died during the suite: "+p.describe()
 		p.stop()
@@ -433,23 +435,44 @@ func (g *grader) waitListening(ctx context.Context, box Box, addr string, p *pro
 	}
 }
 
-// gradeClient runs the client judge, which runs the client itself.
-func (g *grader) gradeClient(ctx context.Context, s Submission, box Box, dir string, r *Result) {
+// gradeClient runs the client judge on the submission's folder. The judge
+// runs the client itself, once per case, each time in a fresh copy and a
+// namespace of its own, so the box is not used.
+func (g *grader) gradeClient(ctx context.Context, s Submission, dir string, r *Result) {
 	tmpl := s.Run
 	if tmpl == "" {
 		tmpl = g.o.Run
 	}
-	rep, err := g.suite(ctx, box, dir, []string{"--client", tmpl, "--client-dir", box.WorkDir()})
+	args := []string{"--client", tmpl, "--client-dir", s.Dir}
+	if s.Stdin != "" {
+		in := filepath.Join(dir, "stdin.txt")
+		if err := os.WriteFile(in, []byte(s.Stdin), 0o644); err != nil {
+			r.Verdict, r.Problem = GraderError, err.Error()
+			return
+		}
+		args = append(args, "--stdin", in)
+	}
+	run := func(ctx context.Context, argv []string) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.Dir = dir
+		cmd.WaitDelay = time.Second
+		return cmd
+	}
+	rep, isolated, err := g.suite(ctx, run, dir, args)
 	if err != nil {
 		r.Verdict, r.Problem = GraderError, err.Error()
 		return
+	}
+	r.Isolated = isolated
+	if !isolated {
+		g.notIsolated(rep.Preflight)
 	}
 	r.fill(rep, g.o.Rubric)
 }
 
 // suite runs stepkit conformance in the box's network and reads its JSON
 // report. Its terminal output goes to dir/suite.txt.
-func (g *grader) suite(ctx context.Context, box Box, dir string, target []string) (*conformance.Report, error) {
+func (g *grader) suite(ctx context.Context, command func(context.Context, []string) *exec.Cmd, dir string, target []string) (*conformance.Report, bool, error) {
 	jsonPath := filepath.Join(dir, "report.json")
 	os.Remove(jsonPath)
 	argv := append([]string{g.o.Stepkit, "conformance"}, target...)
@@ -457,34 +480,42 @@ func (g *grader) suite(ctx context.Context, box Box, dir string, target []string
 		"--json-report", jsonPath,
 		"--html-report", filepath.Join(dir, "report.html"),
 		"--junit-report", filepath.Join(dir, "junit.xml"),
-		"--read-timeout", g.o.ReadTimeout.String(),
-		"--case-timeout", g.o.CaseTimeout.String(),
 		"--no-color")
+	if g.o.Kind == Servers {
+		argv = append(argv, "--read-timeout", g.o.ReadTimeout.String(), "--case-timeout", g.o.CaseTimeout.String())
+	}
 	if g.o.Strict {
 		argv = append(argv, "--strict")
 	}
 	argv = append(argv, g.o.Selectors...)
 	out, err := newOutput(filepath.Join(dir, "suite.txt"))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	cmd := box.Trusted(ctx, argv)
+	cmd := command(ctx, argv)
 	cmd.Stdout, cmd.Stderr = out, out
 	runErr := cmd.Run()
 	out.Close()
 	var ee *exec.ExitError
 	if runErr != nil && !(errors.As(runErr, &ee) && (ee.ExitCode() == 1 || ee.ExitCode() == 3)) {
-		return nil, fmt.Errorf("the suite: %s: %s", describeExit(runErr, cmd.ProcessState), lastLine(out))
+		return nil, false, fmt.Errorf("the suite: %s: %s", describeExit(runErr, cmd.ProcessState), lastLine(out))
 	}
 	b, err := os.ReadFile(jsonPath)
 	if err != nil {
-		return nil, fmt.Errorf("the suite wrote no report: %s", lastLine(out))
+		return nil, false, fmt.Errorf("the suite wrote no report: %s", lastLine(out))
 	}
 	rep := &conformance.Report{}
 	if err := json.Unmarshal(b, rep); err != nil {
-		return nil, fmt.Errorf("the suite's report: %w", err)
+		return nil, false, fmt.Errorf("the suite's report: %w", err)
 	}
-	return rep, nil
+	// A client run says whether its cases ran isolated.
+	var client struct {
+		Client *struct {
+			Isolated bool `json:"isolated"`
+		} `json:"client"`
+	}
+	_ = json.Unmarshal(b, &client)
+	return rep, client.Client == nil || client.Client.Isolated, nil
 }
 
 func lastLine(o *output) string {
