@@ -32,3 +32,9 @@ func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
 func newSandbox(ctx context.Context, cfg BoxConfig) (Box, error) {
 	return newHostBox(cfg, "network namespaces are not built into this stepkit")
 }
+
+// IsolationAvailable reports whether submissions can run isolated on this
+// machine, and if not, why.
+func IsolationAvailable() (bool, string) {
+	return false, "network namespaces are not built into this stepkit"
+}
