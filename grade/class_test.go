@@ -21,9 +21,9 @@ var fixtureSelectors = []string{"LOGIN", "DATA-GET", "CONN-1", "CONN-3"}
 // student is one submission of the fixture class and what its row must say.
 type student struct {
 	id, run string
-	verdict grade.Verdict   // "" when it depends on isolation (see check)
-	failed  string          // a requirement its row must list as failed
-	output  string          // text its output tail must hold
+	verdict grade.Verdict // "" when it depends on isolation (see check)
+	failed  string        // a requirement its row must list as failed
+	output  string        // text its output tail must hold
 	check   func(t *testing.T, r []string, isolated bool)
 }
 

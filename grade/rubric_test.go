@@ -41,7 +41,7 @@ credit: {NON-STRICT: 0.5}
 		}
 	}
 	s := r.Score([]conformance.RequirementVerdict{
-		{ID: "LOGIN-4", Verdict: "PASS"},      // 2 of 2
+		{ID: "LOGIN-4", Verdict: "PASS"},       // 2 of 2
 		{ID: "LOGIN-7", Verdict: "NON-STRICT"}, // 0.5 of 1
 		{ID: "FILE-GET-1", Verdict: "FAIL"},    // 0 of 5
 		{ID: "REQ-1", Verdict: "BLOCKED"},      // 0 of 2
