@@ -10,6 +10,8 @@ misbehave the ways students' servers do:
   --alloc       allocate memory without bound on the first request
   --die         fail at start: open a log file in a folder that is not there
   --hang        never listen
+  --mute OPS    never answer FILE requests of these operations (UPLOAD,DOWNLOAD);
+                the connection stays open
 """
 import hashlib
 import json
@@ -125,6 +127,8 @@ class Server:
                     send(conn, {"operation": "ERROR", "direction": "RESPONSE", "type": "ERROR",
                                 "status": 400, "status_msg": "bad JSON"})
                     continue
+                if req.get("type") == "FILE" and req.get("operation") in self.opts.get("mute", ()):
+                    continue  # the bug: no answer at all
                 if req.get("operation") == "BYE":
                     send(conn, self.reply(req, 200, "bye"))
                     return
@@ -142,6 +146,9 @@ def main(argv):
         a = argv[i]
         if a == "--port":
             port = int(argv[i + 1])
+            i += 1
+        elif a == "--mute":
+            opts["mute"] = argv[i + 1].split(",")
             i += 1
         else:
             opts[a.lstrip("-").replace("-", "_")] = True
