@@ -3,6 +3,7 @@ package grade
 import (
 	"context"
 	"net"
+	"os"
 	"os/exec"
 	"time"
 )
@@ -16,6 +17,9 @@ type Box interface {
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 	Command(ctx context.Context, argv []string) *exec.Cmd
 	Trusted(ctx context.Context, argv []string) *exec.Cmd
+	// Describe says in one line how a command of the box ended ("exit
+	// status 1", "killed: memory limit (256 MiB)").
+	Describe(err error, state *os.ProcessState) string
 	Close() error
 }
 

@@ -315,7 +315,7 @@ func (p *process) stop() {
 
 // describe says how the program ended, in one line.
 func (p *process) describe() string {
-	return describeExit(p.err, p.cmd.ProcessState)
+	return p.box.Describe(p.err, p.cmd.ProcessState)
 }
 
 func (g *grader) start(ctx context.Context, box Box, s Submission, values map[string]string, dir string) (*process, error) {

@@ -56,6 +56,10 @@ func (b *hostBox) Trusted(ctx context.Context, argv []string) *exec.Cmd {
 	return b.Command(ctx, argv)
 }
 
+func (b *hostBox) Describe(err error, state *os.ProcessState) string {
+	return describeExit(err, state)
+}
+
 func (b *hostBox) Close() error {
 	for _, c := range b.cmds {
 		if c.Process != nil {

@@ -65,7 +65,7 @@ func TestGradeCommand(t *testing.T) {
 	bin, _ := os.ReadFile(exe)
 	os.WriteFile(filepath.Join(class, "good", "stepkit"), bin, 0o755)
 	roster := filepath.Join(t.TempDir(), "roster.csv")
-	os.WriteFile(roster, []byte("id,path,run,stdin\ngood,good,./stepkit serve --addr 127.0.0.1:{port} --root store,\ndies,,,\n"), 0o644)
+	os.WriteFile(roster, []byte("id,path,run,stdin\ngood,good,STEPKIT_TEST_RUN_MAIN=1 ./stepkit serve --addr 127.0.0.1:{port} --root store,\ndies,,,\n"), 0o644)
 	out := filepath.Join(t.TempDir(), "grades")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
