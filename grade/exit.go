@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"syscall"
+
+	"github.com/stepkit/stepkit/sandbox"
 )
 
 // describeExit says in one line how a program ended.
@@ -28,13 +30,16 @@ func describeExit(err error, st *os.ProcessState) string {
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
 
-// newSandbox makes the box of a submission.
+// newSandbox makes the box of a submission: a sandbox, on the host
+// network when namespaces are unavailable and cfg.Fallback is set.
 func newSandbox(ctx context.Context, cfg BoxConfig) (Box, error) {
-	return newHostBox(cfg, "network namespaces are not built into this stepkit")
+	sb, err := sandbox.New(ctx, sandbox.Config{Dir: cfg.Dir, Memory: cfg.Memory, CPU: cfg.CPU, Env: cfg.Env, Fallback: cfg.Fallback})
+	if err != nil {
+		return nil, err
+	}
+	return sb, nil
 }
 
 // IsolationAvailable reports whether submissions can run isolated on this
 // machine, and if not, why.
-func IsolationAvailable() (bool, string) {
-	return false, "network namespaces are not built into this stepkit"
-}
+func IsolationAvailable() (bool, string) { return sandbox.Available() }

@@ -113,6 +113,11 @@ func Run(ctx context.Context, o Options) (*Class, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
+	if o.RequireIsolation && o.Kind == Servers {
+		if ok, why := IsolationAvailable(); !ok {
+			return nil, fmt.Errorf("isolation is required, but %s", why)
+		}
+	}
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("report folder: %w", err)
 	}
@@ -394,6 +399,14 @@ func (g *grader) gradeServer(ctx context.Context, s Submission, dir string, r *R
 		return
 	}
 	rep, _, err := g.suite(ctx, box.Trusted, dir, []string{"--target", addr})
+	if err != nil || rep.Counts[conformance.Error] > 0 {
+		// A server the suite could not talk to may be dying right now
+		// (a memory-limit kill takes a moment): say so, not just ERROR.
+		select {
+		case <-p.exited:
+		case <-time.After(2 * time.Second):
+		}
+	}
 	if !p.running() {
 		r.Verdict, r.Problem = Crashed, "died during the suite: "+p.describe()
 		p.stop()
