@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/stepkit/stepkit/refserver/storage"
 	"github.com/stepkit/stepkit/spec"
 )
 
@@ -20,13 +21,17 @@ const (
 	DefaultSweepInterval = 10 * time.Minute
 )
 
-// Config is the configuration of a Server. Only Root is required; every
-// zero field takes the default named in its comment.
+// Config is the configuration of a Server. Only Root (or Storage) is
+// required; every zero field takes the default named in its comment.
 type Config struct {
 	// Root is the storage folder. It holds data/USER/KEY (DATA documents),
 	// file/USER/KEY (completed files), meta/USER/KEY (their size and MD5)
 	// and tmp/ (uploads in progress). It is created if missing.
 	Root string
+	// Storage, if set, is where the server keeps its data instead of the
+	// folder Root (which is then ignored). The server closes it when it
+	// stops.
+	Storage storage.Backend
 
 	// BlockSize is the block_size of new upload plans and of download
 	// plans (default spec.DefaultBlockSize, at most spec.MaxBlockSize).
@@ -92,7 +97,7 @@ type Config struct {
 // withDefaults returns c with its zero fields set, or an error if a field
 // is out of range.
 func (c Config) withDefaults() (Config, error) {
-	if c.Root == "" {
+	if c.Root == "" && c.Storage == nil {
 		return c, errors.New("refserver: Config.Root is required")
 	}
 	if c.BlockSize == 0 {

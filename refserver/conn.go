@@ -6,10 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync/atomic"
 	"time"
 
+	"github.com/stepkit/stepkit/refserver/storage"
 	"github.com/stepkit/stepkit/spec"
 )
 
@@ -39,10 +39,10 @@ type conn struct {
 	tokenExpires time.Time
 
 	// The completed file DOWNLOAD read last, kept open between blocks.
-	dlMeta *fileMeta
+	dlMeta *storage.FileMeta
 	dlUser string
 	dlKey  string
-	dlFile *os.File
+	dlFile storage.File
 }
 
 // idleReader arms the read timeout as soon as the first byte of a request

@@ -46,6 +46,10 @@
 //
 // # Storage
 //
+// The handlers keep everything through a storage.Backend. The default is
+// the folder Config.Root (package storage/local); Config.Storage names
+// another backend. The folder's layout:
+//
 //	ROOT/data/USER/KEY              DATA document (the request's JSON without its token)
 //	ROOT/file/USER/KEY              completed file, only ever present whole
 //	ROOT/meta/USER/KEY              size and MD5 of file/USER/KEY (JSON)

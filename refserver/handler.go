@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+	"github.com/stepkit/stepkit/refserver/storage"
 	"github.com/stepkit/stepkit/spec"
 )
 
@@ -206,12 +207,12 @@ func (c *conn) data(req *spec.Message, op spec.Operation, user string) *spec.Mes
 		if !ok {
 			return reply(op, t, spec.StatusTooLarge, "Quota exceeded.")
 		}
-		unlock := s.store.lock(user, k)
-		err = s.store.dataSave(user, k, b)
+		unlock := s.store.Lock(user, k)
+		err = s.store.SaveData(user, k, b)
 		unlock()
 		if err != nil {
 			s.release(user, int64(len(b)))
-			if errors.Is(err, errExists) {
+			if errors.Is(err, storage.ErrExists) {
 				return reply(op, t, spec.StatusKeyExists, fmt.Sprintf("The key %q is existing.", k)).Set(spec.FieldKey, k)
 			}
 			return c.internal(op, t, "save document", err)
@@ -223,8 +224,8 @@ func (c *conn) data(req *spec.Message, op spec.Operation, user string) *spec.Mes
 		if resp != nil {
 			return resp
 		}
-		b, err := s.store.dataGet(user, k)
-		if errors.Is(err, errNotFound) {
+		b, err := s.store.Data(user, k)
+		if errors.Is(err, storage.ErrNotFound) {
 			return reply(op, t, spec.StatusKeyNotFound, fmt.Sprintf("The key %q is not found.", k))
 		}
 		if err != nil {
@@ -244,10 +245,10 @@ func (c *conn) data(req *spec.Message, op spec.Operation, user string) *spec.Mes
 		if resp != nil {
 			return resp
 		}
-		unlock := s.store.lock(user, k)
-		n, err := s.store.dataDelete(user, k)
+		unlock := s.store.Lock(user, k)
+		n, err := s.store.DeleteData(user, k)
 		unlock()
-		if errors.Is(err, errNotFound) {
+		if errors.Is(err, storage.ErrNotFound) {
 			return reply(op, t, spec.StatusKeyNotFound, fmt.Sprintf("The key %q is not found.", k))
 		}
 		if err != nil {
@@ -285,11 +286,11 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 		return resp
 	}
 	// The reference's order: an existing key first, then the size.
-	unlock := s.store.lock(user, k)
+	unlock := s.store.Lock(user, k)
 	defer unlock()
-	if _, err := s.store.completedLocked(user, k); err == nil {
+	if _, err := s.store.CompletedLocked(user, k); err == nil {
 		return reply(op, t, spec.StatusKeyExists, fmt.Sprintf("The key %q is existing.", k)).Set(spec.FieldKey, k)
-	} else if !errors.Is(err, errNotFound) {
+	} else if !errors.Is(err, storage.ErrNotFound) {
 		return c.internal(op, t, "look up file", err)
 	}
 	if !req.Has(spec.FieldSize) {
@@ -307,10 +308,10 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 		return reply(op, t, spec.StatusTooLarge, fmt.Sprintf("File too large: at most %d blocks of %d bytes.", maxPlanBlocks, s.cfg.BlockSize))
 	}
 	var old int64
-	u, err := s.store.uploadLocked(user, k)
+	u, err := s.store.Upload(user, k)
 	if err == nil {
-		old = u.plan.Size
-	} else if !errors.Is(err, errNotFound) {
+		old = u.Plan().Size
+	} else if !errors.Is(err, storage.ErrNotFound) {
 		return c.internal(op, t, "look up upload", err)
 	}
 	ok, err := s.reserve(user, size-old)
@@ -322,11 +323,11 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 	}
 	if size == 0 {
 		if u != nil {
-			if err := s.store.dropUpload(user, k, u); err != nil {
+			if err := s.store.DropUpload(user, k, u); err != nil {
 				return c.internal(op, t, "remove upload", err)
 			}
 		}
-		m, err := s.store.createEmpty(user, k)
+		m, err := s.store.CreateEmpty(user, k)
 		if err != nil {
 			return c.internal(op, t, "create empty file", err)
 		}
@@ -334,7 +335,7 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 		return reply(op, t, spec.StatusOK, msgUploadPlan).Set(spec.FieldKey, k).Set(spec.FieldSize, 0).
 			Set(spec.FieldTotalBlock, 0).Set(spec.FieldBlockSize, s.cfg.BlockSize).Set(spec.FieldMD5, m.MD5)
 	}
-	plan, _, err := s.store.planUpload(user, k, size, int64(s.cfg.BlockSize), s.cfg.Now())
+	plan, _, err := s.store.PlanUpload(user, k, size, int64(s.cfg.BlockSize), s.cfg.Now())
 	if err != nil {
 		s.release(user, size-old)
 		return c.internal(op, t, "plan upload", err)
@@ -377,11 +378,11 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 	if resp != nil {
 		return resp
 	}
-	unlock := s.store.lock(user, k)
+	unlock := s.store.Lock(user, k)
 	defer unlock()
-	u, err := s.store.uploadLocked(user, k)
-	if errors.Is(err, errNotFound) {
-		if _, err := s.store.completedLocked(user, k); err == nil {
+	u, err := s.store.Upload(user, k)
+	if errors.Is(err, storage.ErrNotFound) {
+		if _, err := s.store.CompletedLocked(user, k); err == nil {
 			return reply(op, t, spec.StatusWrongOperation, fmt.Sprintf("The file %q is already completely uploaded.", k)).Set(spec.FieldKey, k)
 		}
 		return reply(op, t, spec.StatusWrongOperation, fmt.Sprintf("The key %q has no upload plan: send FILE SAVE first.", k)).Set(spec.FieldKey, k)
@@ -393,13 +394,13 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 	if resp != nil {
 		return resp
 	}
-	if resp := checkIndex(op, i, u.plan.TotalBlock); resp != nil {
+	if resp := checkIndex(op, i, u.Plan().TotalBlock); resp != nil {
 		return resp
 	}
-	m, err := s.store.writeBlock(user, k, u, i, req.Binary, s.cfg.Now())
-	if errors.Is(err, errBlockLen) {
+	m, err := s.store.WriteBlock(user, k, u, i, req.Binary, s.cfg.Now())
+	if errors.Is(err, storage.ErrBlockLen) {
 		return reply(op, t, spec.StatusBlockSize, fmt.Sprintf("The block is %d bytes; block %d of this plan has %d.",
-			len(req.Binary), i, spec.BlockLen(u.plan.Size, u.plan.BlockSize, i))).Set(spec.FieldKey, k).Set(spec.FieldBlockIndex, i)
+			len(req.Binary), i, spec.BlockLen(u.Plan().Size, u.Plan().BlockSize, i))).Set(spec.FieldKey, k).Set(spec.FieldBlockIndex, i)
 	}
 	if err != nil {
 		return c.internal(op, t, "store block", err)
@@ -431,17 +432,17 @@ func (c *conn) fileGet(req *spec.Message, user string) *spec.Message {
 
 // lookupCompleted returns a completed file's metadata, or the 404 answer
 // (saying so when the upload is still in progress).
-func (c *conn) lookupCompleted(op spec.Operation, user, k string) (*fileMeta, *spec.Message) {
+func (c *conn) lookupCompleted(op spec.Operation, user, k string) (*storage.FileMeta, *spec.Message) {
 	s := c.srv
-	m, err := s.store.completed(user, k)
+	m, err := s.store.Completed(user, k)
 	if err == nil {
 		return m, nil
 	}
-	if !errors.Is(err, errNotFound) {
+	if !errors.Is(err, storage.ErrNotFound) {
 		return nil, c.internal(op, spec.TypeFile, "look up file", err)
 	}
-	unlock := s.store.lock(user, k)
-	_, uerr := s.store.uploadLocked(user, k)
+	unlock := s.store.Lock(user, k)
+	_, uerr := s.store.Upload(user, k)
 	unlock()
 	if uerr == nil {
 		return nil, reply(op, spec.TypeFile, spec.StatusKeyNotFound, msgNotComplete).Set(spec.FieldKey, k)
@@ -473,8 +474,8 @@ func (c *conn) fileDownload(req *spec.Message, user string) *spec.Message {
 			c.dlFile.Close()
 			c.dlFile, c.dlMeta = nil, nil
 		}
-		f, err := s.store.openCompleted(user, k)
-		if errors.Is(err, errNotFound) {
+		f, err := s.store.OpenCompleted(user, k, m)
+		if errors.Is(err, storage.ErrNotFound) {
 			return reply(op, t, spec.StatusKeyNotFound, fmt.Sprintf("The key %q is not found.", k)).Set(spec.FieldKey, k)
 		}
 		if err != nil {
@@ -503,14 +504,14 @@ func (c *conn) fileDelete(req *spec.Message, user string) *spec.Message {
 	if resp != nil {
 		return resp
 	}
-	unlock := s.store.lock(user, k)
-	n, err := s.store.fileDelete(user, k)
+	unlock := s.store.Lock(user, k)
+	n, err := s.store.DeleteFile(user, k)
 	unlock()
 	switch {
-	case errors.Is(err, errInProgress):
+	case errors.Is(err, storage.ErrInProgress):
 		s.release(user, n)
 		return reply(op, t, spec.StatusKeyNotFound, "The file was not completely uploaded; the partial upload is removed.").Set(spec.FieldKey, k)
-	case errors.Is(err, errNotFound):
+	case errors.Is(err, storage.ErrNotFound):
 		return reply(op, t, spec.StatusKeyNotFound, fmt.Sprintf("The key %q is not found.", k)).Set(spec.FieldKey, k)
 	case err != nil:
 		return c.internal(op, t, "delete file", err)

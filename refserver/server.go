@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stepkit/stepkit/refserver/storage"
+	"github.com/stepkit/stepkit/refserver/storage/local"
 	"github.com/stepkit/stepkit/spec"
 	"golang.org/x/time/rate"
 )
@@ -26,7 +28,7 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	auth  authenticator
-	store *store
+	store storage.Backend
 	met   *Metrics
 
 	nextID     atomic.Uint64
@@ -60,9 +62,11 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(cfg.Root, cfg.SyncBlocks)
-	if err != nil {
-		return nil, err
+	st := cfg.Storage
+	if st == nil {
+		if st, err = local.Open(cfg.Root, cfg.SyncBlocks); err != nil {
+			return nil, err
+		}
 	}
 	s := &Server{
 		cfg:       cfg,
@@ -89,6 +93,14 @@ func (s *Server) Mode() string {
 		return "account"
 	}
 	return "course"
+}
+
+// storageName names where the server keeps its data, for the logs.
+func (s *Server) storageName() string {
+	if st, ok := s.cfg.Storage.(fmt.Stringer); ok {
+		return st.String()
+	}
+	return fmt.Sprintf("%T", s.cfg.Storage)
 }
 
 // Config returns the server's configuration, defaults applied.
@@ -121,7 +133,11 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 		l.Close()
 	}()
-	s.log.Info("serving", "addr", l.Addr().String(), "root", s.cfg.Root, "mode", s.Mode(), "block_size", s.cfg.BlockSize)
+	where, name := "root", s.cfg.Root
+	if s.cfg.Storage != nil {
+		where, name = "storage", s.storageName()
+	}
+	s.log.Info("serving", "addr", l.Addr().String(), where, name, "mode", s.Mode(), "block_size", s.cfg.BlockSize)
 	var backoff time.Duration
 	for {
 		nc, err := l.Accept()
@@ -233,7 +249,7 @@ func (s *Server) finish() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.store != nil {
-		if err := s.store.close(); err != nil {
+		if err := s.store.Close(); err != nil {
 			s.log.Warn("close storage", "err", err)
 		}
 		s.store = nil
@@ -292,10 +308,10 @@ func (s *Server) SweepUploads() int {
 	if st == nil {
 		return 0
 	}
-	removed := st.sweep(s.cfg.Now().Add(-s.cfg.UploadMaxAge))
+	removed := st.Sweep(s.cfg.Now().Add(-s.cfg.UploadMaxAge))
 	for _, r := range removed {
-		s.release(r.user, r.size)
-		s.log.Info("abandoned upload removed", "user", r.user, "key", r.key, "size", r.size)
+		s.release(r.User, r.Size)
+		s.log.Info("abandoned upload removed", "user", r.User, "key", r.Key, "size", r.Size)
 	}
 	return len(removed)
 }
@@ -320,7 +336,7 @@ func (s *Server) reserve(user string, delta int64) (bool, error) {
 	}
 	us := s.user(user)
 	us.usageOnce.Do(func() {
-		n, err := s.store.usage(user)
+		n, err := s.store.Usage(user)
 		us.usage.Store(n)
 		us.usageErr = err
 	})

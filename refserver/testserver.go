@@ -9,12 +9,12 @@ import (
 )
 
 // StartTest starts a Server for a test on 127.0.0.1 at an ephemeral port.
-// An empty cfg.Root is replaced by tb.TempDir(). The server is shut down
+// An empty cfg.Root is replaced by tb.TempDir() unless cfg.Storage is set. The server is shut down
 // (and the test failed if Serve failed) when the test ends. It returns the
 // address to dial, host:port.
 func StartTest(tb testing.TB, cfg Config) (addr string, srv *Server) {
 	tb.Helper()
-	if cfg.Root == "" {
+	if cfg.Root == "" && cfg.Storage == nil {
 		cfg.Root = tb.TempDir()
 	}
 	srv, err := New(cfg)

@@ -1,4 +1,4 @@
-package refserver
+package local
 
 import (
 	"os"

@@ -1,4 +1,4 @@
-package refserver
+package local
 
 import (
 	"crypto/md5"
@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stepkit/stepkit/refserver/storage"
 	"github.com/stepkit/stepkit/spec"
 )
 
@@ -42,17 +43,18 @@ const lockStripes = 4096
 // kernel is asked to start writing them to disk.
 const writebackEvery = 8 << 20
 
-// Errors of the store, mapped to statuses by the handlers.
+// Errors of the store: the storage package's, mapped to statuses by the
+// server.
 var (
-	errNotFound   = errors.New("not found")
-	errInProgress = errors.New("upload in progress")
-	errExists     = errors.New("key exists")
+	errNotFound   = storage.ErrNotFound
+	errInProgress = storage.ErrInProgress
+	errExists     = storage.ErrExists
 )
 
-// store is the storage root: DATA documents, completed files and uploads
+// Store is the storage root: DATA documents, completed files and uploads
 // in progress. Every path it touches goes through an os.Root, so no name
 // can reach outside the root folder, even through a symbolic link.
-type store struct {
+type Store struct {
 	root       *os.Root
 	dir        string
 	syncBlocks bool
@@ -68,18 +70,11 @@ type store struct {
 
 // fileMeta describes a completed file. A new value is made each time a
 // key's file changes, so a pointer identifies one version of the file.
-type fileMeta struct {
-	Size    int64  `json:"size"`
-	MD5     string `json:"md5"`
-	ModTime int64  `json:"mtime_ns"`
-}
+// It is stored as meta/USER/KEY.
+type fileMeta = storage.FileMeta
 
 // uploadPlan is the plan of an upload, stored as tmp/USER/KEY/plan.json.
-type uploadPlan struct {
-	Size       int64 `json:"size"`
-	BlockSize  int64 `json:"block_size"`
-	TotalBlock int64 `json:"total_block"`
-}
+type uploadPlan = storage.Plan
 
 // upload is an upload in progress. Its fields are guarded by the key's
 // stripe lock.
@@ -98,7 +93,9 @@ type upload struct {
 	active atomic.Int64 // unix nanoseconds of the last block
 }
 
-func openStore(dir string, syncBlocks bool) (*store, error) {
+// Open opens (creating it if needed) the storage root dir. When syncBlocks
+// is set, every block is fsynced before WriteBlock returns.
+func Open(dir string, syncBlocks bool) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create storage root: %w", err)
 	}
@@ -106,7 +103,7 @@ func openStore(dir string, syncBlocks bool) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open storage root: %w", err)
 	}
-	s := &store{root: root, dir: dir, syncBlocks: syncBlocks, seed: maphash.MakeSeed()}
+	s := &Store{root: root, dir: dir, syncBlocks: syncBlocks, seed: maphash.MakeSeed()}
 	// Leftovers of writes interrupted by a crash are never referenced.
 	if err := root.RemoveAll(dirStage); err != nil {
 		root.Close()
@@ -121,7 +118,7 @@ func openStore(dir string, syncBlocks bool) (*store, error) {
 	return s, nil
 }
 
-func (s *store) close() error {
+func (s *Store) close() error {
 	s.uploads.Range(func(k, v any) bool {
 		v.(*upload).closeFiles()
 		s.uploads.Delete(k)
@@ -133,7 +130,7 @@ func (s *store) close() error {
 func ukey(user, key string) string { return user + "/" + key }
 
 // lock locks the stripe of user's key and returns its unlock function.
-func (s *store) lock(user, key string) func() {
+func (s *Store) lock(user, key string) func() {
 	var h maphash.Hash
 	h.SetSeed(s.seed)
 	h.WriteString(user)
@@ -149,7 +146,7 @@ func p(dir, user, key string) string { return filepath.Join(dir, user, key) }
 // writeAtomic writes name whole: into a staging file renamed over name,
 // so that name is never seen half written. When durable, the file and its
 // folder are fsynced before it returns.
-func (s *store) writeAtomic(name string, data []byte, durable bool) error {
+func (s *Store) writeAtomic(name string, data []byte, durable bool) error {
 	var rnd [12]byte
 	rand.Read(rnd[:])
 	stage := filepath.Join(dirStage, hex.EncodeToString(rnd[:]))
@@ -180,7 +177,7 @@ func (s *store) writeAtomic(name string, data []byte, durable bool) error {
 	return s.syncDir(filepath.Dir(name))
 }
 
-func (s *store) syncDir(name string) error {
+func (s *Store) syncDir(name string) error {
 	d, err := s.root.Open(name)
 	if err != nil {
 		return fmt.Errorf("open folder %s: %w", name, err)
@@ -196,7 +193,7 @@ func (s *store) syncDir(name string) error {
 
 // dataSave stores doc under user's key unless the key exists. The caller
 // holds the key's lock.
-func (s *store) dataSave(user, key string, doc []byte) error {
+func (s *Store) dataSave(user, key string, doc []byte) error {
 	name := p(dirData, user, key)
 	if _, err := s.root.Lstat(name); err == nil {
 		return errExists
@@ -206,7 +203,7 @@ func (s *store) dataSave(user, key string, doc []byte) error {
 	return s.writeAtomic(name, doc, true)
 }
 
-func (s *store) dataGet(user, key string) ([]byte, error) {
+func (s *Store) dataGet(user, key string) ([]byte, error) {
 	b, err := s.root.ReadFile(p(dirData, user, key))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, errNotFound
@@ -219,7 +216,7 @@ func (s *store) dataGet(user, key string) ([]byte, error) {
 
 // dataDelete removes a document and returns its size. The caller holds the
 // key's lock.
-func (s *store) dataDelete(user, key string) (int64, error) {
+func (s *Store) dataDelete(user, key string) (int64, error) {
 	name := p(dirData, user, key)
 	fi, err := s.root.Lstat(name)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -238,7 +235,7 @@ func (s *store) dataDelete(user, key string) (int64, error) {
 
 // completed returns the metadata of user's completed file key, or
 // errNotFound. Known files are answered without a lock.
-func (s *store) completed(user, key string) (*fileMeta, error) {
+func (s *Store) completed(user, key string) (*fileMeta, error) {
 	if m, ok := s.files.Load(ukey(user, key)); ok {
 		return m.(*fileMeta), nil
 	}
@@ -250,7 +247,7 @@ func (s *store) completed(user, key string) (*fileMeta, error) {
 // completedLocked is completed for a caller holding the key's lock. A file
 // found on disk is checked against its meta record; a file put there by
 // hand (or a stale record) gets its MD5 computed and recorded.
-func (s *store) completedLocked(user, key string) (*fileMeta, error) {
+func (s *Store) completedLocked(user, key string) (*fileMeta, error) {
 	uk := ukey(user, key)
 	if m, ok := s.files.Load(uk); ok {
 		return m.(*fileMeta), nil
@@ -291,7 +288,7 @@ func (s *store) completedLocked(user, key string) (*fileMeta, error) {
 }
 
 // openCompleted opens user's completed file key for reading.
-func (s *store) openCompleted(user, key string) (*os.File, error) {
+func (s *Store) openCompleted(user, key string) (*os.File, error) {
 	f, err := s.root.Open(p(dirFile, user, key))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, errNotFound
@@ -305,7 +302,7 @@ func (s *store) openCompleted(user, key string) (*os.File, error) {
 // fileDelete removes a completed file (returning its size) or an upload in
 // progress (errInProgress, after removing it, with its planned size). The
 // caller holds the key's lock.
-func (s *store) fileDelete(user, key string) (int64, error) {
+func (s *Store) fileDelete(user, key string) (int64, error) {
 	if u, err := s.uploadLocked(user, key); err == nil {
 		size := u.plan.Size
 		if err := s.dropUpload(user, key, u); err != nil {
@@ -330,7 +327,7 @@ func (s *store) fileDelete(user, key string) (int64, error) {
 }
 
 // createEmpty stores an empty completed file at once (FILE SAVE of size 0).
-func (s *store) createEmpty(user, key string) (*fileMeta, error) {
+func (s *Store) createEmpty(user, key string) (*fileMeta, error) {
 	name := p(dirFile, user, key)
 	if err := s.writeAtomic(name, nil, true); err != nil {
 		return nil, err
@@ -362,7 +359,7 @@ func (u *upload) closeFiles() {
 
 // uploadLocked returns user's upload in progress of key, loading it from
 // tmp/ after a restart, or errNotFound. The caller holds the key's lock.
-func (s *store) uploadLocked(user, key string) (*upload, error) {
+func (s *Store) uploadLocked(user, key string) (*upload, error) {
 	uk := ukey(user, key)
 	if v, ok := s.uploads.Load(uk); ok {
 		return v.(*upload), nil
@@ -423,7 +420,7 @@ func (s *store) uploadLocked(user, key string) (*upload, error) {
 // planUpload starts (or restarts) user's upload of key. It returns the
 // size of the plan it replaced, if any. The caller holds the key's lock
 // and has checked that the key is not completed.
-func (s *store) planUpload(user, key string, size, blockSize int64, now time.Time) (uploadPlan, int64, error) {
+func (s *Store) planUpload(user, key string, size, blockSize int64, now time.Time) (uploadPlan, int64, error) {
 	var old int64
 	if u, err := s.uploadLocked(user, key); err == nil {
 		old = u.plan.Size
@@ -470,7 +467,7 @@ func (s *store) planUpload(user, key string, size, blockSize int64, now time.Tim
 }
 
 // dropUpload removes an upload in progress. The caller holds the key's lock.
-func (s *store) dropUpload(user, key string, u *upload) error {
+func (s *Store) dropUpload(user, key string, u *upload) error {
 	u.closeFiles()
 	s.uploads.Delete(ukey(user, key))
 	if err := s.root.RemoveAll(p(dirTmp, user, key)); err != nil {
@@ -480,12 +477,12 @@ func (s *store) dropUpload(user, key string, u *upload) error {
 }
 
 // errBlockLen is returned by writeBlock for a block of the wrong length.
-var errBlockLen = errors.New("block length does not match the plan")
+var errBlockLen = storage.ErrBlockLen
 
 // writeBlock stores block index of an upload. When it was the last missing
 // block, the file is completed and its metadata returned. The caller holds
 // the key's lock and has checked the index.
-func (s *store) writeBlock(user, key string, u *upload, index int64, block []byte, now time.Time) (*fileMeta, error) {
+func (s *Store) writeBlock(user, key string, u *upload, index int64, block []byte, now time.Time) (*fileMeta, error) {
 	want := spec.BlockLen(u.plan.Size, u.plan.BlockSize, index)
 	if int64(len(block)) != want {
 		return nil, errBlockLen
@@ -531,7 +528,7 @@ func (s *store) writeBlock(user, key string, u *upload, index int64, block []byt
 
 // finish completes an upload whose blocks have all arrived: it finishes
 // the MD5, fsyncs the file and renames it into file/USER/KEY.
-func (s *store) finish(user, key string, u *upload) (*fileMeta, error) {
+func (s *Store) finish(user, key string, u *upload) (*fileMeta, error) {
 	if err := u.hashRest(); err != nil {
 		return nil, err
 	}
@@ -579,7 +576,7 @@ func (u *upload) hashRest() error {
 
 // usage is the number of bytes user stores: completed files, planned
 // uploads and DATA documents.
-func (s *store) usage(user string) (int64, error) {
+func (s *Store) usage(user string) (int64, error) {
 	var total int64
 	sum := func(dir string) error {
 		d, err := s.root.Open(dir)
@@ -616,7 +613,7 @@ func (s *store) usage(user string) (int64, error) {
 	return total, nil
 }
 
-func (s *store) listDir(dir string) []string {
+func (s *Store) listDir(dir string) []string {
 	d, err := s.root.Open(dir)
 	if err != nil {
 		return nil
@@ -633,7 +630,7 @@ type sweepResult struct {
 }
 
 // sweep removes the uploads that received nothing since before cutoff.
-func (s *store) sweep(cutoff time.Time) []sweepResult {
+func (s *Store) sweep(cutoff time.Time) []sweepResult {
 	var out []sweepResult
 	for _, user := range s.listDir(dirTmp) {
 		if checkName(user) != nil || user[0] == '.' {
@@ -656,7 +653,7 @@ func (s *store) sweep(cutoff time.Time) []sweepResult {
 // sweepOne removes user's upload of key if it is older than cutoff. An
 // upload not in memory is judged by the time its progress file last
 // changed, so that sweeping opens nothing. The caller holds the key's lock.
-func (s *store) sweepOne(user, key string, cutoff time.Time) (sweepResult, bool) {
+func (s *Store) sweepOne(user, key string, cutoff time.Time) (sweepResult, bool) {
 	dir := p(dirTmp, user, key)
 	if v, ok := s.uploads.Load(ukey(user, key)); ok {
 		u := v.(*upload)
