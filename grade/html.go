@@ -249,7 +249,7 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.4em;margin:.3em 0;white-sp
 <h1>STEP class report: {{.Students}} {{.C.Kind}}</h1>
 <div class="meta">{{.C.Started.Format "2006-01-02 15:04:05 MST"}} · graded in {{secs .C.Duration}}, {{.C.Jobs}} at once · {{.Tally}} · scores out of {{num .C.Rubric.Total}}</div>
 {{if not .C.Isolated}}<p class="warn">Submissions ran without isolation, each on its own port: {{.C.Why}}</p>{{end}}
-<div class="legend"><span class="pass">✓ PASS</span><span class="fail">✗ FAIL</span><span class="nonstrict">~ NON-STRICT</span><span class="informational">i INFORMATIONAL</span><span class="error">E ERROR</span><span class="blocked">B BLOCKED</span> · click a cell for the student's report at that section, with the wire exchange; click a heading to sort</div>
+<div class="legend"><span class="pass">✓ PASS</span><span class="fail">✗ FAIL</span><span class="nonstrict">~ NON-STRICT</span><span class="informational">i INFORMATIONAL</span><span class="error">E ERROR</span><span class="blocked">B BLOCKED</span> · click a cell for the student's report at that section, with the wire exchange; click a heading to sort (index.html#sort=2 opens sorted by score, #sort=2-desc best first)</div>
 {{if .Teach}}<h2>What the class got wrong, most first</h2>
 <table id="teach">
 <tr><th>requirement</th><th>level</th><th>students failing</th><th>NON-STRICT</th><th>what it says</th></tr>
@@ -303,6 +303,10 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.4em;margin:.3em 0;white-sp
       for(var i=0;i<g.length;i++){for(var j=0;j<g[i].length;j++){body.appendChild(g[i][j]);}}
     });
   })(h,heads[h]);}
+  // index.html#sort=N sorts by the N-th column (from 0) on opening,
+  // #sort=N-desc the other way: a link can carry a view of the class.
+  var m=/^#sort=(\d+)(-desc)?$/.exec(location.hash);
+  if(m&&heads[+m[1]]){heads[+m[1]].click();if(m[2]){heads[+m[1]].click();}}
   function cellValue(row,col){
     var c=row.cells[col];
     if(!c){c=row.cells[row.cells.length-1];}

@@ -126,6 +126,29 @@ func TestIndexRendersInChromium(t *testing.T) {
 	if green < 2000 || red < 100 {
 		t.Fatalf("the screenshot lacks the matrix: %d PASS-green, %d FAIL-red pixels", green, red)
 	}
+
+	// Sorting, done by the page's script in Chromium: by score, both ways.
+	for hash, want := range map[string]string{
+		"#sort=2":      "s05-dies s03-defect s02-python",
+		"#sort=2-desc": "s02-python s03-defect s05-dies",
+		"#sort=0-desc": "s05-dies s03-defect s02-python",
+	} {
+		dom := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu",
+			"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+			"--disable-dev-shm-usage", "--user-data-dir="+t.TempDir(), "--dump-dom", "file://"+filepath.Join(out, "index.html")+hash)
+		dom.Env = cmd.Env
+		b, err := dom.Output()
+		if err != nil {
+			t.Fatalf("chromium --dump-dom: %v", err)
+		}
+		var order []string
+		for _, m := range regexp.MustCompile(`<tr[^>]*>\s*<td data-v="([^"]+)"`).FindAllStringSubmatch(string(b), -1) {
+			order = append(order, m[1])
+		}
+		if got := strings.Join(order, " "); got != want {
+			t.Errorf("index.html%s shows the students as %q, want %q", hash, got, want)
+		}
+	}
 }
 
 func near(a, b uint32) bool { return a+6 >= b && a <= b+6 }
