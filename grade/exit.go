@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"syscall"
 
 	"github.com/stepkit/stepkit/sandbox"
@@ -28,7 +27,6 @@ func describeExit(err error, st *os.ProcessState) string {
 	return err.Error()
 }
 
-func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
 
 // newSandbox makes the box of a submission: a sandbox, on the host
 // network when namespaces are unavailable and cfg.Fallback is set.

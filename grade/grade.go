@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -341,7 +342,7 @@ func (g *grader) start(ctx context.Context, box Box, s Submission, values map[st
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = time.Second // output held open by an orphaned child does not hold up the grading
 	if s.Stdin != "" {
-		cmd.Stdin = stringsReader(s.Stdin)
+		cmd.Stdin = strings.NewReader(s.Stdin)
 	}
 	if err := cmd.Start(); err != nil {
 		out.Close()

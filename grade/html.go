@@ -5,7 +5,6 @@ import (
 	"html/template"
 	"io"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -196,12 +195,6 @@ func verdictRank(v string) int {
 		return 4
 	}
 	return 5
-}
-
-// studentDirExists is used by tests of the links.
-func studentDirExists(out, id string) bool {
-	_, err := os.Stat(filepath.Join(out, "students", id, "report.html"))
-	return err == nil
 }
 
 var classTemplate = template.Must(template.New("class").Funcs(template.FuncMap{
