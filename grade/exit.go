@@ -27,7 +27,6 @@ func describeExit(err error, st *os.ProcessState) string {
 	return err.Error()
 }
 
-
 // newSandbox makes the box of a submission: a sandbox, on the host
 // network when namespaces are unavailable and cfg.Fallback is set.
 func newSandbox(ctx context.Context, cfg BoxConfig) (Box, error) {
