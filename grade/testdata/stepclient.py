@@ -2,7 +2,8 @@
 sheet's command line: --server_ip IP --id ID -f FILE (or --f FILE).
 
 It logs in under the course rule, plans the upload with FILE SAVE, sends
-every block with UPLOAD, and checks the MD5 the server reports.
+every block with UPLOAD, and checks the MD5 the server reports. With
+--fixed-block it ignores the plan's block_size, as some students' clients do.
 """
 import argparse
 import hashlib
@@ -38,6 +39,8 @@ def main():
     ap.add_argument("--id", "-id", required=True)
     ap.add_argument("-f", "--f", dest="file", required=True)
     ap.add_argument("--port", type=int, default=1379)
+    ap.add_argument("--fixed-block", action="store_true",
+                    help="the bug: cut the file in 20480-byte blocks whatever the plan says")
     a = ap.parse_args()
     data = open(a.file, "rb").read()
     sock = socket.create_connection((a.server_ip, a.port), timeout=10)
@@ -52,6 +55,9 @@ def main():
     if r.get("status") != 200:
         sys.exit("upload plan refused: %s" % r.get("status_msg"))
     size, total = r["block_size"], r["total_block"]
+    if a.fixed_block:
+        size = 20480
+        total = (len(data) + size - 1) // size
     for i in range(total):
         r = call(sock, {"operation": "UPLOAD", "direction": "REQUEST", "type": "FILE",
                         "token": token, "key": key, "block_index": i}, data[i * size:(i + 1) * size])
