@@ -390,7 +390,7 @@ func (g *grader) gradeServer(ctx context.Context, s Submission, dir string, r *R
 		r.Output = p.out.Last(tailLines)
 		if p.running() || errors.Is(err, errNeverListened) {
 			r.Verdict = NeverListened
-			r.Problem = err.Error()
+			r.Problem = strings.TrimPrefix(err.Error(), errNeverListened.Error()+": ")
 			if !box.Isolated() {
 				r.Problem += fmt.Sprintf(" (it must listen on the port the template's {port} gives, here %d)", port)
 			}
