@@ -142,6 +142,8 @@ type CaseReport struct {
 	Findings     []Finding        `json:"findings,omitempty"`
 	Notes        []string         `json:"notes,omitempty"`
 	Exchange     []Event          `json:"exchange,omitempty"`
+	// Client is what the client program did, in a client run.
+	Client *ClientRun `json:"client,omitempty"`
 }
 
 // RequirementRef names a requirement a case cites.

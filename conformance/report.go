@@ -32,6 +32,12 @@ type Report struct {
 	// Conformant is false when a MUST failed or a case errored (with
 	// Strict: when any case is neither PASS nor INFORMATIONAL).
 	Conformant bool `json:"conformant"`
+
+	// Mode is "client" for a run that judged a client program (the judge
+	// played the server); empty for a server run.
+	Mode string `json:"mode,omitempty"`
+	// Client describes a client run: the template, its folder, isolation.
+	Client *ClientSettings `json:"client,omitempty"`
 }
 
 // RequirementVerdict is the run's verdict on one requirement: the worst
@@ -269,6 +275,9 @@ func (r *Report) WriteText(w io.Writer, colour, verbose bool) error {
 			for _, n := range c.Notes {
 				fmt.Fprintf(&b, "    note: %s\n", n)
 			}
+			if c.Client != nil {
+				b.WriteString(indent(c.Client.String(), "    "))
+			}
 			if verbose && len(c.Exchange) > 0 {
 				b.WriteString("    exchange:\n")
 				for _, e := range c.Exchange {
@@ -408,6 +417,9 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 		}
 		for _, n := range c.Notes {
 			body.WriteString("note: " + n + "\n")
+		}
+		if c.Client != nil {
+			body.WriteString(c.Client.String())
 		}
 		if c.Outcome != Pass && len(c.Exchange) > 0 {
 			body.WriteString("\nexchange:\n")

@@ -31,6 +31,7 @@ type conformanceOptions struct {
 	junit       string
 	jsonReport  string
 	htmlReport  string
+	client      clientOptions
 }
 
 // builtinTimeout is the built-in server's idle and mid-frame timeout in a
@@ -64,12 +65,19 @@ level:MUST|SHOULD|MAY.
 
 The exit status is 1 when a MUST failed or a case errored (--strict: when any
 case is neither PASS nor INFORMATIONAL), 2 for a usage error or when nothing
-matches the selection, 3 when the server cannot be reached at all.`,
+matches the selection, 3 when the server cannot be reached at all.
+
+--client TEMPLATE judges a client program instead: stepkit plays the server,
+runs the client once per client case (in a network namespace of its own,
+the judge on 127.0.0.1:1379) and judges what reached it. --list and the
+selectors then name client cases. See "Judging a student's client" in the
+README and conformance/README.md.`,
 		Example: `  stepkit conformance                                  # the built-in server
   stepkit conformance --target 127.0.0.1:1379          # another server
   stepkit conformance --target lab-pc-07:1379 FILE-UPLOAD LOGIN-4
   stepkit conformance --label-filter 'level:MUST && !sec:ROBUST'
   stepkit conformance --list
+  stepkit conformance --client 'python3 client.py --server_ip {host} --id {user} --f {file}' --client-dir hw/2362202
   stepkit conformance --target host:1379 --junit-report out/junit.xml \
       --json-report out/report.json --html-report out/report.html`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -98,11 +106,15 @@ matches the selection, 3 when the server cannot be reached at all.`,
 	f.Int64Var(&o.cfg.Quota, "quota", 0, "the server's per-user quota in bytes, to check its 413 answer (EXT-1)")
 	f.Int64Var(&o.cfg.MaxFileSize, "max-file-size", 0, "the largest file size the server accepts: FILE-SAVE-10 then expects one byte more refused (unset: 2^32 + 1 is planned, and its acceptance is informational)")
 	f.Int64Var(&o.cfg.BlockSize, "block-size", 0, "the block_size the server is configured to plan with, when not 20480 (FILE-SAVE-11)")
+	o.client.register(f)
 	return cmd
 }
 
 func runConformance(ctx context.Context, cmd *cobra.Command, o conformanceOptions, selectors []string) error {
 	out := cmd.OutOrStdout()
+	if cmd.Flags().Changed("client") {
+		return runClientConformance(ctx, cmd, o, selectors)
+	}
 	picked, err := conformance.Select(o.labelFilter, selectors)
 	if err != nil {
 		return usageErrorf("%v", err)
