@@ -80,18 +80,24 @@ func shBlocks(t *testing.T, path string) []string {
 	return blocks
 }
 
-// inNamespace runs a bash script in dir inside a network and PID
-// namespace of its own (loopback up, nothing else; every process it
-// leaves behind dies with it), with stepkit on the PATH.
-func inNamespace(t *testing.T, dir, script string) (string, error) {
+// inNamespace runs a bash script in dir inside a network namespace of its
+// own (loopback up, nothing else), with stepkit on the PATH. With pidns,
+// also in a PID namespace, so that every process the script leaves
+// behind dies with it; without, the script must stop what it starts (the
+// client judge's own sandboxes do not work inside a PID namespace that
+// holds other processes).
+func inNamespace(t *testing.T, dir, script string, pidns bool) (string, error) {
 	t.Helper()
 	bwrap := requireTool(t, "bwrap")
 	path := filepath.Join(t.TempDir(), "script.sh")
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bwrap, "--unshare-net", "--unshare-pid", "--die-with-parent", "--dev-bind", "/", "/",
-		"--proc", "/proc", "--chdir", dir, "--", "bash", path)
+	args := []string{"--unshare-net", "--die-with-parent", "--dev-bind", "/", "/", "--chdir", dir}
+	if pidns {
+		args = append(args, "--unshare-pid", "--proc", "/proc")
+	}
+	cmd := exec.Command(bwrap, append(args, "--", "bash", path)...)
 	cmd.Env = append(os.Environ(), "PATH="+binDir+":"+os.Getenv("PATH"), "HOME="+dir, "NO_COLOR=1")
 	done := make(chan struct{})
 	defer close(done)
@@ -126,8 +132,9 @@ func TestLabGuide(t *testing.T) {
 	dir := t.TempDir()
 	copyFile(t, filepath.Join("..", "grade", "testdata", "stepclient.py"), filepath.Join(dir, "client.py"), 0o644)
 	copyFile(t, filepath.Join("..", "grade", "testdata", "stepserver.py"), filepath.Join(dir, "server.py"), 0o644)
-	script := "set -e\n" + strings.Join(shBlocks(t, "lab-guide.md"), "")
-	out, err := inNamespace(t, dir, script)
+	// Whatever the guide leaves running when a step fails is stopped.
+	script := "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\nset -e\n" + strings.Join(shBlocks(t, "lab-guide.md"), "")
+	out, err := inNamespace(t, dir, script, false)
 	if err != nil {
 		t.Fatalf("the lab guide's commands failed: %v\n%s", err, out)
 	}
@@ -142,7 +149,7 @@ func TestLabGuide(t *testing.T) {
 			t.Errorf("the guide's output lacks %q:\n%s", want, out)
 		}
 	}
-	for _, f := range []string{"client.pcap", "ladder.html", "server-report.html", "server-report.json"} {
+	for _, f := range []string{"client.pcap", "ladder.html", "client-report.html", "server-report.html", "server-report.json"} {
 		if info, err := os.Stat(filepath.Join(dir, f)); err != nil || info.Size() == 0 {
 			t.Errorf("the guide did not make %s: %v", f, err)
 		}
@@ -204,7 +211,7 @@ func TestGitHubActionsExample(t *testing.T) {
 	if n < 2 {
 		t.Fatalf("github-actions.yml: %d shell steps besides the install, want the server's start and the suite", n)
 	}
-	out, err := inNamespace(t, dir, script.String())
+	out, err := inNamespace(t, dir, script.String(), true)
 	if err != nil {
 		t.Fatalf("the workflow's steps failed: %v\n%s", err, out)
 	}
@@ -231,7 +238,7 @@ func TestGitLabCIExample(t *testing.T) {
 		t.Fatal("gitlab-ci.yml has no step-conformance script")
 	}
 	dir := studentRepo(t)
-	out, err := inNamespace(t, dir, "set -e\n"+strings.Join(job.Script, "\n")+"\n")
+	out, err := inNamespace(t, dir, "set -e\n"+strings.Join(job.Script, "\n")+"\n", true)
 	if err != nil {
 		t.Fatalf("the job's script failed: %v\n%s", err, out)
 	}
