@@ -125,7 +125,7 @@ func extensionCases(r *registrar) {
 			t.stillServes()
 		})
 
-		r.Case(reqs("EXT-6"), "a server advertising \"pipelining\" at LOGIN serves a window of UPLOADs cut anywhere: every answer 200, in order, the right md5", func(t *T) {
+		r.TimedCase(reqs("EXT-6"), "a server advertising \"pipelining\" at LOGIN serves a window of UPLOADs cut anywhere: every answer 200, in order, the right md5", func(t *T) {
 			s := t.Login()
 			if ok, why := advertisesPipelining(s.Login); !ok {
 				t.Info(s.Login, "EXT-6", "not advertised: "+why)
@@ -181,6 +181,64 @@ func extensionCases(r *registrar) {
 					}
 				}
 			}
+		})
+
+		r.Case(reqs("EXT-7"), "a server advertising \"max_block_size\" at LOGIN plans and serves the block_size a client asks for, up to it", func(t *T) {
+			s := t.Login()
+			raw, ok := s.Login.Resp.Raw(spec.FieldMaxBlockSize)
+			if !ok {
+				t.Info(s.Login, "EXT-7", fmt.Sprintf("not advertised: the LOGIN response has no %q field", spec.FieldMaxBlockSize))
+				return
+			}
+			adv, err := s.Login.Resp.Int(spec.FieldMaxBlockSize)
+			if err != nil || adv < 1 {
+				t.FailTerms(s.Login, "EXT-7", fmt.Sprintf("%q is %s", spec.FieldMaxBlockSize, raw), "a positive integer")
+			}
+			t.Note("the LOGIN response advertises max_block_size %d", adv)
+			// Sizes unlike the course's 20480, so that a server ignoring
+			// the request is seen.
+			up, down := min(adv, 30000), min(adv, 25000)
+			key := t.Key()
+			data := randomBytes(int(2*up + 17))
+			m := s.KeyReq(spec.OpSave, spec.TypeFile, key).Set(spec.FieldSize, len(data)).Set(spec.FieldBlockSize, up)
+			rep := s.Do(m, "EXT-7")
+			t.deleteLater(s, spec.TypeFile, key)
+			if st := rep.Status(); st != spec.StatusOK {
+				t.FailTerms(rep, "EXT-7", fmt.Sprintf("FILE SAVE asking for block_size %d got status %s", up, statusText(st)), "status 200")
+			}
+			p := Plan{Key: key, Size: int64(len(data)), BlockSize: up, TotalBlock: spec.TotalBlocks(int64(len(data)), up)}
+			if bs, err := rep.Resp.BlockSize(); err != nil || bs != up {
+				t.FailTerms(rep, "EXT-7", fmt.Sprintf("FILE SAVE asking for block_size %d was planned with block_size %s", up, rawOf(rep, spec.FieldBlockSize)), fmt.Sprintf("block_size %d", up))
+			}
+			if n, err := rep.Resp.TotalBlock(); err != nil || n != p.TotalBlock {
+				t.FailTerms(rep, "EXT-7", fmt.Sprintf("the plan has total_block %s", rawOf(rep, spec.FieldTotalBlock)), fmt.Sprintf("total_block %d", p.TotalBlock))
+			}
+			var last *Reply
+			for i := int64(0); i < p.TotalBlock; i++ {
+				last = s.UploadBlock(p, data, i, "EXT-7")
+				if st := last.Status(); st != spec.StatusOK {
+					t.FailTerms(last, "EXT-7", fmt.Sprintf("block %d of %d bytes under the plan asked for got status %s", i, p.BlockLen(i), statusText(st)), "status 200")
+				}
+			}
+			if got, err := last.Resp.MD5(); err != nil || !equalFoldHex(got, md5hex(data)) {
+				t.FailTerms(last, "EXT-7", fmt.Sprintf("the upload completed with md5 %s", rawOf(last, spec.FieldMD5)), "md5 "+md5hex(data))
+			}
+
+			g := s.Do(s.KeyReq(spec.OpGet, spec.TypeFile, key).Set(spec.FieldBlockSize, down), "EXT-7")
+			if bs, err := g.Resp.BlockSize(); g.Status() != spec.StatusOK || err != nil || bs != down {
+				t.FailTerms(g, "EXT-7", fmt.Sprintf("FILE GET asking for block_size %d: status %s, block_size %s", down, statusText(g.Status()), rawOf(g, spec.FieldBlockSize)), fmt.Sprintf("status 200, block_size %d", down))
+			}
+			d := s.Do(s.KeyReq(spec.OpDownload, spec.TypeFile, key).Set(spec.FieldBlockIndex, 1).Set(spec.FieldBlockSize, down), "EXT-7")
+			if want := data[down:min(2*down, int64(len(data)))]; d.Status() != spec.StatusOK || string(d.Resp.Binary) != string(want) {
+				t.FailTerms(d, "EXT-7", fmt.Sprintf("FILE DOWNLOAD of block 1 with block_size %d: status %s, %d bytes that are not bytes %d..%d of the file", down, statusText(d.Status()), len(d.Resp.Binary), down, down+int64(len(want))), fmt.Sprintf("status 200 and bytes %d..%d", down, down+int64(len(want))))
+			}
+			if adv < 1<<31 {
+				o := s.Do(s.KeyReq(spec.OpGet, spec.TypeFile, key).Set(spec.FieldBlockSize, adv+1), "EXT-7")
+				if bs, err := o.Resp.BlockSize(); o.Status() != spec.StatusOK || err != nil || bs != adv {
+					t.FailTerms(o, "EXT-7", fmt.Sprintf("FILE GET asking for block_size %d, one more than advertised: status %s, block_size %s", adv+1, statusText(o.Status()), rawOf(o, spec.FieldBlockSize)), fmt.Sprintf("status 200, block_size %d (the maximum)", adv))
+				}
+			}
+			t.Note("plans followed the block_size asked for: %d for the upload, %d for the download", up, down)
 		})
 	})
 }

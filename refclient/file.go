@@ -19,6 +19,10 @@ import (
 	"github.com/stepkit/stepkit/spec"
 )
 
+// writebackEvery is how many bytes of a download may be written before
+// the kernel is asked to start writing them to disk.
+const writebackEvery = 8 << 20
+
 // EmptyMD5 is the MD5 of no bytes.
 const EmptyMD5 = "d41d8cd98f00b204e9800998ecf8427e"
 
@@ -138,7 +142,11 @@ func parsePlan(op spec.Operation, resp *spec.Message, key string, size int64) (P
 
 // FileInfo asks for the download plan of key (FILE GET).
 func (c *Client) FileInfo(ctx context.Context, key string) (Plan, error) {
-	resp, err := c.Do(ctx, spec.NewRequest(spec.OpGet, spec.TypeFile).Set(spec.FieldKey, key))
+	req := spec.NewRequest(spec.OpGet, spec.TypeFile).Set(spec.FieldKey, key)
+	if bs := c.askBlockSize(); bs > 0 {
+		req.Set(spec.FieldBlockSize, bs)
+	}
+	resp, err := c.Do(ctx, req)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -157,6 +165,15 @@ func (c *Client) save(ctx context.Context, key string, size int64) (Plan, error)
 	req := spec.NewRequest(spec.OpSave, spec.TypeFile).Set(spec.FieldSize, size)
 	if key != "" {
 		req.Set(spec.FieldKey, key)
+	}
+	if bs := c.askBlockSize(); bs > 0 {
+		if c.opts.BlockSize == 0 {
+			// The automatic size: a small file still gets enough blocks
+			// to keep a window in flight, and the server's buffers stay
+			// small when many small files arrive at once.
+			bs = min(bs, max(spec.DefaultBlockSize, size/DefaultWindow))
+		}
+		req.Set(spec.FieldBlockSize, bs)
 	}
 	timeout := c.opts.ReplyTimeout
 	if size == 0 {
@@ -336,9 +353,11 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 	conns, release := c.transferConns(ctx, missing, window)
 	defer release()
 
-	nbuf := len(conns)*window + 2
+	nbuf := 2*len(conns)*window + 2
 	pool := make(chan []byte, nbuf)
-	jobs := make(chan job)
+	// Blocks read and hashed ahead wait here, so that the reader and the
+	// connections rarely wait for one another.
+	jobs := make(chan job, len(conns)*window)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(jobs)
@@ -376,17 +395,18 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 	var sent int64
 	var sentMu sync.Mutex
 	var peak atomic.Int64
+	upReq := spec.NewRequest(spec.OpUpload, spec.TypeFile) // names the operation in errors
 	st := stage{
 		op:     spec.OpUpload,
 		typ:    spec.TypeFile,
 		window: window,
 		peak:   &peak,
-		build: func(jb job) *spec.Message {
-			req := spec.NewRequest(spec.OpUpload, spec.TypeFile).
-				Set(spec.FieldKey, plan.Key).
-				Set(spec.FieldBlockIndex, jb.index)
-			req.Binary = jb.data
-			return req
+		build: func(jb job, m *spec.Message) *spec.Message {
+			m.ResetRequest(spec.OpUpload, spec.TypeFile).
+				SetString(spec.FieldKey, plan.Key).
+				SetInt(spec.FieldBlockIndex, jb.index)
+			m.Binary = jb.data
+			return m
 		},
 		sent: func(jb job) {
 			select {
@@ -395,8 +415,7 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 			}
 		},
 		handle: func(jb job, resp *spec.Message) error {
-			req := spec.NewRequest(spec.OpUpload, spec.TypeFile)
-			if err := checkStatus(req, resp); err != nil {
+			if err := checkStatus(upReq, resp); err != nil {
 				return fmt.Errorf("block %d: %w", jb.index, err)
 			}
 			if err := checkIndex(spec.OpUpload, resp, jb.index); err != nil {
@@ -478,11 +497,10 @@ func (c *Client) transferConns(ctx context.Context, n int64, window int) ([]*Cli
 	conns := []*Client{c}
 	extra := min(int64(c.opts.Conns-1), n/int64(window))
 	for i := int64(0); i < extra; i++ {
-		cc, err := Dial(ctx, c.addr, &c.opts)
+		cc, err := c.Dup(ctx)
 		if err != nil {
 			break
 		}
-		cc.token, cc.username, cc.pipelining = c.Token(), c.Username(), c.Pipelining()
 		conns = append(conns, cc)
 	}
 	return conns, func() {
@@ -490,6 +508,20 @@ func (c *Client) transferConns(ctx context.Context, n int64, window int) ([]*Cli
 			_ = cc.Bye()
 		}
 	}
+}
+
+// Dup opens another connection to c's server that carries c's token and
+// what c's LOGIN learnt of the server, without logging in again: several
+// transfers can then run at once, one per connection.
+func (c *Client) Dup(ctx context.Context) (*Client, error) {
+	cc, err := Dial(ctx, c.addr, &c.opts)
+	if err != nil {
+		return nil, err
+	}
+	c.tokMu.Lock()
+	cc.token, cc.username, cc.pipelining, cc.maxBlock = c.token, c.username, c.pipelining, c.maxBlock
+	c.tokMu.Unlock()
+	return cc, nil
 }
 
 // Download fetches key into w, checking the MD5 of what it wrote against
@@ -504,12 +536,46 @@ func (c *Client) Download(ctx context.Context, key string, w io.Writer, o *Trans
 	}
 	h := md5.New()
 	res := &DownloadResult{Plan: plan}
+	// Blocks are hashed and written by their own goroutine, beside the
+	// network: the sink only copies them into a queue.
+	queue := make(chan []byte, 8)
+	free := make(chan []byte, 16) // more than can be out: none is dropped
+	var werr atomic.Pointer[error]
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range queue {
+			if werr.Load() == nil {
+				h.Write(b)
+				if _, err := w.Write(b); err != nil {
+					e := err // only a failure costs an allocation
+					werr.Store(&e)
+				}
+			}
+			select {
+			case free <- b:
+			default:
+			}
+		}
+	}()
 	sink := func(b []byte) error {
-		h.Write(b)
-		_, err := w.Write(b)
-		return err
+		if e := werr.Load(); e != nil {
+			return *e
+		}
+		var buf []byte
+		select {
+		case buf = <-free:
+		default:
+		}
+		queue <- append(buf[:0], b...)
+		return nil
 	}
-	_, err = c.fetchBlocks(ctx, plan, nil, nil, sink, o, res)
+	_, err = c.fetchBlocks(ctx, plan, nil, nil, sink, nil, o, res)
+	close(queue)
+	<-done
+	if e := werr.Load(); err == nil && e != nil {
+		err = *e
+	}
 	if err != nil {
 		return res, err
 	}
@@ -614,8 +680,12 @@ func (c *Client) downloadFile(ctx context.Context, key, dest string, o *Transfer
 	}
 
 	h := md5.New()
-	sink := func(b []byte) error { h.Write(b); return nil }
-	_, err = c.fetchBlocks(ctx, plan, j, f, sink, o, res)
+	fh := newFileHasher(f, plan, h)
+	go fh.run()
+	_, err = c.fetchBlocks(ctx, plan, j, f, nil, fh.advance, o, res)
+	if herr := fh.wait(err != nil); err == nil {
+		err = herr
+	}
 	if err != nil {
 		if j == nil {
 			discard()
@@ -648,11 +718,13 @@ func (c *Client) downloadFile(ctx context.Context, key, dest string, o *Transfer
 }
 
 // fetchBlocks downloads the blocks of plan that j has not recorded. Each
-// block is written at its offset in f (when f is set) and passed to sink in
-// index order; blocks recorded in j are read back from f for sink. It
-// returns the number of blocks received and records it, the window and the
-// peak of requests in flight in res.
-func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.File, sink func([]byte) error, o *TransferOptions, res *DownloadResult) (n int64, err error) {
+// block is written at its offset in f (when f is set). With sink set,
+// blocks are passed to sink in index order, those recorded in j read back
+// from f; with sink nil, nothing is copied and advanced (if set) is called
+// with the number of leading blocks that are final in f each time it
+// grows. It returns the number of blocks received and records it, the
+// window and the peak of requests in flight in res.
+func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.File, sink func([]byte) error, advanced func(next int64), o *TransferOptions, res *DownloadResult) (n int64, err error) {
 	window := c.DownloadWindow()
 	var peak atomic.Int64
 	res.Window = window
@@ -670,14 +742,23 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	conns, release := c.transferConns(ctx, missing, window)
 	defer release()
 
-	// ahead bounds how far delivery may run ahead of the in-order hash.
-	ahead := make(chan struct{}, 2*len(conns)*window)
+	// ahead bounds how far delivery may run ahead of the in-order sink,
+	// which keeps the blocks that arrive early in memory.
+	var ahead chan struct{}
+	if sink != nil {
+		ahead = make(chan struct{}, 2*len(conns)*window)
+	}
 	seq := &sequencer{
-		total:   plan.TotalBlock,
-		pending: make(map[int64][]byte),
-		sink:    sink,
-		before:  before,
-		release: func() { <-ahead },
+		total:    plan.TotalBlock,
+		pending:  make(map[int64][]byte),
+		sink:     sink,
+		advanced: advanced,
+		before:   before,
+		release: func() {
+			if ahead != nil {
+				<-ahead
+			}
+		},
 		load: func(i int64) ([]byte, error) {
 			b := make([]byte, spec.BlockLen(plan.Size, plan.BlockSize, i))
 			_, err := f.ReadAt(b, i*plan.BlockSize)
@@ -690,6 +771,9 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	if o.Progress != nil && missing < plan.TotalBlock {
 		o.Progress(plan.Size - missingBytes(plan, before))
 	}
+	// A plan whose block_size was asked for is followed by DOWNLOAD
+	// requests that say which (EXT-7).
+	askBS := c.askBlockSize() > 0
 
 	jobs := make(chan job)
 	g, gctx := errgroup.WithContext(ctx)
@@ -699,10 +783,12 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 			if before[i] {
 				continue
 			}
-			select {
-			case ahead <- struct{}{}:
-			case <-gctx.Done():
-				return nil
+			if ahead != nil {
+				select {
+				case ahead <- struct{}{}:
+				case <-gctx.Done():
+					return nil
+				}
 			}
 			select {
 			case jobs <- job{index: i}:
@@ -714,19 +800,25 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	})
 	var mu sync.Mutex
 	var received int64
+	var dirty atomic.Int64                                     // bytes written since writeback was last started
+	downReq := spec.NewRequest(spec.OpDownload, spec.TypeFile) // names the operation in errors
 	st := stage{
 		op:     spec.OpDownload,
 		typ:    spec.TypeFile,
 		window: window,
 		peak:   &peak,
-		build: func(jb job) *spec.Message {
-			return spec.NewRequest(spec.OpDownload, spec.TypeFile).
-				Set(spec.FieldKey, plan.Key).
-				Set(spec.FieldBlockIndex, jb.index)
+		build: func(jb job, m *spec.Message) *spec.Message {
+			m.ResetRequest(spec.OpDownload, spec.TypeFile).
+				SetString(spec.FieldKey, plan.Key).
+				SetInt(spec.FieldBlockIndex, jb.index)
+			if askBS {
+				m.SetInt(spec.FieldBlockSize, plan.BlockSize)
+			}
+			return m
 		},
 		sent: func(job) {},
 		handle: func(jb job, resp *spec.Message) error {
-			if err := checkStatus(spec.NewRequest(spec.OpDownload, spec.TypeFile), resp); err != nil {
+			if err := checkStatus(downReq, resp); err != nil {
 				return fmt.Errorf("block %d: %w", jb.index, err)
 			}
 			if err := checkIndex(spec.OpDownload, resp, jb.index); err != nil {
@@ -740,6 +832,10 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 			if f != nil {
 				if _, err := f.WriteAt(resp.Binary, jb.index*plan.BlockSize); err != nil {
 					return fmt.Errorf("write block %d: %w", jb.index, err)
+				}
+				if dirty.Add(want) >= writebackEvery {
+					dirty.Store(0)
+					startWriteback(f)
 				}
 			}
 			if err := j.ack(jb.index); err != nil {
@@ -767,28 +863,37 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	return received, err
 }
 
-// sequencer passes blocks that arrive in any order to sink in index order.
+// sequencer passes blocks that arrive in any order to sink in index order,
+// or, without a sink, tells advanced how many leading blocks are final.
 type sequencer struct {
-	mu      sync.Mutex
-	next    int64
-	total   int64
-	pending map[int64][]byte
-	sink    func([]byte) error
-	before  []bool                        // blocks already on disk
-	load    func(i int64) ([]byte, error) // reads such a block
-	release func()                        // called once per block put
+	mu       sync.Mutex
+	next     int64
+	total    int64
+	pending  map[int64][]byte
+	sink     func([]byte) error
+	advanced func(next int64)
+	before   []bool                        // blocks already on disk
+	load     func(i int64) ([]byte, error) // reads such a block
+	release  func()                        // called once per block put
 }
 
-// put hands over block i; b is copied if it must wait.
+// put hands over block i; b is copied if it must wait for a sink.
 func (s *sequencer) put(i int64, b []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if i != s.next {
-		s.pending[i] = append([]byte(nil), b...)
+		if s.sink != nil {
+			b = append([]byte(nil), b...)
+		} else {
+			b = nil
+		}
+		s.pending[i] = b
 		return nil
 	}
-	if err := s.sink(b); err != nil {
-		return err
+	if s.sink != nil {
+		if err := s.sink(b); err != nil {
+			return err
+		}
 	}
 	s.release()
 	s.next++
@@ -802,20 +907,29 @@ func (s *sequencer) advance() error {
 }
 
 func (s *sequencer) advanceLocked() error {
+	defer func() {
+		if s.advanced != nil {
+			s.advanced(s.next)
+		}
+	}()
 	for s.next < s.total {
 		if b, ok := s.pending[s.next]; ok {
 			delete(s.pending, s.next)
-			if err := s.sink(b); err != nil {
-				return err
+			if s.sink != nil {
+				if err := s.sink(b); err != nil {
+					return err
+				}
 			}
 			s.release()
 		} else if s.before[s.next] {
-			b, err := s.load(s.next)
-			if err != nil {
-				return fmt.Errorf("read back block %d: %w", s.next, err)
-			}
-			if err := s.sink(b); err != nil {
-				return err
+			if s.sink != nil {
+				b, err := s.load(s.next)
+				if err != nil {
+					return fmt.Errorf("read back block %d: %w", s.next, err)
+				}
+				if err := s.sink(b); err != nil {
+					return err
+				}
 			}
 		} else {
 			return nil
@@ -823,6 +937,73 @@ func (s *sequencer) advanceLocked() error {
 		s.next++
 	}
 	return nil
+}
+
+// fileHasher computes the MD5 of a file being downloaded on its own
+// goroutine, reading back (from the page cache) the bytes that are final
+// in order: the hash then runs beside the network instead of between two
+// reads of it, and no block is copied to reach it.
+type fileHasher struct {
+	f     *os.File
+	h     hash.Hash
+	bs    int64
+	size  int64
+	ready atomic.Int64  // bytes from the start that are final
+	wake  chan struct{} // a token when ready grew
+	stop  chan struct{} // closed when the transfer failed
+	done  chan error
+}
+
+func newFileHasher(f *os.File, plan Plan, h hash.Hash) *fileHasher {
+	return &fileHasher{f: f, h: h, bs: plan.BlockSize, size: plan.Size,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan error, 1)}
+}
+
+// advance says that the first next blocks are in the file.
+func (fh *fileHasher) advance(next int64) {
+	fh.ready.Store(min(next*fh.bs, fh.size))
+	select {
+	case fh.wake <- struct{}{}:
+	default:
+	}
+}
+
+// hashChunk is how much the hasher reads back at once.
+const hashChunk = 1 << 20
+
+func (fh *fileHasher) run() {
+	buf := make([]byte, min(hashChunk, fh.size))
+	var hashed int64
+	for {
+		for ready := fh.ready.Load(); hashed < ready; {
+			b := buf[:min(int64(len(buf)), ready-hashed)]
+			if _, err := fh.f.ReadAt(b, hashed); err != nil {
+				fh.done <- fmt.Errorf("read back the partial file at %d: %w", hashed, err)
+				return
+			}
+			fh.h.Write(b)
+			hashed += int64(len(b))
+		}
+		if hashed == fh.size {
+			fh.done <- nil
+			return
+		}
+		select {
+		case <-fh.wake:
+		case <-fh.stop:
+			fh.done <- nil
+			return
+		}
+	}
+}
+
+// wait returns once the hasher has hashed the whole file, or at once
+// (abandoning the hash) when failed is true.
+func (fh *fileHasher) wait(failed bool) error {
+	if failed {
+		close(fh.stop)
+	}
+	return <-fh.done
 }
 
 // missingBytes is the size of the blocks not yet on disk.

@@ -23,7 +23,7 @@ import (
 // Format: a text file named after the SHA-256 of the transfer's identity,
 // "<dir>/<hex>.journal". The first line is a JSON header (journalHeader);
 // each further line is the decimal index of one acknowledged block,
-// appended as the acknowledgement arrives. A torn last line (the process
+// appended in batches as acknowledgements arrive. A torn last line (the process
 // died while writing it) is ignored.
 type journal struct {
 	path string
@@ -32,8 +32,10 @@ type journal struct {
 	mu    sync.Mutex
 	f     *os.File
 	acked []bool
-	n     int64 // number of acked blocks
-	buf   []byte
+	n     int64     // number of acked blocks
+	buf   []byte    // lines not written yet
+	lines int       // how many
+	since time.Time // when the first of them was added
 }
 
 // journalHeader identifies a transfer and its plan.
@@ -152,8 +154,16 @@ func (j *journal) count() int64 {
 	return j.n
 }
 
-// ack records block i. One write per block: the line reaches the kernel
-// before the next block is acknowledged, which survives the process dying.
+// Acknowledgements are written in batches: a line lost when the process
+// dies only makes a resumed transfer move that block again, which does no
+// harm (a block sent again is stored again, FILE-UPLOAD-15; a block fetched
+// again overwrites the same bytes).
+const (
+	journalBatch = 256                    // lines per write at most
+	journalDelay = 200 * time.Millisecond // age of the oldest unwritten line at most
+)
+
+// ack records block i.
 func (j *journal) ack(i int64) error {
 	if j == nil {
 		return nil
@@ -165,9 +175,26 @@ func (j *journal) ack(i int64) error {
 	}
 	j.acked[i] = true
 	j.n++
-	j.buf = strconv.AppendInt(j.buf[:0], i, 10)
+	if j.lines == 0 {
+		j.since = time.Now()
+	}
+	j.buf = strconv.AppendInt(j.buf, i, 10)
 	j.buf = append(j.buf, '\n')
-	if _, err := j.f.Write(j.buf); err != nil {
+	j.lines++
+	if j.lines >= journalBatch || time.Since(j.since) >= journalDelay {
+		return j.flushLocked()
+	}
+	return nil
+}
+
+// flushLocked writes the lines not written yet.
+func (j *journal) flushLocked() error {
+	if j.lines == 0 || j.f == nil {
+		return nil
+	}
+	_, err := j.f.Write(j.buf)
+	j.buf, j.lines = j.buf[:0], 0
+	if err != nil {
 		return fmt.Errorf("journal %s: %w", j.path, err)
 	}
 	return nil
@@ -181,6 +208,7 @@ func (j *journal) close() {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.f != nil {
+		j.flushLocked()
 		j.f.Close()
 		j.f = nil
 	}

@@ -23,8 +23,9 @@ type stage struct {
 	// peak records the most requests ever written and not yet answered on
 	// one connection of the transfer.
 	peak *atomic.Int64
-	// build makes the request for j.
-	build func(j job) *spec.Message
+	// build makes the request for j in m, a message reused once the
+	// request is written.
+	build func(j job, m *spec.Message) *spec.Message
 	// sent is called once j's request has been written (or given up):
 	// an upload returns the block's buffer to its pool there.
 	sent func(j job)
@@ -32,6 +33,9 @@ type stage struct {
 	// the call.
 	handle func(j job, resp *spec.Message) error
 }
+
+// maxBatch bounds the requests written with one system call.
+const maxBatch = 16
 
 // pipeline sends the jobs it takes from jobs on c with up to st.window
 // requests in flight, and hands each response to st.handle in order.
@@ -69,6 +73,8 @@ func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) err
 	sendErr := make(chan error, 1)
 	go func() {
 		defer close(inflight)
+		var batchBuf []job
+		var reqs, msgs []*spec.Message // msgs: reused for the requests of each batch
 		for {
 			var j job
 			select {
@@ -91,15 +97,44 @@ func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) err
 				st.sent(j)
 				return
 			}
-			req := st.build(j)
-			c.prepare(req)
-			// Counted before it is written: a request partly on the wire
-			// is already one the server may be reading.
-			n := written.Add(1) - answered.Load()
+			// Jobs already waiting join this one in a single write, as
+			// far as the window has room: a window of blocks costs one
+			// system call, not one per block.
+			batch := append(batchBuf[:0], j)
+			closed := false
+			for len(batch) < maxBatch && len(inflight) < cap(inflight) {
+				select {
+				case jj, ok := <-jobs:
+					if !ok {
+						closed = true
+						break
+					}
+					inflight <- jj // room checked above; only this goroutine sends
+					batch = append(batch, jj)
+					continue
+				default:
+				}
+				break
+			}
+			batchBuf = batch // its array, grown, serves the next batch
+			reqs = reqs[:0]
+			for k, b := range batch {
+				if k == len(msgs) {
+					msgs = append(msgs, spec.NewMessage())
+				}
+				req := st.build(b, msgs[k])
+				c.prepare(req)
+				reqs = append(reqs, req)
+			}
+			// Counted before they are written: a request partly on the
+			// wire is already one the server may be reading.
+			n := written.Add(int64(len(batch))) - answered.Load()
 			for p := st.peak.Load(); n > p && !st.peak.CompareAndSwap(p, n); p = st.peak.Load() {
 			}
-			err := c.write(ctx, req, c.opts.ReplyTimeout)
-			st.sent(j)
+			err := c.writeAll(ctx, reqs, c.opts.ReplyTimeout)
+			for _, b := range batch {
+				st.sent(b)
+			}
 			if err != nil {
 				if ctx.Err() == nil { // not a consequence of a failure elsewhere
 					sendErr <- err
@@ -107,10 +142,14 @@ func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) err
 				}
 				return
 			}
+			if closed {
+				return
+			}
 		}
 	}()
 
 	probe := spec.NewRequest(st.op, st.typ)
+	reuse := spec.NewMessage()
 	var err error  // the first failure
 	inStep := true // every response so far was read whole
 	for j := range inflight {
@@ -121,7 +160,14 @@ func (c *Client) pipeline(parent context.Context, jobs <-chan job, st stage) err
 		if err != nil {
 			timeout = min(timeout, drainTimeout)
 		}
-		resp, rerr := c.read(ctx, probe, timeout)
+		// Until a failure, every response is read into one message:
+		// handle does not keep it. After one, each gets its own, since
+		// the error may hold the one that failed.
+		into := reuse
+		if err != nil {
+			into = nil
+		}
+		resp, rerr := c.readInto(ctx, probe, timeout, into)
 		answered.Add(1)
 		if rerr != nil {
 			inStep = false

@@ -19,15 +19,25 @@ func TestRefserverRoundTrips(t *testing.T) {
 		name string
 		opts Options
 	}{
-		{"sequential", Options{Window: 1}},
-		{"window16", Options{Window: 16}},
-		{"conns3", Options{Window: 8, Conns: 3}},
+		{"sequential", Options{Window: 1, BlockSize: -1}},
+		{"window16", Options{Window: 16, BlockSize: -1}},
+		{"conns3", Options{Window: 8, Conns: 3, BlockSize: -1}},
+		// The client asks for its own block size (EXT-7).
+		{"negotiated", Options{Window: 4, Conns: 2}},
+		{"negotiated40000", Options{Window: 4, BlockSize: 40000}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := tc.opts
 			o.JournalDir = t.TempDir()
 			c := login(t, addr, &o)
 			ctx := context.Background()
+			wantBS := int64(spec.DefaultBlockSize)
+			switch {
+			case o.BlockSize > 0:
+				wantBS = o.BlockSize
+			case o.BlockSize == 0:
+				wantBS = DefaultBlockSize
+			}
 			for i, size := range sizes {
 				data := testData(size, uint64(100+i))
 				key := tc.name + "-文件-" + string(rune('a'+i)) + ".bin"
@@ -35,12 +45,17 @@ func TestRefserverRoundTrips(t *testing.T) {
 				if err != nil {
 					t.Fatalf("size %d: upload: %v", size, err)
 				}
-				if !up.Verified || up.Plan.Key != key || up.Plan.TotalBlock != spec.TotalBlocks(int64(size), 20480) {
+				upBS := wantBS
+				if o.BlockSize == 0 { // small files are cut finer
+					upBS = min(wantBS, max(spec.DefaultBlockSize, int64(size)/DefaultWindow))
+				}
+				if !up.Verified || up.Plan.Key != key || up.Plan.TotalBlock != spec.TotalBlocks(int64(size), upBS) ||
+					size > 0 && up.Plan.BlockSize != upBS {
 					t.Fatalf("size %d: %+v", size, up)
 				}
 				dest := filepath.Join(t.TempDir(), "下载.bin")
 				down, err := c.DownloadFile(ctx, key, dest, nil)
-				if err != nil || !down.Verified {
+				if err != nil || !down.Verified || down.Plan.BlockSize != wantBS {
 					t.Fatalf("size %d: download: %+v %v", size, down, err)
 				}
 				if got, _ := os.ReadFile(dest); !bytes.Equal(got, data) {
@@ -62,7 +77,7 @@ func TestRefserverRoundTrips(t *testing.T) {
 
 func TestRefserverBlockSize12800(t *testing.T) {
 	addr, _ := refserver.StartTest(t, refserver.Config{BlockSize: 12800})
-	c := login(t, addr, &Options{Window: 8})
+	c := login(t, addr, &Options{Window: 8, BlockSize: -1})
 	data := testData(100000, 11)
 	up, err := c.Upload(context.Background(), "k", bytes.NewReader(data), int64(len(data)), nil)
 	if err != nil || up.Plan.BlockSize != 12800 || up.Plan.TotalBlock != 8 || !up.Verified {
@@ -141,12 +156,12 @@ func TestRefserverResume(t *testing.T) {
 	addr, _ := refserver.StartTest(t, refserver.Config{})
 	data := testData(40*20480+7, 12)
 	jdir := t.TempDir()
-	opts := &Options{Window: 8, JournalDir: jdir}
+	opts := &Options{Window: 8, JournalDir: jdir, BlockSize: -1}
 
 	proxy := cutProxy(t, addr, 15*20600)
 	path := writeTemp(t, "r.bin", data)
 	// One block at a time before the cut: the blocks sent are acknowledged.
-	first := &Options{Window: 1, JournalDir: jdir}
+	first := &Options{Window: 1, JournalDir: jdir, BlockSize: -1}
 	c := login(t, proxy, first)
 	if _, err := c.UploadFile(context.Background(), path, "r", nil); err == nil {
 		t.Fatal("upload through the cutting proxy succeeded")

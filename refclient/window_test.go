@@ -130,7 +130,10 @@ func TestUploadFileRetriesInStep(t *testing.T) {
 // nothing of the server and sends one block at a time.
 func TestAutomaticWindowWithRefserver(t *testing.T) {
 	addr, _ := refserver.StartTest(t, refserver.Config{})
-	c := login(t, addr, nil)
+	c := login(t, addr, &Options{BlockSize: -1}) // many blocks of 20480
+	if c.MaxBlockSize() <= 0 {
+		t.Fatalf("refserver advertised no max_block_size")
+	}
 	if !c.Pipelining() || c.UploadWindow() != DefaultWindow {
 		t.Fatalf("pipelining %v, upload window %d", c.Pipelining(), c.UploadWindow())
 	}

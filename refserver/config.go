@@ -36,6 +36,14 @@ type Config struct {
 	// BlockSize is the block_size of new upload plans and of download
 	// plans (default spec.DefaultBlockSize, at most spec.MaxBlockSize).
 	BlockSize int
+	// MaxBlockSize is the largest block_size the server plans with for a
+	// client that asks for one in FILE SAVE, FILE GET or FILE DOWNLOAD, and
+	// advertises at LOGIN as "max_block_size" (STEP.md EXT-7). Default:
+	// Limits.MaxBinary, so that a block fits in a frame; it is lowered to
+	// that if larger. Negative turns the extension off: nothing is
+	// advertised and block_size in requests is ignored, as the course
+	// server does.
+	MaxBlockSize int
 	// MaxFileSize is the largest size a FILE SAVE may announce (default
 	// spec.MaxFileSize); larger ones get 413.
 	MaxFileSize int64
@@ -99,9 +107,10 @@ type Config struct {
 	// no block is removed when a FILE SAVE finds the storage full, to make
 	// room for it (default 10m; negative: never).
 	FullDiskUploadMaxAge time.Duration
-	// SyncBlocks makes every UPLOAD fsync its block before answering, so
-	// that acknowledged blocks survive a power failure, not only a crash
-	// of the server. Completed files are always fsynced.
+	// SyncBlocks makes every UPLOAD fsync its block before answering (the
+	// blocks of a pipelined window together, once, before their answers
+	// leave), so that acknowledged blocks survive a power failure, not
+	// only a crash of the server. Completed files are always fsynced.
 	SyncBlocks bool
 
 	// Logger receives the server's structured logs (default: discarded).
@@ -139,6 +148,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Limits.MaxBinary < uint32(c.BlockSize) {
 		c.Limits.MaxBinary = uint32(c.BlockSize)
+	}
+	if c.MaxBlockSize == 0 || c.MaxBlockSize > int(c.Limits.MaxBinary) {
+		c.MaxBlockSize = int(c.Limits.MaxBinary)
+	}
+	if c.MaxBlockSize > 0 && c.MaxBlockSize < c.BlockSize {
+		c.MaxBlockSize = c.BlockSize
 	}
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = DefaultReadTimeout

@@ -3,9 +3,11 @@ package refserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -31,12 +33,32 @@ type conn struct {
 	fl       frameLimiter
 	requests int    // requests answered
 	sent     int64  // bytes of responses written
-	wbuf     []byte // reused frame buffer of the responses
-	blk      []byte // reused block buffer of DOWNLOAD
+	wbuf     []byte // responses not written yet (see send)
+	vecArr   [2][]byte
+	vec      net.Buffers // a vectored write of wbuf and a block
+	blk      []byte      // reused block buffer of DOWNLOAD
+	// fromFile, when n > 0, is the block the next answer carries, sent
+	// from the file by sendfile instead of from blk (see fileDownload).
+	fromFile struct {
+		f      *os.File
+		off, n int64
+	}
+	lr io.LimitedReader
+
+	// Uploads with blocks whose record waits for the next flush
+	// (storage.BatchWriter).
+	held []heldUpload
+
+	// The key of the last FILE UPLOAD or DOWNLOAD, as sent and checked.
+	keyJSON []byte
+	key     string
+	// req is every request read, reused: a request is handled before the
+	// next is read. ack is the answer to every stored UPLOAD block.
+	req, ack *spec.Message
 
 	// The last token verified, so that a token sent with every block is
 	// checked once.
-	tokenRaw     string
+	tokenJSON    []byte // as sent, JSON quotes included
 	tokenUser    string
 	tokenExpires time.Time
 
@@ -48,7 +70,7 @@ type conn struct {
 }
 
 func (s *Server) newConn(nc net.Conn, id uint64) *conn {
-	c := &conn{srv: s, nc: nc, id: id}
+	c := &conn{srv: s, nc: nc, id: id, req: spec.NewMessage()}
 	c.log = s.log.With("conn", id)
 	c.debug = c.log.Enabled(context.Background(), slog.LevelDebug)
 	c.r = spec.NewReader(connReader{c}, s.cfg.Limits)
@@ -81,6 +103,11 @@ func (c *conn) loop() string {
 	s := c.srv
 	cfg := &s.cfg
 	for {
+		// Answers held back for a pipelined request go out before any
+		// wait for the peer (send holds them only while one is whole).
+		if len(c.wbuf) > 0 && !c.r.FrameBuffered() && !c.flush(nil) {
+			return "write failed"
+		}
 		if n := c.r.Buffered(); n > 0 {
 			c.idle.Store(false)
 			c.beginFrame(n)
@@ -93,7 +120,7 @@ func (c *conn) loop() string {
 			}
 		}
 		before := c.r.Offset()
-		req, err := c.r.ReadMessage()
+		req, err := c.r.ReadMessageInto(c.req)
 		s.met.traffic(int(c.r.Offset()-before), 0)
 		c.frameDone(c.r.Offset() - before - spec.HeaderLen)
 		if err != nil {
@@ -108,7 +135,7 @@ func (c *conn) loop() string {
 				c.log.Warn("malformed frame", "err", err)
 				s.met.frameError("malformed")
 				if !c.send(spec.NewResponse(spec.OpError, spec.TypeError, spec.StatusCompulsory,
-					"Malformed frame: "+fe.Err.Error()+".")) {
+					"Malformed frame: "+fe.Err.Error()+"."), false) {
 					return "write failed"
 				}
 				continue
@@ -116,7 +143,7 @@ func (c *conn) loop() string {
 				c.log.Warn("frame over the limits", "err", err)
 				s.met.frameError("too_large")
 				c.send(spec.NewResponse(spec.OpError, spec.TypeError, spec.StatusTooLarge,
-					"Frame too large: "+err.Error()+"."))
+					"Frame too large: "+err.Error()+"."), true)
 				lingerClose(c.nc)
 				return "frame too large"
 			case err == io.EOF:
@@ -143,7 +170,7 @@ func (c *conn) loop() string {
 		c.idle.Store(false)
 		c.requests++
 		resp, closeAfter := c.handle(req)
-		if !c.send(resp) {
+		if !c.send(resp, closeAfter) {
 			return "write failed"
 		}
 		if closeAfter {
@@ -158,25 +185,143 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// send writes resp as one frame in a single write.
-func (c *conn) send(resp *spec.Message) bool {
+// heldUpload is an upload with blocks stored but not yet recorded.
+type heldUpload struct {
+	user, key string
+	u         storage.Upload
+}
+
+// hold notes that u has blocks to commit before their answers leave.
+func (c *conn) hold(user, key string, u storage.Upload) {
+	if n := len(c.held); n > 0 && c.held[n-1].u == u {
+		return
+	}
+	c.held = append(c.held, heldUpload{user, key, u})
+}
+
+// commit records the blocks held back, so that no answer acknowledges a
+// block a crash would forget.
+func (c *conn) commit() error {
+	if len(c.held) == 0 {
+		return nil
+	}
+	bw := c.srv.store.(storage.BatchWriter)
+	for i, h := range c.held {
+		unlock := c.srv.store.Lock(h.user, h.key)
+		err := bw.CommitBlocks(h.user, h.key, h.u)
+		unlock()
+		if err != nil {
+			c.held = c.held[:0]
+			return fmt.Errorf("record the blocks of %s/%s: %w", h.user, h.key, err)
+		}
+		c.held[i] = heldUpload{}
+	}
+	c.held = c.held[:0]
+	return nil
+}
+
+// flushAt is how many bytes of responses may wait for the requests
+// pipelined behind them.
+const flushAt = 32 << 10
+
+// send answers with resp. A response without a binary part waits in the
+// write buffer while the next request is already whole in the read buffer
+// (a client pipelining requests): its answer then joins the same write, so
+// that a window of blocks costs one write, not one per block. A client
+// that waits for each answer before sending the next request gets each
+// answer at once, in one write (FRAME-6). A response with a binary part is
+// written at once, the block by a vectored write without being copied.
+// force writes at once in any case.
+func (c *conn) send(resp *spec.Message, force bool) bool {
+	start := len(c.wbuf)
 	var err error
-	c.wbuf, err = spec.AppendFrame(c.wbuf[:0], resp)
+	if ff := c.fromFile; ff.n > 0 {
+		c.fromFile.n = 0
+		if c.wbuf, err = spec.AppendFrameHeadLen(c.wbuf, resp, ff.n); err != nil {
+			c.wbuf = c.wbuf[:start]
+			c.log.Error("encode response", "err", err)
+			return false
+		}
+		return c.flushFile(ff.f, ff.off, ff.n)
+	}
+	c.wbuf, err = spec.AppendFrameHead(c.wbuf, resp)
 	if err != nil {
+		c.wbuf = c.wbuf[:start]
 		c.log.Error("encode response", "err", err)
 		return false
 	}
+	if len(resp.Binary) == 0 && !force && len(c.wbuf) < flushAt && c.r.FrameBuffered() {
+		return true
+	}
+	return c.flush(resp.Binary)
+}
+
+// flushFile writes the responses waiting in the write buffer, the last of
+// which announces n bytes of binary, and then those bytes from f at off by
+// sendfile: the block goes from the page cache to the socket without
+// being copied through the server.
+func (c *conn) flushFile(f *os.File, off, n int64) bool {
+	if !c.flush(nil) {
+		return false
+	}
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		c.log.Error("seek in file", "err", err)
+		return false
+	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-	n, err := c.nc.Write(c.wbuf)
-	c.sent += int64(n)
-	c.srv.met.traffic(0, n)
+	c.lr = io.LimitedReader{R: f, N: n}
+	sent, err := c.nc.(*net.TCPConn).ReadFrom(&c.lr)
+	c.lr.R = nil
+	c.sent += sent
+	c.srv.met.traffic(0, int(sent))
+	if err == nil && sent < n {
+		err = io.ErrUnexpectedEOF // the file shrank under us
+	}
+	if err != nil {
+		c.log.Warn("write block", "err", err)
+		return false
+	}
+	return true
+}
+
+// flush writes the responses waiting in the write buffer, followed by bin.
+func (c *conn) flush(bin []byte) bool {
+	if len(c.wbuf) == 0 && len(bin) == 0 {
+		return true
+	}
+	if err := c.commit(); err != nil {
+		// The answers waiting would acknowledge blocks that are not
+		// recorded: they are not sent, and the client sends the blocks
+		// again on another connection.
+		c.log.Error("storage failure; closing without acknowledging", "err", err)
+		c.wbuf = c.wbuf[:0]
+		return false
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	var n int64
+	var err error
+	if _, vectored := c.nc.(*net.TCPConn); vectored && len(bin) > 0 {
+		c.vecArr = [2][]byte{c.wbuf, bin}
+		c.vec = c.vecArr[:] // WriteTo consumes c.vec
+		n, err = c.vec.WriteTo(c.nc)
+		c.vecArr = [2][]byte{}
+	} else {
+		// Anything but a TCP connection writes net.Buffers one buffer
+		// at a time: copy, to keep one write per response.
+		c.wbuf = append(c.wbuf, bin...)
+		var m int
+		m, err = c.nc.Write(c.wbuf)
+		n = int64(m)
+	}
+	c.sent += n
+	c.srv.met.traffic(0, int(n))
+	c.wbuf = c.wbuf[:0]
+	if cap(c.wbuf) > 4<<20 {
+		c.wbuf = nil // a large block is not kept between requests
+	}
 	if err != nil {
 		c.log.Warn("write response", "err", err)
 		return false
-	}
-	// A large download buffer is not kept between requests.
-	if cap(c.wbuf) > 4<<20 {
-		c.wbuf = nil
 	}
 	return true
 }

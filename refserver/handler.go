@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"strings"
 
 	"github.com/google/uuid"
@@ -118,7 +120,26 @@ func (c *conn) login(req *spec.Message) *spec.Message {
 		return fail(spec.StatusPasswordError, "Password error for login.")
 	}
 	c.log.Info("login", "username", username)
-	return fail(spec.StatusOK, "Login successfully.").Set(spec.FieldToken, token).Set(fieldPipelining, true)
+	resp := fail(spec.StatusOK, "Login successfully.").Set(spec.FieldToken, token).Set(fieldPipelining, true)
+	if max := c.srv.cfg.MaxBlockSize; max > 0 {
+		resp.Set(spec.FieldMaxBlockSize, max)
+	}
+	return resp
+}
+
+// planBlockSize is the block_size of a plan (FILE SAVE, FILE GET) or of the
+// plan a FILE DOWNLOAD follows: the configured one, or the one the request
+// asks for when the server offers the choice (EXT-7), at most its maximum.
+func (c *conn) planBlockSize(req *spec.Message, op spec.Operation) (int64, *spec.Message) {
+	cfg := &c.srv.cfg
+	if cfg.MaxBlockSize <= 0 || !req.Has(spec.FieldBlockSize) {
+		return int64(cfg.BlockSize), nil
+	}
+	n, err := req.BlockSize()
+	if err != nil || n < 1 {
+		return 0, reply(op, spec.TypeFile, spec.StatusFieldMissing, `Field "block_size" has to be a positive integer.`)
+	}
+	return min(n, int64(cfg.MaxBlockSize)), nil
 }
 
 // fieldPipelining advertises pipelining in the LOGIN response (EXT-6): the
@@ -134,13 +155,16 @@ func (c *conn) checkToken(req *spec.Message, op spec.Operation) (string, *spec.M
 	if !req.Has(spec.FieldToken) {
 		return deny("No token.")
 	}
+	now := c.srv.cfg.Now()
+	// The token sent with every block is compared as sent, without
+	// decoding it again.
+	if raw, _ := req.Raw(spec.FieldToken); c.tokenJSON != nil && string(raw) == string(c.tokenJSON) &&
+		(c.tokenExpires.IsZero() || now.Before(c.tokenExpires)) {
+		return c.tokenUser, nil
+	}
 	token, err := req.Token()
 	if err != nil {
 		return deny("Token is wrong: not a string.")
-	}
-	now := c.srv.cfg.Now()
-	if token == c.tokenRaw && (c.tokenExpires.IsZero() || now.Before(c.tokenExpires)) {
-		return c.tokenUser, nil
 	}
 	user, expires, err := c.srv.auth.verify(token, now)
 	if err != nil {
@@ -152,8 +176,24 @@ func (c *conn) checkToken(req *spec.Message, op spec.Operation) (string, *spec.M
 		c.log.Warn("token names an unusable user", "user", user)
 		return deny("Token is wrong: unusable user name.")
 	}
-	c.tokenRaw, c.tokenUser, c.tokenExpires = token, user, expires
+	raw, _ := req.Raw(spec.FieldToken)
+	c.tokenJSON, c.tokenUser, c.tokenExpires = append(c.tokenJSON[:0], raw...), user, expires
 	return user, nil
+}
+
+// fileKey is key for the FILE requests of a transfer: the key each block
+// names is the last one's, so its checked string is kept and compared as
+// sent, without decoding it again.
+func (c *conn) fileKey(req *spec.Message, op spec.Operation) (string, *spec.Message) {
+	if raw, ok := req.Raw(spec.FieldKey); ok && c.keyJSON != nil && string(raw) == string(c.keyJSON) {
+		return c.key, nil
+	}
+	k, resp := key(req, op, spec.TypeFile)
+	if resp == nil {
+		raw, _ := req.Raw(spec.FieldKey)
+		c.keyJSON, c.key = append(c.keyJSON[:0], raw...), k
+	}
+	return k, resp
 }
 
 // key returns the request's key, or the 410 answer when it is missing or
@@ -303,12 +343,16 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 	if err != nil {
 		return reply(op, t, spec.StatusFieldMissing, `Field "size" has to be a non-negative integer.`)
 	}
+	bs, resp := c.planBlockSize(req, op)
+	if resp != nil {
+		return resp
+	}
 	if size > s.cfg.MaxFileSize {
 		return reply(op, t, spec.StatusTooLarge, fmt.Sprintf("File too large: at most %d bytes.", s.cfg.MaxFileSize))
 	}
 	// The progress of an upload takes a byte per block in memory.
-	if spec.TotalBlocks(size, int64(s.cfg.BlockSize)) > maxPlanBlocks {
-		return reply(op, t, spec.StatusTooLarge, fmt.Sprintf("File too large: at most %d blocks of %d bytes.", maxPlanBlocks, s.cfg.BlockSize))
+	if spec.TotalBlocks(size, bs) > maxPlanBlocks {
+		return reply(op, t, spec.StatusTooLarge, fmt.Sprintf("File too large: at most %d blocks of %d bytes.", maxPlanBlocks, bs))
 	}
 	var old int64
 	u, err := s.store.Upload(user, k)
@@ -336,9 +380,9 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 		}
 		s.met.uploadDone()
 		return reply(op, t, spec.StatusOK, msgUploadPlan).Set(spec.FieldKey, k).Set(spec.FieldSize, 0).
-			Set(spec.FieldTotalBlock, 0).Set(spec.FieldBlockSize, s.cfg.BlockSize).Set(spec.FieldMD5, m.MD5)
+			Set(spec.FieldTotalBlock, 0).Set(spec.FieldBlockSize, bs).Set(spec.FieldMD5, m.MD5)
 	}
-	plan, _, err := s.store.PlanUpload(user, k, size, int64(s.cfg.BlockSize), s.cfg.Now())
+	plan, _, err := s.store.PlanUpload(user, k, size, bs, s.cfg.Now())
 	if noSpace(err) {
 		// Idle uploads may give their room; the key's lock is let go
 		// meanwhile, since sweeping takes the locks of other keys.
@@ -350,7 +394,7 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 				s.release(user, size-old)
 				return reply(op, t, spec.StatusKeyExists, fmt.Sprintf("The key %q is existing.", k)).Set(spec.FieldKey, k)
 			}
-			plan, _, err = s.store.PlanUpload(user, k, size, int64(s.cfg.BlockSize), s.cfg.Now())
+			plan, _, err = s.store.PlanUpload(user, k, size, bs, s.cfg.Now())
 		}
 	}
 	if err != nil {
@@ -391,7 +435,7 @@ func checkIndex(op spec.Operation, i, total int64) *spec.Message {
 func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 	const op, t = spec.OpUpload, spec.TypeFile
 	s := c.srv
-	k, resp := key(req, op, t)
+	k, resp := c.fileKey(req, op)
 	if resp != nil {
 		return resp
 	}
@@ -414,7 +458,17 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 	if resp := checkIndex(op, i, u.Plan().TotalBlock); resp != nil {
 		return resp
 	}
-	m, err := s.store.WriteBlock(user, k, u, i, req.Binary, s.cfg.Now())
+	var m *storage.FileMeta
+	if bw, ok := s.store.(storage.BatchWriter); ok {
+		// The record of the block may wait for the next write of
+		// answers, which commits it first (conn.flush).
+		m, err = bw.WriteBlockBatched(user, k, u, i, req.Binary, s.cfg.Now())
+		if err == nil && m == nil {
+			c.hold(user, k, u)
+		}
+	} else {
+		m, err = s.store.WriteBlock(user, k, u, i, req.Binary, s.cfg.Now())
+	}
 	if errors.Is(err, storage.ErrBlockLen) {
 		return reply(op, t, spec.StatusBlockSize, fmt.Sprintf("The block is %d bytes; block %d of this plan has %d.",
 			len(req.Binary), i, spec.BlockLen(u.Plan().Size, u.Plan().BlockSize, i))).Set(spec.FieldKey, k).Set(spec.FieldBlockIndex, i)
@@ -422,7 +476,10 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 	if err != nil {
 		return c.internal(op, t, "store block", err)
 	}
-	resp = reply(op, t, spec.StatusOK, "The block is uploaded.").Set(spec.FieldKey, k).Set(spec.FieldBlockIndex, i)
+	if c.ack == nil {
+		c.ack = spec.NewResponse(op, t, spec.StatusOK, "")
+	}
+	resp = c.ack.ResetResponse(op, t, spec.StatusOK, "The block is uploaded.").SetString(spec.FieldKey, k).SetInt(spec.FieldBlockIndex, i)
 	if m != nil {
 		s.met.uploadDone()
 		c.log.Info("upload completed", "user", user, "key", k, "size", m.Size, "md5", m.MD5)
@@ -433,7 +490,6 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 
 func (c *conn) fileGet(req *spec.Message, user string) *spec.Message {
 	const op, t = spec.OpGet, spec.TypeFile
-	s := c.srv
 	k, resp := key(req, op, t)
 	if resp != nil {
 		return resp
@@ -442,7 +498,10 @@ func (c *conn) fileGet(req *spec.Message, user string) *spec.Message {
 	if resp != nil {
 		return resp
 	}
-	bs := int64(s.cfg.BlockSize)
+	bs, resp := c.planBlockSize(req, op)
+	if resp != nil {
+		return resp
+	}
 	return reply(op, t, spec.StatusOK, msgDownloadPlan).Set(spec.FieldKey, k).Set(spec.FieldSize, m.Size).
 		Set(spec.FieldTotalBlock, spec.TotalBlocks(m.Size, bs)).Set(spec.FieldBlockSize, bs).Set(spec.FieldMD5, m.MD5)
 }
@@ -470,7 +529,7 @@ func (c *conn) lookupCompleted(op spec.Operation, user, k string) (*storage.File
 func (c *conn) fileDownload(req *spec.Message, user string) *spec.Message {
 	const op, t = spec.OpDownload, spec.TypeFile
 	s := c.srv
-	k, resp := key(req, op, t)
+	k, resp := c.fileKey(req, op)
 	if resp != nil {
 		return resp
 	}
@@ -482,7 +541,10 @@ func (c *conn) fileDownload(req *spec.Message, user string) *spec.Message {
 	if resp != nil {
 		return resp
 	}
-	bs := int64(s.cfg.BlockSize)
+	bs, resp := c.planBlockSize(req, op)
+	if resp != nil {
+		return resp.Set(spec.FieldKey, k)
+	}
 	if resp := checkIndex(op, i, spec.TotalBlocks(m.Size, bs)); resp != nil {
 		return resp.Set(spec.FieldKey, k)
 	}
@@ -501,6 +563,21 @@ func (c *conn) fileDownload(req *spec.Message, user string) *spec.Message {
 		c.dlFile, c.dlMeta, c.dlUser, c.dlKey = f, m, user, k
 	}
 	n := spec.BlockLen(m.Size, bs, i)
+	if c.ack == nil {
+		c.ack = spec.NewResponse(op, t, spec.StatusOK, "")
+	}
+	resp = c.ack.ResetResponse(op, t, spec.StatusOK, "An available block.").SetInt(spec.FieldBlockIndex, i).
+		SetString(spec.FieldKey, k).SetInt(spec.FieldSize, n)
+	// A large block for a client that chose its block size (EXT-7), and
+	// so reads frames by their lengths, goes by sendfile after the header:
+	// two writes, which course clients reading a reply with one recv
+	// (FRAME-6) never see.
+	if f, ok := c.dlFile.(*os.File); ok && n >= sendfileMin && req.Has(spec.FieldBlockSize) && s.cfg.MaxBlockSize > 0 {
+		if _, tcp := c.nc.(*net.TCPConn); tcp {
+			c.fromFile.f, c.fromFile.off, c.fromFile.n = f, i*bs, n
+			return resp
+		}
+	}
 	if int64(cap(c.blk)) < n {
 		c.blk = make([]byte, n)
 	}
@@ -508,11 +585,13 @@ func (c *conn) fileDownload(req *spec.Message, user string) *spec.Message {
 	if _, err := c.dlFile.ReadAt(blk, i*bs); err != nil && err != io.EOF {
 		return c.internal(op, t, "read block", err)
 	}
-	resp = reply(op, t, spec.StatusOK, "An available block.").Set(spec.FieldBlockIndex, i).
-		Set(spec.FieldKey, k).Set(spec.FieldSize, n)
 	resp.Binary = blk
 	return resp
 }
+
+// sendfileMin is the smallest block sent by sendfile: below it, reading
+// the block and writing it with the header in one writev costs less.
+const sendfileMin = 64 << 10
 
 func (c *conn) fileDelete(req *spec.Message, user string) *spec.Message {
 	const op, t = spec.OpDelete, spec.TypeFile

@@ -25,7 +25,7 @@ const cgroupRoot = "/sys/fs/cgroup"
 // group of its own, so that its memory bound and its OOM kills are its
 // own.
 type cgroups struct {
-	mem, pids string // the sandbox's group directories
+	mem, pids, cpu string // the sandbox's group directories
 
 	mu sync.Mutex
 	n  int
@@ -40,7 +40,7 @@ func newCgroups() (*cgroups, error) {
 	for _, x := range []struct {
 		ctrl string
 		dst  *string
-	}{{"memory", &cg.mem}, {"pids", &cg.pids}} {
+	}{{"memory", &cg.mem}, {"pids", &cg.pids}, {"cpuacct", &cg.cpu}} {
 		parent, err := ownCgroup(x.ctrl)
 		if err != nil {
 			cg.remove()
@@ -82,14 +82,15 @@ func ownCgroup(ctrl string) (string, error) {
 	return "", fmt.Errorf("no cgroup v1 %s controller", ctrl)
 }
 
-// commandCgroup is the pair of groups of one untrusted command.
+// commandCgroup is the groups of one untrusted command.
 type commandCgroup struct {
-	mem, pids string
-	memory    int64
+	mem, pids, cpu string
+	memory         int64
 
 	mu      sync.Mutex
-	oomKill int  // OOM kills seen when the group was removed
-	gone    bool // removed
+	oomKill int           // OOM kills seen when the group was removed
+	cpuUsed time.Duration // CPU time used when the group was removed
+	gone    bool          // removed
 }
 
 // command makes the groups of one command, bounded to memory bytes
@@ -99,13 +100,17 @@ func (cg *cgroups) command(memory int64) (*commandCgroup, error) {
 	cg.n++
 	name := "cmd-" + strconv.Itoa(cg.n)
 	cg.mu.Unlock()
-	c := &commandCgroup{mem: filepath.Join(cg.mem, name), pids: filepath.Join(cg.pids, name), memory: memory}
-	if err := os.Mkdir(c.mem, 0o755); err != nil {
-		return nil, fmt.Errorf("sandbox: cgroup: %w", err)
-	}
-	if err := os.Mkdir(c.pids, 0o755); err != nil {
-		os.Remove(c.mem)
-		return nil, fmt.Errorf("sandbox: cgroup: %w", err)
+	c := &commandCgroup{mem: filepath.Join(cg.mem, name), pids: filepath.Join(cg.pids, name),
+		cpu: filepath.Join(cg.cpu, name), memory: memory}
+	var made []string
+	for _, dir := range []string{c.mem, c.pids, c.cpu} {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			for _, d := range made {
+				os.Remove(d)
+			}
+			return nil, fmt.Errorf("sandbox: cgroup: %w", err)
+		}
+		made = append(made, dir)
 	}
 	limit := strconv.FormatInt(memory, 10)
 	err := write(filepath.Join(c.mem, "memory.limit_in_bytes"), limit)
@@ -126,8 +131,30 @@ func (cg *cgroups) command(memory int64) (*commandCgroup, error) {
 	return c, nil
 }
 
-func (c *commandCgroup) memProcs() string  { return filepath.Join(c.mem, "cgroup.procs") }
-func (c *commandCgroup) pidsProcs() string { return filepath.Join(c.pids, "cgroup.procs") }
+// procs are the files a process writes its pid to to join the groups.
+func (c *commandCgroup) procs() []string {
+	return []string{filepath.Join(c.mem, "cgroup.procs"), filepath.Join(c.pids, "cgroup.procs"),
+		filepath.Join(c.cpu, "cgroup.procs")}
+}
+
+// cpuTime is the CPU time the command's processes used.
+func (c *commandCgroup) cpuTime() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gone {
+		return c.cpuUsed
+	}
+	return readCPUUsage(c.cpu)
+}
+
+func readCPUUsage(dir string) time.Duration {
+	data, err := os.ReadFile(filepath.Join(dir, "cpuacct.usage"))
+	if err != nil {
+		return 0
+	}
+	ns, _ := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	return time.Duration(ns)
+}
 
 // oomKills is how many processes of the command the kernel killed for
 // exceeding the memory bound.
@@ -155,6 +182,15 @@ func readOOMKills(dir string) int {
 	return 0
 }
 
+// kill kills the processes in the command's groups.
+func (c *commandCgroup) kill() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.gone {
+		killGroup(c.pids)
+	}
+}
+
 // remove kills what is left in the command's groups and removes them.
 func (c *commandCgroup) remove() error {
 	c.mu.Lock()
@@ -163,14 +199,15 @@ func (c *commandCgroup) remove() error {
 		return nil
 	}
 	c.oomKill = readOOMKills(c.mem)
+	c.cpuUsed = readCPUUsage(c.cpu)
 	c.gone = true
-	return errors.Join(removeGroup(c.mem), removeGroup(c.pids))
+	return errors.Join(removeGroup(c.mem), removeGroup(c.pids), removeGroup(c.cpu))
 }
 
 // remove removes the sandbox's groups (after those of its commands).
 func (cg *cgroups) remove() error {
 	var errs []error
-	for _, dir := range []string{cg.mem, cg.pids} {
+	for _, dir := range []string{cg.mem, cg.pids, cg.cpu} {
 		if dir != "" {
 			errs = append(errs, removeGroup(dir))
 		}
@@ -184,13 +221,7 @@ func (cg *cgroups) remove() error {
 func removeGroup(dir string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
-			for _, f := range strings.Fields(string(data)) {
-				if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
-					syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
+		killGroup(dir)
 		err := os.Remove(dir)
 		if err == nil || errors.Is(err, os.ErrNotExist) {
 			return nil
@@ -199,6 +230,19 @@ func removeGroup(dir string) error {
 			return fmt.Errorf("sandbox: remove cgroup %s: %w", dir, err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// killGroup kills the processes in a group.
+func killGroup(dir string) {
+	data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(data)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }
 

@@ -72,7 +72,13 @@ func describe(err error, state *os.ProcessState, s *Sandbox, c *command) string 
 			return fmt.Sprintf("killed: memory limit (%s)", formatBytes(c.cg.memory))
 		}
 		cpu := s.cfg.cpu()
-		if sig == syscall.SIGXCPU || (sig == syscall.SIGKILL && cpuTime(state) >= cpu) {
+		used := cpuTime(state)
+		if c.cg != nil {
+			// bwrap does not always wait for its child, so the command's
+			// rusage can miss the program's time; the cgroup has all of it.
+			used = max(used, c.cg.cpuTime())
+		}
+		if sig == syscall.SIGXCPU || (sig == syscall.SIGKILL && used >= cpu) {
 			return fmt.Sprintf("killed: CPU time limit (%v)", cpu)
 		}
 	} else if sig == syscall.SIGXCPU {

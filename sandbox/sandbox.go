@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -101,11 +102,15 @@ type Sandbox struct {
 	netns    int       // fd of the holder's network namespace
 	nsPath   string    // /proc/PID/ns, the holder's namespaces for nsenter
 	cgroups  *cgroups  // nil when cgroups are not used
-	memLimit string    // how memory is bounded, for the package doc's promise "say which one applied"
+	memLimit string    // what bounds memory: "cgroup" or "RLIMIT_AS"
 
 	mu     sync.Mutex
 	cmds   []*command
 	closed bool
+
+	// nsMu keeps Close from closing netns while a socket is being made
+	// with it (the descriptor's number could name something else).
+	nsMu sync.RWMutex
 }
 
 // command is one command handed out by Command or Trusted.
@@ -117,7 +122,7 @@ type command struct {
 
 // tools are the absolute paths of the programs a sandbox runs.
 type tools struct {
-	bwrap, nsenter, setpriv, prlimit, sh, cat string
+	bwrap, nsenter, setpriv, prlimit, cat string
 }
 
 func lookTools(over map[string]string) (tools, error) {
@@ -125,7 +130,7 @@ func lookTools(over map[string]string) (tools, error) {
 	for _, x := range []struct {
 		name string
 		dst  *string
-	}{{"bwrap", &t.bwrap}, {"nsenter", &t.nsenter}, {"setpriv", &t.setpriv}, {"prlimit", &t.prlimit}, {"sh", &t.sh}, {"cat", &t.cat}} {
+	}{{"bwrap", &t.bwrap}, {"nsenter", &t.nsenter}, {"setpriv", &t.setpriv}, {"prlimit", &t.prlimit}, {"cat", &t.cat}} {
 		name := x.name
 		if p, ok := over[name]; ok {
 			name = p
@@ -150,8 +155,13 @@ func available(cfg *Config) (bool, string) {
 	if err != nil {
 		return false, "sandbox: " + err.Error()
 	}
+	if os.Geteuid() != 0 {
+		// nsenter and setpriv need it, and only root can chown the
+		// scratch folder to the unprivileged uid.
+		return false, "sandbox: isolation needs root"
+	}
 	out, err := exec.Command(t.bwrap, "--unshare-net", "--unshare-pid", "--die-with-parent",
-		"--dev-bind", "/", "/", "--", "true").CombinedOutput()
+		"--as-pid-1", "--dev-bind", "/", "/", "--", "true").CombinedOutput()
 	if err != nil {
 		return false, fmt.Sprintf("sandbox: bwrap cannot make namespaces: %s", oneLine(out, err))
 	}
@@ -187,15 +197,13 @@ func New(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if err := s.makeWorkDir(); err != nil {
 		return nil, err
 	}
-	if !ok {
-		s.memLimit = "RLIMIT_AS"
-		return s, nil
+	if ok {
+		if err := s.startHolder(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
-	if err := s.startHolder(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	if !cfg.noCgroup {
+	if !cfg.noCgroup && os.Geteuid() == 0 {
 		cg, err := newCgroups()
 		if err == nil {
 			s.cgroups = cg
@@ -258,19 +266,37 @@ func (s *Sandbox) startHolder(ctx context.Context) error {
 		return fmt.Errorf("sandbox: %w", err)
 	}
 	defer lr.Close()
-	h := exec.Command(s.tools.bwrap, "--unshare-net", "--unshare-pid", "--die-with-parent",
-		"--dev-bind", "/", "/", "--info-fd", "3", "--", s.tools.cat)
+	// cat is the namespace's init itself (--as-pid-1): bwrap's own init
+	// would report its exit before it is reaped, leaving it to the
+	// machine's init. Orphans in the namespace stay zombies until Close.
+	// Its /proc is the namespace's own: untrusted commands' bwrap runs in
+	// the holder's pid and mount namespaces and reads its children there.
+	// bwrap reports the pid before it has set the namespaces up (mounts,
+	// loopback); the shell says "ready" once they are, before it becomes
+	// cat.
+	rr, rw, err := os.Pipe()
+	if err != nil {
+		w.Close()
+		lw.Close()
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer rr.Close()
+	h := exec.Command(s.tools.bwrap, "--unshare-net", "--unshare-pid", "--as-pid-1", "--die-with-parent",
+		"--dev-bind", "/", "/", "--proc", "/proc", "--info-fd", "3", "--",
+		"/bin/sh", "-c", `echo ready >&4 && exec 4>&- && exec "$0"`, s.tools.cat)
 	h.Stdin = lr
-	h.ExtraFiles = []*os.File{w}
+	h.ExtraFiles = []*os.File{w, rw}
 	h.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	var stderr strings.Builder
 	h.Stderr = &stderr
 	if err := h.Start(); err != nil {
 		w.Close()
 		lw.Close()
+		rw.Close()
 		return fmt.Errorf("sandbox: start namespace holder: %w", err)
 	}
 	w.Close()
+	rw.Close()
 	s.holder = h
 	s.lifeline = lw
 
@@ -279,7 +305,17 @@ func (s *Sandbox) startHolder(ctx context.Context) error {
 	}
 	got := make(chan error, 1)
 	var in info
-	go func() { got <- json.NewDecoder(r).Decode(&in) }()
+	go func() {
+		if err := json.NewDecoder(r).Decode(&in); err != nil {
+			got <- err
+			return
+		}
+		line, err := bufio.NewReader(rr).ReadString('\n')
+		if err == nil && line != "ready\n" {
+			err = fmt.Errorf("holder says %q", line)
+		}
+		got <- err
+	}()
 	select {
 	case err = <-got:
 	case <-ctx.Done():
@@ -339,6 +375,12 @@ func (s *Sandbox) env() []string {
 // program not found, a closed sandbox) are returned by Start.
 func (s *Sandbox) Command(ctx context.Context, argv []string) *exec.Cmd {
 	c := &command{untrusted: true}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return failed(ctx, errors.New("sandbox: closed"))
+	}
 	prog, err := s.resolve(argv)
 	if err != nil {
 		c.cmd = failed(ctx, err)
@@ -354,9 +396,25 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *exec.Cmd {
 		limits = append(limits, "--as="+strconv.FormatInt(s.cfg.memory(), 10))
 	}
 	var args []string
+	if s.cgroups != nil {
+		cg, err := s.cgroups.command(s.cfg.memory())
+		if err != nil {
+			c.cmd = failed(ctx, err)
+			return c.cmd
+		}
+		c.cg = cg
+		// The shell joins the groups before anything untrusted runs, and
+		// every process after it inherits them.
+		args = append(args, "/bin/sh", "-c",
+			`p=$$; while [ "$1" != -- ]; do echo $p > "$1" || exit 126; shift; done; shift; exec "$@"`,
+			"stepkit-sandbox")
+		args = append(args, cg.procs()...)
+		args = append(args, "--")
+	}
 	if !s.Isolated() {
 		if p, err := exec.LookPath("prlimit"); err == nil {
-			args = append([]string{p}, limits...)
+			args = append(args, p)
+			args = append(args, limits...)
 			args = append(args, "--")
 		}
 		args = append(args, prog)
@@ -366,23 +424,16 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *exec.Cmd {
 		cmd.Env = s.env()
 		// A process group of its own, so that Close kills what it forked.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.Cancel = func() error {
+			if c.cg != nil {
+				c.cg.kill()
+			}
+			return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
 		c.cmd = cmd
 		return s.track(c)
 	}
-	if s.cgroups != nil {
-		cg, err := s.cgroups.command(s.cfg.memory())
-		if err != nil {
-			c.cmd = failed(ctx, err)
-			return c.cmd
-		}
-		c.cg = cg
-		// The shell joins the cgroups before anything untrusted runs, and
-		// every process after it inherits them.
-		args = append(args, s.tools.sh, "-c", `echo $$ > "$1" && echo $$ > "$2" && shift 2 && exec "$@"`,
-			"stepkit-sandbox", cg.memProcs(), cg.pidsProcs())
-	}
-	args = append(args, s.tools.nsenter, "--net="+s.nsPath+"net", "--pid="+s.nsPath+"pid", "--",
+	args = append(args, s.tools.nsenter, "--net="+s.nsPath+"net", "--pid="+s.nsPath+"pid", "--mount="+s.nsPath+"mnt", "--",
 		s.tools.bwrap,
 		"--ro-bind", "/", "/",
 		"--dev", "/dev",
@@ -405,6 +456,13 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *exec.Cmd {
 	cmd.Dir = s.workDir
 	cmd.Env = s.env()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if c.cg != nil {
+		// When ctx is done, kill the whole tree, not only nsenter.
+		cmd.Cancel = func() error {
+			c.cg.kill()
+			return cmd.Process.Kill()
+		}
+	}
 	c.cmd = cmd
 	return s.track(c)
 }
@@ -531,10 +589,9 @@ func (s *Sandbox) inNetns(fn func() error) error {
 	if !s.Isolated() {
 		return fn()
 	}
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
+	s.nsMu.RLock()
+	defer s.nsMu.RUnlock()
+	if s.netns < 0 {
 		return errors.New("sandbox closed")
 	}
 	done := make(chan error, 1)
@@ -616,9 +673,12 @@ func (s *Sandbox) Close() error {
 	if s.initFD >= 0 {
 		unix.Close(s.initFD)
 	}
+	s.nsMu.Lock()
 	if s.netns >= 0 {
 		unix.Close(s.netns)
+		s.netns = -1
 	}
+	s.nsMu.Unlock()
 	for _, c := range cmds {
 		if c.cg != nil {
 			if err := c.cg.remove(); err != nil {

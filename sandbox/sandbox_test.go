@@ -19,6 +19,10 @@ import (
 var progDir string
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv("SANDBOX_TEST_GRADER"); dir != "" {
+		graderThatDies(dir)
+		return
+	}
 	dir, err := os.MkdirTemp("", "sandbox-prog-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -402,4 +406,158 @@ func TestTrustedJoinsNetworkOnly(t *testing.T) {
 	if out.String() != "trusted\n" {
 		t.Fatalf("trusted program got %q", out.String())
 	}
+}
+
+func TestManySandboxesAtOnce(t *testing.T) {
+	needIsolation(t)
+	ctx := testContext(t)
+	const n = 4
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- func() error {
+				s, err := New(ctx, Config{Dir: progDir})
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				cmd := s.Command(ctx, []string{"./prog", "echo-server", "127.0.0.1:1379"})
+				out, err := cmd.StdoutPipe()
+				if err != nil {
+					return err
+				}
+				if err := cmd.Start(); err != nil {
+					return err
+				}
+				defer cmd.Wait()
+				if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "listening\n" {
+					return fmt.Errorf("sandbox %d: program says %q, %v", i, line, err)
+				}
+				c, err := s.DialContext(ctx, "tcp", "127.0.0.1:1379")
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(time.Minute))
+				msg := fmt.Sprintf("sandbox %d", i)
+				io.WriteString(c, msg)
+				c.(*net.TCPConn).CloseWrite()
+				back, err := io.ReadAll(c)
+				if err != nil || string(back) != msg {
+					return fmt.Errorf("sandbox %d: echo %q, %v", i, back, err)
+				}
+				return nil
+			}()
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// graderThatDies is a grader that makes a sandbox, starts a program that
+// forks a daemon, says where everything is and waits to be killed.
+func graderThatDies(progDir string) {
+	ctx := context.Background()
+	s, err := New(ctx, Config{Dir: progDir})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	// The program outlives its stdin: only the sandbox's end stops it.
+	cmd := s.Command(ctx, []string{"./prog", "fork-and-sleep", os.Getenv("SANDBOX_TEST_MARKER")})
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	fmt.Print(line)
+	fmt.Println(s.WorkDir())
+	if s.cgroups != nil {
+		fmt.Println(s.cgroups.mem, s.cgroups.pids, s.cgroups.cpu)
+	} else {
+		fmt.Println()
+	}
+	time.Sleep(time.Hour) // until killed (select{} would be a deadlock)
+	out.Close()
+}
+
+func TestGraderDeathEndsItsSandboxes(t *testing.T) {
+	needIsolation(t)
+	marker := fmt.Sprintf("daemon-marker-%d", time.Now().UnixNano())
+	grader := exec.Command(os.Args[0], "-test.run=^$")
+	grader.Env = append(os.Environ(), "SANDBOX_TEST_GRADER="+progDir, "SANDBOX_TEST_MARKER="+marker)
+	out, err := grader.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := grader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { grader.Process.Kill(); grader.Wait() }) // on failure
+	r := bufio.NewReader(out)
+	var lines []string
+	for range 3 {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("grader: %q, %v", lines, err)
+		}
+		lines = append(lines, strings.TrimSuffix(line, "\n"))
+	}
+	// A crashed grader cannot remove its scratch folder and cgroups.
+	t.Cleanup(func() {
+		os.RemoveAll(lines[1])
+		for _, g := range strings.Fields(lines[2]) {
+			entries, _ := os.ReadDir(g)
+			for _, e := range entries {
+				if e.IsDir() {
+					removeGroup(filepath.Join(g, e.Name()))
+				}
+			}
+			if err := removeGroup(g); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	if lines[0] != "forked" {
+		t.Fatalf("grader: %q", lines)
+	}
+	if len(processesWith(t, marker)) < 2 {
+		t.Fatalf("before: %q", processesWith(t, marker))
+	}
+	grader.Process.Kill()
+	grader.Wait()
+	var left []string
+	for range 300 {
+		if left = processesWith(t, marker); len(left) == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("processes 30s after the grader died: %q", left)
+}
+
+func TestProgramCannotReachAnotherSandbox(t *testing.T) {
+	needIsolation(t)
+	ctx := testContext(t)
+	other := newSandbox(t, Config{})
+	ln, err := other.Listen(ctx, "tcp", "127.0.0.1:1380")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	s := newSandbox(t, Config{})
+	p := start(t, s.Command(ctx, []string{"./prog", "dial", "127.0.0.1:1380", "neighbour"}))
+	if out, err := p.wait(); err == nil || !strings.Contains(p.stderr.String(), "connection refused") {
+		t.Fatalf("program dialling another sandbox's 127.0.0.1:1380: %q, %v, stderr %q", out, err, p.stderr)
+	}
+	// The other sandbox's listener is up: its own side reaches it.
+	c, err := other.DialContext(ctx, "tcp", "127.0.0.1:1380")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
 }

@@ -98,6 +98,10 @@ const (
 	// server advertises that it answers pipelined requests however TCP cuts
 	// them up (EXT-6). Clients that do not know it ignore it.
 	FieldPipelining = "pipelining"
+	// FieldMaxBlockSize is the extension field of a LOGIN response by which
+	// a server advertises the largest block_size it plans with for a client
+	// that asks for one in FILE SAVE, FILE GET and FILE DOWNLOAD (EXT-7).
+	FieldMaxBlockSize = "max_block_size"
 )
 
 // ReservedFields lists every field name STEP gives a meaning to.

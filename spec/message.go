@@ -21,6 +21,11 @@ type Message struct {
 	// fields than a linear search handles well (large DATA documents).
 	index  map[string]int
 	Binary []byte
+	// arena holds the values Set encodes, one after another, so that a
+	// message built field by field costs a few allocations, not one per
+	// field. A value is a capped sub-slice: it outlives any growth of the
+	// arena, and nothing appended later can overwrite it.
+	arena []byte
 }
 
 type field struct {
@@ -61,7 +66,7 @@ func NewMessage() *Message {
 
 // NewRequest returns a request of the given operation and type.
 func NewRequest(op Operation, t Type) *Message {
-	m := &Message{fields: make([]field, 0, 8)}
+	m := &Message{fields: make([]field, 0, 8), arena: make([]byte, 0, 192)}
 	m.Set(FieldOperation, string(op))
 	m.Set(FieldDirection, string(DirRequest))
 	m.Set(FieldType, string(t))
@@ -70,12 +75,37 @@ func NewRequest(op Operation, t Type) *Message {
 
 // NewResponse returns a response with the five fields every response carries.
 func NewResponse(op Operation, t Type, s Status, msg string) *Message {
-	m := &Message{fields: make([]field, 0, 10)}
-	m.Set(FieldOperation, string(op))
-	m.Set(FieldDirection, string(DirResponse))
-	m.Set(FieldType, string(t))
-	m.Set(FieldStatus, int(s))
-	m.Set(FieldStatusMsg, msg)
+	m := &Message{fields: make([]field, 0, 10), arena: make([]byte, 0, 192)}
+	return m.initResponse(op, t, s, msg)
+}
+
+// ResetRequest empties m, keeping its memory, and makes it a request as
+// NewRequest does, for a client that sends a stream of requests with one
+// Message. Values taken from m before are not valid afterwards.
+func (m *Message) ResetRequest(op Operation, t Type) *Message {
+	clear(m.fields)
+	m.fields, m.index, m.Binary, m.arena = m.fields[:0], nil, nil, m.arena[:0]
+	m.SetString(FieldOperation, string(op))
+	m.SetString(FieldDirection, string(DirRequest))
+	return m.SetString(FieldType, string(t))
+}
+
+// ResetResponse empties m, keeping its memory, and makes it a response as
+// NewResponse does: a server can answer every request of a stream with
+// one Message, without allocating. Values taken from m before are not
+// valid afterwards.
+func (m *Message) ResetResponse(op Operation, t Type, s Status, msg string) *Message {
+	clear(m.fields)
+	m.fields, m.index, m.Binary, m.arena = m.fields[:0], nil, nil, m.arena[:0]
+	return m.initResponse(op, t, s, msg)
+}
+
+func (m *Message) initResponse(op Operation, t Type, s Status, msg string) *Message {
+	m.SetString(FieldOperation, string(op))
+	m.SetString(FieldDirection, string(DirResponse))
+	m.SetString(FieldType, string(t))
+	m.SetInt(FieldStatus, int64(s))
+	m.SetString(FieldStatusMsg, msg)
 	return m
 }
 
@@ -148,26 +178,44 @@ func (m *Message) SetRaw(name string, raw json.RawMessage) *Message {
 // Set sets field to v encoded as JSON. Values that cannot be encoded (for
 // example a channel) are a programming error and panic.
 func (m *Message) Set(field string, v any) *Message {
-	var raw []byte
+	start := len(m.arena)
 	switch x := v.(type) {
 	case string:
-		raw = appendJSONString(nil, x)
+		m.arena = appendJSONString(m.arena, x)
 	case int:
-		raw = strconv.AppendInt(nil, int64(x), 10)
+		m.arena = strconv.AppendInt(m.arena, int64(x), 10)
 	case int64:
-		raw = strconv.AppendInt(nil, x, 10)
+		m.arena = strconv.AppendInt(m.arena, x, 10)
 	case Status:
-		raw = strconv.AppendInt(nil, int64(x), 10)
+		m.arena = strconv.AppendInt(m.arena, int64(x), 10)
 	case json.RawMessage:
-		raw = x
+		return m.SetRaw(field, x)
 	default:
-		var err error
-		raw, err = marshalNoEscape(v)
+		raw, err := marshalNoEscape(v)
 		if err != nil {
 			panic(fmt.Sprintf("spec: field %q: %v", field, err))
 		}
+		return m.SetRaw(field, raw)
 	}
-	return m.SetRaw(field, raw)
+	end := len(m.arena)
+	return m.SetRaw(field, m.arena[start:end:end])
+}
+
+// SetString sets field to the JSON string s; unlike Set it takes no
+// interface value, so a string that is not a constant costs no allocation.
+func (m *Message) SetString(field, s string) *Message {
+	start := len(m.arena)
+	m.arena = appendJSONString(m.arena, s)
+	end := len(m.arena)
+	return m.SetRaw(field, m.arena[start:end:end])
+}
+
+// SetInt sets field to the JSON integer n, as SetString does for strings.
+func (m *Message) SetInt(field string, n int64) *Message {
+	start := len(m.arena)
+	m.arena = strconv.AppendInt(m.arena, n, 10)
+	end := len(m.arena)
+	return m.SetRaw(field, m.arena[start:end:end])
 }
 
 // Delete removes field.

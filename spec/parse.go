@@ -22,8 +22,10 @@ func (m *Message) parseObject(b []byte) error {
 		}
 		return syntaxError(b)
 	}
-	own := make([]byte, len(b))
-	copy(own, b)
+	// The values are sub-slices of one copy of b, kept in the arena,
+	// whose memory a message read into again is reused.
+	own := append(m.arena[:0], b...)
+	m.arena = own
 	s.b = own
 	if m.fields == nil {
 		m.fields = make([]field, 0, 10)

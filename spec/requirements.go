@@ -251,4 +251,5 @@ var catalogue = []Requirement{
 	{"EXT-4", MAY, Server, "B", "A server may offer real accounts (account mode): passwords checked against stored hashes, signed tokens that expire."},
 	{"EXT-5", MAY, Server, "B", "A receiver may recognise a frame whose JSON length counts characters and serve the request it recovers; it still writes byte lengths."},
 	{"EXT-6", MAY, Server, "B", "A server that answers pipelined requests correctly however their frames are segmented may say so with \"pipelining\": true in its successful LOGIN response, and must not advertise it otherwise."},
+	{"EXT-7", MAY, Server, "B", "A server may advertise \"max_block_size\" at LOGIN; it then plans FILE SAVE and FILE GET carrying a block_size up to it with that size (larger: the maximum) and reads FILE DOWNLOAD blocks at the block_size the request carries."},
 }

@@ -51,6 +51,11 @@ func TestCLIBadInput(t *testing.T) {
 		{"mistyped help topic", []string{"help", "uplod"}, exitUsage, `unknown help topic "uplod" (did you mean upload?)`},
 		{"mistyped help subtopic", []string{"help", "data", "pt"}, exitUsage, `unknown help topic "data pt" (did you mean put`},
 
+		// Transfer settings out of range.
+		{"block size 0", append([]string{"upload", file, "--block-size", "0"}, user...), exitUsage, "--block-size must be at least 1"},
+		{"negative block size", append([]string{"download", "k", "--block-size", "-5"}, user...), exitUsage, "--block-size must be at least 1"},
+		{"parallel 0", append([]string{"upload", file, "--parallel", "0"}, user...), exitUsage, "--parallel must be at least 1"},
+
 		// Missing and extra arguments.
 		{"upload without FILE", []string{"upload"}, exitUsage, "upload needs at least one FILE"},
 		{"download without KEY", []string{"download"}, exitUsage, "download takes one KEY, got 0"},

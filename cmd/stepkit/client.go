@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,7 @@ type clientFlags struct {
 	replyTimeout time.Duration
 	window       int
 	conns        int
+	blockSize    int64
 	journalDir   string
 	journalAge   string
 	maxAge       time.Duration
@@ -64,6 +66,7 @@ func (f *clientFlags) register(fs *pflag.FlagSet, transfer bool) {
 	if transfer {
 		fs.IntVar(&f.window, "window", 0, fmt.Sprintf("blocks in flight per connection (1: one request at a time; default: automatic, %d for downloads and for uploads to a server that advertises pipelining, else 1)", refclient.DefaultWindow))
 		fs.IntVar(&f.conns, "conns", 1, "connections per transfer (some course servers serve one connection at a time)")
+		fs.Int64Var(&f.blockSize, "block-size", 0, fmt.Sprintf("block_size to ask of a server that lets clients choose (STEP.md EXT-7; default %d, capped by the server; other servers are never asked)", refclient.DefaultBlockSize))
 		fs.StringVar(&f.journalDir, "journal-dir", "", "where resume journals live (env "+envJournal+"; default: the user cache dir)")
 		fs.StringVar(&f.journalAge, "journal-max-age", refclient.DefaultJournalMaxAge.String(), "remove journals of transfers untouched for longer, and their partial downloads (env "+envJournalAge+"; 0: never)")
 		fs.BoolVar(&f.noProgress, "no-progress", false, "never draw a progress bar")
@@ -103,6 +106,9 @@ func (f *clientFlags) resolve(cmd *cobra.Command) error {
 		if f.conns < 1 {
 			return usageErrorf("--conns must be at least 1")
 		}
+		if fs.Changed("block-size") && f.blockSize < 1 {
+			return usageErrorf("--block-size must be at least 1 (leave it out for the default)")
+		}
 		age, err := time.ParseDuration(f.journalAge)
 		if err != nil || age < 0 {
 			return usageErrorf("--journal-max-age %q is not a duration such as 336h (0: never)", f.journalAge)
@@ -123,6 +129,7 @@ func (f *clientFlags) options() *refclient.Options {
 		ReplyTimeout:     f.replyTimeout,
 		Window:           f.window,
 		Conns:            f.conns,
+		BlockSize:        f.blockSize,
 		JournalDir:       f.journalDir,
 		JournalMaxAge:    f.maxAge,
 		RateLimitRetries: f.retries,
@@ -312,6 +319,7 @@ func newUploadCmd() *cobra.Command {
 	var f clientFlags
 	var key string
 	var restart bool
+	var parallel int
 	cmd := &cobra.Command{
 		Use:   "upload FILE...",
 		Short: "Upload files (FILE SAVE, then UPLOAD blocks), checking the server's MD5",
@@ -325,6 +333,13 @@ blocks), then 16 at a time; --window N sets the number in flight. An upload
 whose server loses step with several blocks in flight is finished once more
 with one block in flight.
 
+Several FILEs go at once, one connection each, to a server that advertised
+pipelining (as many as the cores, 2 to 8; --parallel N sets the number), and
+one after another to any other server; the reports keep the order of the
+arguments. A server that lets clients choose the block size (stepkit serve,
+STEP.md EXT-7) is asked for blocks of 256 KiB, or a sixteenth of a file
+under 4 MiB (--block-size N); other servers plan as they always do.
+
 An interrupted upload resumes where it stopped when run again with the same
 server, user, file and key: a journal of acknowledged blocks lets the client
 send only the missing ones, without a new FILE SAVE. --restart starts afresh.
@@ -332,7 +347,8 @@ send only the missing ones, without a new FILE SAVE. --restart starts afresh.
 Exit codes: 2 usage, 3 network, 4 refused by the server, 5 MD5 mismatch.`,
 		Example: `  stepkit upload report.pdf --user 2362202
   stepkit upload a.bin b.bin --server lab-pc-05:1379 --user 2362202 --json
-  stepkit upload big.iso --key iso --window 32 --conns 2 --user 2362202`,
+  stepkit upload big.iso --key iso --window 32 --conns 2 --user 2362202
+  stepkit upload *.pdf --parallel 4 --user 2362202`,
 		Args: minArgs(1, "at least one FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.resolve(cmd); err != nil {
@@ -350,60 +366,111 @@ Exit codes: 2 usage, 3 network, 4 refused by the server, 5 MD5 mismatch.`,
 					return usageErrorf("%s is not a regular file", a)
 				}
 			}
-			return runUploads(cmd, &f, args, key, restart)
+			if cmd.Flags().Changed("parallel") && parallel < 1 {
+				return usageErrorf("--parallel must be at least 1 (leave it out for the automatic number)")
+			}
+			return runUploads(cmd, &f, args, key, restart, parallel)
 		},
 	}
 	f.register(cmd.Flags(), true)
 	cmd.Flags().StringVarP(&key, "key", "k", "", "key to store the file under (default: the file's base name)")
 	cmd.Flags().BoolVar(&restart, "restart", false, "ignore any resume journal and upload afresh")
+	cmd.Flags().IntVar(&parallel, "parallel", 0, "files sent at once, one connection each (default: automatic, as many as cores (2..8) to a server that advertises pipelining, else 1)")
 	return cmd
 }
 
-func runUploads(cmd *cobra.Command, f *clientFlags, files []string, key string, restart bool) error {
+// autoParallel is how many files "stepkit upload" sends at once to a
+// server that advertised pipelining (one connection each): enough to keep
+// every core busy.
+func autoParallel() int { return min(max(2, runtime.NumCPU()), 8) }
+
+func runUploads(cmd *cobra.Command, f *clientFlags, files []string, key string, restart bool, parallel int) error {
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
 	c, err := f.connect(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { c.Bye() }()
+	// Several files go at once, one connection each, to a server known to
+	// serve connections at once (it advertised pipelining: stepkit serve);
+	// some course servers serve one connection at a time.
+	if parallel == 0 {
+		parallel = 1
+		if c.Pipelining() {
+			parallel = autoParallel()
+		}
+	}
+	clients := []*refclient.Client{c}
+	for len(clients) < min(parallel, len(files)) {
+		cc, err := c.Dup(ctx)
+		if err != nil {
+			break
+		}
+		clients = append(clients, cc)
+	}
+	defer func() {
+		for _, cl := range clients {
+			cl.Bye()
+		}
+	}()
+
+	// One bar for every file when they go at once, one per file otherwise.
+	var prog func(int64)
+	finish := func() {}
+	if len(clients) > 1 {
+		var total int64
+		for _, file := range files {
+			if fi, err := os.Stat(file); err == nil {
+				total += fi.Size()
+			}
+		}
+		prog, finish = progress(cmd, f, total, fmt.Sprintf("%d files", len(files)))
+	}
+	reps := make([]uploadReport, len(files))
+	errs := make([]error, len(files))
+	done := make([]chan struct{}, len(files))
+	for i := range done {
+		done[i] = make(chan struct{})
+	}
+	next := make(chan int)
+	go func() {
+		defer close(next)
+		for i := range files {
+			select {
+			case next <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for w := range clients {
+		go func() {
+			for i := range next {
+				p, endBar := prog, func() {}
+				if len(clients) == 1 {
+					var size int64
+					if fi, err := os.Stat(files[i]); err == nil {
+						size = fi.Size()
+					}
+					p, endBar = progress(cmd, f, size, filepath.Base(files[i]))
+				}
+				reps[i], errs[i] = uploadOne(ctx, f, &clients[w], files[i], key, restart, p)
+				endBar()
+				close(done[i])
+			}
+		}()
+	}
+
 	var first error
 	failed := 0
-	for _, file := range files {
-		k := key
-		if k == "" {
-			k = filepath.Base(file)
+	for i, file := range files {
+		select {
+		case <-done[i]:
+		case <-ctx.Done():
+			<-done[i] // the transfer in progress ends with the context
 		}
-		if c.Broken() != nil {
-			// The last transfer left the connection out of step.
-			c.Close()
-			if c, err = f.connect(ctx); err != nil {
-				return firstErr(first, err)
-			}
-		}
-		fi, _ := os.Stat(file)
-		var size int64
-		if fi != nil {
-			size = fi.Size()
-		}
-		prog, done := progress(cmd, f, size, filepath.Base(file))
-		start := time.Now()
-		res, err := c.UploadFile(ctx, file, k, &refclient.TransferOptions{Restart: restart, Progress: prog})
-		done()
-		rep := uploadReport{File: file, Key: k, Size: size, Seconds: time.Since(start).Seconds()}
-		if res != nil {
-			p := res.Plan
-			rep.Key, rep.BlockSize, rep.TotalBlock = p.Key, p.BlockSize, p.TotalBlock
-			rep.BlocksSent, rep.MD5, rep.ServerMD5 = res.Sent, res.MD5, res.ServerMD5
-			rep.Verified, rep.Resumed = res.Verified, res.Resumed
-			rep.Window, rep.Retried = res.Window, res.Retried
-		}
+		rep, err := reps[i], errs[i]
 		if err != nil {
-			err = classify(fmt.Errorf("upload %s: %w", file, err))
-			rep.Error, rep.Status = err.Error(), statusOf(err)
-			if !errors.Is(err, refclient.ErrMD5Mismatch) && res != nil && res.Plan.TotalBlock > 0 && statusOf(err) == 0 {
-				err = fmt.Errorf("%w (run the same command again to resume)", err)
-			}
 			first = firstErr(first, err)
 			failed++
 			if len(files) > 1 {
@@ -431,6 +498,7 @@ func runUploads(cmd *cobra.Command, f *clientFlags, files []string, key string, 
 		fmt.Fprintf(out, "%s -> %s: %d bytes, %d blocks of %d (%d sent%s), md5 %s, %s, %s\n",
 			file, rep.Key, rep.Size, rep.TotalBlock, rep.BlockSize, rep.BlocksSent, resumed, rep.MD5, check, rate(rep.Size, rep.Seconds))
 	}
+	finish()
 	if first != nil && len(files) > 1 {
 		// Each failure is on stderr already; the first decides the exit code.
 		code := exitFailure
@@ -441,6 +509,49 @@ func runUploads(cmd *cobra.Command, f *clientFlags, files []string, key string, 
 		return withExit(code, fmt.Errorf("%d of %d uploads failed", failed, len(files)))
 	}
 	return first
+}
+
+// uploadOne uploads file on *c (replaced by a new connection when the last
+// transfer left it out of step) and returns its report and error.
+func uploadOne(ctx context.Context, f *clientFlags, c **refclient.Client, file, key string, restart bool, prog func(int64)) (uploadReport, error) {
+	k := key
+	if k == "" {
+		k = filepath.Base(file)
+	}
+	fi, _ := os.Stat(file)
+	var size int64
+	if fi != nil {
+		size = fi.Size()
+	}
+	rep := uploadReport{File: file, Key: k, Size: size}
+	if (*c).Broken() != nil {
+		// The last transfer left the connection out of step.
+		(*c).Close()
+		nc, err := f.connect(ctx)
+		if err != nil {
+			rep.Error, rep.Status = err.Error(), statusOf(err)
+			return rep, err
+		}
+		*c = nc
+	}
+	start := time.Now()
+	res, err := (*c).UploadFile(ctx, file, k, &refclient.TransferOptions{Restart: restart, Progress: prog})
+	rep.Seconds = time.Since(start).Seconds()
+	if res != nil {
+		p := res.Plan
+		rep.Key, rep.BlockSize, rep.TotalBlock = p.Key, p.BlockSize, p.TotalBlock
+		rep.BlocksSent, rep.MD5, rep.ServerMD5 = res.Sent, res.MD5, res.ServerMD5
+		rep.Verified, rep.Resumed = res.Verified, res.Resumed
+		rep.Window, rep.Retried = res.Window, res.Retried
+	}
+	if err != nil {
+		err = classify(fmt.Errorf("upload %s: %w", file, err))
+		rep.Error, rep.Status = err.Error(), statusOf(err)
+		if !errors.Is(err, refclient.ErrMD5Mismatch) && res != nil && res.Plan.TotalBlock > 0 && statusOf(err) == 0 {
+			err = fmt.Errorf("%w (run the same command again to resume)", err)
+		}
+	}
+	return rep, err
 }
 
 // checkAddr checks a host:port flag value before anything is dialled, so
@@ -842,7 +953,7 @@ the exit codes are those of stepkit upload.`,
 			if v, ok := os.LookupEnv(envJournal); ok {
 				f.journalDir = v
 			}
-			return runUploads(cmd, &f, []string{file}, "", false)
+			return runUploads(cmd, &f, []string{file}, "", false, 1)
 		},
 	}
 	// The flags are parsed by hand (one dash or two); these only show in --help.

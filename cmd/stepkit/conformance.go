@@ -32,6 +32,8 @@ type conformanceOptions struct {
 	jsonReport  string
 	htmlReport  string
 	client      clientOptions
+	parallel    int
+	serial      bool
 }
 
 // builtinTimeout is the built-in server's idle and mid-frame timeout in a
@@ -55,8 +57,15 @@ requirement of spec/STEP.md (or several), each reported as
   ERROR          the case could not run (for example the server is unreachable)
 
 Every case uses fresh connections, random users and random keys, and deletes
-what it created. Without --target the built-in reference server is started on
-127.0.0.1 with a temporary root, so a first run shows a full green report.
+what it created, so cases run side by side (--parallel, 16 by default); a
+server that serves one connection at a time is found at preflight and
+checked one case at a time, as --serial does. A read that gets nothing
+within --read-timeout is confirmed before it counts as silence: a LOGIN is
+sent on a new connection, and a server that answers it but not the request
+is silent, while a slow one answers the request first.
+
+Without --target the built-in reference server is started on 127.0.0.1 with
+a temporary root, so a first run shows a full green report.
 
 SELECTORs pick cases by requirement ID (FILE-UPLOAD-7), case ID
 (FILE-UPLOAD-6.2) or section prefix (FILE-UPLOAD, FILE, DATA); --label-filter
@@ -88,6 +97,8 @@ README and conformance/README.md.`,
 	f.StringVar(&o.cfg.Target, "target", "", "server to check, host[:port] (port 1379 when omitted; default: start the built-in server)")
 	f.DurationVar(&o.cfg.ReadTimeout, "read-timeout", conformance.DefaultReadTimeout, "how long to wait for each response")
 	f.DurationVar(&o.cfg.CaseTimeout, "case-timeout", conformance.DefaultCaseTimeout, "how long a whole case may take")
+	f.IntVar(&o.parallel, "parallel", conformance.DefaultParallel, "how many cases run at once (a server serving one connection at a time is checked one case at a time anyway)")
+	f.BoolVar(&o.serial, "serial", false, "run one case at a time (the same as --parallel 1)")
 	f.StringVar(&o.labelFilter, "label-filter", "", "Ginkgo label filter over req:ID, sec:PREFIX, level:LEVEL")
 	f.BoolVar(&o.list, "list", false, "list the selected cases without running them")
 	f.BoolVar(&o.strict, "strict", false, "treat NON-STRICT outcomes as failures")
@@ -128,6 +139,15 @@ func runConformance(ctx context.Context, cmd *cobra.Command, o conformanceOption
 	if o.cfg.BlockSize < 0 || o.cfg.BlockSize > spec.MaxBlockSize {
 		return usageErrorf("--block-size %d is outside 1..%d", o.cfg.BlockSize, spec.MaxBlockSize)
 	}
+	if o.parallel < 1 {
+		return usageErrorf("--parallel %d: give 1 or more", o.parallel)
+	}
+	if o.serial {
+		if cmd.Flags().Changed("parallel") && o.parallel != 1 {
+			return usageErrorf("--serial and --parallel %d contradict each other", o.parallel)
+		}
+		o.parallel = 1
+	}
 
 	if o.cfg.Target == "" {
 		addr, stop, err := startBuiltin(int(o.cfg.BlockSize))
@@ -152,7 +172,7 @@ func runConformance(ctx context.Context, cmd *cobra.Command, o conformanceOption
 		return usageErrorf("%v", err)
 	}
 
-	opts := conformance.Options{Config: o.cfg, Selectors: selectors, LabelFilter: o.labelFilter, Strict: o.strict}
+	opts := conformance.Options{Config: o.cfg, Selectors: selectors, LabelFilter: o.labelFilter, Strict: o.strict, Parallel: o.parallel}
 	if errOut := cmd.ErrOrStderr(); isTerminal(errOut) {
 		// A progress line, so that a run against a slow server shows life.
 		opts.Progress = func(c *conformance.Case, oc conformance.Outcome, done, total int) {

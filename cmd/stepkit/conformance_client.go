@@ -68,6 +68,19 @@ func runClientConformance(ctx context.Context, cmd *cobra.Command, o conformance
 	if o.client.hostNetwork {
 		jo.Isolation = judge.Host
 	}
+	// --parallel and --serial mean the same as for servers: how many cases
+	// run at once (default: the judge's own choice).
+	switch {
+	case o.serial && cmd.Flags().Changed("parallel") && o.parallel != 1:
+		return usageErrorf("--serial and --parallel %d contradict each other", o.parallel)
+	case o.serial:
+		jo.Parallel = 1
+	case cmd.Flags().Changed("parallel"):
+		if o.parallel < 1 {
+			return usageErrorf("--parallel %d: give 1 or more", o.parallel)
+		}
+		jo.Parallel = o.parallel
+	}
 	for _, kv := range o.client.env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return usageErrorf("--client-env %q: want NAME=VALUE", kv)

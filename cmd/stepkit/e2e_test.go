@@ -56,7 +56,7 @@ func (b *lockedBuffer) String() string {
 
 // stepkitCmd prepares the test binary to run as "stepkit args...", in dir,
 // with an environment free of the caller's STEPKIT_ settings.
-func stepkitCmd(t *testing.T, ctx context.Context, dir string, args ...string) *stepkitProc {
+func stepkitCmd(t testing.TB, ctx context.Context, dir string, args ...string) *stepkitProc {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -83,7 +83,7 @@ func stepkitCmd(t *testing.T, ctx context.Context, dir string, args ...string) *
 
 // stepkitRun runs "stepkit args..." to the end and returns its exit status
 // and output.
-func stepkitRun(t *testing.T, dir string, args ...string) (int, string, string) {
+func stepkitRun(t testing.TB, dir string, args ...string) (int, string, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -103,7 +103,7 @@ type servingLine struct{ Msg, Addr string }
 // kernel picks, reads the address from its "serving" log line and waits
 // until it accepts connections. The returned channel is closed when the
 // process has exited, and *exitErr then holds what Wait returned.
-func startServeProcess(t *testing.T, dir string) (p *stepkitProc, addr string, exited <-chan struct{}, exitErr *error) {
+func startServeProcess(t testing.TB, dir string) (p *stepkitProc, addr string, exited <-chan struct{}, exitErr *error) {
 	t.Helper()
 	p = stepkitCmd(t, context.Background(), dir, "serve", "--addr", "127.0.0.1:0",
 		"--root", filepath.Join(dir, "store"), "--log-format", "json", "--shutdown-timeout", "5s")

@@ -152,7 +152,24 @@ func Run(ctx context.Context, o Options) (*conformance.Report, error) {
 		cs.Why = why
 	}
 	settings := conformance.Settings{CaseTimeoutMS: o.Timeout.Milliseconds()}
-	return conformance.NewClientReport("client `"+o.Template.String()+"`", started, time.Since(started), settings, cs, preflight, reports, o.Strict), nil
+	rep := conformance.NewClientReport("client `"+o.Template.String()+"`", started, time.Since(started), settings, cs, preflight, reports, o.Strict)
+	rep.Execution = clientExecution(parallel, isolated, port, o.Timeout)
+	return rep, nil
+}
+
+// clientExecution says how a client run was carried out, in the terms a
+// server run uses.
+func clientExecution(parallel int, isolated bool, port int, limit time.Duration) *conformance.Execution {
+	e := &conformance.Execution{Mode: "parallel", Workers: parallel,
+		Silence: fmt.Sprintf("the judge never waits on the client: a client still running after its time limit (%v) is ended, and the case is judged by what reached the judge", limit)}
+	if parallel <= 1 || (!isolated && port != 0) {
+		e.Mode, e.Workers = "serial", 1
+		e.Reason = "cases ran one at a time"
+		if !isolated && port != 0 {
+			e.Reason = "without namespaces the client dials the host's 127.0.0.1:1379, which one case at a time can hold"
+		}
+	}
+	return e
 }
 
 // caseRun is one case in progress: the file the client uploads, the

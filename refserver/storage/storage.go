@@ -116,6 +116,21 @@ type Backend interface {
 	Close() error
 }
 
+// BatchWriter is a Backend that can record the arrival of several blocks
+// of an upload with one write. WriteBlockBatched stores a block as
+// WriteBlock does but may hold back the record that it arrived (and, when
+// every block is fsynced, the fsync); CommitBlocks writes what was held
+// back for u. A block's 200 is its acknowledgement: a client that resumes
+// never sends it again. So the server calls CommitBlocks before any
+// acknowledgement of a block stored by WriteBlockBatched leaves, and a
+// crash never forgets an acknowledged block; a crash before the commit
+// forgets only blocks nobody was told had arrived. Both are locked;
+// CommitBlocks of an upload completed or removed since does nothing.
+type BatchWriter interface {
+	WriteBlockBatched(user, key string, u Upload, index int64, block []byte, now time.Time) (*FileMeta, error)
+	CommitBlocks(user, key string, u Upload) error
+}
+
 // MaxNameLen is the longest key or user name, in bytes: the longest file
 // name most file systems accept.
 const MaxNameLen = 255

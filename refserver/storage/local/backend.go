@@ -61,8 +61,16 @@ func (s *Store) DropUpload(user, key string, u storage.Upload) error {
 }
 
 func (s *Store) WriteBlock(user, key string, u storage.Upload, index int64, block []byte, now time.Time) (*storage.FileMeta, error) {
-	return s.writeBlock(user, key, u.(*upload), index, block, now)
+	return s.writeBlockBatched(user, key, u.(*upload), index, block, now, false)
 }
+
+var _ storage.BatchWriter = (*Store)(nil)
+
+func (s *Store) WriteBlockBatched(user, key string, u storage.Upload, index int64, block []byte, now time.Time) (*storage.FileMeta, error) {
+	return s.writeBlockBatched(user, key, u.(*upload), index, block, now, true)
+}
+
+func (s *Store) CommitBlocks(_, _ string, u storage.Upload) error { return s.commitBlocks(u.(*upload)) }
 
 func (s *Store) Usage(user string) (int64, error) { return s.usage(user) }
 

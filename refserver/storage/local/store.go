@@ -59,8 +59,14 @@ type Store struct {
 	dir        string
 	syncBlocks bool
 
-	seed  maphash.Seed
-	locks [lockStripes]sync.Mutex // per key, striped
+	seed    maphash.Seed
+	locks   [lockStripes]sync.Mutex // per key, striped
+	unlocks [lockStripes]func()     // their Unlock methods, made once
+	// last is, per stripe, the upload last looked up or planned under
+	// its lock: the blocks of a transfer find their upload without
+	// building a map key. Guarded by the stripe's lock.
+	last     [lockStripes]lastUpload
+	lastFile [lockStripes]lastCompleted
 
 	blockPool sync.Pool // *[]byte buffers of blocks waiting to be hashed
 
@@ -91,6 +97,11 @@ type upload struct {
 	// dirty counts the bytes written since writeback was last started.
 	dirty  int64
 	active atomic.Int64 // unix nanoseconds of the last block
+	// Blocks [heldLo, heldHi) include every block stored whose record
+	// (and fsync, when blocks are fsynced) is held back until
+	// commitBlocks; heldLo == heldHi when none is.
+	heldLo, heldHi int64
+	closed         bool // closeFiles was called: the upload is gone
 }
 
 // Open opens (creating it if needed) the storage root dir. When syncBlocks
@@ -104,6 +115,9 @@ func Open(dir string, syncBlocks bool) (*Store, error) {
 		return nil, fmt.Errorf("open storage root: %w", err)
 	}
 	s := &Store{root: root, dir: dir, syncBlocks: syncBlocks, seed: maphash.MakeSeed()}
+	for i := range s.locks {
+		s.unlocks[i] = s.locks[i].Unlock
+	}
 	// Leftovers of writes interrupted by a crash are never referenced.
 	if err := root.RemoveAll(dirStage); err != nil {
 		root.Close()
@@ -124,6 +138,8 @@ func (s *Store) close() error {
 		s.uploads.Delete(k)
 		return true
 	})
+	clear(s.last[:])
+	clear(s.lastFile[:])
 	return s.root.Close()
 }
 
@@ -131,14 +147,30 @@ func ukey(user, key string) string { return user + "/" + key }
 
 // lock locks the stripe of user's key and returns its unlock function.
 func (s *Store) lock(user, key string) func() {
+	i := s.stripe(user, key)
+	s.locks[i].Lock()
+	return s.unlocks[i]
+}
+
+func (s *Store) stripe(user, key string) uint64 {
 	var h maphash.Hash
 	h.SetSeed(s.seed)
 	h.WriteString(user)
 	h.WriteByte(0)
 	h.WriteString(key)
-	mu := &s.locks[h.Sum64()%lockStripes]
-	mu.Lock()
-	return mu.Unlock
+	return h.Sum64() % lockStripes
+}
+
+// lastUpload is an upload in progress and its names.
+type lastUpload struct {
+	user, key string
+	u         *upload
+}
+
+// remember makes u the last upload of its stripe. The caller holds the
+// key's lock.
+func (s *Store) remember(user, key string, u *upload) {
+	s.last[s.stripe(user, key)] = lastUpload{user, key, u}
 }
 
 func p(dir, user, key string) string { return filepath.Join(dir, user, key) }
@@ -236,20 +268,44 @@ func (s *Store) dataDelete(user, key string) (int64, error) {
 // completed returns the metadata of user's completed file key, or
 // errNotFound. Known files are answered without a lock.
 func (s *Store) completed(user, key string) (*fileMeta, error) {
-	if m, ok := s.files.Load(ukey(user, key)); ok {
-		return m.(*fileMeta), nil
+	// The file of a download in progress is its stripe's last: found
+	// under the stripe's lock without building a map key.
+	i := s.stripe(user, key)
+	s.locks[i].Lock()
+	defer s.locks[i].Unlock()
+	if l := &s.lastFile[i]; l.m != nil && l.user == user && l.key == key {
+		return l.m, nil
 	}
-	unlock := s.lock(user, key)
-	defer unlock()
 	return s.completedLocked(user, key)
+}
+
+// lastCompleted is a completed file's metadata and its names.
+type lastCompleted struct {
+	user, key string
+	m         *fileMeta
+}
+
+// setFile records m as user's completed file key (nil: there is none).
+// The caller holds the key's lock.
+func (s *Store) setFile(user, key string, m *fileMeta) {
+	l := &s.lastFile[s.stripe(user, key)]
+	if m == nil {
+		s.files.Delete(ukey(user, key))
+		if l.user == user && l.key == key {
+			*l = lastCompleted{}
+		}
+		return
+	}
+	s.files.Store(ukey(user, key), m)
+	*l = lastCompleted{user, key, m}
 }
 
 // completedLocked is completed for a caller holding the key's lock. A file
 // found on disk is checked against its meta record; a file put there by
 // hand (or a stale record) gets its MD5 computed and recorded.
 func (s *Store) completedLocked(user, key string) (*fileMeta, error) {
-	uk := ukey(user, key)
-	if m, ok := s.files.Load(uk); ok {
+	if m, ok := s.files.Load(ukey(user, key)); ok {
+		s.lastFile[s.stripe(user, key)] = lastCompleted{user, key, m.(*fileMeta)}
 		return m.(*fileMeta), nil
 	}
 	name := p(dirFile, user, key)
@@ -283,7 +339,7 @@ func (s *Store) completedLocked(user, key string) (*fileMeta, error) {
 			}
 		}
 	}
-	s.files.Store(uk, &m)
+	s.setFile(user, key, &m)
 	return &m, nil
 }
 
@@ -319,7 +375,7 @@ func (s *Store) fileDelete(user, key string) (int64, error) {
 	if err := s.root.Remove(p(dirFile, user, key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("delete file: %w", err)
 	}
-	s.files.Delete(ukey(user, key))
+	s.setFile(user, key, nil)
 	if err := s.root.Remove(p(dirMeta, user, key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("delete file record: %w", err)
 	}
@@ -341,13 +397,14 @@ func (s *Store) createEmpty(user, key string) (*fileMeta, error) {
 	if err := s.writeAtomic(p(dirMeta, user, key), b, false); err != nil {
 		return nil, err
 	}
-	s.files.Store(ukey(user, key), m)
+	s.setFile(user, key, m)
 	return m, nil
 }
 
 // ---- uploads in progress ----
 
 func (u *upload) closeFiles() {
+	u.closed = true
 	u.d.wait()
 	if u.f != nil {
 		u.f.Close()
@@ -360,8 +417,12 @@ func (u *upload) closeFiles() {
 // uploadLocked returns user's upload in progress of key, loading it from
 // tmp/ after a restart, or errNotFound. The caller holds the key's lock.
 func (s *Store) uploadLocked(user, key string) (*upload, error) {
+	if l := &s.last[s.stripe(user, key)]; l.u != nil && l.user == user && l.key == key {
+		return l.u, nil
+	}
 	uk := ukey(user, key)
 	if v, ok := s.uploads.Load(uk); ok {
+		s.remember(user, key, v.(*upload))
 		return v.(*upload), nil
 	}
 	dir := p(dirTmp, user, key)
@@ -379,7 +440,7 @@ func (s *Store) uploadLocked(user, key string) (*upload, error) {
 		s.root.RemoveAll(dir)
 		return nil, errNotFound
 	}
-	u := &upload{plan: plan, d: newDigest(&s.blockPool)}
+	u := &upload{plan: plan, d: newDigest(&s.blockPool, plan.Size)}
 	u.f, err = s.root.OpenFile(filepath.Join(dir, upBlocks), os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		// The file was moved to file/ by a completion the crash
@@ -414,6 +475,7 @@ func (s *Store) uploadLocked(user, key string) (*upload, error) {
 		u.active.Store(fi.ModTime().UnixNano())
 	}
 	s.uploads.Store(uk, u)
+	s.remember(user, key, u)
 	return u, nil
 }
 
@@ -435,7 +497,7 @@ func (s *Store) planUpload(user, key string, size, blockSize int64, now time.Tim
 	if err := s.root.MkdirAll(dir, 0o755); err != nil {
 		return uploadPlan{}, 0, fmt.Errorf("create upload folder: %w", err)
 	}
-	u := &upload{plan: plan, d: newDigest(&s.blockPool), received: make([]byte, plan.TotalBlock)}
+	u := &upload{plan: plan, d: newDigest(&s.blockPool, plan.Size), received: make([]byte, plan.TotalBlock)}
 	var err error
 	// The file and its progress take their whole space now, so that an
 	// upload the disk cannot hold is refused at once rather than at some
@@ -466,6 +528,7 @@ func (s *Store) planUpload(user, key string, size, blockSize int64, now time.Tim
 	}
 	u.active.Store(now.UnixNano())
 	s.uploads.Store(ukey(user, key), u)
+	s.remember(user, key, u)
 	return plan, old, nil
 }
 
@@ -473,6 +536,9 @@ func (s *Store) planUpload(user, key string, size, blockSize int64, now time.Tim
 func (s *Store) dropUpload(user, key string, u *upload) error {
 	u.closeFiles()
 	s.uploads.Delete(ukey(user, key))
+	if l := &s.last[s.stripe(user, key)]; l.u == u {
+		*l = lastUpload{}
+	}
 	if err := s.root.RemoveAll(p(dirTmp, user, key)); err != nil {
 		return fmt.Errorf("remove upload: %w", err)
 	}
@@ -483,9 +549,11 @@ func (s *Store) dropUpload(user, key string, u *upload) error {
 var errBlockLen = storage.ErrBlockLen
 
 // writeBlock stores block index of an upload. When it was the last missing
-// block, the file is completed and its metadata returned. The caller holds
-// the key's lock and has checked the index.
-func (s *Store) writeBlock(user, key string, u *upload, index int64, block []byte, now time.Time) (*fileMeta, error) {
+// block, the file is completed and its metadata returned. With hold set,
+// the record that the block arrived (and its fsync, with syncBlocks) may
+// wait for commitBlocks. The caller holds the key's lock and has checked
+// the index.
+func (s *Store) writeBlockBatched(user, key string, u *upload, index int64, block []byte, now time.Time, hold bool) (*fileMeta, error) {
 	want := spec.BlockLen(u.plan.Size, u.plan.BlockSize, index)
 	if int64(len(block)) != want {
 		return nil, errBlockLen
@@ -493,23 +561,13 @@ func (s *Store) writeBlock(user, key string, u *upload, index int64, block []byt
 	if _, err := u.f.WriteAt(block, index*u.plan.BlockSize); err != nil {
 		return nil, fmt.Errorf("write block %d: %w", index, err)
 	}
-	if s.syncBlocks {
-		if err := u.f.Sync(); err != nil {
-			return nil, fmt.Errorf("sync block %d: %w", index, err)
+	if !s.syncBlocks {
+		if u.dirty += int64(len(block)); u.dirty >= writebackEvery {
+			startWriteback(u.f)
+			u.dirty = 0
 		}
-	} else if u.dirty += int64(len(block)); u.dirty >= writebackEvery {
-		startWriteback(u.f)
-		u.dirty = 0
 	}
 	if u.received[index] == 0 {
-		if _, err := u.rf.WriteAt([]byte{1}, index); err != nil {
-			return nil, fmt.Errorf("record block %d: %w", index, err)
-		}
-		if s.syncBlocks {
-			if err := u.rf.Sync(); err != nil {
-				return nil, fmt.Errorf("sync progress: %w", err)
-			}
-		}
 		u.received[index] = 1
 		u.count++
 	} else if index < u.hashed {
@@ -518,15 +576,70 @@ func (s *Store) writeBlock(user, key string, u *upload, index int64, block []byt
 		u.d.reset()
 		u.hashed = 0
 	}
+	if u.heldLo == u.heldHi {
+		u.heldLo, u.heldHi = index, index+1
+	} else {
+		u.heldLo, u.heldHi = min(u.heldLo, index), max(u.heldHi, index+1)
+	}
+	if !hold || u.count == u.plan.TotalBlock {
+		if err := s.commitBlocks(u); err != nil {
+			return nil, err
+		}
+	}
 	u.active.Store(now.UnixNano())
 	if index == u.hashed {
 		u.d.write(block)
 		u.hashed++
+		u.hashArrived()
 	}
 	if u.count < u.plan.TotalBlock {
 		return nil, nil
 	}
 	return s.finish(user, key, u)
+}
+
+// commitBlocks writes the records held back by writeBlockBatched: one
+// write of the span of the progress file they fall in, taken from memory,
+// where a block is marked only once it is written. With syncBlocks the
+// blocks are fsynced first, then the record: a group commit.
+func (s *Store) commitBlocks(u *upload) error {
+	if u.closed || u.heldLo == u.heldHi {
+		return nil
+	}
+	if s.syncBlocks {
+		if err := u.f.Sync(); err != nil {
+			return fmt.Errorf("sync blocks: %w", err)
+		}
+	}
+	lo, hi := u.heldLo, u.heldHi
+	if _, err := u.rf.WriteAt(u.received[lo:hi], lo); err != nil {
+		return fmt.Errorf("record blocks %d to %d: %w", lo, hi-1, err)
+	}
+	if s.syncBlocks {
+		if err := u.rf.Sync(); err != nil {
+			return fmt.Errorf("sync progress: %w", err)
+		}
+	}
+	u.heldLo, u.heldHi = 0, 0
+	return nil
+}
+
+// hashArrived feeds the MD5 with the blocks that follow the ones hashed
+// and arrived earlier (out of order, from another connection), read back
+// from the file: the hash keeps up with the upload instead of reading
+// them all at the end. A block that cannot be read back is left to
+// hashRest, which fails the upload if it still cannot.
+func (u *upload) hashArrived() {
+	for u.hashed < u.plan.TotalBlock && u.received[u.hashed] != 0 {
+		off := u.hashed * u.plan.BlockSize
+		n := spec.BlockLen(u.plan.Size, u.plan.BlockSize, u.hashed)
+		if err := u.d.readAt(u.f, off, n); err != nil {
+			u.d.reset()
+			u.hashed = 0
+			return
+		}
+		u.hashed++
+	}
 }
 
 // finish completes an upload whose blocks have all arrived: it finishes
@@ -556,7 +669,7 @@ func (s *Store) finish(user, key string, u *upload) (*fileMeta, error) {
 	if err := s.syncDir(filepath.Join(dirFile, user)); err != nil {
 		return nil, err
 	}
-	s.files.Store(ukey(user, key), m)
+	s.setFile(user, key, m)
 	if err := s.dropUpload(user, key, u); err != nil {
 		return nil, err
 	}

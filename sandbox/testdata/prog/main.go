@@ -79,13 +79,16 @@ func main() {
 		for {
 			x++
 		}
-	case "fork": // start a daemon (own session) that sleeps, print its pid, wait for stdin
+	case "fork", "fork-and-sleep": // start a daemon (own session) that sleeps, say so, wait for stdin or an hour
 		cmd := exec.Command(os.Args[0], "sleep", args[0])
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 		if err := cmd.Start(); err != nil {
 			fail(err.Error())
 		}
 		fmt.Println("forked")
+		if os.Args[1] == "fork-and-sleep" {
+			time.Sleep(time.Hour)
+		}
 		io.Copy(io.Discard, os.Stdin)
 	case "sleep": // args[0] only marks the process
 		time.Sleep(time.Hour)

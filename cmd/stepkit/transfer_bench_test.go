@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkCLITransfer measures what a user sees: "stepkit upload FILE"
+// and "stepkit download KEY -o PATH" as processes, against "stepkit serve"
+// as a process, the file on disk and the server's root on tmpfs or on
+// disk. Each rate is printed next to the one-core MD5 rate and a raw
+// loopback TCP copy measured in the same run (x-md5, x-tcp), with the CPU
+// seconds per GB moved of the server and of the client.
+//
+//	go test ./cmd/stepkit -run '^$' -bench CLITransfer -benchtime 3x
+//
+// STEPKIT_BENCH_SIZE sets the file size (default 256MiB).
+func BenchmarkCLITransfer(b *testing.B) {
+	size := int64(256 << 20)
+	if s := os.Getenv("STEPKIT_BENCH_SIZE"); s != "" {
+		n, err := parseBytes(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = n
+	}
+	fileDir := b.TempDir() // on disk
+	src := filepath.Join(fileDir, "src.bin")
+	writePattern(b, src, size)
+
+	roots := []struct{ name, dir string }{{"tmpfs", "/dev/shm"}, {"disk", ""}}
+	for _, root := range roots {
+		if root.dir != "" {
+			if fi, err := os.Stat(root.dir); err != nil || !fi.IsDir() {
+				continue
+			}
+		}
+		b.Run("root="+root.name, func(b *testing.B) {
+			dir := b.TempDir()
+			if root.dir != "" {
+				d, err := os.MkdirTemp(root.dir, "stepkit-bench-")
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { os.RemoveAll(d) })
+				dir = d
+			}
+			srv, addr, _, _ := startServeProcess(b, dir)
+			for _, block := range []string{"20480", "auto"} {
+				for _, conns := range []string{"1", "2"} {
+					args := []string{"--server", addr, "--user", "bench", "--conns", conns, "--no-progress"}
+					if block != "auto" {
+						args = append(args, "--block-size", block)
+					}
+					name := "block=" + block + "/conns=" + conns
+					key := fmt.Sprintf("bench-%s-%s", block, conns)
+					b.Run(name+"/op=upload", func(b *testing.B) {
+						benchCLI(b, srv, size, func(i int) []string {
+							return append([]string{"upload", src, "--key", fmt.Sprintf("%s-%d", key, i), "--json"}, args...)
+						}, func(i int) []string {
+							return append([]string{"rm", fmt.Sprintf("%s-%d", key, i)}, args[:4]...)
+						})
+					})
+					b.Run(name+"/op=download", func(b *testing.B) {
+						if code, out, errs := stepkitRun(b, fileDir, append([]string{"upload", src, "--key", key}, args...)...); code != exitOK {
+							b.Fatalf("upload: exit %d %s %s", code, out, errs)
+						}
+						dst := filepath.Join(fileDir, "dst.bin")
+						benchCLI(b, srv, size, func(int) []string {
+							return append([]string{"download", key, "-o", dst, "--json"}, args...)
+						}, func(int) []string {
+							// A fresh destination each time: replacing a
+							// large file would time its removal too.
+							os.Remove(dst)
+							return nil
+						})
+						os.Remove(dst)
+						stepkitRun(b, fileDir, append([]string{"rm", key}, args[:4]...)...)
+					})
+				}
+			}
+		})
+	}
+}
+
+// benchCLI runs the command cmd(i) b.N times, timed, each followed by the
+// untimed cleanup(i), and reports the rates.
+func benchCLI(b *testing.B, srv *stepkitProc, size int64, cmd, cleanup func(i int) []string) {
+	dir := b.TempDir()
+	b.SetBytes(size)
+	// The MD5 rate is sampled before every run and after the last, and
+	// averaged: the load of a shared machine changes meanwhile.
+	tcp := benchTCPRate(b)
+	md5Sum, md5N := 0.0, 0
+	srvCPU := procCPU(b, srv.cmd.Process.Pid)
+	var clientCPU, elapsed time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		md5Sum, md5N = md5Sum+benchMD5Rate(), md5N+1
+		b.StartTimer()
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		p := stepkitCmd(b, ctx, dir, cmd(i)...)
+		err := p.cmd.Run()
+		cancel()
+		elapsed += time.Since(start)
+		if err != nil {
+			b.Fatalf("stepkit %v: %v\n%s%s", cmd(i), err, p.stdout.String(), p.stderr)
+		}
+		var rep struct{ Verified bool }
+		if json.Unmarshal(p.stdout.Bytes(), &rep) != nil || !rep.Verified {
+			b.Fatalf("stepkit %v: not verified: %s", cmd(i), p.stdout.String())
+		}
+		clientCPU += p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
+		b.StopTimer()
+		if c := cleanup(i); c != nil {
+			if code, out, errs := stepkitRun(b, dir, c...); code != exitOK {
+				b.Fatalf("stepkit %v: exit %d %s %s", c, code, out, errs)
+			}
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	srvCPU = procCPU(b, srv.cmd.Process.Pid) - srvCPU // the MD5 samples are this process's, not the server's
+	md5Rate := (md5Sum + benchMD5Rate()) / float64(md5N+1)
+	gb := float64(size) * float64(b.N) / 1e9
+	rate := float64(size) * float64(b.N) / elapsed.Seconds()
+	b.ReportMetric(rate/1e6, "MB/s")
+	b.ReportMetric(md5Rate/1e6, "md5-MB/s")
+	b.ReportMetric(tcp/1e6, "tcp-MB/s")
+	b.ReportMetric(rate/md5Rate, "x-md5")
+	b.ReportMetric(rate/tcp, "x-tcp")
+	b.ReportMetric(srvCPU.Seconds()/gb, "server-cpu-s/GB")
+	b.ReportMetric(clientCPU.Seconds()/gb, "client-cpu-s/GB")
+}
+
+// writePattern writes a file of n bytes that does not compress.
+func writePattern(b *testing.B, path string, n int64) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	x := uint64(0x9e3779b97f4a7c15)
+	for off := int64(0); off < n; off += int64(len(buf)) {
+		for i := 0; i+8 <= len(buf); i += 8 {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			buf[i], buf[i+1], buf[i+2], buf[i+3] = byte(x), byte(x>>8), byte(x>>16), byte(x>>24)
+			buf[i+4], buf[i+5], buf[i+6], buf[i+7] = byte(x>>32), byte(x>>40), byte(x>>48), byte(x>>56)
+		}
+		if _, err := f.Write(buf[:min(int64(len(buf)), n-off)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchMD5Rate is one core's MD5 rate in bytes per second.
+func benchMD5Rate() float64 {
+	buf := make([]byte, 1<<20)
+	h := md5.New()
+	start := time.Now()
+	n := 0
+	for time.Since(start) < 300*time.Millisecond {
+		h.Write(buf)
+		n += len(buf)
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// benchTCPRate is a raw copy over a loopback TCP connection in bytes per
+// second.
+func benchTCPRate(b *testing.B) float64 {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan int64)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- 0
+			return
+		}
+		n, _ := io.CopyBuffer(io.Discard, c, make([]byte, 256<<10))
+		c.Close()
+		done <- n
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 256<<10)
+	start := time.Now()
+	for time.Since(start) < 300*time.Millisecond {
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c.Close()
+	return float64(<-done) / time.Since(start).Seconds()
+}
+
+// procCPU is the user and system CPU time process pid has used.
+func procCPU(b *testing.B, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Skipf("no /proc: %v", err)
+	}
+	// Fields after the command name, which is in parentheses: utime and
+	// stime are the 14th and 15th fields of the line.
+	s := string(raw)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / ticks
+}
