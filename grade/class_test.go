@@ -216,6 +216,13 @@ func checkRows(t *testing.T, class *grade.Class, rows [][]string, out string, st
 					t.Errorf("%s: no %s: %v", s.id, name, err)
 				}
 			}
+			b, err := os.ReadFile(filepath.Join(sdir, "report.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := conformance.ValidateReport(b); err != nil {
+				t.Errorf("%s: report.json does not validate against the report's schema: %v", s.id, err)
+			}
 			rep, err := grade.ReadReport(filepath.Join(sdir, "report.json"))
 			if err != nil {
 				t.Errorf("%s: %v", s.id, err)

@@ -112,6 +112,9 @@ func ReadReport(path string) (*conformance.Report, error) {
 		if !strings.HasPrefix(rep.Schema, "stepkit-conformance/") {
 			return nil, fmt.Errorf("%s: schema %q is not a stepkit conformance report", filepath.Base(path), rep.Schema)
 		}
+		if err := conformance.ValidateReport(b); err != nil {
+			return nil, fmt.Errorf("%s: %v", filepath.Base(path), err)
+		}
 		if len(rep.Cases) == 0 {
 			return nil, fmt.Errorf("%s: the report holds no case", filepath.Base(path))
 		}
