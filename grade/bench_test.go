@@ -25,6 +25,7 @@ const slowServer = "python3 server.py --port {port} --mute GET,DELETE"
 // requests unanswered, next to one serial suite run against one of them
 // in the same run. Metrics: serial-s (one suite run), class-s (the whole
 // class), class/serial (the class's time in single runs) and
+// x-vs-one-by-one (32 serial runs over the class's time),
 // class/limit (the class's time over the 3-minute limit; ≤ 1 meets it),
 // slow-cases/server (cases that waited out the read timeout).
 //
@@ -63,6 +64,7 @@ func BenchmarkGradeClass(b *testing.B) {
 		b.ReportMetric(serial.Seconds(), "serial-s")
 		b.ReportMetric(took.Seconds(), "class-s")
 		b.ReportMetric(took.Seconds()/serial.Seconds(), "class/serial")
+		b.ReportMetric(float64(len(subs))*serial.Seconds()/took.Seconds(), "x-vs-one-by-one")
 		b.ReportMetric(took.Seconds()/classLimit.Seconds(), "class/limit")
 		b.ReportMetric(float64(slow), "slow-cases/server")
 		b.ReportMetric(float64(c.Jobs), "jobs")
