@@ -159,8 +159,9 @@ func TestLabGuide(t *testing.T) {
 	}
 }
 
-// studentRepo is a student's repository whose server.py is a correct
-// server (stepkit serve), so that the CI steps succeed.
+// studentRepo is a student's repository with a correct server.py (a
+// wrapper around stepkit serve) and a correct client.py (the fixture
+// client), so that the CI steps succeed.
 func studentRepo(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -168,13 +169,14 @@ func studentRepo(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(dir, "server.py"), []byte(py), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	copyFile(t, filepath.Join("..", "grade", "testdata", "stepclient.py"), filepath.Join(dir, "client.py"), 0o644)
 	return dir
 }
 
-// TestGitHubActionsExample runs the shell steps of docs/ci/github-actions.yml
-// (each in a shell of its own, as the runner does) but the one installing
-// stepkit, which the test has built, then builds the class reports from
-// what they left.
+// TestGitHubActionsExample runs the shell steps of each job of
+// docs/ci/github-actions.yml (each step in a shell of its own, as the
+// runner does) but the one installing stepkit, which the test has built,
+// then builds the class reports from what they left.
 func TestGitHubActionsExample(t *testing.T) {
 	requireTool(t, "python3")
 	var wf struct {
@@ -193,34 +195,44 @@ func TestGitHubActionsExample(t *testing.T) {
 	if err := yaml.Unmarshal(b, &wf); err != nil {
 		t.Fatalf("github-actions.yml: %v", err)
 	}
-	job, ok := wf.Jobs["server"]
-	if !ok {
-		t.Fatal("github-actions.yml has no server job")
+	for name, reports := range map[string][2]string{
+		"server": {"reports/server-report.json", "reports/server-junit.xml"},
+		"client": {"reports/client-report.json", "reports/client-junit.xml"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			job, ok := wf.Jobs[name]
+			if !ok {
+				t.Fatalf("github-actions.yml has no %s job", name)
+			}
+			dir := studentRepo(t)
+			var script strings.Builder
+			script.WriteString("export GITHUB_PATH=$(mktemp)\n")
+			n := 0
+			for _, s := range job.Steps {
+				if s.Run == "" || s.Name == "Install stepkit" {
+					continue
+				}
+				n++
+				fmt.Fprintf(&script, "echo '== %s'\nbash -e <<'STEP'\n%sSTEP\n[ $? -eq 0 ] || { echo 'step failed: %s'; exit 1; }\n", s.Name, s.Run, s.Name)
+			}
+			if n == 0 {
+				t.Fatalf("the %s job has no shell step besides the install", name)
+			}
+			// The server job leaves its server running, as on a runner: a
+			// PID namespace stops it. The client job leaves nothing, and the
+			// judge's own sandboxes want no PID namespace around them.
+			out, err := inNamespace(t, dir, script.String(), name == "server")
+			if err != nil {
+				t.Fatalf("the %s job's steps failed: %v\n%s", name, err, out)
+			}
+			checkCollected(t, dir, filepath.FromSlash(reports[0]), filepath.FromSlash(reports[1]), out)
+		})
 	}
-	dir := studentRepo(t)
-	var script strings.Builder
-	script.WriteString("export GITHUB_PATH=$(mktemp)\n")
-	n := 0
-	for _, s := range job.Steps {
-		if s.Run == "" || s.Name == "Install stepkit" {
-			continue
-		}
-		n++
-		fmt.Fprintf(&script, "echo '== %s'\nbash -e <<'STEP'\n%sSTEP\n[ $? -eq 0 ] || { echo 'step failed: %s'; exit 1; }\n", s.Name, s.Run, s.Name)
-	}
-	if n < 2 {
-		t.Fatalf("github-actions.yml: %d shell steps besides the install, want the server's start and the suite", n)
-	}
-	out, err := inNamespace(t, dir, script.String(), true)
-	if err != nil {
-		t.Fatalf("the workflow's steps failed: %v\n%s", err, out)
-	}
-	checkCollected(t, dir, filepath.Join("reports", "server-report.json"), filepath.Join("reports", "server-junit.xml"), out)
 }
 
-// TestGitLabCIExample runs the script of docs/ci/gitlab-ci.yml in one
-// shell, as GitLab's runner does (before_script installs stepkit, which
-// the test has built).
+// TestGitLabCIExample runs the script of each job of docs/ci/gitlab-ci.yml
+// in one shell, as GitLab's runner does (before_script installs stepkit,
+// which the test has built).
 func TestGitLabCIExample(t *testing.T) {
 	requireTool(t, "python3")
 	var jobs map[string]struct {
@@ -233,16 +245,23 @@ func TestGitLabCIExample(t *testing.T) {
 	if err := yaml.Unmarshal(b, &jobs); err != nil {
 		t.Fatalf("gitlab-ci.yml: %v", err)
 	}
-	job, ok := jobs["step-conformance"]
-	if !ok || len(job.Script) == 0 {
-		t.Fatal("gitlab-ci.yml has no step-conformance script")
+	for name, reports := range map[string][2]string{
+		"step-conformance":        {"reports/report.json", "reports/junit.xml"},
+		"step-client-conformance": {"reports/client-report.json", "reports/client-junit.xml"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			job, ok := jobs[name]
+			if !ok || len(job.Script) == 0 {
+				t.Fatalf("gitlab-ci.yml has no %s script", name)
+			}
+			dir := studentRepo(t)
+			out, err := inNamespace(t, dir, "set -e\n"+strings.Join(job.Script, "\n")+"\n", name == "step-conformance")
+			if err != nil {
+				t.Fatalf("the job's script failed: %v\n%s", err, out)
+			}
+			checkCollected(t, dir, filepath.FromSlash(reports[0]), filepath.FromSlash(reports[1]), out)
+		})
 	}
-	dir := studentRepo(t)
-	out, err := inNamespace(t, dir, "set -e\n"+strings.Join(job.Script, "\n")+"\n", true)
-	if err != nil {
-		t.Fatalf("the job's script failed: %v\n%s", err, out)
-	}
-	checkCollected(t, dir, filepath.Join("reports", "report.json"), filepath.Join("reports", "junit.xml"), out)
 }
 
 // checkCollected builds a class from the reports a CI run left, the JSON

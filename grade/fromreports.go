@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stepkit/stepkit/conformance"
+	"github.com/stepkit/stepkit/conformance/judge"
 	"github.com/stepkit/stepkit/spec"
 )
 
@@ -70,6 +71,11 @@ func FromReports(dir string, rubric *Rubric) (*Class, error) {
 		return nil, fmt.Errorf("reports folder %s holds no report (ID/report.json, ID/*.xml, ID.json or ID.xml)", dir)
 	}
 	sort.Slice(class.Results, func(i, j int) bool { return class.Results[i].ID < class.Results[j].ID })
+	for _, r := range class.Results {
+		if r.Report != nil && len(r.Report.Cases) > 0 && r.Report.Cases[0].Section == "CLIENT" {
+			class.Kind = Clients // reports of the client judge
+		}
+	}
 	for _, r := range class.Results {
 		class.Duration += r.Duration
 	}
@@ -173,9 +179,17 @@ func fromJUnit(b []byte) (*conformance.Report, error) {
 	if err := xml.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("not a JUnit report: %v", err)
 	}
-	cases := map[string]*conformance.Case{}
+	// Server cases and client cases: a report is one or the other.
+	type caseInfo struct {
+		section, title string
+		reqs           []string
+	}
+	cases := map[string]caseInfo{}
 	for _, c := range conformance.Cases() {
-		cases[c.ID] = c
+		cases[c.ID] = caseInfo{c.Section, c.Title, c.Reqs}
+	}
+	for _, c := range judge.Cases() {
+		cases[c.ID] = caseInfo{c.Section, c.Title, c.Reqs}
 	}
 	rep := &conformance.Report{Schema: conformance.ReportSchema, Target: strings.TrimPrefix(doc.Name, "STEP conformance of "),
 		DurationMS: doc.Time * 1000}
@@ -187,10 +201,20 @@ func fromJUnit(b []byte) (*conformance.Report, error) {
 			}
 			c, ok := cases[m[1]]
 			if !ok {
-				return nil, fmt.Errorf("test %q: no case %s in this stepkit's suite", tc.Name, m[1])
+				// A case this stepkit does not know: newer reports name the
+				// requirements it cites.
+				for _, p := range tc.Properties {
+					if p.Name == "requirements" {
+						c = caseInfo{s.Name, strings.TrimSpace(tc.Name[strings.Index(tc.Name, "]")+1:]), strings.Fields(strings.ReplaceAll(p.Value, ",", " "))}
+						ok = len(c.reqs) > 0
+					}
+				}
 			}
-			cr := conformance.CaseReport{ID: c.ID, Section: c.Section, Title: c.Title, DurationMS: tc.Time * 1000, Outcome: conformance.Pass}
-			for _, id := range c.Reqs {
+			if !ok {
+				return nil, fmt.Errorf("test %q: no case %s in this stepkit's suites", tc.Name, m[1])
+			}
+			cr := conformance.CaseReport{ID: m[1], Section: c.section, Title: c.title, DurationMS: tc.Time * 1000, Outcome: conformance.Pass}
+			for _, id := range c.reqs {
 				req, _ := spec.Lookup(id)
 				cr.Requirements = append(cr.Requirements, conformance.RequirementRef{ID: id, Level: string(req.Level), Text: req.Text})
 			}
