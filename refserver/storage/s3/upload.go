@@ -1,0 +1,357 @@
+package s3
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/minio/minio-go/v7"
+
+	"github.com/stepkit/stepkit/refserver/storage"
+	"github.com/stepkit/stepkit/spec"
+)
+
+// planDoc is tmp/USER/KEY/plan.json.
+type planDoc struct {
+	storage.Plan
+	// ID names the generation: the folder of this plan's blocks.
+	ID string `json:"id"`
+}
+
+// upload is what a server knows of an upload in progress: a subset of the
+// blocks in the store (those listed when it was loaded and those it wrote
+// since), so when it knows of every block, every block is there. Its
+// fields are guarded by the key's lock.
+type upload struct {
+	plan     storage.Plan
+	id       string
+	etag     string    // of plan.json
+	checked  time.Time // when plan.json last had etag
+	received []bool
+	count    int64
+	// The MD5 covers blocks [0, hashed), as this server wrote them in
+	// order; the rest is read back from the store on completion.
+	h      hash.Hash
+	hashed int64
+	active atomic.Int64 // unix nanoseconds of the last block
+}
+
+// Plan returns the upload's plan.
+func (u *upload) Plan() storage.Plan { return u.plan }
+
+// errReplaced is returned when another server replaced or removed an
+// upload this server was taking blocks of.
+var errReplaced = errors.New("the upload was restarted or removed by another request")
+
+func (s *Store) readPlan(user, key string) (planDoc, string, error) {
+	b, info, err := s.get(s.planName(user, key))
+	if isNotFound(err) {
+		return planDoc{}, "", storage.ErrNotFound
+	}
+	if err != nil {
+		return planDoc{}, "", fmt.Errorf("read upload plan: %w", err)
+	}
+	var p planDoc
+	if err := json.Unmarshal(b, &p); err != nil || p.Size <= 0 || p.BlockSize <= 0 || p.ID == "" ||
+		p.TotalBlock != spec.TotalBlocks(p.Size, p.BlockSize) || p.TotalBlock > 1<<27 {
+		return planDoc{}, "", fmt.Errorf("upload plan of %s/%s is damaged", user, key)
+	}
+	return p, info.ETag, nil
+}
+
+// Upload returns the upload in progress of key. What this server knows is
+// trusted for Config.Revalidate; then the plan's ETag is checked, and an
+// upload replaced elsewhere is loaded again from the store.
+func (s *Store) Upload(user, key string) (storage.Upload, error) {
+	u, err := s.upload(user, key)
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+func (s *Store) upload(user, key string) (*upload, error) {
+	uk := ukey(user, key)
+	if v, ok := s.uploads.Load(uk); ok {
+		u := v.(*upload)
+		if time.Since(u.checked) < s.cfg.Revalidate {
+			return u, nil
+		}
+		info, err := s.stat(s.planName(user, key))
+		if err == nil && info.ETag == u.etag {
+			u.checked = time.Now()
+			return u, nil
+		}
+		if err != nil && !isNotFound(err) {
+			return nil, fmt.Errorf("check upload plan: %w", err)
+		}
+		s.uploads.Delete(uk)
+	}
+	p, etag, err := s.readPlan(user, key)
+	if err != nil {
+		return nil, err
+	}
+	u := &upload{plan: p.Plan, id: p.ID, etag: etag, checked: time.Now(), received: make([]bool, p.TotalBlock), h: md5.New()}
+	if err := s.refresh(user, key, u); err != nil {
+		return nil, err
+	}
+	s.uploads.Store(uk, u)
+	return u, nil
+}
+
+// refresh adds to u the blocks the store holds.
+func (s *Store) refresh(user, key string, u *upload) error {
+	dir := s.blockDir(user, key, u.id)
+	var last time.Time
+	err := s.list(dir, false, func(o minio.ObjectInfo) bool {
+		i, err := strconv.ParseInt(strings.TrimPrefix(o.Key, dir), 10, 64)
+		if err == nil && i >= 0 && i < u.plan.TotalBlock && o.Size == spec.BlockLen(u.plan.Size, u.plan.BlockSize, i) {
+			if !u.received[i] {
+				u.received[i] = true
+				u.count++
+			}
+			if o.LastModified.After(last) {
+				last = o.LastModified
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("list blocks: %w", err)
+	}
+	if last.UnixNano() > u.active.Load() {
+		u.active.Store(last.UnixNano())
+	}
+	return nil
+}
+
+// PlanUpload writes a new plan with a new generation. It replaces only the
+// plan it read: if another server planned the key meanwhile, ErrExists.
+func (s *Store) PlanUpload(user, key string, size, blockSize int64, now time.Time) (storage.Plan, int64, error) {
+	var old int64
+	cond, oldID := "create", ""
+	if u, err := s.upload(user, key); err == nil {
+		old, cond, oldID = u.plan.Size, u.etag, u.id
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return storage.Plan{}, 0, err
+	}
+	p := planDoc{Plan: storage.Plan{Size: size, BlockSize: blockSize, TotalBlock: spec.TotalBlocks(size, blockSize)}, ID: uuid.NewString()}
+	b, _ := json.Marshal(&p)
+	info, err := s.put(s.planName(user, key), b, cond, nil)
+	if isPrecondition(err) {
+		s.uploads.Delete(ukey(user, key))
+		return storage.Plan{}, 0, storage.ErrExists
+	}
+	if err != nil {
+		return storage.Plan{}, 0, fmt.Errorf("write upload plan: %w", err)
+	}
+	if oldID != "" {
+		// The old generation's blocks are debris now; a failure here
+		// leaves them for the sweep.
+		s.removeAll(s.blockDir(user, key, oldID))
+	}
+	u := &upload{plan: p.Plan, id: p.ID, etag: info.ETag, checked: time.Now(), received: make([]bool, p.TotalBlock), h: md5.New()}
+	u.active.Store(now.UnixNano())
+	s.uploads.Store(ukey(user, key), u)
+	return p.Plan, old, nil
+}
+
+// DropUpload removes the plan, then its blocks.
+func (s *Store) DropUpload(user, key string, su storage.Upload) error {
+	s.uploads.Delete(ukey(user, key))
+	if err := s.remove(s.planName(user, key)); err != nil {
+		return fmt.Errorf("remove upload plan: %w", err)
+	}
+	if err := s.removeAll(s.tmpDir(user, key)); err != nil {
+		return fmt.Errorf("remove upload: %w", err)
+	}
+	return nil
+}
+
+// WriteBlock stores block index as its own object. The answer is given
+// once the store has it, so an acknowledged block survives the loss of
+// this server.
+func (s *Store) WriteBlock(user, key string, su storage.Upload, index int64, block []byte, now time.Time) (*storage.FileMeta, error) {
+	u := su.(*upload)
+	if int64(len(block)) != spec.BlockLen(u.plan.Size, u.plan.BlockSize, index) {
+		return nil, storage.ErrBlockLen
+	}
+	if _, err := s.put(blockName(s.blockDir(user, key, u.id), index), block, "", nil); err != nil {
+		return nil, fmt.Errorf("write block %d: %w", index, err)
+	}
+	if !u.received[index] {
+		u.received[index] = true
+		u.count++
+	} else if index < u.hashed {
+		// A block hashed already was sent again, maybe with other bytes.
+		u.h.Reset()
+		u.hashed = 0
+	}
+	u.active.Store(now.UnixNano())
+	if index == u.hashed {
+		u.h.Write(block)
+		u.hashed++
+	}
+	if u.count < u.plan.TotalBlock {
+		return nil, nil
+	}
+	return s.finish(user, key, u)
+}
+
+// completeIfWhole completes key's upload if the store holds every block,
+// or returns ErrNotFound. The caller holds the key's lock.
+func (s *Store) completeIfWhole(user, key string) (*storage.FileMeta, error) {
+	u, err := s.upload(user, key)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, storage.ErrNotFound
+		}
+		return nil, err
+	}
+	if u.count < u.plan.TotalBlock {
+		if err := s.refresh(user, key, u); err != nil {
+			return nil, err
+		}
+	}
+	if u.count < u.plan.TotalBlock {
+		return nil, storage.ErrNotFound
+	}
+	return s.finish(user, key, u)
+}
+
+// finish writes the completed file from the blocks in the store: its MD5
+// first, then the file as one object carrying it, created only if no file
+// is there (another server may have completed the same upload), then the
+// upload is removed.
+func (s *Store) finish(user, key string, u *upload) (*storage.FileMeta, error) {
+	uk := ukey(user, key)
+	// The plan must still be this one: a block written to a replaced
+	// generation completes nothing.
+	p, _, err := s.readPlan(user, key)
+	if err == nil && p.ID != u.id {
+		err = errReplaced
+	}
+	if errors.Is(err, storage.ErrNotFound) {
+		err = errReplaced
+	}
+	if err != nil {
+		s.uploads.Delete(uk)
+		if m, ferr := s.statFile(user, key); ferr == nil {
+			return m, nil // completed by another server
+		}
+		return nil, err
+	}
+	dir := s.blockDir(user, key, u.id)
+	if u.hashed < u.plan.TotalBlock {
+		err := s.readBlocks(dir, u.plan, u.hashed, func(b []byte) error { _, err := u.h.Write(b); return err })
+		if err != nil {
+			return nil, fmt.Errorf("hash upload: %w", err)
+		}
+		u.hashed = u.plan.TotalBlock
+	}
+	sum := hex.EncodeToString(u.h.Sum(nil))
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(s.readBlocks(dir, u.plan, 0, func(b []byte) error { _, err := pw.Write(b); return err }))
+	}()
+	ctx, cancel := s.ctxFor(u.plan.Size)
+	defer cancel()
+	opts := minio.PutObjectOptions{DisableContentSha256: true, DisableMultipart: true, UserMetadata: map[string]string{metaMD5: sum}}
+	opts.SetMatchETagExcept("*")
+	info, err := s.cl.PutObject(ctx, s.bucket, s.fileName(user, key), pr, u.plan.Size, opts)
+	pr.CloseWithError(errors.New("upload ended"))
+	var m *storage.FileMeta
+	switch {
+	case isPrecondition(err):
+		if m, err = s.statFile(user, key); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, fmt.Errorf("write completed file: %w", err)
+	default:
+		mt := info.LastModified
+		if mt.IsZero() {
+			mt = time.Now()
+		}
+		m = &storage.FileMeta{Size: u.plan.Size, MD5: sum, ModTime: mt.UnixNano()}
+		s.files.Store(uk, &fileEntry{meta: m, etag: info.ETag, checked: time.Now()})
+	}
+	s.uploads.Delete(uk)
+	// The file is whole in the store: removing the upload may fail and
+	// leave debris for the sweep, never a second copy to complete.
+	if err := s.remove(s.planName(user, key)); err == nil {
+		s.removeAll(s.tmpDir(user, key))
+	}
+	return m, nil
+}
+
+// readWindow is how many blocks are read from the store at once when a
+// file is assembled.
+const readWindow = 32
+
+// readBlocks reads the blocks [from, TotalBlock) of dir in order, several
+// at a time, and gives each to fn.
+func (s *Store) readBlocks(dir string, plan storage.Plan, from int64, fn func([]byte) error) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		b   []byte
+		err error
+	}
+	pending := make(chan chan result, readWindow)
+	go func() {
+		defer close(pending)
+		for i := from; i < plan.TotalBlock; i++ {
+			ch := make(chan result, 1)
+			select {
+			case pending <- ch:
+			case <-ctx.Done():
+				return
+			}
+			go func(i int64) {
+				b, err := s.readBlock(ctx, dir, plan, i)
+				ch <- result{b, err}
+			}(i)
+		}
+	}()
+	for ch := range pending {
+		r := <-ch
+		if r.err != nil {
+			return r.err
+		}
+		if err := fn(r.b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) readBlock(ctx context.Context, dir string, plan storage.Plan, i int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	rc, _, _, err := s.core.GetObject(ctx, s.bucket, blockName(dir, i), minio.GetObjectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("read block %d: %w", i, err)
+	}
+	defer rc.Close()
+	want := spec.BlockLen(plan.Size, plan.BlockSize, i)
+	b := make([]byte, want+1)
+	n, err := io.ReadFull(rc, b)
+	if err != io.ErrUnexpectedEOF || int64(n) != want {
+		if err == nil || err == io.ErrUnexpectedEOF {
+			err = fmt.Errorf("%d bytes, want %d", n, want)
+		}
+		return nil, fmt.Errorf("read block %d: %w", i, err)
+	}
+	return b[:n], nil
+}
