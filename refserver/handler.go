@@ -328,6 +328,11 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 			}
 		}
 		m, err := s.store.CreateEmpty(user, k)
+		if errors.Is(err, storage.ErrExists) {
+			// Another server created the key meanwhile.
+			s.release(user, size-old)
+			return reply(op, t, spec.StatusKeyExists, fmt.Sprintf("The key %q is existing.", k)).Set(spec.FieldKey, k)
+		}
 		if err != nil {
 			return c.internal(op, t, "create empty file", err)
 		}
@@ -336,6 +341,12 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 			Set(spec.FieldTotalBlock, 0).Set(spec.FieldBlockSize, s.cfg.BlockSize).Set(spec.FieldMD5, m.MD5)
 	}
 	plan, _, err := s.store.PlanUpload(user, k, size, int64(s.cfg.BlockSize), s.cfg.Now())
+	if errors.Is(err, storage.ErrExists) {
+		// A storage shared by several servers: another server planned
+		// the key between our look and our write.
+		s.release(user, size-old)
+		return reply(op, t, spec.StatusKeyExists, fmt.Sprintf("The key %q was planned at the same time by another request.", k)).Set(spec.FieldKey, k)
+	}
 	if err != nil {
 		s.release(user, size-old)
 		return c.internal(op, t, "plan upload", err)

@@ -252,7 +252,8 @@ func (s *Server) client() *minio.Client {
 // Client returns a client of the store, to look at it as any S3 tool does.
 func (s *Server) Client() *minio.Client { return s.client() }
 
-// Stop stops weed (SIGTERM, then SIGKILL after 10s) and waits for it.
+// Stop stops weed (SIGTERM, then SIGKILL after 3s: its data is thrown
+// away with the test's folder) and waits for it.
 func (s *Server) Stop() {
 	if s.cmd == nil {
 		return
@@ -261,7 +262,7 @@ func (s *Server) Stop() {
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(3 * time.Second):
 		s.cmd.Process.Kill()
 		<-s.done
 	}
