@@ -442,10 +442,20 @@ func (c *conn) fileGet(req *spec.Message, user string) *spec.Message {
 }
 
 // lookupCompleted returns a completed file's metadata, or the 404 answer
-// (saying so when the upload is still in progress).
+// (saying so when the upload is still in progress). FILE GET asks the
+// storage; DOWNLOAD, sent for every block, may be answered from what the
+// server saw of the file a moment ago (Backend.Completed).
 func (c *conn) lookupCompleted(op spec.Operation, user, k string) (*storage.FileMeta, *spec.Message) {
 	s := c.srv
-	m, err := s.store.Completed(user, k)
+	var m *storage.FileMeta
+	var err error
+	if op == spec.OpGet {
+		unlock := s.store.Lock(user, k)
+		m, err = s.store.CompletedLocked(user, k)
+		unlock()
+	} else {
+		m, err = s.store.Completed(user, k)
+	}
 	if err == nil {
 		return m, nil
 	}

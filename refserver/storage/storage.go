@@ -75,8 +75,11 @@ type Backend interface {
 	DeleteData(user, key string) (int64, error)
 
 	// Completed returns the metadata of a completed file, or ErrNotFound.
+	// A backend shared by several servers may answer from what this
+	// server saw a moment ago (DOWNLOAD asks for every block).
 	Completed(user, key string) (*FileMeta, error)
-	// CompletedLocked is Completed for a caller holding the key's lock.
+	// CompletedLocked is Completed for a caller holding the key's lock,
+	// always as the storage has it now.
 	CompletedLocked(user, key string) (*FileMeta, error)
 	// OpenCompleted opens the completed file m describes for reading.
 	OpenCompleted(user, key string, m *FileMeta) (File, error)
@@ -84,7 +87,8 @@ type Backend interface {
 	// an upload in progress and returns ErrInProgress with its planned
 	// size. Locked.
 	DeleteFile(user, key string) (int64, error)
-	// CreateEmpty stores an empty completed file. Locked.
+	// CreateEmpty stores an empty completed file; ErrExists if another
+	// server created the key at the same time. Locked.
 	CreateEmpty(user, key string) (*FileMeta, error)
 
 	// Upload returns the upload in progress of key, or ErrNotFound.
@@ -92,7 +96,9 @@ type Backend interface {
 	Upload(user, key string) (Upload, error)
 	// PlanUpload starts (or restarts) an upload of size bytes in blocks of
 	// blockSize. It returns its plan and the size of the plan it replaced.
-	// Locked; the caller has checked that the key is not completed.
+	// Locked; the caller has checked that the key is not completed. A
+	// shared backend returns ErrExists when another server planned the key
+	// at the same time.
 	PlanUpload(user, key string, size, blockSize int64, now time.Time) (Plan, int64, error)
 	// DropUpload removes an upload in progress. Locked.
 	DropUpload(user, key string, u Upload) error

@@ -479,7 +479,7 @@ func (s *Store) OpenCompleted(user, key string, m *storage.FileMeta) (storage.Fi
 }
 
 func (s *Store) DeleteFile(user, key string) (int64, error) {
-	if u, err := s.Upload(user, key); err == nil {
+	if u, err := s.upload(user, key, true); err == nil {
 		size := u.Plan().Size
 		if err := s.DropUpload(user, key, u); err != nil {
 			return 0, err

@@ -73,18 +73,19 @@ func (s *Store) readPlan(user, key string) (planDoc, string, error) {
 // trusted for Config.Revalidate; then the plan's ETag is checked, and an
 // upload replaced elsewhere is loaded again from the store.
 func (s *Store) Upload(user, key string) (storage.Upload, error) {
-	u, err := s.upload(user, key)
+	u, err := s.upload(user, key, false)
 	if err != nil {
 		return nil, err
 	}
 	return u, nil
 }
 
-func (s *Store) upload(user, key string) (*upload, error) {
+// upload is Upload; fresh asks the store even within Config.Revalidate.
+func (s *Store) upload(user, key string, fresh bool) (*upload, error) {
 	uk := ukey(user, key)
 	if v, ok := s.uploads.Load(uk); ok {
 		u := v.(*upload)
-		if time.Since(u.checked) < s.cfg.Revalidate {
+		if !fresh && time.Since(u.checked) < s.cfg.Revalidate {
 			return u, nil
 		}
 		info, err := s.stat(s.planName(user, key))
@@ -140,7 +141,7 @@ func (s *Store) refresh(user, key string, u *upload) error {
 func (s *Store) PlanUpload(user, key string, size, blockSize int64, now time.Time) (storage.Plan, int64, error) {
 	var old int64
 	cond, oldID := "create", ""
-	if u, err := s.upload(user, key); err == nil {
+	if u, err := s.upload(user, key, true); err == nil {
 		old, cond, oldID = u.plan.Size, u.etag, u.id
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return storage.Plan{}, 0, err
@@ -211,7 +212,7 @@ func (s *Store) WriteBlock(user, key string, su storage.Upload, index int64, blo
 // completeIfWhole completes key's upload if the store holds every block,
 // or returns ErrNotFound. The caller holds the key's lock.
 func (s *Store) completeIfWhole(user, key string) (*storage.FileMeta, error) {
-	u, err := s.upload(user, key)
+	u, err := s.upload(user, key, true)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, storage.ErrNotFound
