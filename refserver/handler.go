@@ -389,14 +389,20 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 	if resp != nil {
 		return resp
 	}
-	unlock := s.store.Lock(user, k)
-	defer unlock()
-	u, err := s.store.Upload(user, k)
-	if errors.Is(err, storage.ErrNotFound) {
+	// noPlan answers an UPLOAD to a key without an upload in progress.
+	noPlan := func() *spec.Message {
+		unlock := s.store.Lock(user, k)
+		defer unlock()
 		if _, err := s.store.CompletedLocked(user, k); err == nil {
 			return reply(op, t, spec.StatusWrongOperation, fmt.Sprintf("The file %q is already completely uploaded.", k)).Set(spec.FieldKey, k)
 		}
 		return reply(op, t, spec.StatusWrongOperation, fmt.Sprintf("The key %q has no upload plan: send FILE SAVE first.", k)).Set(spec.FieldKey, k)
+	}
+	unlock := s.store.Lock(user, k)
+	u, err := s.store.Upload(user, k)
+	unlock()
+	if errors.Is(err, storage.ErrNotFound) {
+		return noPlan()
 	}
 	if err != nil {
 		return c.internal(op, t, "look up upload", err)
@@ -408,10 +414,15 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 	if resp := checkIndex(op, i, u.Plan().TotalBlock); resp != nil {
 		return resp
 	}
+	// The storage takes the key's lock itself: it may store blocks of one
+	// upload from several connections at once.
 	m, err := s.store.WriteBlock(user, k, u, i, req.Binary, s.cfg.Now())
 	if errors.Is(err, storage.ErrBlockLen) {
 		return reply(op, t, spec.StatusBlockSize, fmt.Sprintf("The block is %d bytes; block %d of this plan has %d.",
 			len(req.Binary), i, spec.BlockLen(u.Plan().Size, u.Plan().BlockSize, i))).Set(spec.FieldKey, k).Set(spec.FieldBlockIndex, i)
+	}
+	if errors.Is(err, storage.ErrNotFound) {
+		return noPlan() // removed, replaced or completed meanwhile
 	}
 	if err != nil {
 		return c.internal(op, t, "store block", err)

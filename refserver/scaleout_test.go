@@ -278,6 +278,10 @@ func TestSharedStore(t *testing.T) {
 		ca.login("hal")
 		wantStatus(t, ca.do(ca.authed(spec.OpSave, spec.TypeFile, "key", "more", "size", 5000)), 413)
 		wantStatus(t, ca.do(ca.authed(spec.OpSave, spec.TypeFile, "key", "more", "size", 4000)), 200)
+		// Server b, which counted hal before, sees a's plan in the store.
+		wantStatus(t, cb.do(cb.authed(spec.OpSave, spec.TypeData, "key", "d", "x", 1)), 413)
+		wantStatus(t, cb.do(cb.authed(spec.OpDelete, spec.TypeFile, "key", "big")), 200)
+		wantStatus(t, ca.do(ca.authed(spec.OpSave, spec.TypeFile, "key", "other", "size", 6000)), 200)
 	})
 
 	t.Run("AccountTokensOnEitherServer", func(t *testing.T) {

@@ -103,8 +103,11 @@ type Backend interface {
 	// DropUpload removes an upload in progress. Locked.
 	DropUpload(user, key string, u Upload) error
 	// WriteBlock stores block index of u (ErrBlockLen if its length does
-	// not match the plan). When it was the last missing block, the file is
-	// completed and its metadata returned. Locked; the index is in range.
+	// not match the plan; ErrNotFound if u was removed or replaced since
+	// Upload returned it). When it was the last missing block, the file is
+	// completed and its metadata returned. Called without the key's lock,
+	// which it takes as it needs, so that a backend may store blocks of
+	// one upload from several connections at once; the index is in range.
 	WriteBlock(user, key string, u Upload, index int64, block []byte, now time.Time) (*FileMeta, error)
 
 	// Usage is the number of bytes user stores: completed files, planned
@@ -114,6 +117,13 @@ type Backend interface {
 	Sweep(cutoff time.Time) []Swept
 
 	Close() error
+}
+
+// Shared is implemented by backends that several servers may use at once.
+// A server then counts quotas from the storage (Backend.Usage) at each
+// request that needs them, not from what it accepted itself.
+type Shared interface {
+	Shared() bool
 }
 
 // MaxNameLen is the longest key or user name, in bytes: the longest file

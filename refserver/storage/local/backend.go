@@ -61,6 +61,11 @@ func (s *Store) DropUpload(user, key string, u storage.Upload) error {
 }
 
 func (s *Store) WriteBlock(user, key string, u storage.Upload, index int64, block []byte, now time.Time) (*storage.FileMeta, error) {
+	unlock := s.lock(user, key)
+	defer unlock()
+	if cur, ok := s.uploads.Load(ukey(user, key)); !ok || cur != u {
+		return nil, errNotFound // removed or replaced meanwhile
+	}
 	return s.writeBlock(user, key, u.(*upload), index, block, now)
 }
 

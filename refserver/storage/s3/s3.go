@@ -176,9 +176,16 @@ func (s *Store) String() string {
 	return "s3:" + s.cfg.Endpoint + "/" + s.bucket + "/" + s.prefix
 }
 
+// Shared reports true: several servers may use one bucket and prefix.
+func (s *Store) Shared() bool { return true }
+
 // Close forgets what the server remembers; the store keeps everything.
 func (s *Store) Close() error {
-	s.uploads.Clear()
+	s.uploads.Range(func(k, v any) bool {
+		v.(*upload).release()
+		s.uploads.Delete(k)
+		return true
+	})
 	s.files.Clear()
 	return nil
 }
@@ -584,7 +591,7 @@ func (s *Store) sweepOne(user, key string, cutoff time.Time) (storage.Swept, boo
 	if err := s.remove(s.planName(user, key)); err != nil {
 		return storage.Swept{}, false
 	}
-	s.uploads.Delete(ukey(user, key))
+	s.forget(user, key)
 	if err := s.removeAll(s.tmpDir(user, key)); err != nil {
 		return storage.Swept{}, false
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -40,10 +41,42 @@ type upload struct {
 	received []bool
 	count    int64
 	// The MD5 covers blocks [0, hashed), as this server wrote them in
-	// order; the rest is read back from the store on completion.
+	// order; the rest is read back on completion.
 	h      hash.Hash
 	hashed int64
 	active atomic.Int64 // unix nanoseconds of the last block
+
+	// spool is this server's copy of the blocks it stored, at their
+	// offsets, in an unlinked temporary file: when it holds every block,
+	// the file is completed from it, without reading the blocks back from
+	// the store. Nil when it could not be made or written.
+	spool    *os.File
+	spooled  []bool
+	nspooled int64
+}
+
+func newUpload(p planDoc, etag string) *upload {
+	u := &upload{plan: p.Plan, id: p.ID, etag: etag, checked: time.Now(), received: make([]bool, p.TotalBlock), h: md5.New()}
+	if f, err := os.CreateTemp("", "stepkit-s3-spool-"); err == nil {
+		os.Remove(f.Name())
+		u.spool, u.spooled = f, make([]bool, p.TotalBlock)
+	}
+	return u
+}
+
+// release closes the spool; the upload is no longer used by this server.
+func (u *upload) release() {
+	if u.spool != nil {
+		u.spool.Close()
+		u.spool = nil
+	}
+}
+
+// forget drops what this server knows of user's upload of key.
+func (s *Store) forget(user, key string) {
+	if v, ok := s.uploads.LoadAndDelete(ukey(user, key)); ok {
+		v.(*upload).release()
+	}
 }
 
 // Plan returns the upload's plan.
@@ -96,14 +129,15 @@ func (s *Store) upload(user, key string, fresh bool) (*upload, error) {
 		if err != nil && !isNotFound(err) {
 			return nil, fmt.Errorf("check upload plan: %w", err)
 		}
-		s.uploads.Delete(uk)
+		s.forget(user, key)
 	}
 	p, etag, err := s.readPlan(user, key)
 	if err != nil {
 		return nil, err
 	}
-	u := &upload{plan: p.Plan, id: p.ID, etag: etag, checked: time.Now(), received: make([]bool, p.TotalBlock), h: md5.New()}
+	u := newUpload(p, etag)
 	if err := s.refresh(user, key, u); err != nil {
+		u.release()
 		return nil, err
 	}
 	s.uploads.Store(uk, u)
@@ -150,7 +184,7 @@ func (s *Store) PlanUpload(user, key string, size, blockSize int64, now time.Tim
 	b, _ := json.Marshal(&p)
 	info, err := s.put(s.planName(user, key), b, cond, nil)
 	if isPrecondition(err) {
-		s.uploads.Delete(ukey(user, key))
+		s.forget(user, key)
 		return storage.Plan{}, 0, storage.ErrExists
 	}
 	if err != nil {
@@ -161,7 +195,8 @@ func (s *Store) PlanUpload(user, key string, size, blockSize int64, now time.Tim
 		// leaves them for the sweep.
 		s.removeAll(s.blockDir(user, key, oldID))
 	}
-	u := &upload{plan: p.Plan, id: p.ID, etag: info.ETag, checked: time.Now(), received: make([]bool, p.TotalBlock), h: md5.New()}
+	s.forget(user, key)
+	u := newUpload(p, info.ETag)
 	u.active.Store(now.UnixNano())
 	s.uploads.Store(ukey(user, key), u)
 	return p.Plan, old, nil
@@ -169,7 +204,7 @@ func (s *Store) PlanUpload(user, key string, size, blockSize int64, now time.Tim
 
 // DropUpload removes the plan, then its blocks.
 func (s *Store) DropUpload(user, key string, su storage.Upload) error {
-	s.uploads.Delete(ukey(user, key))
+	s.forget(user, key)
 	if err := s.remove(s.planName(user, key)); err != nil {
 		return fmt.Errorf("remove upload plan: %w", err)
 	}
@@ -179,9 +214,10 @@ func (s *Store) DropUpload(user, key string, su storage.Upload) error {
 	return nil
 }
 
-// WriteBlock stores block index as its own object. The answer is given
-// once the store has it, so an acknowledged block survives the loss of
-// this server.
+// WriteBlock stores block index as its own object, without the key's
+// lock, so that blocks of one upload go to the store in parallel from
+// several connections. The answer is given once the store has the block,
+// so an acknowledged block survives the loss of this server.
 func (s *Store) WriteBlock(user, key string, su storage.Upload, index int64, block []byte, now time.Time) (*storage.FileMeta, error) {
 	u := su.(*upload)
 	if int64(len(block)) != spec.BlockLen(u.plan.Size, u.plan.BlockSize, index) {
@@ -189,6 +225,24 @@ func (s *Store) WriteBlock(user, key string, su storage.Upload, index int64, blo
 	}
 	if _, err := s.put(blockName(s.blockDir(user, key, u.id), index), block, "", nil); err != nil {
 		return nil, fmt.Errorf("write block %d: %w", index, err)
+	}
+	unlock := s.Lock(user, key)
+	defer unlock()
+	cur, err := s.upload(user, key, false)
+	if err != nil {
+		return nil, err
+	}
+	if cur.id != u.id {
+		return nil, storage.ErrNotFound // replaced meanwhile: the block is debris
+	}
+	u = cur
+	if u.spool != nil {
+		if _, err := u.spool.WriteAt(block, index*u.plan.BlockSize); err != nil {
+			u.release()
+		} else if !u.spooled[index] {
+			u.spooled[index] = true
+			u.nspooled++
+		}
 	}
 	if !u.received[index] {
 		u.received[index] = true
@@ -246,31 +300,46 @@ func (s *Store) finish(user, key string, u *upload) (*storage.FileMeta, error) {
 		err = errReplaced
 	}
 	if err != nil {
-		s.uploads.Delete(uk)
+		s.forget(user, key)
 		if m, ferr := s.statFile(user, key); ferr == nil {
 			return m, nil // completed by another server
 		}
 		return nil, err
 	}
 	dir := s.blockDir(user, key, u.id)
-	if u.hashed < u.plan.TotalBlock {
-		err := s.readBlocks(dir, u.plan, u.hashed, func(b []byte) error { _, err := u.h.Write(b); return err })
-		if err != nil {
-			return nil, fmt.Errorf("hash upload: %w", err)
+	// The file's bytes: this server's spool when it holds every block,
+	// else the blocks read back from the store.
+	var body io.Reader
+	if u.spool != nil && u.nspooled == u.plan.TotalBlock {
+		body = io.NewSectionReader(u.spool, 0, u.plan.Size)
+		if u.hashed < u.plan.TotalBlock {
+			off := u.hashed * u.plan.BlockSize
+			if _, err := io.Copy(u.h, io.NewSectionReader(u.spool, off, u.plan.Size-off)); err != nil {
+				return nil, fmt.Errorf("hash upload: %w", err)
+			}
+			u.hashed = u.plan.TotalBlock
 		}
-		u.hashed = u.plan.TotalBlock
+	} else {
+		if u.hashed < u.plan.TotalBlock {
+			err := s.readBlocks(dir, u.plan, u.hashed, func(b []byte) error { _, err := u.h.Write(b); return err })
+			if err != nil {
+				return nil, fmt.Errorf("hash upload: %w", err)
+			}
+			u.hashed = u.plan.TotalBlock
+		}
+		pr, pw := io.Pipe()
+		defer pr.CloseWithError(errors.New("upload ended"))
+		go func() {
+			pw.CloseWithError(s.readBlocks(dir, u.plan, 0, func(b []byte) error { _, err := pw.Write(b); return err }))
+		}()
+		body = pr
 	}
 	sum := hex.EncodeToString(u.h.Sum(nil))
-	pr, pw := io.Pipe()
-	go func() {
-		pw.CloseWithError(s.readBlocks(dir, u.plan, 0, func(b []byte) error { _, err := pw.Write(b); return err }))
-	}()
 	ctx, cancel := s.ctxFor(u.plan.Size)
 	defer cancel()
 	opts := minio.PutObjectOptions{DisableContentSha256: true, DisableMultipart: true, UserMetadata: map[string]string{metaMD5: sum}}
 	opts.SetMatchETagExcept("*")
-	info, err := s.cl.PutObject(ctx, s.bucket, s.fileName(user, key), pr, u.plan.Size, opts)
-	pr.CloseWithError(errors.New("upload ended"))
+	info, err := s.cl.PutObject(ctx, s.bucket, s.fileName(user, key), body, u.plan.Size, opts)
 	var m *storage.FileMeta
 	switch {
 	case isPrecondition(err):
@@ -287,7 +356,7 @@ func (s *Store) finish(user, key string, u *upload) (*storage.FileMeta, error) {
 		m = &storage.FileMeta{Size: u.plan.Size, MD5: sum, ModTime: mt.UnixNano()}
 		s.files.Store(uk, &fileEntry{meta: m, etag: info.ETag, checked: time.Now()})
 	}
-	s.uploads.Delete(uk)
+	s.forget(user, key)
 	// The file is whole in the store: removing the upload may fail and
 	// leave debris for the sweep, never a second copy to complete.
 	if err := s.remove(s.planName(user, key)); err == nil {

@@ -32,6 +32,7 @@ func Run(t *testing.T, open Opener) {
 		{"BlockLength", testBlockLength},
 		{"BlockSentAgain", testBlockSentAgain},
 		{"Replan", testReplan},
+		{"BlockForAReplacedPlan", testStaleUpload},
 		{"DeleteInProgress", testDeleteInProgress},
 		{"Empty", testEmpty},
 		{"Usage", testUsage},
@@ -96,12 +97,11 @@ func write(t *testing.T, b storage.Backend, user, key string, data []byte, bs in
 	for _, i := range idx {
 		unlock := b.Lock(user, key)
 		u, err := b.Upload(user, key)
+		unlock()
 		if err != nil {
-			unlock()
 			t.Fatalf("Upload before block %d: %v", i, err)
 		}
 		m, err = b.WriteBlock(user, key, u, i, data[i*bs:min((i+1)*bs, int64(len(data)))], time.Now())
-		unlock()
 		if err != nil {
 			t.Fatalf("WriteBlock %d: %v", i, err)
 		}
@@ -231,8 +231,6 @@ func testBlockLength(t *testing.T, open func() storage.Backend) {
 	b := mustOpen(t, open)
 	const bs = 1000
 	u := plan(t, b, "u", "k", 2500, bs)
-	unlock := b.Lock("u", "k")
-	defer unlock()
 	for _, c := range []struct {
 		i int64
 		n int
@@ -241,6 +239,8 @@ func testBlockLength(t *testing.T, open func() storage.Backend) {
 			t.Errorf("block %d of %d bytes: %v, want ErrBlockLen", c.i, c.n, err)
 		}
 	}
+	unlock := b.Lock("u", "k")
+	defer unlock()
 	if _, err := b.CompletedLocked("u", "k"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("refused blocks completed the file: %v", err)
 	}
@@ -396,4 +396,36 @@ func testNames(t *testing.T, open func() storage.Backend) {
 			t.Fatalf("key %q: file differs", key)
 		}
 	}
+}
+
+func testStaleUpload(t *testing.T, open func() storage.Backend) {
+	b := mustOpen(t, open)
+	old := plan(t, b, "u", "k", 2000, 1000)
+	unlock := b.Lock("u", "k")
+	_, _, err := b.PlanUpload("u", "k", 2000, 1000, time.Now())
+	unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.WriteBlock("u", "k", old, 0, Pattern(1000, 12), time.Now()); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("block for a replaced plan: %v, want ErrNotFound", err)
+	}
+	unlock = b.Lock("u", "k")
+	if err := b.DropUpload("u", "k", mustUpload(t, b, "u", "k")); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	cur := old
+	if _, err := b.WriteBlock("u", "k", cur, 1, Pattern(1000, 12), time.Now()); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("block for a removed upload: %v, want ErrNotFound", err)
+	}
+}
+
+func mustUpload(t *testing.T, b storage.Backend, user, key string) storage.Upload {
+	t.Helper()
+	u, err := b.Upload(user, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

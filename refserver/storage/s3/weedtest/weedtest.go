@@ -102,8 +102,14 @@ func Build(bin string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	env := append(os.Environ(), "GOWORK=off", "GOFLAGS=-buildvcs=false")
+	src, err := os.MkdirTemp("", "seaweedfs-src-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(src)
+	// Outside any module, so that nothing is added to this one's go.sum.
 	dl := exec.CommandContext(ctx, "go", "mod", "download", "-json", Module+"@"+Version)
-	dl.Env = env
+	dl.Dir, dl.Env = src, env
 	out, err := dl.Output()
 	if err != nil {
 		return fmt.Errorf("go mod download %s@%s: %w", Module, Version, err)
@@ -112,26 +118,13 @@ func Build(bin string) error {
 	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
 		return fmt.Errorf("go mod download %s@%s: no folder in %q", Module, Version, out)
 	}
-	src, err := os.MkdirTemp("", "seaweedfs-src-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(src)
-	if err := os.CopyFS(src, os.DirFS(mod.Dir)); err != nil {
+	// os.CopyFS makes the copy writable, as go build needs.
+	if err := os.CopyFS(filepath.Join(src, "m"), os.DirFS(mod.Dir)); err != nil {
 		return fmt.Errorf("copy the module: %w", err)
 	}
-	filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err == nil {
-			mode := os.FileMode(0o644)
-			if d.IsDir() {
-				mode = 0o755
-			}
-			os.Chmod(p, mode)
-		}
-		return nil
-	})
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin+".tmp", "./weed")
-	build.Dir, build.Env = src, env
+	// -trimpath keeps the build cache independent of the copy's folder.
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin+".tmp", "./weed")
+	build.Dir, build.Env = filepath.Join(src, "m"), env
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./weed: %w\n%s", err, out)
 	}
@@ -307,8 +300,48 @@ func (s *Server) WaitReady(timeout time.Duration) error {
 }
 
 // Pause freezes weed (SIGSTOP): connections are accepted by the kernel but
-// nothing is answered, as with a store that hangs. Resume undoes it.
-func (s *Server) Pause()  { s.cmd.Process.Signal(syscall.SIGSTOP) }
+// nothing is answered, as with a store that hangs. It returns once every
+// thread of weed has stopped (on Linux, where /proc shows it). Resume
+// undoes it.
+func (s *Server) Pause() {
+	s.tb.Helper()
+	s.cmd.Process.Signal(syscall.SIGSTOP)
+	tasks := fmt.Sprintf("/proc/%d/task", s.cmd.Process.Pid)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if allStopped(tasks) {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.tb.Fatalf("weed did not stop within 10s of SIGSTOP")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// allStopped reports whether every task under /proc/PID/task is stopped,
+// or /proc cannot tell.
+func allStopped(tasks string) bool {
+	ents, err := os.ReadDir(tasks)
+	if err != nil {
+		return true
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(tasks, e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// The state follows the command name, which is in parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) {
+			continue
+		}
+		if st := b[i+2]; st != 'T' && st != 't' {
+			return false
+		}
+	}
+	return true
+}
+
 func (s *Server) Resume() { s.cmd.Process.Signal(syscall.SIGCONT) }
 
 // freePorts returns n distinct free TCP ports on 127.0.0.1. Listeners are
