@@ -1,6 +1,7 @@
 package refserver
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -38,6 +39,18 @@ type conn struct {
 	tokenUser    string
 	tokenExpires time.Time
 
+	// runs is set when the storage stores a run of blocks in one write
+	// (storage.RunWriter): pipelined UPLOADs of consecutive blocks are
+	// then taken together (serveRun). collect gathers their blocks while
+	// they are dispatched; pending holds a request (or read error) read
+	// ahead that did not belong to the run.
+	runs        bool
+	collect     *[]uploadItem
+	pending     bool
+	pendReq     *spec.Message
+	pendErr     error
+	pendTraffic int
+
 	// The completed file DOWNLOAD read last, kept open between blocks.
 	dlMeta *storage.FileMeta
 	dlUser string
@@ -63,7 +76,14 @@ func (s *Server) newConn(nc net.Conn, id uint64) *conn {
 	c := &conn{srv: s, nc: nc, id: id}
 	c.log = s.log.With("conn", id)
 	c.debug = c.log.Enabled(context.Background(), slog.LevelDebug)
-	c.r = spec.NewReader(idleReader{c}, s.cfg.Limits)
+	if _, ok := s.store.(storage.RunWriter); ok {
+		// Room for a window of pipelined blocks, so that a run can be
+		// seen whole.
+		c.runs = true
+		c.r = spec.NewReader(bufio.NewReaderSize(idleReader{c}, max(64<<10, (maxRun+1)*(s.cfg.BlockSize+1024))), s.cfg.Limits)
+	} else {
+		c.r = spec.NewReader(idleReader{c}, s.cfg.Limits)
+	}
 	return c
 }
 
@@ -92,19 +112,28 @@ func (c *conn) loop() string {
 	s := c.srv
 	cfg := &s.cfg
 	for {
-		if c.r.Buffered() > 0 {
-			c.idle.Store(false)
-			c.nc.SetReadDeadline(time.Now().Add(cfg.ReadTimeout))
+		var req *spec.Message
+		var err error
+		if c.pending {
+			// Read ahead by serveRun.
+			req, err = c.pendReq, c.pendErr
+			s.met.traffic(c.pendTraffic, 0)
+			c.pending, c.pendReq, c.pendErr = false, nil, nil
 		} else {
-			c.idle.Store(true)
-			c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
-			if s.inShutdown.Load() {
-				return "server shutting down"
+			if c.r.Buffered() > 0 {
+				c.idle.Store(false)
+				c.nc.SetReadDeadline(time.Now().Add(cfg.ReadTimeout))
+			} else {
+				c.idle.Store(true)
+				c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
+				if s.inShutdown.Load() {
+					return "server shutting down"
+				}
 			}
+			before := c.r.Offset()
+			req, err = c.r.ReadMessage()
+			s.met.traffic(int(c.r.Offset()-before), 0)
 		}
-		before := c.r.Offset()
-		req, err := c.r.ReadMessage()
-		s.met.traffic(int(c.r.Offset()-before), 0)
 		if err != nil {
 			var fe *spec.FrameError
 			switch {
@@ -151,6 +180,12 @@ func (c *conn) loop() string {
 		}
 		c.idle.Store(false)
 		c.requests++
+		if c.runs && startsRun(req) && c.r.FrameBuffered() {
+			if !c.serveRun(req) {
+				return "write failed"
+			}
+			continue
+		}
 		resp, closeAfter := c.handle(req)
 		if !c.send(resp) {
 			return "write failed"

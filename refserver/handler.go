@@ -26,13 +26,18 @@ const (
 // the connection closes after it (BYE).
 func (c *conn) handle(req *spec.Message) (*spec.Message, bool) {
 	resp, closeAfter := c.dispatch(req)
+	c.count(req, resp)
+	return resp, closeAfter
+}
+
+// count records an answered request in the metrics and the debug log.
+func (c *conn) count(req, resp *spec.Message) {
 	st, _ := resp.Status()
 	c.srv.met.request(string(req.Operation()), st)
 	if c.debug {
 		c.log.Debug("request", "operation", string(req.Operation()), "type", string(req.Type()), "status", int(st),
 			"status_msg", resp.StatusMsg())
 	}
-	return resp, closeAfter
 }
 
 func reply(op spec.Operation, t spec.Type, st spec.Status, msg string) *spec.Message {
@@ -358,6 +363,18 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 		Set(spec.FieldTotalBlock, plan.TotalBlock).Set(spec.FieldBlockSize, plan.BlockSize)
 }
 
+// noPlan answers an UPLOAD to a key without an upload in progress.
+func (c *conn) noPlan(user, k string) *spec.Message {
+	const op, t = spec.OpUpload, spec.TypeFile
+	s := c.srv
+	unlock := s.store.Lock(user, k)
+	defer unlock()
+	if _, err := s.store.CompletedLocked(user, k); err == nil {
+		return reply(op, t, spec.StatusWrongOperation, fmt.Sprintf("The file %q is already completely uploaded.", k)).Set(spec.FieldKey, k)
+	}
+	return reply(op, t, spec.StatusWrongOperation, fmt.Sprintf("The key %q has no upload plan: send FILE SAVE first.", k)).Set(spec.FieldKey, k)
+}
+
 // blockIndex returns the request's block_index, or the 410 answer.
 func blockIndex(req *spec.Message, op spec.Operation) (int64, *spec.Message) {
 	if !req.Has(spec.FieldBlockIndex) {
@@ -389,15 +406,7 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 	if resp != nil {
 		return resp
 	}
-	// noPlan answers an UPLOAD to a key without an upload in progress.
-	noPlan := func() *spec.Message {
-		unlock := s.store.Lock(user, k)
-		defer unlock()
-		if _, err := s.store.CompletedLocked(user, k); err == nil {
-			return reply(op, t, spec.StatusWrongOperation, fmt.Sprintf("The file %q is already completely uploaded.", k)).Set(spec.FieldKey, k)
-		}
-		return reply(op, t, spec.StatusWrongOperation, fmt.Sprintf("The key %q has no upload plan: send FILE SAVE first.", k)).Set(spec.FieldKey, k)
-	}
+	noPlan := func() *spec.Message { return c.noPlan(user, k) }
 	unlock := s.store.Lock(user, k)
 	u, err := s.store.Upload(user, k)
 	unlock()
@@ -414,6 +423,15 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 	if resp := checkIndex(op, i, u.Plan().TotalBlock); resp != nil {
 		return resp
 	}
+	if c.collect != nil {
+		// Part of a run (serveRun): stored with the others.
+		if want := spec.BlockLen(u.Plan().Size, u.Plan().BlockSize, i); int64(len(req.Binary)) != want {
+			return reply(op, t, spec.StatusBlockSize, fmt.Sprintf("The block is %d bytes; block %d of this plan has %d.",
+				len(req.Binary), i, want)).Set(spec.FieldKey, k).Set(spec.FieldBlockIndex, i)
+		}
+		*c.collect = append(*c.collect, uploadItem{user: user, key: k, u: u, index: i, block: req.Binary})
+		return nil
+	}
 	// The storage takes the key's lock itself: it may store blocks of one
 	// upload from several connections at once.
 	m, err := s.store.WriteBlock(user, k, u, i, req.Binary, s.cfg.Now())
@@ -427,9 +445,16 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 	if err != nil {
 		return c.internal(op, t, "store block", err)
 	}
-	resp = reply(op, t, spec.StatusOK, "The block is uploaded.").Set(spec.FieldKey, k).Set(spec.FieldBlockIndex, i)
+	return c.uploaded(user, k, i, m)
+}
+
+// uploaded is the answer to an UPLOAD whose block was stored; m is set
+// when it completed the file.
+func (c *conn) uploaded(user, k string, i int64, m *storage.FileMeta) *spec.Message {
+	const op, t = spec.OpUpload, spec.TypeFile
+	resp := reply(op, t, spec.StatusOK, "The block is uploaded.").Set(spec.FieldKey, k).Set(spec.FieldBlockIndex, i)
 	if m != nil {
-		s.met.uploadDone()
+		c.srv.met.uploadDone()
 		c.log.Info("upload completed", "user", user, "key", k, "size", m.Size, "md5", m.MD5)
 		resp.Set(spec.FieldStatusMsg, "The file is completely uploaded.").Set(spec.FieldMD5, m.MD5)
 	}

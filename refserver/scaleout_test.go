@@ -128,6 +128,62 @@ func TestSharedStore(t *testing.T) {
 		}
 	})
 
+	t.Run("PipelinedBlocksStoredTogether", func(t *testing.T) {
+		p := prefix()
+		a, _, _, _ := sharedPair(t, w, p, refserver.Config{BlockSize: 1000})
+		c := dial(t, a)
+		c.login("kim")
+		data := pattern(20*1000+1, 11)
+		wantStatus(t, c.do(c.authed(spec.OpSave, spec.TypeFile, "key", "k", "size", len(data))), 200)
+		// Every block in one write, block 7 too short and a FILE GET
+		// after block 12: each request is answered, in order, as alone.
+		var frames []byte
+		for i := 0; i <= 20; i++ {
+			m := c.authed(spec.OpUpload, spec.TypeFile, "key", "k", "block_index", i)
+			m.Binary = data[i*1000 : min(i*1000+1000, len(data))]
+			if i == 7 {
+				m.Binary = m.Binary[:999]
+			}
+			b, err := spec.EncodeFrame(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			frames = append(frames, b...)
+			if i == 12 {
+				b, _ := spec.EncodeFrame(c.authed(spec.OpGet, spec.TypeFile, "key", "k"))
+				frames = append(frames, b...)
+			}
+		}
+		c.sendRaw(frames)
+		for i := 0; i <= 20; i++ {
+			r := c.recv()
+			switch {
+			case i == 7:
+				wantStatus(t, r, 406)
+			default:
+				wantStatus(t, r, 200)
+				if idx, _ := r.BlockIndex(); idx != int64(i) {
+					t.Fatalf("answer %d is for block %d", i, idx)
+				}
+			}
+			if sum, _ := r.MD5(); sum != "" {
+				t.Fatalf("block %d completed the file with block 7 missing", i)
+			}
+			if i == 12 {
+				wantStatus(t, c.recv(), 404)
+			}
+		}
+		uploadBlocks(t, c, "k", data, 1000, 7)
+		r := c.do(c.authed(spec.OpGet, spec.TypeFile, "key", "k"))
+		wantStatus(t, r, 200)
+		if sum, _ := r.MD5(); sum != md5hex(data) {
+			t.Fatalf("md5 %q, want %s", sum, md5hex(data))
+		}
+		if !bytes.Equal(c.download("k"), data) {
+			t.Fatal("download differs")
+		}
+	})
+
 	t.Run("DataSaveRace", func(t *testing.T) {
 		a, b, _, _ := sharedPair(t, w, prefix(), refserver.Config{})
 		const n = 8

@@ -129,6 +129,18 @@ func (r *Reader) Offset() int64 { return r.off }
 // which tells whether a client has already sent its next request.
 func (r *Reader) Buffered() int { return r.br.Buffered() }
 
+// FrameBuffered reports whether a whole frame is already buffered, so that
+// reading it does not wait for the peer: a server may then take pipelined
+// requests together.
+func (r *Reader) FrameBuffered() bool {
+	if r.br.Buffered() < HeaderLen {
+		return false
+	}
+	h, _ := r.br.Peek(HeaderLen)
+	n := HeaderLen + int64(binary.BigEndian.Uint32(h[0:4])) + int64(binary.BigEndian.Uint32(h[4:8]))
+	return int64(r.br.Buffered()) >= n
+}
+
 // ReadFrame reads one frame without parsing its JSON. It returns io.EOF
 // when the stream ends cleanly between frames.
 func (r *Reader) ReadFrame() (Frame, error) {

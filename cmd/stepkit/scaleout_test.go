@@ -160,7 +160,7 @@ func TestScaleOut(t *testing.T) {
 
 	// Last: it leaves one server.
 	t.Run("KillMidUpload", func(t *testing.T) {
-		const size = 16 << 20
+		const size = 64 << 20
 		path, data := randomFile(t, dir, "thesis.pdf", size, 8)
 		args := append([]string{"upload", path, "--json", "--conns", "2", "--timeout", "10s"}, conn...)
 		up := stepkitCmd(t, context.Background(), dir, args...)
@@ -169,9 +169,10 @@ func TestScaleOut(t *testing.T) {
 		}
 		upDone := make(chan error, 1)
 		go func() { upDone <- up.cmd.Wait() }()
-		// Wait until blocks are in the store, then kill server A; one of
-		// the upload's two connections goes through it.
-		blocks := func() int {
+		// Wait until blocks are in the store (each object holds one or
+		// more), then kill server A; one of the upload's two connections
+		// goes through it.
+		objects := func() int {
 			n := 0
 			for o := range w.Client().ListObjects(context.Background(), w.Bucket,
 				minio.ListObjectsOptions{Prefix: "scale/tmp/2362202/thesis.pdf/", Recursive: true}) {
@@ -181,7 +182,7 @@ func TestScaleOut(t *testing.T) {
 			}
 			return n
 		}
-		for deadline := time.Now().Add(2 * time.Minute); blocks() < 40; {
+		for deadline := time.Now().Add(2 * time.Minute); objects() < 3; {
 			select {
 			case err := <-upDone:
 				t.Fatalf("upload ended before the kill (%v): %s", err, up.stderr)

@@ -119,6 +119,14 @@ type Backend interface {
 	Close() error
 }
 
+// RunWriter is implemented by backends that store a run of consecutive
+// blocks in one write: the server gives them the blocks a client
+// pipelined, so that one request to the storage acknowledges several.
+type RunWriter interface {
+	// WriteBlocks is WriteBlock for blocks first, first+1, ….
+	WriteBlocks(user, key string, u Upload, first int64, blocks [][]byte, now time.Time) (*FileMeta, error)
+}
+
 // Shared is implemented by backends that several servers may use at once.
 // A server then counts quotas from the storage (Backend.Usage) at each
 // request that needs them, not from what it accepted itself.

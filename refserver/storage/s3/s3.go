@@ -10,7 +10,7 @@
 //	P/file/USER/KEY              a completed file, one object, whole; its MD5 in
 //	                             the metadata x-amz-meta-stepkit-md5
 //	P/tmp/USER/KEY/plan.json     an upload in progress: its plan and generation ID
-//	P/tmp/USER/KEY/ID/NNNNNNNN   ... block NNNNNNNN of generation ID
+//	P/tmp/USER/KEY/ID/F-L.SEQ    ... blocks F to L of generation ID, written at SEQ
 //
 // # Sharing the store
 //
@@ -212,7 +212,6 @@ func (s *Store) planName(user, key string) string { return s.tmpDir(user, key) +
 func (s *Store) blockDir(user, key, id string) string {
 	return s.tmpDir(user, key) + id + "/"
 }
-func blockName(dir string, index int64) string { return fmt.Sprintf("%s%08d", dir, index) }
 
 // ctx returns a context for one call to the store.
 func (s *Store) ctx() (context.Context, context.CancelFunc) {
@@ -476,10 +475,22 @@ func (s *Store) hashObject(name string, info minio.ObjectInfo) (string, error) {
 	return sum, nil
 }
 
-// OpenCompleted opens the version of the file m describes.
+// OpenCompleted opens the version of the file m describes: every read is
+// bound to its ETag.
 func (s *Store) OpenCompleted(user, key string, m *storage.FileMeta) (storage.File, error) {
 	var etag string
 	if v, ok := s.files.Load(ukey(user, key)); ok && v.(*fileEntry).meta == m {
+		etag = v.(*fileEntry).etag
+	} else {
+		// Not the version remembered: ask the store which one it has.
+		cur, err := s.statFile(user, key)
+		if err != nil {
+			return nil, err
+		}
+		v, ok := s.files.Load(ukey(user, key))
+		if !ok || cur.Size != m.Size || cur.MD5 != m.MD5 {
+			return nil, storage.ErrNotFound // replaced meanwhile
+		}
 		etag = v.(*fileEntry).etag
 	}
 	return &object{s: s, name: s.fileName(user, key), size: m.Size, etag: etag}, nil

@@ -1,10 +1,16 @@
 package s3_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/md5"
 	"fmt"
+	"io"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
 
 	"github.com/stepkit/stepkit/refserver/storage"
 	"github.com/stepkit/stepkit/refserver/storage/s3"
@@ -27,4 +33,88 @@ func TestContract(t *testing.T) {
 			return st
 		}
 	})
+}
+
+// TestObjectPutByHand serves a file another S3 tool put into file/USER/,
+// without the MD5 in its metadata.
+func TestObjectPutByHand(t *testing.T) {
+	w := weedtest.Start(t)
+	data := storagetest.Pattern(70000, 3)
+	if _, err := w.Client().PutObject(context.Background(), w.Bucket, "hand/file/teacher/handout.pdf",
+		bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st := w.Open(t, "hand")
+	m, err := st.Completed("teacher", "handout.pdf")
+	if err != nil || m.Size != int64(len(data)) || m.MD5 != fmt.Sprintf("%x", md5.Sum(data)) {
+		t.Fatalf("Completed = %+v, %v", m, err)
+	}
+	f, err := st.OpenCompleted("teacher", "handout.pdf", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := make([]byte, len(data))
+	if n, err := f.ReadAt(got, 0); n != len(data) || (err != nil && err != io.EOF) || !bytes.Equal(got, data) {
+		t.Fatalf("ReadAt: %d bytes, %v", n, err)
+	}
+	// Replaced by hand: the version opened before gives an error, never
+	// the new bytes.
+	other := storagetest.Pattern(70000, 4)
+	if _, err := w.Client().PutObject(context.Background(), w.Bucket, "hand/file/teacher/handout.pdf",
+		bytes.NewReader(other), int64(len(other)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReadAt(got[:1000], 5000); err == nil {
+		t.Fatal("read of a replaced version succeeded")
+	}
+}
+
+// TestRuns stores blocks in runs, out of order, some sent again with other
+// bytes in overlapping runs, and on two instances: the file is made of the
+// bytes each block was last sent with.
+func TestRuns(t *testing.T) {
+	w := weedtest.Start(t)
+	a, b := w.Open(t, "runs/"), w.Open(t, "runs/")
+	const bs = 1000
+	first, final := storagetest.Pattern(10*bs+10, 5), storagetest.Pattern(10*bs+10, 6)
+	blocks := func(data []byte, from, to int64) [][]byte {
+		var out [][]byte
+		for i := from; i <= to; i++ {
+			out = append(out, data[i*bs:min((i+1)*bs, int64(len(data)))])
+		}
+		return out
+	}
+	if _, _, err := a.PlanUpload("u", "k", int64(len(final)), bs, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ua, _ := a.Upload("u", "k")
+	write := func(st *s3.Store, u storage.Upload, data []byte, from, to int64) *storage.FileMeta {
+		t.Helper()
+		m, err := st.WriteBlocks("u", "k", u, from, blocks(data, from, to), time.Now())
+		if err != nil {
+			t.Fatalf("WriteBlocks %d-%d: %v", from, to, err)
+		}
+		return m
+	}
+	write(a, ua, first, 0, 5)
+	write(a, ua, final, 3, 4) // sent again, other bytes
+	write(a, ua, final, 0, 2)
+	if _, err := a.WriteBlocks("u", "k", ua, 6, [][]byte{make([]byte, bs), make([]byte, 5)}, time.Now()); err != storage.ErrBlockLen {
+		t.Fatalf("a run with a short block: %v, want ErrBlockLen", err)
+	}
+	ub, err := b.Upload("u", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(b, ub, first, 6, 8)
+	write(b, ub, final, 5, 8) // b's newer bytes for 5 to 8
+	if m := write(a, ua, final, 9, 10); m != nil {
+		t.Fatal("a completed the file without knowing of b's blocks")
+	}
+	// a knows blocks 0-5 and 9-10; the FILE GET path finds the rest.
+	m, err := a.Completed("u", "k")
+	if err != nil || m.MD5 != fmt.Sprintf("%x", md5.Sum(final)) {
+		t.Fatalf("Completed = %+v, %v; want md5 %x", m, err, md5.Sum(final))
+	}
 }

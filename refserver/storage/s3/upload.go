@@ -53,10 +53,66 @@ type upload struct {
 	spool    *os.File
 	spooled  []bool
 	nspooled int64
+
+	// runs are the block objects known; src[i] indexes the newest run
+	// holding block i (-1: none known).
+	runs []run
+	src  []int32
+}
+
+// run is one block object: blocks [first, last] written together, seq
+// ordering the writes of a block that was sent more than once.
+type run struct {
+	name        string
+	first, last int64
+	seq         uint64
+	own         bool // written by this server, so its bytes are in the spool
+}
+
+// runName names the object of blocks [first, last] written at seq.
+func runName(dir string, first, last int64, seq uint64) string {
+	return fmt.Sprintf("%s%08d-%08d.%016x", dir, first, last, seq)
+}
+
+// parseRun reads a run object's name; ok is false for anything else.
+func parseRun(name string) (first, last int64, seq uint64, ok bool) {
+	head, tail, ok1 := strings.Cut(name, ".")
+	a, b, ok2 := strings.Cut(head, "-")
+	if !ok1 || !ok2 || len(a) != 8 || len(b) != 8 || len(tail) != 16 {
+		return 0, 0, 0, false
+	}
+	f, err1 := strconv.ParseInt(a, 10, 64)
+	l, err2 := strconv.ParseInt(b, 10, 64)
+	q, err3 := strconv.ParseUint(tail, 16, 64)
+	return f, l, q, err1 == nil && err2 == nil && err3 == nil && f <= l
+}
+
+// runLen is the size of the object of blocks [first, last].
+func runLen(p storage.Plan, first, last int64) int64 {
+	return min((last+1)*p.BlockSize, p.Size) - first*p.BlockSize
+}
+
+// addRun records a run object, and its blocks as received.
+func (u *upload) addRun(r run) {
+	k := int32(len(u.runs))
+	u.runs = append(u.runs, r)
+	for i := r.first; i <= r.last; i++ {
+		if u.src[i] < 0 || u.runs[u.src[i]].seq <= r.seq {
+			u.src[i] = k
+		}
+		if !u.received[i] {
+			u.received[i] = true
+			u.count++
+		}
+	}
 }
 
 func newUpload(p planDoc, etag string) *upload {
-	u := &upload{plan: p.Plan, id: p.ID, etag: etag, checked: time.Now(), received: make([]bool, p.TotalBlock), h: md5.New()}
+	u := &upload{plan: p.Plan, id: p.ID, etag: etag, checked: time.Now(), received: make([]bool, p.TotalBlock), h: md5.New(),
+		src: make([]int32, p.TotalBlock)}
+	for i := range u.src {
+		u.src[i] = -1
+	}
 	if f, err := os.CreateTemp("", "stepkit-s3-spool-"); err == nil {
 		os.Remove(f.Name())
 		u.spool, u.spooled = f, make([]bool, p.TotalBlock)
@@ -70,6 +126,20 @@ func (u *upload) release() {
 		u.spool.Close()
 		u.spool = nil
 	}
+}
+
+// spoolWhole reports whether the spool holds the newest bytes of every
+// block: the file can be completed from it.
+func (u *upload) spoolWhole() bool {
+	if u.spool == nil || u.nspooled < u.plan.TotalBlock {
+		return false
+	}
+	for _, k := range u.src {
+		if k < 0 || !u.runs[k].own {
+			return false
+		}
+	}
+	return true
 }
 
 // forget drops what this server knows of user's upload of key.
@@ -147,17 +217,21 @@ func (s *Store) upload(user, key string, fresh bool) (*upload, error) {
 // refresh adds to u the blocks the store holds.
 func (s *Store) refresh(user, key string, u *upload) error {
 	dir := s.blockDir(user, key, u.id)
+	known := make(map[string]bool, len(u.runs))
+	for _, r := range u.runs {
+		known[r.name] = true
+	}
 	var last time.Time
 	err := s.list(dir, false, func(o minio.ObjectInfo) bool {
-		i, err := strconv.ParseInt(strings.TrimPrefix(o.Key, dir), 10, 64)
-		if err == nil && i >= 0 && i < u.plan.TotalBlock && o.Size == spec.BlockLen(u.plan.Size, u.plan.BlockSize, i) {
-			if !u.received[i] {
-				u.received[i] = true
-				u.count++
-			}
-			if o.LastModified.After(last) {
-				last = o.LastModified
-			}
+		first, end, seq, ok := parseRun(strings.TrimPrefix(o.Key, dir))
+		if !ok || end >= u.plan.TotalBlock || o.Size != runLen(u.plan, first, end) {
+			return true
+		}
+		if !known[o.Key] {
+			u.addRun(run{name: o.Key, first: first, last: end, seq: seq})
+		}
+		if o.LastModified.After(last) {
+			last = o.LastModified
 		}
 		return true
 	})
@@ -214,17 +288,40 @@ func (s *Store) DropUpload(user, key string, su storage.Upload) error {
 	return nil
 }
 
-// WriteBlock stores block index as its own object, without the key's
-// lock, so that blocks of one upload go to the store in parallel from
-// several connections. The answer is given once the store has the block,
-// so an acknowledged block survives the loss of this server.
+// WriteBlock stores one block: WriteBlocks of a run of one.
 func (s *Store) WriteBlock(user, key string, su storage.Upload, index int64, block []byte, now time.Time) (*storage.FileMeta, error) {
+	return s.WriteBlocks(user, key, su, index, [][]byte{block}, now)
+}
+
+// WriteBlocks stores blocks first, first+1, … as one object, without the
+// key's lock, so that blocks of one upload go to the store in parallel
+// from several connections, and a client's pipelined blocks cost one
+// request. The answer is given once the store has them, so acknowledged
+// blocks survive the loss of this server.
+func (s *Store) WriteBlocks(user, key string, su storage.Upload, first int64, blocks [][]byte, now time.Time) (*storage.FileMeta, error) {
 	u := su.(*upload)
-	if int64(len(block)) != spec.BlockLen(u.plan.Size, u.plan.BlockSize, index) {
-		return nil, storage.ErrBlockLen
+	last := first + int64(len(blocks)) - 1
+	if len(blocks) == 0 || first < 0 || last >= u.plan.TotalBlock {
+		return nil, fmt.Errorf("blocks %d to %d are outside the plan", first, last)
 	}
-	if _, err := s.put(blockName(s.blockDir(user, key, u.id), index), block, "", nil); err != nil {
-		return nil, fmt.Errorf("write block %d: %w", index, err)
+	var n int64
+	for j, b := range blocks {
+		if int64(len(b)) != spec.BlockLen(u.plan.Size, u.plan.BlockSize, first+int64(j)) {
+			return nil, storage.ErrBlockLen
+		}
+		n += int64(len(b))
+	}
+	data := blocks[0]
+	if len(blocks) > 1 {
+		data = make([]byte, 0, n)
+		for _, b := range blocks {
+			data = append(data, b...)
+		}
+	}
+	r := run{first: first, last: last, seq: uint64(time.Now().UnixNano()), own: true}
+	r.name = runName(s.blockDir(user, key, u.id), first, last, r.seq)
+	if _, err := s.put(r.name, data, "", nil); err != nil {
+		return nil, fmt.Errorf("write blocks %d to %d: %w", first, last, err)
 	}
 	unlock := s.Lock(user, key)
 	defer unlock()
@@ -233,29 +330,31 @@ func (s *Store) WriteBlock(user, key string, su storage.Upload, index int64, blo
 		return nil, err
 	}
 	if cur.id != u.id {
-		return nil, storage.ErrNotFound // replaced meanwhile: the block is debris
+		return nil, storage.ErrNotFound // replaced meanwhile: the blocks are debris
 	}
 	u = cur
 	if u.spool != nil {
-		if _, err := u.spool.WriteAt(block, index*u.plan.BlockSize); err != nil {
+		if _, err := u.spool.WriteAt(data, first*u.plan.BlockSize); err != nil {
 			u.release()
-		} else if !u.spooled[index] {
-			u.spooled[index] = true
-			u.nspooled++
+		} else {
+			for i := first; i <= last; i++ {
+				if !u.spooled[i] {
+					u.spooled[i] = true
+					u.nspooled++
+				}
+			}
 		}
 	}
-	if !u.received[index] {
-		u.received[index] = true
-		u.count++
-	} else if index < u.hashed {
-		// A block hashed already was sent again, maybe with other bytes.
+	if first < u.hashed {
+		// Blocks hashed already were sent again, maybe with other bytes.
 		u.h.Reset()
 		u.hashed = 0
 	}
+	u.addRun(r)
 	u.active.Store(now.UnixNano())
-	if index == u.hashed {
-		u.h.Write(block)
-		u.hashed++
+	if first == u.hashed {
+		u.h.Write(data)
+		u.hashed = last + 1
 	}
 	if u.count < u.plan.TotalBlock {
 		return nil, nil
@@ -306,11 +405,10 @@ func (s *Store) finish(user, key string, u *upload) (*storage.FileMeta, error) {
 		}
 		return nil, err
 	}
-	dir := s.blockDir(user, key, u.id)
 	// The file's bytes: this server's spool when it holds every block,
 	// else the blocks read back from the store.
 	var body io.Reader
-	if u.spool != nil && u.nspooled == u.plan.TotalBlock {
+	if u.spoolWhole() {
 		body = io.NewSectionReader(u.spool, 0, u.plan.Size)
 		if u.hashed < u.plan.TotalBlock {
 			off := u.hashed * u.plan.BlockSize
@@ -320,8 +418,12 @@ func (s *Store) finish(user, key string, u *upload) (*storage.FileMeta, error) {
 			u.hashed = u.plan.TotalBlock
 		}
 	} else {
+		// Some block's newest bytes came through another server: hash
+		// what the store holds, all of it.
+		u.h.Reset()
+		u.hashed = 0
 		if u.hashed < u.plan.TotalBlock {
-			err := s.readBlocks(dir, u.plan, u.hashed, func(b []byte) error { _, err := u.h.Write(b); return err })
+			err := s.readBlocks(u, u.hashed, func(b []byte) error { _, err := u.h.Write(b); return err })
 			if err != nil {
 				return nil, fmt.Errorf("hash upload: %w", err)
 			}
@@ -330,7 +432,7 @@ func (s *Store) finish(user, key string, u *upload) (*storage.FileMeta, error) {
 		pr, pw := io.Pipe()
 		defer pr.CloseWithError(errors.New("upload ended"))
 		go func() {
-			pw.CloseWithError(s.readBlocks(dir, u.plan, 0, func(b []byte) error { _, err := pw.Write(b); return err }))
+			pw.CloseWithError(s.readBlocks(u, 0, func(b []byte) error { _, err := pw.Write(b); return err }))
 		}()
 		body = pr
 	}
@@ -365,13 +467,32 @@ func (s *Store) finish(user, key string, u *upload) (*storage.FileMeta, error) {
 	return m, nil
 }
 
-// readWindow is how many blocks are read from the store at once when a
-// file is assembled.
-const readWindow = 32
+// readWindow is how many block objects are read from the store at once
+// when a file is assembled.
+const readWindow = 16
 
-// readBlocks reads the blocks [from, TotalBlock) of dir in order, several
-// at a time, and gives each to fn.
-func (s *Store) readBlocks(dir string, plan storage.Plan, from int64, fn func([]byte) error) error {
+// piece is blocks [from, to] of one run object.
+type piece struct {
+	r        run
+	from, to int64
+}
+
+// readBlocks reads the blocks [from, TotalBlock) of u from the store in
+// order, each from the newest object holding it, several objects at a
+// time, and gives the bytes to fn.
+func (s *Store) readBlocks(u *upload, from int64, fn func([]byte) error) error {
+	var pieces []piece
+	for i := from; i < u.plan.TotalBlock; i++ {
+		if u.src[i] < 0 {
+			return fmt.Errorf("block %d is not in the store", i)
+		}
+		r := u.runs[u.src[i]]
+		if n := len(pieces); n > 0 && pieces[n-1].r.name == r.name && pieces[n-1].to == i-1 {
+			pieces[n-1].to = i
+		} else {
+			pieces = append(pieces, piece{r: r, from: i, to: i})
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	type result struct {
@@ -381,17 +502,17 @@ func (s *Store) readBlocks(dir string, plan storage.Plan, from int64, fn func([]
 	pending := make(chan chan result, readWindow)
 	go func() {
 		defer close(pending)
-		for i := from; i < plan.TotalBlock; i++ {
+		for _, p := range pieces {
 			ch := make(chan result, 1)
 			select {
 			case pending <- ch:
 			case <-ctx.Done():
 				return
 			}
-			go func(i int64) {
-				b, err := s.readBlock(ctx, dir, plan, i)
+			go func() {
+				b, err := s.readPiece(ctx, u.plan, p)
 				ch <- result{b, err}
-			}(i)
+			}()
 		}
 	}()
 	for ch := range pending {
@@ -406,22 +527,28 @@ func (s *Store) readBlocks(dir string, plan storage.Plan, from int64, fn func([]
 	return nil
 }
 
-func (s *Store) readBlock(ctx context.Context, dir string, plan storage.Plan, i int64) ([]byte, error) {
+// readPiece reads blocks [p.from, p.to] from their run object.
+func (s *Store) readPiece(ctx context.Context, plan storage.Plan, p piece) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	rc, _, _, err := s.core.GetObject(ctx, s.bucket, blockName(dir, i), minio.GetObjectOptions{})
+	off := (p.from - p.r.first) * plan.BlockSize
+	want := runLen(plan, p.from, p.to)
+	opts := minio.GetObjectOptions{}
+	if err := opts.SetRange(off, off+want-1); err != nil {
+		return nil, err
+	}
+	rc, _, _, err := s.core.GetObject(ctx, s.bucket, p.r.name, opts)
 	if err != nil {
-		return nil, fmt.Errorf("read block %d: %w", i, err)
+		return nil, fmt.Errorf("read blocks %d to %d: %w", p.from, p.to, err)
 	}
 	defer rc.Close()
-	want := spec.BlockLen(plan.Size, plan.BlockSize, i)
 	b := make([]byte, want+1)
 	n, err := io.ReadFull(rc, b)
 	if err != io.ErrUnexpectedEOF || int64(n) != want {
 		if err == nil || err == io.ErrUnexpectedEOF {
 			err = fmt.Errorf("%d bytes, want %d", n, want)
 		}
-		return nil, fmt.Errorf("read block %d: %w", i, err)
+		return nil, fmt.Errorf("read blocks %d to %d: %w", p.from, p.to, err)
 	}
 	return b[:n], nil
 }

@@ -1,0 +1,118 @@
+package refserver
+
+import (
+	"errors"
+
+	"github.com/stepkit/stepkit/refserver/storage"
+	"github.com/stepkit/stepkit/spec"
+)
+
+// maxRun is the most pipelined UPLOADs taken together.
+const maxRun = 16
+
+// uploadItem is a block of a run of UPLOADs, checked and waiting to be
+// stored with the others.
+type uploadItem struct {
+	user, key string
+	u         storage.Upload
+	index     int64
+	block     []byte
+}
+
+// startsRun reports whether req may begin a run: a FILE UPLOAD request.
+func startsRun(req *spec.Message) bool {
+	return req.Operation() == spec.OpUpload && req.Type() == spec.TypeFile && req.Direction() == spec.DirRequest
+}
+
+// continuesRun reports whether next is the UPLOAD of the block after
+// prev's, of the same key, with the same token.
+func continuesRun(prev, next *spec.Message) bool {
+	if !startsRun(next) {
+		return false
+	}
+	pt, err1 := prev.Token()
+	nt, err2 := next.Token()
+	pk, err3 := prev.Key()
+	nk, err4 := next.Key()
+	pi, err5 := prev.BlockIndex()
+	ni, err6 := next.BlockIndex()
+	return errors.Join(err1, err2, err3, err4, err5, err6) == nil && pt == nt && pk == nk && ni == pi+1
+}
+
+// serveRun answers first and the UPLOADs of the following blocks that are
+// already buffered whole, storing their blocks with one write: a client
+// that pipelines its blocks then costs the storage one request per run,
+// not per block. Each request is checked and answered as it would be
+// alone, in order. It reports false when a response could not be sent.
+func (c *conn) serveRun(first *spec.Message) bool {
+	s := c.srv
+	reqs := []*spec.Message{first.Clone()}
+	for len(reqs) < maxRun && c.r.FrameBuffered() {
+		before := c.r.Offset()
+		next, err := c.r.ReadMessage()
+		traffic := int(c.r.Offset() - before)
+		if err != nil || !continuesRun(reqs[len(reqs)-1], next) {
+			// Served by the loop, as if read there.
+			c.pending, c.pendReq, c.pendErr, c.pendTraffic = true, next, err, traffic
+			break
+		}
+		s.met.traffic(traffic, 0)
+		c.requests++
+		reqs = append(reqs, next.Clone())
+	}
+	var items []uploadItem
+	c.collect = &items
+	resps := make([]*spec.Message, len(reqs))
+	for i, req := range reqs {
+		resps[i], _ = c.dispatch(req) // nil: collected
+	}
+	c.collect = nil
+	stored := c.storeRun(items)
+	for i, req := range reqs {
+		if resps[i] == nil {
+			resps[i], stored = stored[0], stored[1:]
+		}
+		c.count(req, resps[i])
+		if !c.send(resps[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// storeRun stores the collected blocks, each stretch of consecutive blocks
+// of one upload in one write, and returns their answers in order.
+func (c *conn) storeRun(items []uploadItem) []*spec.Message {
+	s := c.srv
+	out := make([]*spec.Message, 0, len(items))
+	for len(items) > 0 {
+		n := 1
+		for n < len(items) && items[n].u == items[0].u && items[n].index == items[n-1].index+1 {
+			n++
+		}
+		it := items[0]
+		blocks := make([][]byte, n)
+		for j := range n {
+			blocks[j] = items[j].block
+		}
+		m, err := s.store.(storage.RunWriter).WriteBlocks(it.user, it.key, it.u, it.index, blocks, s.cfg.Now())
+		for j := range n {
+			var resp *spec.Message
+			switch {
+			case err == nil:
+				var done *storage.FileMeta
+				if j == n-1 {
+					done = m
+				}
+				resp = c.uploaded(it.user, it.key, it.index+int64(j), done)
+			case errors.Is(err, storage.ErrNotFound):
+				resp = c.noPlan(it.user, it.key)
+			default:
+				resp = c.internal(spec.OpUpload, spec.TypeFile, "store block", err)
+			}
+			out = append(out, resp)
+		}
+		items = items[n:]
+	}
+	return out
+}
