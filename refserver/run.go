@@ -24,25 +24,33 @@ func startsRun(req *spec.Message) bool {
 	return req.Operation() == spec.OpUpload && req.Type() == spec.TypeFile && req.Direction() == spec.DirRequest
 }
 
-// continuesRun reports whether next is the UPLOAD of the block after
-// prev's, of the same key, with the same token.
-func continuesRun(prev, next *spec.Message) bool {
+// continuesRun reports whether next is another UPLOAD of the key of the
+// run's first request, with the same token, of a block not in the run.
+func continuesRun(run []*spec.Message, next *spec.Message) bool {
 	if !startsRun(next) {
 		return false
 	}
-	pt, err1 := prev.Token()
+	first := run[0]
+	ft, err1 := first.Token()
 	nt, err2 := next.Token()
-	pk, err3 := prev.Key()
+	fk, err3 := first.Key()
 	nk, err4 := next.Key()
-	pi, err5 := prev.BlockIndex()
-	ni, err6 := next.BlockIndex()
-	return errors.Join(err1, err2, err3, err4, err5, err6) == nil && pt == nt && pk == nk && ni == pi+1
+	ni, err5 := next.BlockIndex()
+	if errors.Join(err1, err2, err3, err4, err5) != nil || ft != nt || fk != nk {
+		return false
+	}
+	for _, m := range run {
+		if i, err := m.BlockIndex(); err != nil || i == ni {
+			return false
+		}
+	}
+	return true
 }
 
-// serveRun answers first and the UPLOADs of the following blocks that are
-// already buffered whole, storing their blocks with one write: a client
-// that pipelines its blocks then costs the storage one request per run,
-// not per block. Each request is checked and answered as it would be
+// serveRun answers first and the UPLOADs of other blocks of its key that
+// follow it and are already buffered whole, storing their blocks with one
+// write: a client that pipelines its blocks then costs the storage one
+// request per run, not per block. Each request is checked and answered as it would be
 // alone, in order. It reports false when a response could not be sent.
 func (c *conn) serveRun(first *spec.Message) bool {
 	s := c.srv
@@ -51,7 +59,7 @@ func (c *conn) serveRun(first *spec.Message) bool {
 		before := c.r.Offset()
 		next, err := c.r.ReadMessage()
 		traffic := int(c.r.Offset() - before)
-		if err != nil || !continuesRun(reqs[len(reqs)-1], next) {
+		if err != nil || !continuesRun(reqs, next) {
 			// Served by the loop, as if read there.
 			c.pending, c.pendReq, c.pendErr, c.pendTraffic = true, next, err, traffic
 			break
@@ -80,22 +88,23 @@ func (c *conn) serveRun(first *spec.Message) bool {
 	return true
 }
 
-// storeRun stores the collected blocks, each stretch of consecutive blocks
-// of one upload in one write, and returns their answers in order.
+// storeRun stores the collected blocks of each upload in one write and
+// returns their answers in order.
 func (c *conn) storeRun(items []uploadItem) []*spec.Message {
 	s := c.srv
 	out := make([]*spec.Message, 0, len(items))
 	for len(items) > 0 {
 		n := 1
-		for n < len(items) && items[n].u == items[0].u && items[n].index == items[n-1].index+1 {
+		for n < len(items) && items[n].u == items[0].u {
 			n++
 		}
 		it := items[0]
+		index := make([]int64, n)
 		blocks := make([][]byte, n)
 		for j := range n {
-			blocks[j] = items[j].block
+			index[j], blocks[j] = items[j].index, items[j].block
 		}
-		m, err := s.store.(storage.RunWriter).WriteBlocks(it.user, it.key, it.u, it.index, blocks, s.cfg.Now())
+		m, err := s.store.(storage.RunWriter).WriteBlocks(it.user, it.key, it.u, index, blocks, s.cfg.Now())
 		for j := range n {
 			var resp *spec.Message
 			switch {
@@ -104,7 +113,7 @@ func (c *conn) storeRun(items []uploadItem) []*spec.Message {
 				if j == n-1 {
 					done = m
 				}
-				resp = c.uploaded(it.user, it.key, it.index+int64(j), done)
+				resp = c.uploaded(it.user, it.key, index[j], done)
 			case errors.Is(err, storage.ErrNotFound):
 				resp = c.noPlan(it.user, it.key)
 			default:

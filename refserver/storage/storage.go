@@ -119,12 +119,13 @@ type Backend interface {
 	Close() error
 }
 
-// RunWriter is implemented by backends that store a run of consecutive
-// blocks in one write: the server gives them the blocks a client
-// pipelined, so that one request to the storage acknowledges several.
+// RunWriter is implemented by backends that store several blocks of one
+// upload in one write: the server gives them the blocks a client
+// pipelined, so that one request to the storage acknowledges them all.
 type RunWriter interface {
-	// WriteBlocks is WriteBlock for blocks first, first+1, ….
-	WriteBlocks(user, key string, u Upload, first int64, blocks [][]byte, now time.Time) (*FileMeta, error)
+	// WriteBlocks is WriteBlock for blocks index[j] = blocks[j], each
+	// index in range and given once.
+	WriteBlocks(user, key string, u Upload, index []int64, blocks [][]byte, now time.Time) (*FileMeta, error)
 }
 
 // Shared is implemented by backends that several servers may use at once.

@@ -10,8 +10,9 @@ import (
 )
 
 // object is a completed file opened for DOWNLOAD. Blocks are asked for in
-// order, so it keeps one GET streaming from the last offset read and opens
-// a new one (a ranged GET) only when a block out of order is asked for.
+// order, so it keeps one GET streaming from the last offset read, reads on
+// over a short gap, and opens a new one (a ranged GET) only when a block
+// behind it or far ahead is asked for.
 // Every GET is bound to the version opened (If-Match its ETag), so a file
 // replaced meanwhile gives an error, never a mix of two versions.
 type object struct {
@@ -25,9 +26,24 @@ type object struct {
 	pos    int64
 }
 
+// maxSkip is how far ahead of the stream a read may be and still be
+// served from it.
+const maxSkip = 4 << 20
+
 func (o *object) ReadAt(p []byte, off int64) (int, error) {
 	if off >= o.size {
 		return 0, io.EOF
+	}
+	if o.body != nil && off > o.pos && off-o.pos <= maxSkip {
+		// A little ahead, as when blocks are spread over several
+		// connections: reading on is cheaper than a new request.
+		t := time.AfterFunc(o.s.cfg.RequestTimeout, o.cancel)
+		n, err := io.CopyN(io.Discard, o.body, off-o.pos)
+		t.Stop()
+		o.pos += n
+		if err != nil {
+			o.drop()
+		}
 	}
 	if o.body == nil || off != o.pos {
 		o.drop()

@@ -91,7 +91,11 @@ func TestRuns(t *testing.T) {
 	ua, _ := a.Upload("u", "k")
 	write := func(st *s3.Store, u storage.Upload, data []byte, from, to int64) *storage.FileMeta {
 		t.Helper()
-		m, err := st.WriteBlocks("u", "k", u, from, blocks(data, from, to), time.Now())
+		var index []int64
+		for i := from; i <= to; i++ {
+			index = append(index, i)
+		}
+		m, err := st.WriteBlocks("u", "k", u, index, blocks(data, from, to), time.Now())
 		if err != nil {
 			t.Fatalf("WriteBlocks %d-%d: %v", from, to, err)
 		}
@@ -100,8 +104,16 @@ func TestRuns(t *testing.T) {
 	write(a, ua, first, 0, 5)
 	write(a, ua, final, 3, 4) // sent again, other bytes
 	write(a, ua, final, 0, 2)
-	if _, err := a.WriteBlocks("u", "k", ua, 6, [][]byte{make([]byte, bs), make([]byte, 5)}, time.Now()); err != storage.ErrBlockLen {
+	if _, err := a.WriteBlocks("u", "k", ua, []int64{6, 7}, [][]byte{make([]byte, bs), make([]byte, 5)}, time.Now()); err != storage.ErrBlockLen {
 		t.Fatalf("a run with a short block: %v, want ErrBlockLen", err)
+	}
+	if _, err := a.WriteBlocks("u", "k", ua, []int64{6, 6}, [][]byte{make([]byte, bs), make([]byte, bs)}, time.Now()); err == nil {
+		t.Fatal("a run with a block twice was taken")
+	}
+	// Blocks in any order, not next to each other, in one object.
+	ix := []int64{10, 1, 4}
+	if _, err := a.WriteBlocks("u", "k", ua, ix, [][]byte{final[10*bs:], final[bs : 2*bs], final[4*bs : 5*bs]}, time.Now()); err != nil {
+		t.Fatal(err)
 	}
 	ub, err := b.Upload("u", "k")
 	if err != nil {

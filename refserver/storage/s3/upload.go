@@ -60,43 +60,86 @@ type upload struct {
 	src  []int32
 }
 
-// run is one block object: blocks [first, last] written together, seq
-// ordering the writes of a block that was sent more than once.
+// run is one block object: the blocks it lists, in that order, written
+// together at seq, which orders the writes of a block sent more than once.
 type run struct {
-	name        string
-	first, last int64
-	seq         uint64
-	own         bool // written by this server, so its bytes are in the spool
+	name  string
+	index []int64
+	seq   uint64
+	own   bool // written by this server, so its bytes are in the spool
 }
 
-// runName names the object of blocks [first, last] written at seq.
-func runName(dir string, first, last int64, seq uint64) string {
-	return fmt.Sprintf("%s%08d-%08d.%016x", dir, first, last, seq)
-}
-
-// parseRun reads a run object's name; ok is false for anything else.
-func parseRun(name string) (first, last int64, seq uint64, ok bool) {
-	head, tail, ok1 := strings.Cut(name, ".")
-	a, b, ok2 := strings.Cut(head, "-")
-	if !ok1 || !ok2 || len(a) != 8 || len(b) != 8 || len(tail) != 16 {
-		return 0, 0, 0, false
+// runName names the object of blocks index written at seq: the indexes in
+// order, stretches of consecutive ones as FIRST-LAST, then .SEQ in hex.
+func runName(dir string, index []int64, seq uint64) string {
+	var b strings.Builder
+	b.WriteString(dir)
+	for i := 0; i < len(index); {
+		j := i
+		for j+1 < len(index) && index[j+1] == index[j]+1 {
+			j++
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if j > i {
+			fmt.Fprintf(&b, "%d-%d", index[i], index[j])
+		} else {
+			fmt.Fprintf(&b, "%d", index[i])
+		}
+		i = j + 1
 	}
-	f, err1 := strconv.ParseInt(a, 10, 64)
-	l, err2 := strconv.ParseInt(b, 10, 64)
-	q, err3 := strconv.ParseUint(tail, 16, 64)
-	return f, l, q, err1 == nil && err2 == nil && err3 == nil && f <= l
+	fmt.Fprintf(&b, ".%016x", seq)
+	return b.String()
 }
 
-// runLen is the size of the object of blocks [first, last].
-func runLen(p storage.Plan, first, last int64) int64 {
-	return min((last+1)*p.BlockSize, p.Size) - first*p.BlockSize
+// parseRun reads a run object's name; ok is false for anything else, or
+// for an index outside [0, total) or listed twice.
+func parseRun(name string, total int64) (index []int64, seq uint64, ok bool) {
+	head, tail, found := strings.Cut(name, ".")
+	if !found || len(tail) != 16 {
+		return nil, 0, false
+	}
+	seq, err := strconv.ParseUint(tail, 16, 64)
+	if err != nil {
+		return nil, 0, false
+	}
+	seen := make(map[int64]bool)
+	for _, item := range strings.Split(head, ",") {
+		a, b, isRange := strings.Cut(item, "-")
+		f, err1 := strconv.ParseInt(a, 10, 64)
+		l, err2 := f, error(nil)
+		if isRange {
+			l, err2 = strconv.ParseInt(b, 10, 64)
+		}
+		if err1 != nil || err2 != nil || f < 0 || l < f || l >= total || l-f > 1<<16 {
+			return nil, 0, false
+		}
+		for i := f; i <= l; i++ {
+			if seen[i] {
+				return nil, 0, false
+			}
+			seen[i] = true
+			index = append(index, i)
+		}
+	}
+	return index, seq, len(index) > 0
+}
+
+// runLen is the size of the object of blocks index.
+func runLen(p storage.Plan, index []int64) int64 {
+	var n int64
+	for _, i := range index {
+		n += spec.BlockLen(p.Size, p.BlockSize, i)
+	}
+	return n
 }
 
 // addRun records a run object, and its blocks as received.
 func (u *upload) addRun(r run) {
 	k := int32(len(u.runs))
 	u.runs = append(u.runs, r)
-	for i := r.first; i <= r.last; i++ {
+	for _, i := range r.index {
 		if u.src[i] < 0 || u.runs[u.src[i]].seq <= r.seq {
 			u.src[i] = k
 		}
@@ -223,12 +266,12 @@ func (s *Store) refresh(user, key string, u *upload) error {
 	}
 	var last time.Time
 	err := s.list(dir, false, func(o minio.ObjectInfo) bool {
-		first, end, seq, ok := parseRun(strings.TrimPrefix(o.Key, dir))
-		if !ok || end >= u.plan.TotalBlock || o.Size != runLen(u.plan, first, end) {
+		index, seq, ok := parseRun(strings.TrimPrefix(o.Key, dir), u.plan.TotalBlock)
+		if !ok || o.Size != runLen(u.plan, index) {
 			return true
 		}
 		if !known[o.Key] {
-			u.addRun(run{name: o.Key, first: first, last: end, seq: seq})
+			u.addRun(run{name: o.Key, index: index, seq: seq})
 		}
 		if o.LastModified.After(last) {
 			last = o.LastModified
@@ -290,38 +333,40 @@ func (s *Store) DropUpload(user, key string, su storage.Upload) error {
 
 // WriteBlock stores one block: WriteBlocks of a run of one.
 func (s *Store) WriteBlock(user, key string, su storage.Upload, index int64, block []byte, now time.Time) (*storage.FileMeta, error) {
-	return s.WriteBlocks(user, key, su, index, [][]byte{block}, now)
+	return s.WriteBlocks(user, key, su, []int64{index}, [][]byte{block}, now)
 }
 
-// WriteBlocks stores blocks first, first+1, … as one object, without the
-// key's lock, so that blocks of one upload go to the store in parallel
+// WriteBlocks stores blocks index[j] = blocks[j] as one object, without
+// the key's lock, so that blocks of one upload go to the store in parallel
 // from several connections, and a client's pipelined blocks cost one
 // request. The answer is given once the store has them, so acknowledged
 // blocks survive the loss of this server.
-func (s *Store) WriteBlocks(user, key string, su storage.Upload, first int64, blocks [][]byte, now time.Time) (*storage.FileMeta, error) {
+func (s *Store) WriteBlocks(user, key string, su storage.Upload, index []int64, blocks [][]byte, now time.Time) (*storage.FileMeta, error) {
 	u := su.(*upload)
-	last := first + int64(len(blocks)) - 1
-	if len(blocks) == 0 || first < 0 || last >= u.plan.TotalBlock {
-		return nil, fmt.Errorf("blocks %d to %d are outside the plan", first, last)
+	if len(index) == 0 || len(index) != len(blocks) {
+		return nil, fmt.Errorf("%d indexes for %d blocks", len(index), len(blocks))
 	}
-	var n int64
-	for j, b := range blocks {
-		if int64(len(b)) != spec.BlockLen(u.plan.Size, u.plan.BlockSize, first+int64(j)) {
+	seen := make(map[int64]bool, len(index))
+	for j, i := range index {
+		if i < 0 || i >= u.plan.TotalBlock || seen[i] {
+			return nil, fmt.Errorf("block %d is outside the plan or given twice", i)
+		}
+		seen[i] = true
+		if int64(len(blocks[j])) != spec.BlockLen(u.plan.Size, u.plan.BlockSize, i) {
 			return nil, storage.ErrBlockLen
 		}
-		n += int64(len(b))
 	}
 	data := blocks[0]
 	if len(blocks) > 1 {
-		data = make([]byte, 0, n)
+		data = make([]byte, 0, runLen(u.plan, index))
 		for _, b := range blocks {
 			data = append(data, b...)
 		}
 	}
-	r := run{first: first, last: last, seq: uint64(time.Now().UnixNano()), own: true}
-	r.name = runName(s.blockDir(user, key, u.id), first, last, r.seq)
+	r := run{index: index, seq: uint64(time.Now().UnixNano()), own: true}
+	r.name = runName(s.blockDir(user, key, u.id), index, r.seq)
 	if _, err := s.put(r.name, data, "", nil); err != nil {
-		return nil, fmt.Errorf("write blocks %d to %d: %w", first, last, err)
+		return nil, fmt.Errorf("write %d blocks from %d: %w", len(index), index[0], err)
 	}
 	unlock := s.Lock(user, key)
 	defer unlock()
@@ -333,29 +378,29 @@ func (s *Store) WriteBlocks(user, key string, su storage.Upload, first int64, bl
 		return nil, storage.ErrNotFound // replaced meanwhile: the blocks are debris
 	}
 	u = cur
-	if u.spool != nil {
-		if _, err := u.spool.WriteAt(data, first*u.plan.BlockSize); err != nil {
-			u.release()
-		} else {
-			for i := first; i <= last; i++ {
-				if !u.spooled[i] {
-					u.spooled[i] = true
-					u.nspooled++
-				}
+	for j, i := range index {
+		b := blocks[j]
+		if u.spool != nil {
+			if _, err := u.spool.WriteAt(b, i*u.plan.BlockSize); err != nil {
+				u.release()
+			} else if !u.spooled[i] {
+				u.spooled[i] = true
+				u.nspooled++
 			}
 		}
-	}
-	if first < u.hashed {
-		// Blocks hashed already were sent again, maybe with other bytes.
-		u.h.Reset()
-		u.hashed = 0
+		if i < u.hashed {
+			// A block hashed already was sent again, maybe with other
+			// bytes: hash again from the start.
+			u.h.Reset()
+			u.hashed = 0
+		}
+		if i == u.hashed {
+			u.h.Write(b)
+			u.hashed++
+		}
 	}
 	u.addRun(r)
 	u.active.Store(now.UnixNano())
-	if first == u.hashed {
-		u.h.Write(data)
-		u.hashed = last + 1
-	}
 	if u.count < u.plan.TotalBlock {
 		return nil, nil
 	}
@@ -471,9 +516,11 @@ func (s *Store) finish(user, key string, u *upload) (*storage.FileMeta, error) {
 // when a file is assembled.
 const readWindow = 16
 
-// piece is blocks [from, to] of one run object.
+// piece is blocks [from, to] of the file, stored one after the other at
+// byte off of run object r.
 type piece struct {
 	r        run
+	off      int64
 	from, to int64
 }
 
@@ -481,16 +528,31 @@ type piece struct {
 // order, each from the newest object holding it, several objects at a
 // time, and gives the bytes to fn.
 func (s *Store) readBlocks(u *upload, from int64, fn func([]byte) error) error {
+	// Where each block is inside its run object.
+	offs := make(map[string]map[int64]int64)
 	var pieces []piece
 	for i := from; i < u.plan.TotalBlock; i++ {
 		if u.src[i] < 0 {
 			return fmt.Errorf("block %d is not in the store", i)
 		}
 		r := u.runs[u.src[i]]
-		if n := len(pieces); n > 0 && pieces[n-1].r.name == r.name && pieces[n-1].to == i-1 {
+		at, ok := offs[r.name]
+		if !ok {
+			at = make(map[int64]int64, len(r.index))
+			var off int64
+			for _, k := range r.index {
+				at[k] = off
+				off += spec.BlockLen(u.plan.Size, u.plan.BlockSize, k)
+			}
+			offs[r.name] = at
+		}
+		// Blocks next to each other in the file and in the object are
+		// read with one ranged GET.
+		if n := len(pieces); n > 0 && pieces[n-1].r.name == r.name && pieces[n-1].to == i-1 &&
+			at[i] == at[i-1]+spec.BlockLen(u.plan.Size, u.plan.BlockSize, i-1) {
 			pieces[n-1].to = i
 		} else {
-			pieces = append(pieces, piece{r: r, from: i, to: i})
+			pieces = append(pieces, piece{r: r, off: at[i], from: i, to: i})
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -531,8 +593,8 @@ func (s *Store) readBlocks(u *upload, from int64, fn func([]byte) error) error {
 func (s *Store) readPiece(ctx context.Context, plan storage.Plan, p piece) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	off := (p.from - p.r.first) * plan.BlockSize
-	want := runLen(plan, p.from, p.to)
+	off := p.off
+	want := min((p.to+1)*plan.BlockSize, plan.Size) - p.from*plan.BlockSize
 	opts := minio.GetObjectOptions{}
 	if err := opts.SetRange(off, off+want-1); err != nil {
 		return nil, err
