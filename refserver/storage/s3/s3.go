@@ -10,7 +10,7 @@
 //	P/file/USER/KEY              a completed file, one object, whole; its MD5 in
 //	                             the metadata x-amz-meta-stepkit-md5
 //	P/tmp/USER/KEY/plan.json     an upload in progress: its plan and generation ID
-//	P/tmp/USER/KEY/ID/F-L.SEQ    ... blocks F to L of generation ID, written at SEQ
+//	P/tmp/USER/KEY/ID/LIST.SEQ   ... blocks LIST (0-15, 3,7,11) of generation ID, written at SEQ
 //
 // # Sharing the store
 //
