@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -218,6 +219,9 @@ func serveConfig(o serveOptions, logw io.Writer) (refserver.Config, error) {
 		}
 		if u, err := url.Parse(o.s3Endpoint); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 			return cfg, usageErrorf("--s3-endpoint %q: want http://host:port or https://host:port", o.s3Endpoint)
+		}
+		if err := s3utils.CheckValidBucketName(o.s3Bucket); err != nil {
+			return cfg, usageErrorf("--s3-bucket %q: %v", o.s3Bucket, err)
 		}
 		if strings.HasPrefix(o.s3Prefix, "/") {
 			return cfg, usageErrorf("--s3-prefix %q must not start with /", o.s3Prefix)

@@ -288,8 +288,12 @@ func (s *Store) remove(name string) error {
 func (s *Store) list(prefix string, delim bool, fn func(minio.ObjectInfo) bool) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// Each page is one request; the watchdog bounds the wait for each.
+	// A listing is a request per page of 1000 names: the watchdog gives
+	// up when no name came for Config.RequestTimeout.
+	dog := time.AfterFunc(s.cfg.RequestTimeout, cancel)
+	defer dog.Stop()
 	for obj := range s.cl.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: !delim}) {
+		dog.Reset(s.cfg.RequestTimeout)
 		if obj.Err != nil {
 			if isNotFound(obj.Err) {
 				return nil
@@ -305,12 +309,17 @@ func (s *Store) list(prefix string, delim bool, fn func(minio.ObjectInfo) bool) 
 
 // removeAll removes every object under prefix.
 func (s *Store) removeAll(prefix string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*s.cfg.RequestTimeout)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// As in list: the watchdog gives up when nothing moved for
+	// Config.RequestTimeout.
+	dog := time.AfterFunc(s.cfg.RequestTimeout, cancel)
+	defer dog.Stop()
 	objs := s.cl.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true})
 	var listErr error
 	results, err := s.cl.RemoveObjectsWithIter(ctx, s.bucket, func(yield func(minio.ObjectInfo) bool) {
 		for o := range objs {
+			dog.Reset(s.cfg.RequestTimeout)
 			if o.Err != nil {
 				if !isNotFound(o.Err) {
 					listErr = o.Err
@@ -326,6 +335,7 @@ func (s *Store) removeAll(prefix string) error {
 		return fmt.Errorf("remove %s: %w", prefix, err)
 	}
 	for r := range results {
+		dog.Reset(s.cfg.RequestTimeout)
 		if r.Err != nil && !isNotFound(r.Err) {
 			return fmt.Errorf("remove %s: %w", r.ObjectName, r.Err)
 		}
