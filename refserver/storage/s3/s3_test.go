@@ -130,3 +130,55 @@ func TestRuns(t *testing.T) {
 		t.Fatalf("Completed = %+v, %v; want md5 %x", m, err, md5.Sum(final))
 	}
 }
+
+// TestLargeFileInParts completes a file large enough to be written in
+// parts: one object, whole, its MD5 in its metadata; a multipart upload
+// left behind is swept.
+func TestLargeFileInParts(t *testing.T) {
+	w := weedtest.Start(t)
+	st := w.Open(t, "large/")
+	const bs = 20480
+	data := storagetest.Pattern(40<<20+777, 9)
+	size := int64(len(data))
+	if _, _, err := st.PlanUpload("u", "big", size, bs, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := st.Upload("u", "big")
+	var m *storage.FileMeta
+	for i := int64(0); i < u.Plan().TotalBlock; i += 16 {
+		var ix []int64
+		var bl [][]byte
+		for j := i; j < min(i+16, u.Plan().TotalBlock); j++ {
+			ix = append(ix, j)
+			bl = append(bl, data[j*bs:min((j+1)*bs, size)])
+		}
+		var err error
+		if m, err = st.WriteBlocks("u", "big", u, ix, bl, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := fmt.Sprintf("%x", md5.Sum(data))
+	if m == nil || m.MD5 != want || m.Size != size {
+		t.Fatalf("completion %+v, want md5 %s", m, want)
+	}
+	cl := w.Client()
+	obj, err := cl.GetObject(context.Background(), w.Bucket, "large/file/u/big", minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(obj)
+	info, _ := obj.Stat()
+	obj.Close()
+	if err != nil || !bytes.Equal(got, data) || info.UserMetadata["Stepkit-Md5"] != want {
+		t.Fatalf("object: %d bytes (%v), metadata %v", len(got), err, info.UserMetadata)
+	}
+	core := minio.Core{Client: cl}
+	if _, err := core.NewMultipartUpload(context.Background(), w.Bucket, "large/file/u/left", minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st.Sweep(time.Now().Add(time.Hour))
+	res, err := core.ListMultipartUploads(context.Background(), w.Bucket, "large/file/", "", "", "", 1000)
+	if err != nil || len(res.Uploads) != 0 {
+		t.Fatalf("multipart uploads after the sweep: %+v, %v", res.Uploads, err)
+	}
+}
