@@ -577,7 +577,6 @@ func (s *Store) Usage(user string) (int64, error) {
 // judged by the store's modification times, so that any server may sweep,
 // and several at once remove nothing twice that matters.
 func (s *Store) Sweep(cutoff time.Time) []storage.Swept {
-	s.sweepParts(cutoff)
 	var out []storage.Swept
 	users, _ := s.names(s.prefix + "tmp/")
 	for _, user := range users {
@@ -594,22 +593,6 @@ func (s *Store) Sweep(cutoff time.Time) []storage.Swept {
 		}
 	}
 	return out
-}
-
-// sweepParts aborts the multipart uploads of completed files begun before
-// cutoff: left by a server that stopped while writing a file.
-func (s *Store) sweepParts(cutoff time.Time) {
-	ctx, cancel := s.ctx()
-	defer cancel()
-	res, err := s.core.ListMultipartUploads(ctx, s.bucket, s.prefix+"file/", "", "", "", 1000)
-	if err != nil {
-		return
-	}
-	for _, up := range res.Uploads {
-		if up.Initiated.Before(cutoff) {
-			s.core.AbortMultipartUpload(ctx, s.bucket, up.Key, up.UploadID)
-		}
-	}
 }
 
 func (s *Store) sweepOne(user, key string, cutoff time.Time) (storage.Swept, bool) {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -454,9 +453,7 @@ func (s *Store) finish(user, key string, u *upload) (*storage.FileMeta, error) {
 	// The file's bytes: this server's spool when it holds every block,
 	// else the blocks read back from the store.
 	var body io.Reader
-	var whole io.ReaderAt
 	if u.spoolWhole() {
-		whole = u.spool
 		body = io.NewSectionReader(u.spool, 0, u.plan.Size)
 		if u.hashed < u.plan.TotalBlock {
 			off := u.hashed * u.plan.BlockSize
@@ -485,16 +482,11 @@ func (s *Store) finish(user, key string, u *upload) (*storage.FileMeta, error) {
 		body = pr
 	}
 	sum := hex.EncodeToString(u.h.Sum(nil))
-	var info minio.UploadInfo
-	if whole != nil && u.plan.Size >= 2*partSize {
-		info, err = s.putParts(s.fileName(user, key), whole, u.plan.Size, sum)
-	} else {
-		ctx, cancel := s.ctxFor(u.plan.Size)
-		defer cancel()
-		opts := minio.PutObjectOptions{DisableContentSha256: true, DisableMultipart: true, UserMetadata: map[string]string{metaMD5: sum}}
-		opts.SetMatchETagExcept("*")
-		info, err = s.cl.PutObject(ctx, s.bucket, s.fileName(user, key), body, u.plan.Size, opts)
-	}
+	ctx, cancel := s.ctxFor(u.plan.Size)
+	defer cancel()
+	opts := minio.PutObjectOptions{DisableContentSha256: true, DisableMultipart: true, UserMetadata: map[string]string{metaMD5: sum}}
+	opts.SetMatchETagExcept("*")
+	info, err := s.cl.PutObject(ctx, s.bucket, s.fileName(user, key), body, u.plan.Size, opts)
 	var m *storage.FileMeta
 	switch {
 	case isPrecondition(err):
@@ -621,52 +613,4 @@ func (s *Store) readPiece(ctx context.Context, plan storage.Plan, p piece) ([]by
 		return nil, fmt.Errorf("read blocks %d to %d: %w", p.from, p.to, err)
 	}
 	return b[:n], nil
-}
-
-// partSize is the size of the parts of a completed file written from the
-// spool, and partsAtOnce how many are written at a time.
-const (
-	partSize    = 16 << 20
-	partsAtOnce = 4
-)
-
-// putParts writes a completed file of size bytes from src as a multipart
-// upload, several parts at a time, carrying its MD5, and completes it only
-// if no file is there (If-None-Match: *). A failed upload is aborted.
-func (s *Store) putParts(name string, src io.ReaderAt, size int64, sum string) (minio.UploadInfo, error) {
-	ctx, cancel := s.ctxFor(size)
-	defer cancel()
-	id, err := s.core.NewMultipartUpload(ctx, s.bucket, name, minio.PutObjectOptions{UserMetadata: map[string]string{metaMD5: sum}})
-	if err != nil {
-		return minio.UploadInfo{}, err
-	}
-	n := int((size + partSize - 1) / partSize)
-	parts := make([]minio.CompletePart, n)
-	errs := make([]error, n)
-	sem := make(chan struct{}, partsAtOnce)
-	var wg sync.WaitGroup
-	for k := range n {
-		off := int64(k) * partSize
-		ln := min(partSize, size-off)
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			p, err := s.core.PutObjectPart(ctx, s.bucket, name, id, k+1, io.NewSectionReader(src, off, ln), ln,
-				minio.PutObjectPartOptions{})
-			parts[k], errs[k] = minio.CompletePart{PartNumber: k + 1, ETag: p.ETag}, err
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		s.core.AbortMultipartUpload(context.Background(), s.bucket, name, id)
-		return minio.UploadInfo{}, err
-	}
-	opts := minio.PutObjectOptions{}
-	opts.SetMatchETagExcept("*")
-	info, err := s.core.CompleteMultipartUpload(ctx, s.bucket, name, id, parts, opts)
-	if err != nil {
-		s.core.AbortMultipartUpload(context.Background(), s.bucket, name, id)
-	}
-	return info, err
 }
