@@ -130,3 +130,44 @@ func TestRuns(t *testing.T) {
 		t.Fatalf("Completed = %+v, %v; want md5 %x", m, err, md5.Sum(final))
 	}
 }
+
+// TestLargeFile completes a 40 MiB file from runs of 16 blocks: one
+// object, whole, its MD5 in its metadata.
+func TestLargeFile(t *testing.T) {
+	w := weedtest.Start(t)
+	st := w.Open(t, "large/")
+	const bs = 20480
+	data := storagetest.Pattern(40<<20+777, 9)
+	size := int64(len(data))
+	if _, _, err := st.PlanUpload("u", "big", size, bs, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := st.Upload("u", "big")
+	var m *storage.FileMeta
+	for i := int64(0); i < u.Plan().TotalBlock; i += 16 {
+		var ix []int64
+		var bl [][]byte
+		for j := i; j < min(i+16, u.Plan().TotalBlock); j++ {
+			ix = append(ix, j)
+			bl = append(bl, data[j*bs:min((j+1)*bs, size)])
+		}
+		var err error
+		if m, err = st.WriteBlocks("u", "big", u, ix, bl, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := fmt.Sprintf("%x", md5.Sum(data))
+	if m == nil || m.MD5 != want || m.Size != size {
+		t.Fatalf("completion %+v, want md5 %s", m, want)
+	}
+	obj, err := w.Client().GetObject(context.Background(), w.Bucket, "large/file/u/big", minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(obj)
+	info, _ := obj.Stat()
+	obj.Close()
+	if err != nil || !bytes.Equal(got, data) || info.UserMetadata["Stepkit-Md5"] != want {
+		t.Fatalf("object: %d bytes (%v), metadata %v", len(got), err, info.UserMetadata)
+	}
+}
