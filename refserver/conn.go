@@ -202,13 +202,16 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// send writes resp as one frame in a single write.
-func (c *conn) send(resp *spec.Message) bool {
-	var err error
-	c.wbuf, err = spec.AppendFrame(c.wbuf[:0], resp)
-	if err != nil {
-		c.log.Error("encode response", "err", err)
-		return false
+// send writes resps, one frame each, in a single write.
+func (c *conn) send(resps ...*spec.Message) bool {
+	c.wbuf = c.wbuf[:0]
+	for _, resp := range resps {
+		var err error
+		c.wbuf, err = spec.AppendFrame(c.wbuf, resp)
+		if err != nil {
+			c.log.Error("encode response", "err", err)
+			return false
+		}
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 	n, err := c.nc.Write(c.wbuf)

@@ -81,11 +81,10 @@ func (c *conn) serveRun(first *spec.Message) bool {
 			resps[i], stored = stored[0], stored[1:]
 		}
 		c.count(req, resps[i])
-		if !c.send(resps[i]) {
-			return false
-		}
 	}
-	return true
+	// One write for the run's answers: the client then refills its window
+	// at once, and the next run finds more of it buffered.
+	return c.send(resps...)
 }
 
 // storeRun stores the collected blocks of each upload in one write and
