@@ -80,3 +80,44 @@ func rawRoundTrips(b *testing.B, addr string, d time.Duration) float64 {
 	}
 	return float64(n) / time.Since(start).Seconds()
 }
+
+// BenchmarkCourseLikeSuite runs the whole suite, with the default read
+// timeout, against the course-like server (the reference profile: about
+// 30 requests of a run left unanswered), sixteen cases at a time and, in
+// the same iteration, one case at a time. x-serial is how many times
+// faster the parallel run is than the serial one measured next to it; the
+// two runs must agree on every case's outcome.
+//
+//	go test ./conformance -run '^$' -bench CourseLike -benchtime 1x
+func BenchmarkCourseLikeSuite(b *testing.B) {
+	addr := startCourseLike(b, 0)
+	cfg := conformance.Config{Target: addr}
+	var parallel, serial time.Duration
+	run := func(workers int) (*conformance.Report, time.Duration) {
+		start := time.Now()
+		rep, err := conformance.Run(context.Background(), conformance.Options{Config: cfg, Parallel: workers})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return rep, time.Since(start)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p, took := run(0)
+		parallel += took
+		s, took := run(1)
+		serial += took
+		want := outcomes(s)
+		for id, o := range outcomes(p) {
+			if want[id] != o {
+				b.Fatalf("%s: %s in parallel, %s serially", id, o, want[id])
+			}
+		}
+		if p.Counts[conformance.Fail] < 20 {
+			b.Fatalf("the course-like server failed only %d cases", p.Counts[conformance.Fail])
+		}
+	}
+	b.ReportMetric(parallel.Seconds()/float64(b.N), "s/parallel-suite")
+	b.ReportMetric(serial.Seconds()/float64(b.N), "s/serial-suite")
+	b.ReportMetric(serial.Seconds()/parallel.Seconds(), "x-serial")
+}

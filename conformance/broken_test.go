@@ -227,6 +227,10 @@ func TestBrokenServerSilentAfterLogin(t *testing.T) {
 func TestBrokenServerOneConnectionAtATime(t *testing.T) {
 	addr := startProxyMode(t, selfCheckServer(t), &mutation{name: "serial"}, true)
 	rep := runAgainst(t, addr, "CONN-3", "ISO-1", "DATA-GET-2")
+	// Found at preflight: the run is serial, and says why.
+	if e := rep.Execution; e == nil || e.Mode != "serial" || !strings.Contains(e.Reason, "one connection at a time") || !strings.Contains(e.Silence, "same connection") {
+		t.Errorf("execution %+v", rep.Execution)
+	}
 	fails := rep.Broken(conformance.Fail)
 	if !fails["CONN-3"] {
 		t.Fatalf("CONN-3 not reported: %v", fails)

@@ -86,7 +86,7 @@ func connCases(r *registrar) {
 			t.CompletedMD5(last, md5hex(data))
 		})
 
-		r.Case(reqs("CONN-2"), "an UPLOAD block arriving in two pieces with the next UPLOAD right behind it: both answered 200, in order", func(t *T) {
+		r.TimedCase(reqs("CONN-2"), "an UPLOAD block arriving in two pieces with the next UPLOAD right behind it: both answered 200, in order", func(t *T) {
 			s := t.Login()
 			key := t.Key()
 			p, data := threeBlocks(t, s, key)
@@ -119,9 +119,13 @@ func connCases(r *registrar) {
 			b := a.Again()
 			key := t.Key()
 			a.SaveData(key, "v", "a")
+			// The saving connection reads first: a server may answer a
+			// SAVE before the document is stored (the reference writes it
+			// after the answer), and a read racing that write is not what
+			// CONN-3 is about; once a has read it back, it is stored.
 			for i := 0; i < 3; i++ {
-				t.Status(b.Do(b.KeyReq(spec.OpGet, spec.TypeData, key), "CONN-3"), "CONN-3", spec.StatusOK)
 				t.Status(a.Do(a.KeyReq(spec.OpGet, spec.TypeData, key), "CONN-3"), "CONN-3", spec.StatusOK)
+				t.Status(b.Do(b.KeyReq(spec.OpGet, spec.TypeData, key), "CONN-3"), "CONN-3", spec.StatusOK)
 			}
 		})
 
@@ -178,8 +182,15 @@ func connCases(r *registrar) {
 				}(i, s)
 			}
 			wg.Wait()
-			rep := &Reply{Evidence: fmt.Sprintf("errors: %v", errs)}
-			t.Check(rep, "CONN-5", errs[0] == nil && errs[1] == nil, "an uploading connection failed", "both connections answered")
+			// CONN-5 is about the file: a connection that failed in the
+			// race is noted, and the file must still be whole. Whether a
+			// race is lost depends on timing, so judging it would give a
+			// server different verdicts from run to run.
+			for i, err := range errs {
+				if err != nil {
+					t.Note("connection %d failed during the race: %v", i+1, err)
+				}
+			}
 			c := t.LoginAs(a.Creds)
 			c.VerifyStored(key, data, "CONN-5")
 		})
@@ -210,9 +221,10 @@ func connCases(r *registrar) {
 
 // segmentPause is how long a case leaves a frame cut in pieces before it
 // sends the rest: long enough for a server to read the first piece on its
-// own (each piece leaves at once: Go sets TCP_NODELAY on TCP connections),
-// short enough to keep the run fast.
-const segmentPause = 75 * time.Millisecond
+// own (each piece leaves at once: Go sets TCP_NODELAY on TCP connections)
+// even on a machine grading several servers at once, short enough to keep
+// the run fast (the case runs alone, see TimedCase).
+const segmentPause = 250 * time.Millisecond
 
 // uploadFrame builds the UPLOAD of block i of data under p and its frame.
 func uploadFrame(t *T, s *Session, p Plan, data []byte, i int64) (*spec.Message, []byte) {

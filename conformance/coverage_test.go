@@ -13,8 +13,9 @@ import (
 )
 
 // clientRequirements are the catalogue's client-subject requirements. The
-// conformance suite checks servers; these are checked by refclient's tests.
-var clientRequirements = []string{"MSG-3", "TOKEN-5", "BYE-1", "CLIENT-1", "CLIENT-2", "CLIENT-3", "CLIENT-4"}
+// conformance suite checks servers; refclient's tests and the client
+// judge (package judge) check these.
+var clientRequirements = []string{"MSG-3", "TOKEN-5", "BYE-1", "CLIENT-1", "CLIENT-2", "CLIENT-3", "CLIENT-4", "CLIENT-5", "CLIENT-6", "CLIENT-7", "CLIENT-8"}
 
 func TestEveryServerRequirementHasACase(t *testing.T) {
 	cited := map[string]bool{}
@@ -156,7 +157,7 @@ func TestReportFormats(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := text.String()
-	for _, want := range []string{"FAIL", "NON-STRICT", "INFORMATIONAL", "FILE-UPLOAD-2 (MUST)", "requires:", "sent:", "received:", "expected:", "NOT CONFORMANT", "exchange:", "requirements not met", "FILE-UPLOAD-2 (MUST): broken in"} {
+	for _, want := range []string{"FAIL", "NON-STRICT", "INFORMATIONAL", "FILE-UPLOAD-2 (MUST)", "requires:", "sent:", "received:", "expected:", "NOT CONFORMANT", "exchange:", "requirements not met", "FILE-UPLOAD-2 (MUST): broken in", "execution: ", "silence: a read with no answer"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("text report lacks %q", want)
 		}
@@ -182,6 +183,12 @@ func TestReportFormats(t *testing.T) {
 	if back.Schema != conformance.ReportSchema || len(back.Cases) != len(rep.Cases) || back.Counts[conformance.Fail] != rep.Counts[conformance.Fail] {
 		t.Errorf("JSON report does not round-trip: %+v", back.Counts)
 	}
+	if back.Execution == nil || back.Execution.Mode != "parallel" || back.Execution.Silence == "" {
+		t.Errorf("execution %+v", back.Execution)
+	}
+	if err := conformance.ValidateReportClosed(js.Bytes()); err != nil {
+		t.Errorf("the JSON report does not follow its schema: %v", err)
+	}
 
 	var junit bytes.Buffer
 	if err := rep.WriteJUnit(&junit); err != nil {
@@ -193,8 +200,13 @@ func TestReportFormats(t *testing.T) {
 		Suites   []struct {
 			Name  string `xml:"name,attr"`
 			Cases []struct {
-				Name    string    `xml:"name,attr"`
-				Failure *struct{} `xml:"failure"`
+				Name       string    `xml:"name,attr"`
+				Failure    *struct{} `xml:"failure"`
+				SystemOut  string    `xml:"system-out"`
+				Properties []struct {
+					Name  string `xml:"name,attr"`
+					Value string `xml:"value,attr"`
+				} `xml:"properties>property"`
 			} `xml:"testcase"`
 		} `xml:"testsuite"`
 	}
@@ -204,13 +216,44 @@ func TestReportFormats(t *testing.T) {
 	if suites.Tests != len(rep.Cases) || suites.Failures != rep.Counts[conformance.Fail] {
 		t.Errorf("JUnit counts tests=%d failures=%d, report %v", suites.Tests, suites.Failures, rep.Counts)
 	}
+	// A testcase is named after its case alone, whatever the outcome,
+	// which it gives as a property (and, unless it passed or failed, at
+	// the head of system-out).
+	byName := map[string]conformance.CaseReport{}
+	for _, c := range rep.Cases {
+		byName["["+c.ID+"] "+c.Title] = c
+	}
+	seen := 0
+	for _, s := range suites.Suites {
+		for _, jc := range s.Cases {
+			c, ok := byName[jc.Name]
+			if !ok {
+				t.Errorf("JUnit testcase %q is not named after a case", jc.Name)
+				continue
+			}
+			seen++
+			props := map[string]string{}
+			for _, p := range jc.Properties {
+				props[p.Name] = p.Value
+			}
+			if props["outcome"] != string(c.Outcome) || props["requirements"] == "" {
+				t.Errorf("%s: properties %v, outcome %s", c.ID, props, c.Outcome)
+			}
+			if (c.Outcome == conformance.NonStrict || c.Outcome == conformance.Informational) && !strings.HasPrefix(jc.SystemOut, string(c.Outcome)+": ") {
+				t.Errorf("%s: system-out does not begin with its outcome: %q", c.ID, jc.SystemOut)
+			}
+		}
+	}
+	if seen != len(rep.Cases) {
+		t.Errorf("JUnit has %d of %d cases", seen, len(rep.Cases))
+	}
 
 	var html bytes.Buffer
 	if err := rep.WriteHTML(&html); err != nil {
 		t.Fatal(err)
 	}
 	h := html.String()
-	for _, want := range []string{"<!DOCTYPE html>", "NOT CONFORMANT", `id="sec-FILE-UPLOAD"`, "<details", "wire exchange", "FILE-UPLOAD-2", "Requirements not met"} {
+	for _, want := range []string{"<!DOCTYPE html>", "NOT CONFORMANT", "execution: ", "silence: ", `id="sec-FILE-UPLOAD"`, "<details", "wire exchange", "FILE-UPLOAD-2", "Requirements not met"} {
 		if !strings.Contains(h, want) {
 			t.Errorf("HTML report lacks %q", want)
 		}
@@ -268,5 +311,35 @@ func TestRunTwice(t *testing.T) {
 	}
 	if _, err := conformance.Run(t.Context(), conformance.Options{Config: conformance.Config{Target: addr}, LabelFilter: "level:MUST &&"}); err == nil {
 		t.Fatal("a bad label filter was accepted")
+	}
+}
+
+// The schema refuses reports that break it: a missing field, a wrong type,
+// an outcome that does not exist, text that is not JSON.
+func TestReportSchemaRefuses(t *testing.T) {
+	rep := runAgainst(t, selfCheckServer(t), "DATA-GET-1")
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if err := conformance.ValidateReport(js.Bytes()); err != nil {
+		t.Fatalf("a real report: %v", err)
+	}
+	for _, bad := range []struct{ what, from, to string }{
+		{"no conformant field", `"conformant"`, `"conformant_"`},
+		{"a string duration", `"duration_ms": `, `"duration_ms": "1", "x": `},
+		{"an unknown outcome", `"outcome": "PASS"`, `"outcome": "OK"`},
+		{"another schema", `"stepkit-conformance/1"`, `"stepkit-conformance/2"`},
+	} {
+		b := strings.Replace(js.String(), bad.from, bad.to, 1)
+		if b == js.String() {
+			t.Fatalf("%s: the report has no %s", bad.what, bad.from)
+		}
+		if err := conformance.ValidateReport([]byte(b)); err == nil {
+			t.Errorf("%s: accepted", bad.what)
+		}
+	}
+	if err := conformance.ValidateReport([]byte("{")); err == nil || !strings.Contains(err.Error(), "not JSON") {
+		t.Errorf("broken JSON: %v", err)
 	}
 }

@@ -34,18 +34,23 @@
 //
 // ERROR is kept for cases the harness could not run (the server cannot be
 // reached, or gives no STEP answer at all: a preflight LOGIN finds that out
-// once, so a dead server costs one read timeout, not one per case).
+// once, so a dead server costs one wait, not one per case).
 // Where the course's servers disagree on a status code, the catalogue has a
 // MUST for the class (a 4xx refusal, nothing stored, the connection usable)
 // and a SHOULD for the preferred code, so another 4xx is NON-STRICT, never
 // FAIL.
 //
 // A server that stays silent fails the waiting case after the per-read
-// timeout, citing REQ-6 besides the case's own requirement, and the case
-// ends there whatever that requirement's level; a whole-case timeout backs
-// it up. Cases use fresh connections, random users (under the
-// course login rule, unless Config names real accounts) and random keys,
-// and delete what they create.
+// timeout, once the silence is confirmed (a LOGIN on a new connection is
+// answered while the request is not; see silenceJudge), citing REQ-6
+// besides the case's own requirement, and the case ends there whatever that
+// requirement's level; a whole-case timeout backs it up. Cases use fresh
+// connections, random users (under the course login rule, unless Config
+// names real accounts) and random keys, and delete what they create, so
+// they run side by side (Options.Parallel): the case bodies run on a pool
+// of workers ahead of the Ginkgo specs, which report their results in
+// order. A server serving one connection at a time, found at preflight, is
+// checked one case at a time.
 //
 // # What the suite cannot see
 //
@@ -61,7 +66,8 @@
 //   - FRAME-6 (one write per response) is judged from the client's first
 //     read; the kernel may merge two quick writes, hiding the second.
 //   - Races: CONN-4 and CONN-5 run concurrent uploads once; a race that does
-//     not show in that run is not seen.
+//     not show in that run is not seen (CONN-5 notes a connection lost in
+//     it and judges the file).
 //   - Segmentation: CONN-2.3 and EXT-6 cut frames into pieces sent a moment
 //     apart (75 ms, 20 ms); a server that reads later than that sees the
 //     pieces whole, and an over-read (STEP.md A.23) stays hidden.

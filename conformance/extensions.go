@@ -125,7 +125,7 @@ func extensionCases(r *registrar) {
 			t.stillServes()
 		})
 
-		r.Case(reqs("EXT-6"), "a server advertising \"pipelining\" at LOGIN serves a window of UPLOADs cut anywhere: every answer 200, in order, the right md5", func(t *T) {
+		r.TimedCase(reqs("EXT-6"), "a server advertising \"pipelining\" at LOGIN serves a window of UPLOADs cut anywhere: every answer 200, in order, the right md5", func(t *T) {
 			s := t.Login()
 			if ok, why := advertisesPipelining(s.Login); !ok {
 				t.Info(s.Login, "EXT-6", "not advertised: "+why)

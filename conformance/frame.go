@@ -66,7 +66,7 @@ func frameCases(r *registrar) {
 			t.Field(r2, "FRAME-5", "n", 1)
 		})
 
-		r.Case(reqs("FRAME-6"), "a response arrives whole in the first read", func(t *T) {
+		r.TimedCase(reqs("FRAME-6"), "a response arrives whole in the first read", func(t *T) {
 			c := t.Dial()
 			u := t.User()
 			req := spec.NewRequest(spec.OpLogin, spec.TypeAuth)
@@ -164,11 +164,11 @@ func oversizedHeader(t *T, c *Conn, b []byte, note string) {
 
 // readOnce performs a single read of up to 64 KiB under the read timeout.
 func (c *Conn) readOnce() (int, []byte, error) {
-	if err := c.nc.SetReadDeadline(time.Now().Add(c.readTimeout)); err != nil {
+	if err := c.startWait(c.readTimeout); err != nil {
 		return 0, nil, err
 	}
 	buf := make([]byte, 64<<10)
-	n, err := c.nc.Read(buf)
+	n, err := patientReader{c}.Read(buf)
 	c.broken = true // the frame reader no longer sees these bytes
 	if n > 0 {
 		c.log.add(Event{Conn: c.id, Dir: "recv", Note: fmt.Sprintf("first read: %d bytes", n), Hex: hexDump(buf[:n], 256)})

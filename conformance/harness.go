@@ -32,6 +32,7 @@ type T struct {
 	user    Creds
 	other   *Creds
 	pre     *preflight // the run's preflight, when the case runs in a suite
+	judge   *silenceJudge
 }
 
 func newT(ctx context.Context, cfg Config, c *Case, res *result) *T {
@@ -133,6 +134,9 @@ func (t *T) dial(network, addr string) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.judge = t.judge
+	c.note = t.res.note
+	c.unconfirmed = t.res.markUnconfirmed
 	t.conns = append(t.conns, c)
 	// A case that runs out of time must not stay blocked in a read.
 	stop := context.AfterFunc(t.ctx, func() { _ = c.Close() })
@@ -360,7 +364,7 @@ func (t *T) transportFailure(r *Reply, req string) {
 func (t *T) openConns() int {
 	n := 0
 	for _, c := range t.conns {
-		if !c.closed {
+		if !c.closed.Load() {
 			n++
 		}
 	}

@@ -52,6 +52,7 @@ var htmlTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
 	"lower":  func(o Outcome) string { return strings.ToLower(strings.ReplaceAll(string(o), "-", "")) },
 	"lowers": func(s string) string { return strings.ToLower(strings.ReplaceAll(s, "-", "")) },
 	"join":   func(s []string) string { return strings.Join(s, ", ") },
+	"words":  func(s []string) string { return strings.Join(s, " ") },
 	"secs":   func(ms float64) string { return fmt.Sprintf("%.2f s", ms/1000) },
 	"msec":   func(ms float64) string { return fmt.Sprintf("%.1f ms", ms) },
 	"at":     func(e Event) string { return fmt.Sprintf("%.1f", float64(e.At.Microseconds())/1000) },
@@ -91,7 +92,8 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.5em;overflow-x:auto;white-
 </head>
 <body>
 <h1>STEP conformance of {{.R.Target}}</h1>
-<div class="meta">{{.R.Started.Format "2006-01-02 15:04:05 MST"}} · {{len .R.Cases}} cases in {{secs .R.DurationMS}}{{if .R.Strict}} · strict{{end}} · read timeout {{.R.Settings.ReadTimeoutMS}} ms · {{if .R.Settings.Accounts}}accounts {{.R.Settings.User}}{{if .R.Settings.User2}}, {{.R.Settings.User2}}{{end}}{{else}}random users under the course login rule{{end}}{{if .R.Preflight}} · preflight: {{.R.Preflight}}{{end}}</div>
+<div class="meta">{{.R.Started.Format "2006-01-02 15:04:05 MST"}} · {{len .R.Cases}} cases in {{secs .R.DurationMS}}{{if .R.Strict}} · strict{{end}} · {{with .R.Client}}client folder {{.Dir}} · time limit {{.TimeoutMS}} ms per case{{else}}read timeout {{.R.Settings.ReadTimeoutMS}} ms · {{if .R.Settings.Accounts}}accounts {{.R.Settings.User}}{{if .R.Settings.User2}}, {{.R.Settings.User2}}{{end}}{{else}}random users under the course login rule{{end}}{{end}}{{if .R.Preflight}} · preflight: {{.R.Preflight}}{{end}}</div>
+{{with .R.Execution}}<div class="meta">execution: {{.Summary}}<br>silence: {{.Silence}}</div>{{end}}
 <div class="verdict {{if .R.Conformant}}ok{{else}}bad{{end}}">{{if .R.Conformant}}CONFORMANT{{else}}NOT CONFORMANT{{end}}</div>
 <table style="width:auto">
 <tr>{{range .Outcomes}}<th class="{{lower .}}">{{.}}</th>{{end}}</tr>
@@ -118,6 +120,9 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.5em;overflow-x:auto;white-
 {{range .Requirements}}<div class="req"><b>{{.ID}}</b> ({{.Level}}): {{.Text}}</div>{{end}}
 {{range .Findings}}<pre class="{{lower .Outcome}}">{{.String}}</pre>{{end}}
 {{range .Notes}}<div class="req">note: {{.}}</div>{{end}}
+{{with .Client}}<div class="req">client: <code>{{words .Command}}</code> · {{.Exit}} after {{msec .DurationMS}}</div>{{if .Stdout}}<pre class="out">stdout:
+{{.Stdout}}</pre>{{end}}{{if .Stderr}}<pre class="out">stderr:
+{{.Stderr}}</pre>{{end}}{{end}}
 {{if .Exchange}}<details><summary>wire exchange ({{len .Exchange}} events)</summary>
 <table class="ex">{{range .Exchange}}<tr><td>{{at .}} ms</td><td>c{{.Conn}}</td><td class="dir">{{arrow .}}</td><td>{{if .JSON}}{{.JSON}}{{end}}{{if .Binary}} + {{.Binary}} binary bytes{{end}}{{if .Note}} {{.Note}}{{end}}{{if .Hex}}<pre>{{.Hex}}</pre>{{end}}</td></tr>{{end}}</table>
 </details>{{end}}

@@ -102,6 +102,44 @@ type result struct {
 	findings []Finding
 	notes    []string
 	log      *wireLog
+	took     time.Duration
+	// unconfirmed is set when a silence could not be confirmed during
+	// the case: the server answered nothing at all for a while.
+	unconfirmed bool
+	// ready is closed when the case has run and its result is final.
+	ready chan struct{}
+}
+
+func (r *result) markUnconfirmed() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unconfirmed = true
+}
+
+func (r *result) wasUnconfirmed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.unconfirmed
+}
+
+// reset clears the result for the case to run again; its notes stay.
+func (r *result) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.outcome, r.findings, r.unconfirmed = "", nil, false
+	r.log = &wireLog{start: time.Now()}
+}
+
+func (r *result) setDuration(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.took = d
+}
+
+func (r *result) duration() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.took
 }
 
 func (r *result) add(f Finding) {
@@ -142,6 +180,8 @@ type CaseReport struct {
 	Findings     []Finding        `json:"findings,omitempty"`
 	Notes        []string         `json:"notes,omitempty"`
 	Exchange     []Event          `json:"exchange,omitempty"`
+	// Client is what the client program did, in a client run.
+	Client *ClientRun `json:"client,omitempty"`
 }
 
 // RequirementRef names a requirement a case cites.

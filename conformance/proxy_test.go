@@ -20,13 +20,19 @@ type mutatingProxy struct {
 	mut      *mutation
 	l        net.Listener
 	// serial serves one client connection at a time, as some course
-	// servers do.
+	// servers do; limit, when not zero, serves that many at once (a pool
+	// of workers), the others waiting their turn in the order they came.
 	serial bool
+	limit  int
 
 	mu     sync.Mutex
 	tokens []string          // tokens issued by LOGIN responses, in order
 	byUser map[string]string // the last token issued to each username
 	wg     sync.WaitGroup
+	// answered counts responses on every connection; releaseAt is the
+	// earliest time the next response may leave (see mutation.stall).
+	answered  int
+	releaseAt time.Time
 }
 
 // mutation alters requests on their way to the server and responses on
@@ -58,6 +64,12 @@ type mutation struct {
 	// lost, as the reference then reads a header out of the middle of a
 	// request and waits for the length it finds there.
 	overRead bool
+	// stall, if set, holds the n-th response (counted over every
+	// connection, from 1) to req for the time it returns, and every
+	// response after it until then: a server that is busy (an interpreter
+	// shared by its threads, a machine grading several servers) answers
+	// late, and in the order it worked through the requests.
+	stall func(n int, req *spec.Message) time.Duration
 }
 
 // proxyConn is the state of one proxied connection.
@@ -71,12 +83,12 @@ type proxyConn struct {
 	closeAfter bool
 }
 
-func startProxy(t *testing.T, upstream string, m *mutation) string {
+func startProxy(t testing.TB, upstream string, m *mutation) string {
 	t.Helper()
 	return startProxyMode(t, upstream, m, false)
 }
 
-func startProxyMode(t *testing.T, upstream string, m *mutation, serial bool) string {
+func startProxyMode(t testing.TB, upstream string, m *mutation, serial bool) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -97,6 +109,10 @@ func startProxyMode(t *testing.T, upstream string, m *mutation, serial bool) str
 }
 
 func (px *mutatingProxy) serve() {
+	var workers chan struct{}
+	if px.limit > 0 {
+		workers = make(chan struct{}, px.limit)
+	}
 	for {
 		c, err := px.l.Accept()
 		if err != nil {
@@ -106,12 +122,40 @@ func (px *mutatingProxy) serve() {
 			px.handle(c)
 			continue
 		}
+		if workers != nil {
+			workers <- struct{}{}
+		}
 		px.wg.Add(1)
 		go func() {
 			defer px.wg.Done()
+			if workers != nil {
+				defer func() { <-workers }()
+			}
 			px.handle(c)
 		}()
 	}
+}
+
+// startProxyWorkers starts a proxy serving at most workers connections at
+// once.
+func startProxyWorkers(t testing.TB, upstream string, m *mutation, workers int) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := &mutatingProxy{upstream: upstream, mut: m, l: l, limit: workers}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		px.serve()
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		px.wg.Wait()
+	})
+	return l.Addr().String()
 }
 
 func (px *mutatingProxy) issued(user, tok string) {
@@ -283,6 +327,9 @@ func (pc *proxyConn) responses(server, client net.Conn) {
 		if pc.px.mut.response != nil && req != nil {
 			out = pc.px.mut.response(pc, req, resp)
 		}
+		if len(out) > 0 {
+			pc.px.pace(req)
+		}
 		for _, m := range out {
 			if err := pc.write(client, m); err != nil {
 				return
@@ -292,6 +339,25 @@ func (pc *proxyConn) responses(server, client net.Conn) {
 			return
 		}
 	}
+}
+
+// pace waits until the response to req may leave (mutation.stall).
+func (px *mutatingProxy) pace(req *spec.Message) {
+	if px.mut.stall == nil {
+		return
+	}
+	if req == nil {
+		req = spec.NewMessage()
+	}
+	px.mu.Lock()
+	px.answered++
+	at := time.Now().Add(px.mut.stall(px.answered, req))
+	if at.Before(px.releaseAt) {
+		at = px.releaseAt
+	}
+	px.releaseAt = at
+	px.mu.Unlock()
+	time.Sleep(time.Until(at))
 }
 
 func (pc *proxyConn) write(w io.Writer, m *spec.Message) error {

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -29,6 +30,9 @@ type Case struct {
 	// waits is how long the case waits on purpose (a token's lifetime, an
 	// idle timeout); it is added to the whole-case timeout.
 	waits func(Config) time.Duration
+	// alone cases run with no other case of the run at the same time (see
+	// registrar.TimedCase).
+	alone bool
 }
 
 // Labels are the case's Ginkgo labels: req:ID for each requirement,
@@ -91,6 +95,16 @@ type registrar struct {
 // may still wait.
 func (r *registrar) LateCase(reqs []string, title string, waits func(Config) time.Duration, body func(*T)) {
 	r.add(reqs, title, waits, body, true)
+}
+
+// TimedCase defines a case whose verdict rests on how the server's reads
+// fall in time: a frame sent in pieces that the server must read apart, a
+// response that must arrive in one piece. In a parallel run it runs alone,
+// before the others, so that the run's own load on the server cannot hide
+// what it looks for.
+func (r *registrar) TimedCase(reqs []string, title string, body func(*T)) {
+	r.add(reqs, title, nil, body, false)
+	r.cases[len(r.cases)-1].alone = true
 }
 
 // Describe groups cases under a container.
@@ -191,6 +205,12 @@ type Suite struct {
 	runCtx   context.Context
 	progress func(c *Case, o Outcome, done, total int)
 	done     int
+	// parallel is how many cases may run at once (0: DefaultParallel).
+	parallel  int
+	startOnce sync.Once
+	started   bool
+	finished  chan struct{}
+	exec      Execution
 }
 
 // Register defines the cases with Ginkgo's global suite for cfg; call it at
@@ -198,7 +218,8 @@ type Suite struct {
 // when the process runs the suite more than once. sel, when not nil, picks
 // the cases to define.
 func Register(cfg Config, sel func(*Case) bool) *Suite {
-	s := &Suite{cfg: cfg.withDefaults(), selectFn: sel, results: map[string]*result{}, cases: map[string]*Case{}, order: map[string]int{}, runCtx: context.Background()}
+	s := &Suite{cfg: cfg.withDefaults(), selectFn: sel, results: map[string]*result{}, cases: map[string]*Case{}, order: map[string]int{},
+		runCtx: context.Background(), finished: make(chan struct{})}
 	r := &registrar{ginkgo: true, suite: s, count: map[string]int{}}
 	ginkgo.Describe("STEP conformance", func() {
 		for _, f := range sections {
@@ -209,6 +230,28 @@ func Register(cfg Config, sel func(*Case) bool) *Suite {
 	return s
 }
 
+// execution is a copy of how the run went, for its report; nil when the
+// cases never started.
+func (s *Suite) execution() *Execution {
+	if !s.wait() {
+		return nil
+	}
+	e := s.exec
+	return &e
+}
+
+// wait waits for the cases to finish, if they started, and reports
+// whether they did.
+func (s *Suite) wait() bool {
+	s.mu.Lock()
+	started := s.started
+	s.mu.Unlock()
+	if started {
+		<-s.finished
+	}
+	return started
+}
+
 func (s *Suite) selected(c *Case) bool { return s.selectFn == nil || s.selectFn(c) }
 
 // entryName is the report entry that carries a case's ID.
@@ -217,34 +260,20 @@ const entryName = "step-case"
 func (s *Suite) define(c *Case) {
 	s.cases[c.ID] = c
 	s.defined = append(s.defined, c)
-	timeout := s.cfg.CaseTimeout
-	if c.waits != nil {
-		timeout += c.waits(s.cfg)
-	}
-	ginkgo.It(c.Text(), ginkgo.Label(c.Labels()...), ginkgo.NodeTimeout(timeout), func(ctx ginkgo.SpecContext) {
-		res := &result{log: &wireLog{start: time.Now()}}
-		s.mu.Lock()
-		s.results[c.ID] = res
-		s.mu.Unlock()
+	res := &result{log: &wireLog{start: time.Now()}, ready: make(chan struct{})}
+	s.results[c.ID] = res
+	// The cases run ahead of the specs (see Suite.execute); each spec
+	// waits for its case's result and reports it, so that Ginkgo's
+	// selection, order and reporting stay those of the suite.
+	ginkgo.It(c.Text(), ginkgo.Label(c.Labels()...), func(ctx ginkgo.SpecContext) {
+		s.start()
 		ginkgo.AddReportEntry(entryName, c.ID, ginkgo.ReportEntryVisibilityNever)
-		if s.runCtx.Err() != nil {
-			res.add(Finding{Outcome: Error, Message: "not run: the run was interrupted"})
-		} else if err := s.pre.check(ctx, s.cfg); err != nil {
-			res.add(Finding{Outcome: Error, Message: err.Error()})
-		} else {
-			caseCtx, cancel := context.WithCancel(ctx)
-			stop := context.AfterFunc(s.runCtx, cancel)
-			t := newT(caseCtx, s.cfg, c, res)
-			t.pre = &s.pre
-			t.run(c.body)
-			stop()
-			cancel()
+		select {
+		case <-res.ready:
+		case <-ctx.Done():
+			ginkgo.Fail("interrupted while the case ran")
 		}
 		o, fs, _ := res.snapshot()
-		s.done++
-		if s.progress != nil {
-			s.progress(c, o, s.done, len(s.defined))
-		}
 		if o == Fail || o == Error {
 			var b strings.Builder
 			for _, f := range fs {
@@ -264,6 +293,7 @@ func (s *Suite) Report(gr types.Report) *Report {
 		Target:    s.cfg.Target,
 		Started:   gr.StartTime,
 		Preflight: s.pre.summary(),
+		Execution: s.execution(),
 		Settings: Settings{
 			ReadTimeoutMS: s.cfg.ReadTimeout.Milliseconds(), CaseTimeoutMS: s.cfg.CaseTimeout.Milliseconds(),
 			Accounts: !s.cfg.courseLogin(), User: s.cfg.User, User2: s.cfg.User2,
@@ -289,6 +319,9 @@ func (s *Suite) Report(gr types.Report) *Report {
 		s.mu.Unlock()
 		cr := CaseReport{ID: c.ID, Section: c.Section, Title: c.Title, Requirements: c.requirementRefs(),
 			DurationMS: ms(sr.RunTime)}
+		if res != nil {
+			cr.DurationMS = ms(res.duration())
+		}
 		var events []Event
 		if res != nil {
 			cr.Outcome, cr.Findings, cr.Notes = res.snapshot()
@@ -350,7 +383,9 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // preflight checks once per run that the target accepts a connection and
 // answers a LOGIN, so that a server that is down or mute yields one clear
-// ERROR per case at once rather than a read timeout in every case.
+// ERROR per case at once rather than a read timeout in every case. It also
+// finds out whether the server serves two connections at once: cases run
+// side by side only when it does.
 type preflight struct {
 	once sync.Once
 	err  error
@@ -358,6 +393,11 @@ type preflight struct {
 	// The preflight's login, the first of the run: TOKEN-11 reuses its
 	// token at the end of the run.
 	first issued
+	// oneConn, when set, says how the server showed that it serves one
+	// connection at a time.
+	oneConn string
+	// latency is how long the LOGIN took, connection included.
+	latency time.Duration
 }
 
 // issued is a token and the user and time it was issued to and at.
@@ -368,30 +408,34 @@ type issued struct {
 }
 
 func (p *preflight) check(ctx context.Context, cfg Config) error {
-	p.once.Do(func() { p.err, p.desc, p.first = runPreflight(ctx, cfg) })
+	p.once.Do(func() { p.run(ctx, cfg) })
 	return p.err
 }
 
 func (p *preflight) summary() string { return p.desc }
 
-func runPreflight(ctx context.Context, cfg Config) (error, string, issued) {
+// preflightWait is how long the preflight waits for its LOGIN: a server
+// that is only slow, on a busy machine, must not be taken for a mute one.
+func preflightWait(cfg Config) time.Duration { return 4 * cfg.ReadTimeout }
+
+func (p *preflight) run(ctx context.Context, cfg Config) {
 	log := &wireLog{start: time.Now()}
 	c, err := dialConn(ctx, cfg.Target, 1, cfg.ReadTimeout, log)
 	if err != nil {
-		return fmt.Errorf("not run: the server cannot be reached (%v)", err), "cannot connect: " + err.Error(), issued{}
+		p.err, p.desc = fmt.Errorf("not run: the server cannot be reached (%v)", err), "cannot connect: "+err.Error()
+		return
 	}
 	defer c.Close()
 	u := randomUser()
 	if !cfg.courseLogin() {
 		u = Creds{User: cfg.User, Password: cfg.Password}
 	}
-	req := spec.NewRequest(spec.OpLogin, spec.TypeAuth)
-	req.Set(spec.FieldUsername, u.User)
-	req.Set(spec.FieldPassword, u.Password)
+	req := loginReq(spec.FieldUsername, u.User, spec.FieldPassword, u.Password)
 	if err := c.WriteMessage(req); err != nil {
-		return fmt.Errorf("not run: writing to the server failed (%v)", err), "write failed: " + err.Error(), issued{}
+		p.err, p.desc = fmt.Errorf("not run: writing to the server failed (%v)", err), "write failed: "+err.Error()
+		return
 	}
-	resp, err := c.ReadMessage()
+	resp, err := c.readWithin(preflightWait(cfg))
 	if err != nil {
 		var detail []string
 		for _, e := range log.snapshot() {
@@ -399,17 +443,64 @@ func runPreflight(ctx context.Context, cfg Config) (error, string, issued) {
 				detail = append(detail, e.Note)
 			}
 		}
-		msg := fmt.Sprintf("not run: the server accepted a connection but gave no STEP answer to a LOGIN request within %v (%v)", cfg.ReadTimeout, err)
-		return fmt.Errorf("%s", msg), strings.Join(detail, "; "), issued{}
+		p.err = fmt.Errorf("not run: the server accepted a connection but gave no STEP answer to a LOGIN request within %v (%v)", preflightWait(cfg), err)
+		p.desc = strings.Join(detail, "; ")
+		return
 	}
+	took := time.Since(log.start)
+	p.latency = took
 	st, _ := resp.Status()
 	if !cfg.courseLogin() && st != spec.StatusOK {
 		msg := fmt.Sprintf("not run: the server refused the given credentials for %q (status %d %q)", cfg.User, st, resp.StatusMsg())
-		return fmt.Errorf("%s", msg), msg, issued{}
+		p.err, p.desc = fmt.Errorf("%s", msg), msg
+		return
 	}
-	first := issued{creds: u, at: time.Now()}
-	first.token, _ = resp.Token()
-	return nil, fmt.Sprintf("LOGIN answered with status %d in %.1f ms", st, float64(time.Since(log.start).Microseconds())/1000), first
+	p.first = issued{creds: u, at: time.Now()}
+	p.first.token, _ = resp.Token()
+	p.desc = fmt.Sprintf("LOGIN answered with status %d in %.1f ms", st, float64(took.Microseconds())/1000)
+	p.oneConn = secondConnection(ctx, cfg, c, log)
+	if p.oneConn != "" {
+		p.desc += "; " + p.oneConn
+	} else {
+		p.desc += "; a second connection is served while the first is open"
+	}
+}
+
+// secondConnection opens a second connection while first is still open
+// and sends a LOGIN on it. It returns "" when that LOGIN is answered, or
+// what shows that the server serves one connection at a time. A slow
+// answer is told from none as the silence judge does: by asking the
+// first connection meanwhile.
+func secondConnection(ctx context.Context, cfg Config, first *Conn, log *wireLog) string {
+	c2, err := dialConn(ctx, cfg.Target, 2, cfg.ReadTimeout, log)
+	if err != nil {
+		return fmt.Sprintf("a second connection, while the first was open, could not be made (%v)", err)
+	}
+	defer c2.Close()
+	u := randomUser()
+	login := loginReq(spec.FieldUsername, u.User, spec.FieldPassword, u.Password)
+	if err := c2.WriteMessage(login); err != nil {
+		return fmt.Sprintf("a LOGIN could not be sent on a second connection while the first was open (%v)", err)
+	}
+	_, err = c2.readWithin(cfg.ReadTimeout)
+	if err == nil {
+		return ""
+	}
+	if errors.Is(err, ErrSilent) {
+		// Slow, or busy with the first connection? Ask the first one.
+		start := time.Now()
+		if _, ferr := first.exchange(login, preflightWait(cfg)); ferr == nil {
+			j := silenceJudge{readTimeout: cfg.ReadTimeout}
+			if _, err = c2.readWithin(max(2*time.Since(start), j.minGrace())); err == nil {
+				return ""
+			}
+		}
+	}
+	_ = first.Close()
+	if _, err2 := c2.readWithin(cfg.ReadTimeout); err2 == nil {
+		return "a LOGIN on a second connection was answered only once the first connection closed"
+	}
+	return fmt.Sprintf("a LOGIN on a second connection, while the first was open, got no answer (%v)", err)
 }
 
 // sortedSections returns the section prefixes of cases in first-seen order.

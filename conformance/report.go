@@ -17,21 +17,30 @@ const ReportSchema = "stepkit-conformance/1"
 
 // Report is the result of a run, in the form every output is made from.
 type Report struct {
-	Schema     string          `json:"schema"`
-	Target     string          `json:"target"`
-	Started    time.Time       `json:"started"`
-	DurationMS float64         `json:"duration_ms"`
-	Strict     bool            `json:"strict"`
-	Preflight  string          `json:"preflight,omitempty"`
-	Settings   Settings        `json:"settings"`
-	Counts     map[Outcome]int `json:"counts"`
-	Sections   []SectionCount  `json:"sections"`
+	Schema     string    `json:"schema"`
+	Target     string    `json:"target"`
+	Started    time.Time `json:"started"`
+	DurationMS float64   `json:"duration_ms"`
+	Strict     bool      `json:"strict"`
+	Preflight  string    `json:"preflight,omitempty"`
+	// Execution says how the cases ran: side by side or one at a time
+	// (and why), and how a silence was judged.
+	Execution *Execution      `json:"execution,omitempty"`
+	Settings  Settings        `json:"settings"`
+	Counts    map[Outcome]int `json:"counts"`
+	Sections  []SectionCount  `json:"sections"`
 	// Requirements is the verdict per requirement the run's cases cite.
 	Requirements []RequirementVerdict `json:"requirements"`
 	Cases        []CaseReport         `json:"cases"`
 	// Conformant is false when a MUST failed or a case errored (with
 	// Strict: when any case is neither PASS nor INFORMATIONAL).
 	Conformant bool `json:"conformant"`
+
+	// Mode is "client" for a run that judged a client program (the judge
+	// played the server); empty for a server run.
+	Mode string `json:"mode,omitempty"`
+	// Client describes a client run: the template, its folder, isolation.
+	Client *ClientSettings `json:"client,omitempty"`
 }
 
 // RequirementVerdict is the run's verdict on one requirement: the worst
@@ -224,6 +233,10 @@ func (r *Report) WriteText(w io.Writer, colour, verbose bool) error {
 	if r.Preflight != "" {
 		fmt.Fprintf(&b, "preflight: %s\n", r.Preflight)
 	}
+	if e := r.Execution; e != nil {
+		fmt.Fprintf(&b, "execution: %s\n", e.Summary())
+		fmt.Fprintf(&b, "silence: %s\n", e.Silence)
+	}
 	for _, o := range Outcomes() {
 		fmt.Fprintf(&b, "  %s%-13s%s %4d\n", p.of(o), o, p.reset, r.Counts[o])
 	}
@@ -268,6 +281,9 @@ func (r *Report) WriteText(w io.Writer, colour, verbose bool) error {
 			}
 			for _, n := range c.Notes {
 				fmt.Fprintf(&b, "    note: %s\n", n)
+			}
+			if c.Client != nil {
+				b.WriteString(indent(c.Client.String(), "    "))
 			}
 			if verbose && len(c.Exchange) > 0 {
 				b.WriteString("    exchange:\n")
@@ -365,12 +381,13 @@ type junitProperty struct {
 }
 
 type junitCase struct {
-	Name      string        `xml:"name,attr"`
-	Classname string        `xml:"classname,attr"`
-	Time      string        `xml:"time,attr"`
-	Failure   *junitProblem `xml:"failure,omitempty"`
-	Error     *junitProblem `xml:"error,omitempty"`
-	SystemOut *cdata        `xml:"system-out,omitempty"`
+	Name       string          `xml:"name,attr"`
+	Classname  string          `xml:"classname,attr"`
+	Time       string          `xml:"time,attr"`
+	Properties []junitProperty `xml:"properties>property,omitempty"`
+	Failure    *junitProblem   `xml:"failure,omitempty"`
+	Error      *junitProblem   `xml:"error,omitempty"`
+	SystemOut  *cdata          `xml:"system-out,omitempty"`
 }
 
 type junitProblem struct {
@@ -385,10 +402,14 @@ type cdata struct {
 
 func seconds(ms float64) string { return fmt.Sprintf("%.3f", ms/1000) }
 
-// WriteJUnit writes the report as JUnit XML: one testsuite per section. A
-// FAIL is a failure and an ERROR an error; NON-STRICT and INFORMATIONAL
-// cases pass, with their findings in system-out (and, under Strict,
-// NON-STRICT counts as a failure).
+// WriteJUnit writes the report as JUnit XML: one testsuite per section,
+// one testcase per case, named "[ID] title" whatever its outcome, so that
+// a CI view follows a case from run to run. A FAIL is a failure and an
+// ERROR an error; NON-STRICT and INFORMATIONAL cases pass, and say so in a
+// testcase property "outcome" and in system-out, which begins with the
+// outcome and holds the findings (under Strict, NON-STRICT counts as a
+// failure). Properties also name the requirements the case cites and
+// those it found broken.
 func (r *Report) WriteJUnit(w io.Writer) error {
 	top := junitSuites{Name: "STEP conformance of " + r.Target, Time: seconds(r.DurationMS)}
 	index := map[string]int{}
@@ -401,13 +422,23 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 				Properties: []junitProperty{{Name: "target", Value: r.Target}}})
 		}
 		s := &top.Suites[i]
-		jc := junitCase{Name: c.Outcome.tag() + " [" + c.ID + "] " + c.Title, Classname: "STEP." + c.Section, Time: seconds(c.DurationMS)}
+		jc := junitCase{Name: c.Text(), Classname: "STEP." + c.Section, Time: seconds(c.DurationMS),
+			Properties: []junitProperty{{Name: "outcome", Value: string(c.Outcome)}, {Name: "requirements", Value: c.reqIDs()}}}
+		if len(c.Broken) > 0 {
+			jc.Properties = append(jc.Properties, junitProperty{Name: "broken", Value: strings.Join(c.Broken, " ")})
+		}
 		var body strings.Builder
+		if c.Outcome == NonStrict || c.Outcome == Informational {
+			fmt.Fprintf(&body, "%s: %s\n\n", c.Outcome, firstMessage(c))
+		}
 		for _, f := range c.Findings {
 			body.WriteString(f.String())
 		}
 		for _, n := range c.Notes {
 			body.WriteString("note: " + n + "\n")
+		}
+		if c.Client != nil {
+			body.WriteString(c.Client.String())
 		}
 		if c.Outcome != Pass && len(c.Exchange) > 0 {
 			body.WriteString("\nexchange:\n")
@@ -448,7 +479,32 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 	return err
 }
 
-func (o Outcome) tag() string { return string(o) }
+// Text is the case's name in reports: its ID in brackets, then its
+// title, as the Ginkgo spec is named.
+func (c CaseReport) Text() string { return "[" + c.ID + "] " + c.Title }
+
+func (c CaseReport) reqIDs() string {
+	ids := make([]string, len(c.Requirements))
+	for i, r := range c.Requirements {
+		ids[i] = r.ID
+	}
+	return strings.Join(ids, " ")
+}
+
+// Summary is how the cases ran, in one line.
+func (e *Execution) Summary() string {
+	s := fmt.Sprintf("%d cases at a time", e.Workers)
+	if e.Mode == "serial" {
+		s = "one case at a time"
+		if e.Reason != "" {
+			s += ": " + e.Reason
+		}
+	}
+	if len(e.Alone) > 0 {
+		s += fmt.Sprintf("; %s ran alone first (their verdicts rest on timing)", strings.Join(e.Alone, ", "))
+	}
+	return s
+}
 
 func firstMessage(c CaseReport) string {
 	for _, f := range c.Findings {

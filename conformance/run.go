@@ -35,8 +35,14 @@ type Options struct {
 	// Verbose asks Ginkgo for verbose output (with GinkgoOutput).
 	Verbose bool
 	// Progress, if set, is called after each case with its outcome and
-	// how many of the selected cases are done.
+	// how many of the selected cases are done, one call at a time.
 	Progress func(c *Case, o Outcome, done, total int)
+	// Parallel is how many cases may run at once: 0 for DefaultParallel,
+	// 1 for one at a time. A run is serial whatever it says when the
+	// server serves one connection at a time, when every case must share
+	// the account given in Config.User, or when the run is told the
+	// server's connection limit.
+	Parallel int
 }
 
 // ErrNoCases is returned when the filters match no case.
@@ -196,9 +202,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 	s.runCtx = ctx
 	s.progress = opts.Progress
+	s.parallel = opts.Parallel
 
 	gt := &ginkgoT{}
 	ginkgo.RunSpecs(gt, "STEP conformance", suiteCfg, repCfg)
+	s.wait()
 	globals.Reset()
 	if rep == nil {
 		return nil, errors.New("the suite produced no report")

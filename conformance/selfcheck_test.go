@@ -595,7 +595,7 @@ func mutations() []*mutation {
 // selfCheckServer starts the reference server the self-check proxies, with
 // its default timeouts (ROBUST-5 is then informational: TestConformance
 // checks it).
-func selfCheckServer(t *testing.T) string {
+func selfCheckServer(t testing.TB) string {
 	addr, _ := refserver.StartTest(t, refserver.Config{})
 	return addr
 }

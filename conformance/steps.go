@@ -44,7 +44,7 @@ func (s *Session) SaveData(key string, fields ...any) *Reply {
 // while it is still in step with the server.
 func (t *T) deleteLater(s *Session, typ spec.Type, key string) {
 	t.Defer(func() {
-		if s.Conn.closed || s.Conn.broken {
+		if s.Conn.closed.Load() || s.Conn.broken {
 			return
 		}
 		_ = t.Try(s.Conn, s.KeyReq(spec.OpDelete, typ, key))

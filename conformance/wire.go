@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stepkit/stepkit/spec"
@@ -145,9 +146,27 @@ type Conn struct {
 	ctx         context.Context
 	lastSent    *spec.Message
 	lastRaw     []byte
-	closed      bool
-	broken      bool // a read failed: the stream may be out of step
-	answered    int  // frames received
+	closed      atomic.Bool // closed by the case, or by its context running out
+	broken      bool        // a read failed: the stream may be out of step
+	answered    int         // frames received
+	// judge confirms a read timeout before it counts as silence (nil: the
+	// timeout is final); note adds a line to the case's report.
+	judge *silenceJudge
+	note  func(string)
+	// unconfirmed is called when a silence could not be confirmed: the
+	// server answered nothing at all meanwhile.
+	unconfirmed func()
+	wait        readWait      // the read in progress
+	slowest     time.Duration // the longest a frame took to come, on this connection
+}
+
+// readWait is the state of one read: when it began and how its timeout
+// was confirmed.
+type readWait struct {
+	start     time.Time
+	limit     time.Duration // the read's own timeout
+	confirmed bool          // the first timeout was confirmed (more time given)
+	why       string        // what the confirmation found
 }
 
 // dialConn connects to addr with the read timeout as the connect timeout.
@@ -162,11 +181,11 @@ func dialConnNet(ctx context.Context, network, addr string, id int, readTimeout 
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
-	cr := &captureReader{r: nc}
-	c := &Conn{nc: nc, id: id, cap: cr, readTimeout: readTimeout, log: log, ctx: ctx,
-		// Responses may legitimately carry a whole block; anything past the
-		// largest block the document allows is not a sane response.
-		r: spec.NewReader(cr, spec.Limits{MaxJSON: 1 << 20, MaxBinary: spec.MaxBlockSize + 1<<10})}
+	c := &Conn{nc: nc, id: id, readTimeout: readTimeout, log: log, ctx: ctx}
+	c.cap = &captureReader{r: patientReader{c}}
+	// Responses may legitimately carry a whole block; anything past the
+	// largest block the document allows is not a sane response.
+	c.r = spec.NewReader(c.cap, spec.Limits{MaxJSON: 1 << 20, MaxBinary: spec.MaxBlockSize + 1<<10})
 	log.add(Event{Conn: id, Dir: "note", Note: "connected to " + addr})
 	return c, nil
 }
@@ -176,10 +195,9 @@ func (c *Conn) ID() int { return c.id }
 
 // Close closes the connection.
 func (c *Conn) Close() error {
-	if c.closed {
+	if c.closed.Swap(true) {
 		return nil
 	}
-	c.closed = true
 	return c.nc.Close()
 }
 
@@ -230,8 +248,8 @@ func (c *Conn) ReadMessage() (*spec.Message, error) {
 }
 
 func (c *Conn) readWithin(d time.Duration) (*spec.Message, error) {
-	if err := c.nc.SetReadDeadline(time.Now().Add(d)); err != nil {
-		return nil, fmt.Errorf("set read deadline: %w", err)
+	if err := c.startWait(d); err != nil {
+		return nil, err
 	}
 	m, err := c.r.ReadMessage()
 	if err == nil {
@@ -239,6 +257,8 @@ func (c *Conn) readWithin(d time.Duration) (*spec.Message, error) {
 		c.answered++
 		c.cap.take()
 		c.log.add(Event{Conn: c.id, Dir: "recv", JSON: m.JSONString(), Binary: len(m.Binary)})
+		c.lateAnswer()
+		c.slowest = max(c.slowest, time.Since(c.wait.start))
 		return m, nil
 	}
 	got := c.cap.take()
@@ -257,11 +277,19 @@ func (c *Conn) readWithin(d time.Duration) (*spec.Message, error) {
 		if len(got) > 0 {
 			note = fmt.Sprintf("only %d bytes of a frame within %v", len(got), d)
 		}
+		if c.wait.why != "" {
+			note += "; " + c.wait.why
+		}
 		c.log.add(Event{Conn: c.id, Dir: "note", Note: note, Hex: dumpIf(got)})
 		if len(got) > 0 {
-			return nil, fmt.Errorf("%w: %d bytes of an incomplete frame arrived", ErrSilent, len(got))
+			err = fmt.Errorf("%w: %d bytes of an incomplete frame arrived", ErrSilent, len(got))
+		} else {
+			err = ErrSilent
 		}
-		return nil, ErrSilent
+		if c.wait.why != "" {
+			err = fmt.Errorf("%w (%s)", err, c.wait.why)
+		}
+		return nil, err
 	case errors.Is(err, spec.ErrTruncatedHeader) || errors.Is(err, spec.ErrTruncatedBody):
 		c.log.add(Event{Conn: c.id, Dir: "note", Note: "connection closed by the server inside a frame: " + err.Error(), Hex: dumpIf(got)})
 		return nil, fmt.Errorf("%w inside a frame", ErrClosed)
@@ -271,6 +299,72 @@ func (c *Conn) readWithin(d time.Duration) (*spec.Message, error) {
 	}
 	c.log.add(Event{Conn: c.id, Dir: "note", Note: "unreadable response: " + err.Error(), Hex: dumpIf(got)})
 	return nil, err
+}
+
+// startWait arms the deadline of a read that may last d.
+func (c *Conn) startWait(d time.Duration) error {
+	c.wait = readWait{start: time.Now(), limit: d}
+	if err := c.nc.SetReadDeadline(c.wait.start.Add(d)); err != nil {
+		return fmt.Errorf("set read deadline: %w", err)
+	}
+	return nil
+}
+
+// moreTime is asked when the read in progress reaches its deadline with
+// nothing more received. The first time, the judge confirms the silence
+// and says how much longer to wait; the second time the silence stands.
+func (c *Conn) moreTime() time.Duration {
+	if c.judge == nil || c.wait.confirmed || c.ctx.Err() != nil {
+		return 0
+	}
+	c.wait.confirmed = true
+	more, why, answered := c.judge.confirm(c.ctx, c.slowest)
+	c.wait.why = why
+	if !answered && c.unconfirmed != nil {
+		c.unconfirmed()
+	}
+	return more
+}
+
+// lateAnswer notes a response that came only after the read's timeout
+// was confirmed: the server was slow, not silent, and the answer counts.
+func (c *Conn) lateAnswer() {
+	if !c.wait.confirmed {
+		return
+	}
+	msg := fmt.Sprintf("the response came %v after the read began, past the %v read timeout, and was accepted: %s",
+		time.Since(c.wait.start).Round(time.Millisecond), c.wait.limit, c.wait.why)
+	c.log.add(Event{Conn: c.id, Dir: "note", Note: msg})
+	if c.note != nil {
+		c.note(msg)
+	}
+}
+
+// patientReader reads the connection for the frame reader, asking the
+// connection for more time when a deadline passes, so that a timeout
+// confirmed as a slow server's does not lose the bytes of a frame half
+// read.
+type patientReader struct{ c *Conn }
+
+func (p patientReader) Read(b []byte) (int, error) {
+	for {
+		n, err := p.c.nc.Read(b)
+		if n > 0 || err == nil || !isTimeout(err) {
+			return n, err
+		}
+		more := p.c.moreTime()
+		if more <= 0 {
+			return n, err
+		}
+		if derr := p.c.nc.SetReadDeadline(time.Now().Add(more)); derr != nil {
+			return n, err
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 func dumpIf(b []byte) string {

@@ -69,6 +69,18 @@ type Options struct {
 	Limits spec.Limits
 	// JournalDir holds the resume journals. Empty disables resume.
 	JournalDir string
+	// JournalMaxAge is the age after which a journal left behind by a
+	// transfer that never finished is removed, when a transfer starts
+	// (default DefaultJournalMaxAge; negative: never).
+	JournalMaxAge time.Duration
+	// RateLimitRetries is how many times in a row a request refused with
+	// 429 (the server's rate limit, EXT-2) is sent again, after waiting
+	// RateLimitBackoff, doubled at each retry up to MaxRateLimitBackoff.
+	// A transfer with a journal resumes after such a wait, and counts only
+	// the retries that made no progress. Default DefaultRateLimitRetries;
+	// negative: none.
+	RateLimitRetries int
+	RateLimitBackoff time.Duration
 }
 
 func (o *Options) withDefaults() Options {
@@ -90,6 +102,15 @@ func (o *Options) withDefaults() Options {
 	}
 	if r.Conns <= 0 {
 		r.Conns = 1
+	}
+	if r.JournalMaxAge == 0 {
+		r.JournalMaxAge = DefaultJournalMaxAge
+	}
+	if r.RateLimitRetries == 0 {
+		r.RateLimitRetries = DefaultRateLimitRetries
+	}
+	if r.RateLimitBackoff <= 0 {
+		r.RateLimitBackoff = DefaultRateLimitBackoff
 	}
 	return r
 }
@@ -299,6 +320,15 @@ func (c *Client) Do(ctx context.Context, req *spec.Message) (*spec.Message, erro
 }
 
 func (c *Client) do(ctx context.Context, req *spec.Message, timeout time.Duration) (*spec.Message, error) {
+	for retry := 0; ; retry++ {
+		resp, err := c.doOnce(ctx, req, timeout)
+		if !c.retryRateLimited(ctx, err, retry) {
+			return resp, err
+		}
+	}
+}
+
+func (c *Client) doOnce(ctx context.Context, req *spec.Message, timeout time.Duration) (*spec.Message, error) {
 	c.prepare(req)
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -142,6 +142,14 @@ func (s *fakeServer) serve(conn net.Conn) {
 		if i, _ := req.BlockIndex(); op == spec.OpUpload && s.refuseBlock >= 0 && i == s.refuseBlock {
 			resp = spec.NewResponse(op, req.Type(), spec.StatusWrongOperation, "refused")
 			silent = s.silentRefusal
+			if silent {
+				// Refuse only once the next request has come, so that an
+				// answer is due when the client reads the refusal: how
+				// many are due otherwise depends on scheduling.
+				if _, err := r.ReadMessage(); err != nil {
+					return
+				}
+			}
 		} else {
 			resp = s.answer(req)
 		}

@@ -196,6 +196,19 @@ func (c *Client) UploadFile(ctx context.Context, path, key string, o *TransferOp
 	if o == nil {
 		o = &TransferOptions{}
 	}
+	c.pruneJournals()
+	// Refused by a rate limit: wait, then resume from the journal.
+	return retryTransfer(c, ctx, o, func(o *TransferOptions) (*UploadResult, int64, error) {
+		res, err := c.uploadFile(ctx, path, key, o)
+		var sent int64
+		if res != nil {
+			sent = res.Sent
+		}
+		return res, sent, err
+	})
+}
+
+func (c *Client) uploadFile(ctx context.Context, path, key string, o *TransferOptions) (*UploadResult, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -231,7 +244,7 @@ func (c *Client) UploadFile(ctx context.Context, path, key string, o *TransferOp
 					return res, nil
 				}
 				var se *StatusError
-				if !errors.As(err, &se) || j.count() > before {
+				if !errors.As(err, &se) || j.count() > before || se.Status == spec.StatusTooManyRequests {
 					return res, err
 				}
 				// The server no longer knows the upload (restarted,
@@ -529,6 +542,18 @@ func (c *Client) DownloadFile(ctx context.Context, key, dest string, o *Transfer
 	if o == nil {
 		o = &TransferOptions{}
 	}
+	c.pruneJournals()
+	return retryTransfer(c, ctx, o, func(o *TransferOptions) (*DownloadResult, int64, error) {
+		res, err := c.downloadFile(ctx, key, dest, o)
+		var got int64
+		if res != nil {
+			got = res.Received
+		}
+		return res, got, err
+	})
+}
+
+func (c *Client) downloadFile(ctx context.Context, key, dest string, o *TransferOptions) (*DownloadResult, error) {
 	abs, err := filepath.Abs(dest)
 	if err != nil {
 		return nil, err

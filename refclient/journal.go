@@ -5,11 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 )
 
 // A journal records the blocks of one transfer the server has acknowledged
@@ -189,4 +193,52 @@ func (j *journal) remove() {
 	}
 	j.close()
 	os.Remove(j.path)
+}
+
+// DefaultJournalMaxAge is how long the journal of a transfer that never
+// finished is kept by default.
+const DefaultJournalMaxAge = 14 * 24 * time.Hour
+
+// PruneJournals removes the journals in dir not written to for longer
+// than maxAge, with the partial file of each download, and returns how many
+// it removed. A journal is written to at each block, so one that old
+// belongs to a transfer given up long ago.
+func PruneJournals(dir string, maxAge time.Duration, now time.Time) (int, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("journals: %w", err)
+	}
+	n := 0
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".journal") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || now.Sub(fi.ModTime()) <= maxAge {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		if j := loadJournal(path); j != nil {
+			j.close()
+			if j.hdr.Op == "download" && filepath.IsAbs(j.hdr.Path) {
+				os.Remove(PartPath(j.hdr.Path))
+			}
+		}
+		if err := os.Remove(path); err == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// pruneJournals prunes the client's journal folder before a transfer.
+// Failing to is not the transfer's failure.
+func (c *Client) pruneJournals() {
+	if c.opts.JournalDir == "" || c.opts.JournalMaxAge < 0 {
+		return
+	}
+	PruneJournals(c.opts.JournalDir, c.opts.JournalMaxAge, time.Now())
 }

@@ -55,6 +55,21 @@ type Config struct {
 	// cap). A connection over the cap gets one ERROR/503 frame and is
 	// closed.
 	MaxConns int
+	// MaxConnsPerIP, if positive, caps the concurrent connections of one
+	// remote address. A connection over it gets one ERROR/503 frame and is
+	// closed. Zero means no cap: a class behind one NAT address shares it.
+	MaxConnsPerIP int
+	// MaxFrameMemory bounds the bytes of frames in flight that all
+	// connections hold together beyond 64 KiB each (default 256 MiB,
+	// raised to one largest frame if smaller). A connection that would
+	// pass it waits for others to release theirs, within its frame's
+	// deadline.
+	MaxFrameMemory int64
+	// MinFrameRate, if positive, is the rate in bytes per second at which
+	// a frame must keep arriving: its deadline is ReadTimeout after its
+	// first byte plus the time its bytes so far take at this rate. Zero
+	// leaves ReadTimeout as the deadline of every frame.
+	MinFrameRate int64
 
 	// Accounts switches the server to account mode: passwords are checked
 	// against its hashes and tokens are signed with its secret. Nil is
@@ -80,6 +95,10 @@ type Config struct {
 	// how often uploads are checked (default min(10m, UploadMaxAge/2)).
 	UploadMaxAge  time.Duration
 	SweepInterval time.Duration
+	// FullDiskUploadMaxAge is the age after which an upload that received
+	// no block is removed when a FILE SAVE finds the storage full, to make
+	// room for it (default 10m; negative: never).
+	FullDiskUploadMaxAge time.Duration
 	// SyncBlocks makes every UPLOAD fsync its block before answering, so
 	// that acknowledged blocks survive a power failure, not only a crash
 	// of the server. Completed files are always fsynced.
@@ -133,6 +152,21 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns
 	}
+	if c.MaxConnsPerIP < 0 {
+		return c, fmt.Errorf("refserver: negative connections per address %d", c.MaxConnsPerIP)
+	}
+	if c.MaxFrameMemory == 0 {
+		c.MaxFrameMemory = DefaultMaxFrameMemory
+	}
+	if c.MaxFrameMemory < 0 {
+		return c, fmt.Errorf("refserver: negative frame memory %d", c.MaxFrameMemory)
+	}
+	if frame := int64(c.Limits.MaxJSON) + int64(c.Limits.MaxBinary); c.MaxFrameMemory < frame {
+		c.MaxFrameMemory = frame
+	}
+	if c.MinFrameRate < 0 {
+		return c, fmt.Errorf("refserver: negative minimum frame rate %d", c.MinFrameRate)
+	}
 	if c.TokenTTL == 0 {
 		c.TokenTTL = DefaultTokenTTL
 	}
@@ -147,6 +181,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.UploadMaxAge == 0 {
 		c.UploadMaxAge = DefaultUploadMaxAge
+	}
+	if c.FullDiskUploadMaxAge == 0 {
+		c.FullDiskUploadMaxAge = DefaultFullDiskUploadMaxAge
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = DefaultSweepInterval

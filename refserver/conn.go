@@ -20,6 +20,7 @@ type conn struct {
 	srv   *Server
 	nc    net.Conn
 	id    uint64
+	ip    string // remote address, for the per-address cap
 	log   *slog.Logger
 	debug bool
 
@@ -28,6 +29,7 @@ type conn struct {
 	idle atomic.Bool
 
 	r        *spec.Reader
+	fl       frameLimiter
 	requests int    // requests answered
 	sent     int64  // bytes of responses written
 	wbuf     []byte // reused frame buffer of the responses
@@ -58,33 +60,26 @@ type conn struct {
 	dlFile storage.File
 }
 
-// idleReader arms the read timeout as soon as the first byte of a request
-// arrives while the connection is idle.
-type idleReader struct{ c *conn }
-
-func (ir idleReader) Read(p []byte) (int, error) {
-	c := ir.c
-	n, err := c.nc.Read(p)
-	if n > 0 && c.idle.Load() {
-		c.idle.Store(false)
-		c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ReadTimeout))
-	}
-	return n, err
-}
-
 func (s *Server) newConn(nc net.Conn, id uint64) *conn {
 	c := &conn{srv: s, nc: nc, id: id}
 	c.log = s.log.With("conn", id)
 	c.debug = c.log.Enabled(context.Background(), slog.LevelDebug)
 	if _, ok := s.store.(storage.RunWriter); ok {
-		// Room for a window of pipelined blocks, so that a run can be
-		// seen whole.
 		c.runs = true
-		c.r = spec.NewReader(bufio.NewReaderSize(idleReader{c}, max(64<<10, (maxRun+1)*(s.cfg.BlockSize+1024))), s.cfg.Limits)
-	} else {
-		c.r = spec.NewReader(idleReader{c}, s.cfg.Limits)
 	}
+	c.r = c.newReader()
 	return c
+}
+
+// newReader returns the connection's frame reader: with room for a window
+// of pipelined blocks when UPLOADs are taken in runs, so that a run can be
+// seen whole.
+func (c *conn) newReader() *spec.Reader {
+	if c.runs {
+		size := max(64<<10, (maxRun+1)*(c.srv.cfg.BlockSize+1024))
+		return spec.NewReader(bufio.NewReaderSize(connReader{c}, size), c.srv.cfg.Limits)
+	}
+	return spec.NewReader(connReader{c}, c.srv.cfg.Limits)
 }
 
 func (c *conn) serve() {
@@ -96,15 +91,16 @@ func (c *conn) serve() {
 			c.dlFile.Close()
 		}
 		c.nc.Close()
+		c.releaseFrames()
 		s.mu.Lock()
 		delete(s.conns, c)
+		s.leaveLocked(c.ip)
 		s.mu.Unlock()
-		s.open.Add(-1)
 		s.met.connClosed()
 		s.connWG.Done()
 	}()
 	reason := c.loop()
-	c.log.Info("connection closed", "reason", reason, "requests", c.requests, "received", c.r.Offset(), "sent", c.sent)
+	c.log.Info("connection closed", "reason", reason, "requests", c.requests, "received", c.fl.before+c.r.Offset(), "sent", c.sent)
 }
 
 // loop serves requests until the connection ends and says why it ended.
@@ -120,10 +116,11 @@ func (c *conn) loop() string {
 			s.met.traffic(c.pendTraffic, 0)
 			c.pending, c.pendReq, c.pendErr = false, nil, nil
 		} else {
-			if c.r.Buffered() > 0 {
+			if n := c.r.Buffered(); n > 0 {
 				c.idle.Store(false)
-				c.nc.SetReadDeadline(time.Now().Add(cfg.ReadTimeout))
+				c.beginFrame(n)
 			} else {
+				c.idleShrink()
 				c.idle.Store(true)
 				c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
 				if s.inShutdown.Load() {
@@ -133,6 +130,7 @@ func (c *conn) loop() string {
 			before := c.r.Offset()
 			req, err = c.r.ReadMessage()
 			s.met.traffic(int(c.r.Offset()-before), 0)
+			c.frameDone(c.r.Offset() - before - spec.HeaderLen)
 		}
 		if err != nil {
 			var fe *spec.FrameError

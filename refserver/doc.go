@@ -15,8 +15,11 @@
 //
 //	addr, srv := refserver.StartTest(t, refserver.Config{})
 //
-// StartTest, New, Config, Serve, ListenAndServe, Shutdown and Close are
-// the stable API of this package.
+// ServeConn serves one connection accepted elsewhere, or one end of a
+// net.Pipe (FuzzConn feeds arbitrary streams to it).
+//
+// StartTest, New, Config, Serve, ServeConn, ListenAndServe, Shutdown and
+// Close are the stable API of this package.
 //
 // # Every request answered
 //
@@ -27,8 +30,19 @@
 // LOGIN, 410 for fields of the wrong JSON type or unusable keys, 413 for
 // frames over Config.Limits (then the connection is closed), files over
 // Config.MaxFileSize or a user's Config.Quota, 429 past Config.RateLimit,
-// 500 for storage failures and one ERROR/503 frame past Config.MaxConns.
-// BYE is answered with 200 before the connection is closed.
+// 500 for storage failures, 507 when the storage is full, and one
+// ERROR/503 frame past Config.MaxConns or Config.MaxConnsPerIP. BYE is
+// answered with 200 before the connection is closed.
+//
+// # Hostile clients and a full disk
+//
+// The frames in flight of all connections are bounded together by
+// Config.MaxFrameMemory (limits.go): a connection that would pass it is not
+// read from until others give theirs back, within its frame's deadline
+// (Config.ReadTimeout, extended by Config.MinFrameRate). FILE SAVE
+// reserves the file's space and answers 507 at once when it is not there,
+// after removing uploads idle for Config.FullDiskUploadMaxAge
+// (fulldisk.go).
 //
 // # Security modes
 //
@@ -55,7 +69,7 @@
 //	ROOT/file/USER/KEY              completed file, only ever present whole
 //	ROOT/meta/USER/KEY              size and MD5 of file/USER/KEY (JSON)
 //	ROOT/tmp/USER/KEY/plan.json     upload in progress: its plan
-//	ROOT/tmp/USER/KEY/blocks        ... the file, preallocated, blocks written in place
+//	ROOT/tmp/USER/KEY/blocks        ... the file, its space reserved, blocks written in place
 //	ROOT/tmp/USER/KEY/received      ... one byte per block, 1 once written
 //	ROOT/tmp/.stage/                files being written, renamed into place when whole
 //

@@ -186,6 +186,9 @@ func newKey(req *spec.Message, op spec.Operation, t spec.Type) (string, *spec.Me
 }
 
 func (c *conn) internal(op spec.Operation, t spec.Type, what string, err error) *spec.Message {
+	if noSpace(err) {
+		return c.full(op, t, what, err)
+	}
 	c.log.Error(what, "err", err)
 	return reply(op, t, spec.StatusInternalError, "Storage failure: "+what+".")
 }
@@ -292,7 +295,7 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 	}
 	// The reference's order: an existing key first, then the size.
 	unlock := s.store.Lock(user, k)
-	defer unlock()
+	defer func() { unlock() }()
 	if _, err := s.store.CompletedLocked(user, k); err == nil {
 		return reply(op, t, spec.StatusKeyExists, fmt.Sprintf("The key %q is existing.", k)).Set(spec.FieldKey, k)
 	} else if !errors.Is(err, storage.ErrNotFound) {
@@ -346,6 +349,20 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 			Set(spec.FieldTotalBlock, 0).Set(spec.FieldBlockSize, s.cfg.BlockSize).Set(spec.FieldMD5, m.MD5)
 	}
 	plan, _, err := s.store.PlanUpload(user, k, size, int64(s.cfg.BlockSize), s.cfg.Now())
+	if noSpace(err) {
+		// Idle uploads may give their room; the key's lock is let go
+		// meanwhile, since sweeping takes the locks of other keys.
+		unlock()
+		swept := s.makeRoom()
+		unlock = s.store.Lock(user, k)
+		if swept {
+			if _, cerr := s.store.CompletedLocked(user, k); cerr == nil {
+				s.release(user, size-old)
+				return reply(op, t, spec.StatusKeyExists, fmt.Sprintf("The key %q is existing.", k)).Set(spec.FieldKey, k)
+			}
+			plan, _, err = s.store.PlanUpload(user, k, size, int64(s.cfg.BlockSize), s.cfg.Now())
+		}
+	}
 	if errors.Is(err, storage.ErrExists) {
 		// A storage shared by several servers: another server planned
 		// the key between our look and our write.

@@ -54,7 +54,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	// request on the hot path takes no lock.
 	m.knownRequests = make(map[[2]string]prometheus.Counter)
 	ops := append(spec.RequestOperations(), spec.OpError, spec.Op3Body)
-	statuses := []spec.Status{200, 333, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 413, 429, 500, 503}
+	statuses := []spec.Status{200, 333, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 413, 429, 500, 503, 507}
 	for _, op := range ops {
 		for _, st := range statuses {
 			k := [2]string{string(op), strconv.Itoa(int(st))}

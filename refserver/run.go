@@ -56,9 +56,11 @@ func (c *conn) serveRun(first *spec.Message) bool {
 	s := c.srv
 	reqs := []*spec.Message{first.Clone()}
 	for len(reqs) < maxRun && c.r.FrameBuffered() {
+		c.beginFrame(c.r.Buffered())
 		before := c.r.Offset()
 		next, err := c.r.ReadMessage()
 		traffic := int(c.r.Offset() - before)
+		c.frameDone(c.r.Offset() - before - spec.HeaderLen)
 		if err != nil || !continuesRun(reqs, next) {
 			// Served by the loop, as if read there.
 			c.pending, c.pendReq, c.pendErr, c.pendTraffic = true, next, err, traffic

@@ -31,6 +31,9 @@ type Server struct {
 	store storage.Backend
 	met   *Metrics
 
+	budget *frameBudget   // frame memory of all connections
+	perIP  map[string]int // open connections by remote address, under mu
+
 	nextID     atomic.Uint64
 	open       atomic.Int64 // connections being served
 	inShutdown atomic.Bool
@@ -75,6 +78,8 @@ func New(cfg Config) (*Server, error) {
 		met:       cfg.Metrics,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
+		budget:    newFrameBudget(cfg.MaxFrameMemory),
+		perIP:     make(map[string]int),
 		stop:      make(chan struct{}),
 		sweepDone: make(chan struct{}),
 	}
@@ -155,33 +160,21 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("refserver: accept: %w", err)
 		}
 		backoff = 0
-		id := s.nextID.Add(1)
-		if n := s.open.Add(1); s.cfg.MaxConns > 0 && n > int64(s.cfg.MaxConns) {
-			s.open.Add(-1)
-			s.met.connRefused()
-			go s.refuse(nc, id)
+		c := s.track(nc, s.nextID.Add(1))
+		if c == nil {
+			if s.inShutdown.Load() {
+				return ErrServerClosed
+			}
 			continue
 		}
-		c := s.newConn(nc, id)
-		s.mu.Lock()
-		if s.inShutdown.Load() {
-			s.mu.Unlock()
-			s.open.Add(-1)
-			nc.Close()
-			return ErrServerClosed
-		}
-		s.conns[c] = struct{}{}
-		s.connWG.Add(1)
-		s.mu.Unlock()
 		go c.serve()
 	}
 }
 
-// refuse answers a connection over the cap with one ERROR/503 frame.
-func (s *Server) refuse(nc net.Conn, id uint64) {
-	s.log.Warn("connection refused: connection limit reached", "conn", id, "remote", nc.RemoteAddr().String(), "max_conns", s.cfg.MaxConns)
-	resp := spec.NewResponse(spec.OpError, spec.TypeError, spec.StatusServiceBusy,
-		fmt.Sprintf("Server busy: %d connections open, try again later.", s.cfg.MaxConns))
+// refuse answers a connection over a cap with one ERROR/503 frame.
+func (s *Server) refuse(nc net.Conn, id uint64, msg string) {
+	s.log.Warn("connection refused", "conn", id, "remote", nc.RemoteAddr().String(), "reason", msg)
+	resp := spec.NewResponse(spec.OpError, spec.TypeError, spec.StatusServiceBusy, msg)
 	b, _ := spec.EncodeFrame(resp)
 	nc.SetWriteDeadline(time.Now().Add(time.Second))
 	nc.Write(b)

@@ -239,6 +239,10 @@ var catalogue = []Requirement{
 	{"CLIENT-2", MUST, Client, "13", "A client compares the md5 the server reports with the MD5 of the data it sent or received."},
 	{"CLIENT-3", SHOULD, Client, "13", "A client writes JSON lengths in bytes and reads frames whatever their segmentation."},
 	{"CLIENT-4", SHOULD, Client, "13", "A client that does not know the server keeps at most one request carrying binary in flight per connection, unless the server advertised pipelining (EXT-6)."},
+	{"CLIENT-5", MUST, Client, "13", "A client uploading a file asks for a plan with FILE SAVE carrying the file's size, then sends every block of the plan with the token, its block_index and exactly the file's bytes at that offset."},
+	{"CLIENT-6", MUST, Client, "13", "A client does not report success for an operation the server refused or never completed: it stops or retries, and reports the failure."},
+	{"CLIENT-7", SHOULD, Client, "13", "A client puts a deadline on every read and gives up, reporting the failure, when a response does not come."},
+	{"CLIENT-8", MUST, Client, "13", "A client of a course-mode server logs in with the MD5 hex of the username's UTF-8 bytes as the password."},
 
 	// Appendix B. Extensions
 	{"EXT-1", MAY, Server, "B", "A server may cap each user's stored bytes; a SAVE or UPLOAD that would pass the quota is then answered with status 413."},

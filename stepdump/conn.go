@@ -53,6 +53,7 @@ type connState struct {
 	sideGuessed bool
 	probing     bool // not on the STEP port: not shown until it looks like STEP
 	ignored     bool
+	resetSeen   bool            // a RST was captured
 	held        []deferredEvent // events of a probing connection
 	half        [2]*halfStream
 	pending     []*Message // requests waiting for their response
@@ -146,6 +147,9 @@ func (c *connState) Accept(t *layers.TCP, ci gopacket.CaptureInfo, dir reassembl
 		// would swallow the SYN of a new connection on the same ports.
 		return false
 	}
+	if t.RST {
+		c.resetSeen = true
+	}
 	pc, _ := ac.(*pktCtx)
 	h.accept(t, pc, start)
 	return true
@@ -211,6 +215,7 @@ func (c *connState) end() {
 	if c.ignored || c.probing || c.conn.ID == 0 {
 		return
 	}
+	c.d.ports[c.conn.Server.Port()]++
 	why, sev := "the capture ends before any response", Warning
 	if c.half[0].finSeen || c.half[1].finSeen {
 		why, sev = "the connection closed without a response", Error
@@ -220,6 +225,21 @@ func (c *connState) end() {
 	}
 	c.pending = nil
 	c.d.connEnd(c.conn)
+}
+
+// ignore gives up a probing connection: its bytes are not STEP.
+func (c *connState) ignore() {
+	c.ignored = true
+	c.held = nil
+	for _, h := range c.half {
+		h.buf, h.r = nil, 0
+	}
+}
+
+// openAtEnd reports whether the connection was still open when the
+// capture ended: neither side closed or reset it in the capture.
+func (c *connState) openAtEnd() bool {
+	return !c.resetSeen && !c.half[0].finSeen && !c.half[1].finSeen
 }
 
 func (c *connState) unanswered(req *Message, why string) { c.unansweredSev(req, why, Error) }
@@ -270,8 +290,7 @@ func (c *connState) frame(h *halfStream, m *Message) {
 	if c.probing {
 		if m.Msg == nil || !(m.Msg.Has(spec.FieldOperation) || m.Msg.Has(spec.FieldDirection)) {
 			if h.frames > 4 || h.delivered > 1<<16 {
-				c.ignored = true
-				c.held = nil
+				c.ignore()
 			}
 			return
 		}

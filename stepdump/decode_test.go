@@ -16,6 +16,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/stepkit/stepkit/internal/reliability"
 	"github.com/stepkit/stepkit/spec"
 	"github.com/stepkit/stepkit/stepdump"
 	"github.com/stepkit/stepkit/stepdump/capgen"
@@ -282,21 +283,76 @@ func TestPairingAndLatency(t *testing.T) {
 	}
 }
 
-func TestAnyPortHeuristic(t *testing.T) {
-	off := decodeFile(t, "anyport.pcap", stepdump.Options{})
-	if len(off.msgs) != 0 {
-		t.Errorf("without --any-port, %d messages on port 8000", len(off.msgs))
-	}
-	on := decodeFile(t, "anyport.pcap", stepdump.Options{AnyPort: true})
+// TestPortHeuristic: without options, STEP is found on port 1379 and on
+// any other port whose connections start like STEP, and the other ports
+// are named; a port given alone restricts decoding to it; a capture
+// without STEP says so.
+func TestPortHeuristic(t *testing.T) {
+	on := decodeFile(t, "anyport.pcap", stepdump.Options{})
 	if len(on.msgs) != 24 || len(on.conns) != 1 {
-		t.Errorf("with --any-port: %d messages, %d connections; want 24 in 1 (the HTTP one ignored)", len(on.msgs), len(on.conns))
+		t.Fatalf("%d messages, %d connections; want 24 in 1 (the HTTP one ignored)", len(on.msgs), len(on.conns))
 	}
 	if on.conns[0].Server.Port() != 8000 {
 		t.Errorf("server is %v", on.conns[0].Server)
 	}
-	other := decodeFile(t, "basic.pcap", stepdump.Options{Port: 9999})
-	if len(other.msgs) != 0 {
+	named := false
+	for _, n := range on.notes {
+		if n.Kind == stepdump.NoteOtherPort && strings.Contains(n.Text, "port 8000 (1 connection)") {
+			named = true
+		}
+	}
+	if !named || on.kinds()[stepdump.NoteNoSTEP] != 0 {
+		t.Errorf("port 8000 not named: %v", on.kinds())
+	}
+	if k := decodeFile(t, "basic.pcap", stepdump.Options{}).kinds(); k[stepdump.NoteOtherPort] != 0 {
+		t.Errorf("a capture on port 1379 alone names other ports: %v", k)
+	}
+
+	only := decodeFile(t, "anyport.pcap", stepdump.Options{OnlyPort: true})
+	if len(only.msgs) != 0 || only.kinds()[stepdump.NoteNoSTEP] != 1 {
+		t.Errorf("--port 1379: %d messages, notes %v", len(only.msgs), only.kinds())
+	}
+	eight := decodeFile(t, "anyport.pcap", stepdump.Options{Port: 8000, OnlyPort: true})
+	if len(eight.msgs) != 24 || eight.kinds()[stepdump.NoteOtherPort] != 0 {
+		t.Errorf("--port 8000: %d messages, notes %v", len(eight.msgs), eight.kinds())
+	}
+	if other := decodeFile(t, "basic.pcap", stepdump.Options{Port: 9999, OnlyPort: true}); len(other.msgs) != 0 {
 		t.Errorf("--port 9999 still decodes port 1379")
+	}
+
+	// No STEP anywhere: HTTP, and a stream of bytes that never frames.
+	web := capgen.NewConn(netip.MustParseAddrPort("10.0.0.2:40011"), netip.MustParseAddrPort("10.0.0.1:80"), time.Unix(1e9, 0), 0)
+	web.Handshake()
+	web.Write(true, []byte("GET / HTTP/1.1\r\nHost: example\r\n\r\n"))
+	web.Write(false, []byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"))
+	web.Close()
+	junk := capgen.NewConn(netip.MustParseAddrPort("10.0.0.2:40012"), netip.MustParseAddrPort("10.0.0.1:5000"), time.Unix(1e9, 0), 0)
+	junk.Handshake()
+	junk.Write(true, capgen.Pattern(5000, 9))
+	junk.Close()
+	var buf bytes.Buffer
+	w, err := capgen.NewWriter(&buf, capgen.Ethernet, false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteAll(web, junk); err != nil {
+		t.Fatal(err)
+	}
+	none, _, err := decodeBytes(t, buf.Bytes(), stepdump.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(none.msgs) != 0 || len(none.notes) != 1 || none.notes[0].Kind != stepdump.NoteNoSTEP ||
+		!strings.Contains(none.notes[0].Text, "none of the capture's 2 TCP connections") {
+		t.Errorf("no STEP: %d messages, notes %+v", len(none.msgs), none.notes)
+	}
+	for _, r := range []reliability.Row{
+		{Input: "STEP on port 8000 next to HTTP on port 80, no flags", Outcome: "port 8000 decoded (24 messages) and named; HTTP left alone"},
+		{Input: "the same capture with --port 1379", Outcome: "nothing decoded; says no STEP is on port 1379 and how to look on every port"},
+		{Input: "a capture of HTTP and random bytes, no STEP", Outcome: "says that none of its 2 TCP connections is STEP"},
+	} {
+		r.Area, r.Times, r.Lost = "decoder", 1, "nothing"
+		reliability.Record(t, r)
 	}
 }
 
@@ -453,4 +509,69 @@ func TestExtensionRefusalsWithoutRequest(t *testing.T) {
 			t.Errorf("%s: no note saying %q: %v", name, tc.want, r.kinds())
 		}
 	}
+}
+
+// firstPackets returns a capture of the first n packets of a fixture: a
+// capture stopped while a transfer goes on.
+func firstPackets(t *testing.T, name string, n int) []byte {
+	t.Helper()
+	f, err := os.Open(filepath.Join(capturesDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w := pcapgo.NewWriter(&buf)
+	if err := w.WriteFileHeader(r.Snaplen(), r.LinkType()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		data, ci, err := r.ReadPacketData()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WritePacket(ci, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+// TestCaptureCutMidTransfer: a capture that ends while an upload goes on,
+// inside a block or between blocks, is reported as cut where it ends, not
+// as an upload that never completed nor as a block of the wrong size.
+func TestCaptureCutMidTransfer(t *testing.T) {
+	r := decodeFile(t, "cutoff.pcap", stepdump.Options{})
+	k := r.kinds()
+	if k[stepdump.NoteCaptureCut] != 1 || k[stepdump.NoteUploadIncomplete] != 0 || k[stepdump.NoteBlockSize] != 0 || k[stepdump.NoteTruncatedFrame] != 1 {
+		t.Errorf("cut inside a block: notes %v", k)
+	}
+	for _, n := range r.notes {
+		if n.Kind == stepdump.NoteCaptureCut && (!strings.Contains(n.Text, "at packet 22") ||
+			!strings.Contains(n.Text, "blocks cut short by the end of the capture: 1") || n.Severity != stepdump.Warning) {
+			t.Errorf("cut note: %s %s", n.Severity, n.Text)
+		}
+	}
+	for cut := 10; cut <= 18; cut++ {
+		r, _, err := decodeBytes(t, firstPackets(t, "real-transfer.pcap", cut), stepdump.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := r.kinds()
+		if k[stepdump.NoteCaptureCut] != 1 || k[stepdump.NoteUploadIncomplete] != 0 || k[stepdump.NoteBlockSize] != 0 {
+			t.Errorf("real transfer cut after packet %d: notes %v", cut, k)
+		}
+	}
+	// A connection that closed with its upload unfinished is still one.
+	if k := decodeFile(t, "diagnoses.pcap", stepdump.Options{}).kinds(); k[stepdump.NoteUploadIncomplete] != 2 || k[stepdump.NoteCaptureCut] != 0 {
+		t.Errorf("diagnoses: %v", k)
+	}
+	reliability.Record(t, reliability.Row{Area: "decoder", Times: 1 + 9,
+		Input:   "a capture that ends inside an upload's block, and a recorded upload cut after each of its packets 10 to 18",
+		Outcome: "reported as a capture cut during the transfer, with the packet and the blocks cut or not yet sent; no wrong block size, no upload blamed",
+		Lost:    "nothing"})
 }

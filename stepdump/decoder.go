@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -16,12 +17,19 @@ import (
 	"github.com/stepkit/stepkit/spec"
 )
 
-// Options tune a decoding run. The zero value decodes port 1379.
+// Options tune a decoding run. The zero value decodes port 1379 and every
+// other TCP connection whose bytes look like STEP.
 type Options struct {
-	// Port is the STEP server port (spec.DefaultPort when 0).
+	// Port is the STEP server port (spec.DefaultPort when 0): its
+	// connections are decoded whatever their bytes look like.
 	Port int
-	// AnyPort also follows connections on other ports, keeping those whose
-	// bytes look like STEP.
+	// OnlyPort restricts decoding to Port. Otherwise a connection on any
+	// other port is decoded when it starts as STEP does: a header of
+	// plausible lengths followed by a JSON object's '{' (or, for one the
+	// capture joins mid-stream, once a frame in it decodes as STEP).
+	OnlyPort bool
+	// AnyPort is what decoding does by default now; it only undoes
+	// OnlyPort.
 	AnyPort bool
 	// HashBinary computes the MD5 of every binary part (Message.BinaryMD5).
 	HashBinary bool
@@ -45,16 +53,28 @@ const (
 
 // Stats describes a whole run.
 type Stats struct {
-	Format      string // "pcap" or "pcapng"
-	LinkType    string // for pcapng, the link types its packets use, joined by "+"
-	Packets     int64
-	Bytes       int64 // captured bytes of all packets
-	TCPPackets  int64 // packets handed to reassembly
-	OtherTCP    int64 // TCP packets on other ports, not looked at
-	Conns       int
+	Format     string // "pcap" or "pcapng"
+	LinkType   string // for pcapng, the link types its packets use, joined by "+"
+	Packets    int64
+	Bytes      int64 // captured bytes of all packets
+	TCPPackets int64 // packets handed to reassembly
+	OtherTCP   int64 // TCP packets on other ports, not looked at (OnlyPort)
+	TCPConns   int   // TCP connections looked at
+	Conns      int
+	// Port is the STEP port decoded whatever its bytes (Options.Port).
+	Port int
+	// Ports are the server ports STEP was found on, in increasing order,
+	// with the number of connections on each.
+	Ports       []PortCount
 	Messages    int64
 	First, Last time.Time
 	Extracted   []Extracted
+}
+
+// PortCount is a server port and the STEP connections found on it.
+type PortCount struct {
+	Port  uint16 `json:"port"`
+	Conns int    `json:"conns"`
 }
 
 // Decode reads a capture from r and reports what it finds to h, in capture
@@ -95,6 +115,7 @@ type decoder struct {
 	linkTypes []layers.LinkType // a pcapng's link types seen so far
 
 	nextID    int
+	ports     map[uint16]int // STEP connections by server port
 	pkt       int64
 	now       time.Time
 	lastFlush time.Time
@@ -121,6 +142,9 @@ func newDecoder(r io.Reader, opts Options, h Handler) (*decoder, error) {
 	if opts.Port == 0 {
 		opts.Port = spec.DefaultPort
 	}
+	if opts.AnyPort {
+		opts.OnlyPort = false
+	}
 	if opts.Limits.MaxJSON == 0 {
 		opts.Limits.MaxJSON = defaultDumpMaxJSON
 	}
@@ -134,9 +158,10 @@ func newDecoder(r io.Reader, opts Options, h Handler) (*decoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &decoder{opts: opts, h: h, cap: c, conns: make(map[flowKey]*connState)}
+	d := &decoder{opts: opts, h: h, cap: c, conns: make(map[flowKey]*connState), ports: make(map[uint16]int)}
 	d.files = newFileTracker(d)
 	d.stats.Format = c.format
+	d.stats.Port = opts.Port
 	if !c.ng {
 		// A pcapng names its link types per interface: they are recorded as
 		// packets arrive.
@@ -195,11 +220,7 @@ func (d *decoder) run(ctx context.Context) (*Stats, error) {
 	d.files.finish()
 	d.releaseDeferred()
 	d.stats.Extracted = d.files.extracted
-	if d.stats.Messages == 0 && d.stats.OtherTCP > 0 {
-		d.h.Note(&Note{Packet: d.pkt, Time: d.now, Offset: -1, Kind: NoteNoSTEP, Severity: Warning,
-			Text: fmt.Sprintf("no STEP message on port %d; %d TCP packets on other ports were not looked at (try --any-port or --port)",
-				d.opts.Port, d.stats.OtherTCP)})
-	}
+	d.reportPorts()
 	if readErr != nil && d.pkt == 0 {
 		return &d.stats, fmt.Errorf("read capture: %w", readErr)
 	}
@@ -367,13 +388,57 @@ func (d *decoder) portMatch(t *layers.TCP) bool {
 	if t == nil {
 		return true
 	}
-	return d.opts.AnyPort || int(t.SrcPort) == d.opts.Port || int(t.DstPort) == d.opts.Port
+	return !d.opts.OnlyPort || int(t.SrcPort) == d.opts.Port || int(t.DstPort) == d.opts.Port
 }
 
 func (d *decoder) portMatchRaw(seg []byte) bool {
 	sp := int(seg[0])<<8 | int(seg[1])
 	dp := int(seg[2])<<8 | int(seg[3])
-	return d.opts.AnyPort || sp == d.opts.Port || dp == d.opts.Port
+	return !d.opts.OnlyPort || sp == d.opts.Port || dp == d.opts.Port
+}
+
+// reportPorts says on which ports STEP was found, or that it was found
+// nowhere and where it was looked for.
+func (d *decoder) reportPorts() {
+	for p, n := range d.ports {
+		d.stats.Ports = append(d.stats.Ports, PortCount{Port: p, Conns: n})
+	}
+	sort.Slice(d.stats.Ports, func(i, j int) bool { return d.stats.Ports[i].Port < d.stats.Ports[j].Port })
+	note := func(sev Severity, kind, text string) {
+		d.h.Note(&Note{Packet: d.pkt, Time: d.now, Offset: -1, Kind: kind, Severity: sev, Text: text})
+	}
+	if d.stats.Messages == 0 {
+		switch {
+		case d.opts.OnlyPort && d.stats.OtherTCP > 0:
+			note(Warning, NoteNoSTEP, fmt.Sprintf("no STEP message on port %d; %d TCP packets on other ports were not looked at (leave out --port to look for STEP on every port)",
+				d.opts.Port, d.stats.OtherTCP))
+		case d.opts.OnlyPort:
+			note(Warning, NoteNoSTEP, fmt.Sprintf("no STEP message on port %d", d.opts.Port))
+		case d.stats.TCPConns == 0:
+			note(Warning, NoteNoSTEP, "no STEP message: the capture holds no TCP connection")
+		default:
+			note(Warning, NoteNoSTEP, fmt.Sprintf("no STEP message: none of the capture's %d TCP connections is on port %d or starts like STEP",
+				d.stats.TCPConns, d.opts.Port))
+		}
+		return
+	}
+	var other []string
+	for _, pc := range d.stats.Ports {
+		if int(pc.Port) != d.opts.Port {
+			other = append(other, fmt.Sprintf("%d (%d %s)", pc.Port, pc.Conns, plural(pc.Conns, "connection", "connections")))
+		}
+	}
+	if len(other) > 0 {
+		note(Info, NoteOtherPort, fmt.Sprintf("STEP recognised by its bytes on port %s, besides port %d (--port %d to decode that port alone)",
+			strings.Join(other, ", "), d.opts.Port, d.opts.Port))
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // skipIPv6Extensions walks the extension headers a TCP segment may follow.
@@ -426,9 +491,10 @@ func (d *decoder) New(netFlow, tcpFlow gopacket.Flow, t *layers.TCP, ac reassemb
 		clientFirst = t.SrcPort > t.DstPort
 	}
 	cs.setClient(clientFirst, src, dst)
-	if d.opts.AnyPort && int(t.SrcPort) != d.opts.Port && int(t.DstPort) != d.opts.Port {
+	if int(t.SrcPort) != d.opts.Port && int(t.DstPort) != d.opts.Port {
 		cs.probing = true
 	}
+	d.stats.TCPConns++
 	for i := range cs.half {
 		cs.half[i] = &halfStream{c: cs, dir: reassembly.TCPFlowDirection(i == 1)}
 	}

@@ -47,8 +47,8 @@ func fixtureArgs(name string) []string {
 func configFor(name string) stepdump.Config {
 	cfg := stepdump.Config{Name: name, Verbose: true}
 	for _, a := range fixtureArgs(name) {
-		if a == "--any-port" {
-			cfg.AnyPort = true
+		if a == "--port" {
+			cfg.OnlyPort = true
 		}
 	}
 	return cfg

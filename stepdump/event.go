@@ -135,6 +135,8 @@ const (
 	NoteMidStream          = "mid-stream-start"
 	NoteDownloadIncomplete = "download-incomplete"
 	NoteNoSTEP             = "no-step-traffic"
+	NoteOtherPort          = "step-on-other-port"
+	NoteCaptureCut         = "capture-ends-mid-transfer"
 )
 
 // Note is a diagnosis or a decoding problem, with where it was seen.

@@ -314,13 +314,25 @@ func (t *fileTracker) finish() {
 		never := f.sent.missing(n)
 		last := t.d.now
 		h := c.half[dirIndex(c.clientDir)]
-		if f.id.upload && f.planned && !f.completed {
+		// A connection still open when the capture ended was cut by the
+		// capture, not by its peers: the transfer may have gone on.
+		cut := c.openAtEnd() && f.lastPkt > 0
+		switch {
+		case f.id.upload && f.planned && !f.completed && cut:
+			acked := f.acked.count(min(total, maxTrackedBlocks))
+			c.note(h, t.d.pkt, last, -1, NoteCaptureCut, Warning,
+				fmt.Sprintf("the capture ends during the upload of %q (%d bytes, %d blocks), at packet %d with the connection still open: %d of %d blocks acknowledged by then%s",
+					f.id.key, f.size, f.total, t.d.pkt, acked, f.total, cutBlocksText(never, damaged)))
+		case f.id.upload && f.planned && !f.completed:
 			acked := f.acked.count(min(total, maxTrackedBlocks))
 			c.note(h, f.lastPkt, last, -1, NoteUploadIncomplete, Error,
 				fmt.Sprintf("upload of %q (%d bytes, %d blocks) never completed: %d of %d blocks acknowledged, no final MD5 from the server%s",
 					f.id.key, f.size, f.total, acked, f.total, blocksText(never, damaged)))
-		}
-		if !f.id.upload && f.planned && len(missing) > 0 && f.blocks > 0 {
+		case !f.id.upload && f.planned && len(missing) > 0 && f.blocks > 0 && cut:
+			c.note(h, t.d.pkt, last, -1, NoteCaptureCut, Warning,
+				fmt.Sprintf("the capture ends during the download of %q, at packet %d with the connection still open: %d of %d blocks whole by then%s",
+					f.id.key, t.d.pkt, f.blocks, f.total, cutBlocksText(never, damaged)))
+		case !f.id.upload && f.planned && len(missing) > 0 && f.blocks > 0:
 			c.note(h, f.lastPkt, last, -1, NoteDownloadIncomplete, Warning,
 				fmt.Sprintf("download of %q: %d of %d blocks whole in the capture%s", f.id.key, f.blocks, f.total, blocksText(never, damaged)))
 		}
@@ -366,6 +378,18 @@ func blocksText(never, damaged []Range) string {
 	}
 	if len(damaged) > 0 {
 		s += "; blocks with bytes missing from the capture: " + rangesText(damaged)
+	}
+	return s
+}
+
+// cutBlocksText is blocksText for a transfer the capture's end cut.
+func cutBlocksText(never, damaged []Range) string {
+	s := ""
+	if len(damaged) > 0 {
+		s += "; blocks cut short by the end of the capture: " + rangesText(damaged)
+	}
+	if len(never) > 0 {
+		s += "; blocks not sent before it: " + rangesText(never)
 	}
 	return s
 }

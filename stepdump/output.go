@@ -293,8 +293,16 @@ func (t *TextWriter) Summary(conns []*Conn, st *Stats) {
 		fmt.Fprintf(t.w, "  errors      %s\n", t.paint(errc, fmt.Sprintf("%d error responses or bad frames, %d unanswered requests, %d notes", s.Errors, s.Unanswered, s.Notes)))
 	}
 	if st != nil {
-		fmt.Fprintf(t.w, "capture: %s, %s, %d packets, %d connections, %d messages\n",
-			st.Format, st.LinkType, st.Packets, len(conns), st.Messages)
+		ports := ""
+		if len(st.Ports) > 1 || len(st.Ports) == 1 && int(st.Ports[0].Port) != st.Port {
+			var ps []string
+			for _, pc := range st.Ports {
+				ps = append(ps, strconv.Itoa(int(pc.Port)))
+			}
+			ports = ", STEP on port " + strings.Join(ps, " and ")
+		}
+		fmt.Fprintf(t.w, "capture: %s, %s, %d packets, %d connections, %d messages%s\n",
+			st.Format, st.LinkType, st.Packets, len(conns), st.Messages, ports)
 	}
 }
 

@@ -11,15 +11,15 @@ import (
 
 // Config is what the dump command asks for.
 type Config struct {
-	Name    string // capture name, for the diagram's title
-	Port    int
-	AnyPort bool
-	JSON    bool
-	Summary bool
-	Verbose bool
-	Color   bool
-	Extract string // directory, or ""
-	Diagram string // file, or ""
+	Name     string // capture name, for the diagram's title
+	Port     int
+	OnlyPort bool // decode Port alone (see Options)
+	JSON     bool
+	Summary  bool
+	Verbose  bool
+	Color    bool
+	Extract  string // directory, or ""
+	Diagram  string // file, or ""
 	// LineBuffered writes each line at once: for a capture read live from
 	// a pipe (tcpdump -w - | stepkit dump -).
 	LineBuffered bool
@@ -58,7 +58,7 @@ func Run(ctx context.Context, r io.Reader, out io.Writer, cfg Config) (*Result, 
 		dia = NewDiagram(filepath.Base(cfg.Name))
 		handlers = append(handlers, dia)
 	}
-	opts := Options{Port: cfg.Port, AnyPort: cfg.AnyPort, HashBinary: cfg.Verbose, ExtractDir: cfg.Extract}
+	opts := Options{Port: cfg.Port, OnlyPort: cfg.OnlyPort, HashBinary: cfg.Verbose, ExtractDir: cfg.Extract}
 	st, err := Decode(ctx, r, opts, handlers)
 	if err != nil {
 		if text != nil {

@@ -339,6 +339,12 @@ func (h *halfStream) process(num int64, ts time.Time, final bool) {
 		if len(live) == 0 {
 			return
 		}
+		if h.c.probing && h.frames == 0 && !h.midStream && pos == 0 && len(live) >= spec.HeaderLen+2 && !h.plausibleHeader(live) {
+			// A connection off the STEP port that does not start as
+			// STEP does is not STEP: it is not decoded any further.
+			h.c.ignore()
+			return
+		}
 		if end := h.holeAt(pos); end >= 0 {
 			// Nothing can be read inside a hole; frames resume after it.
 			k := min(end-pos, int64(len(live)))

@@ -119,11 +119,11 @@ func TestDissectorAgrees(t *testing.T) {
 		name := filepath.Base(path)
 		t.Run(name, func(t *testing.T) {
 			cfg := configFor(name)
-			ts, raw := tsharkPackets(t, path, cfg.AnyPort)
+			ts, raw := tsharkPackets(t, path, !cfg.OnlyPort)
 			if strings.Contains(raw, "Lua Error") || strings.Contains(raw, "lua_script") {
 				t.Fatalf("tshark reports a Lua problem:\n%s", raw)
 			}
-			sd := stepdumpPackets(t, path, stepdump.Options{AnyPort: cfg.AnyPort})
+			sd := stepdumpPackets(t, path, stepdump.Options{OnlyPort: cfg.OnlyPort})
 			if len(sd) == 0 {
 				t.Fatal("stepdump decoded nothing")
 			}

@@ -47,6 +47,9 @@ func TestCLIBadInput(t *testing.T) {
 		{"bad duration", []string{"login", "--timeout", "soon"}, exitUsage, `invalid argument "soon"`},
 		{"unknown command", []string{"uplod"}, exitUsage, `unknown command "uplod" (did you mean upload?)`},
 		{"unknown data command", []string{"data", "list"}, exitUsage, `unknown command "list" for data`},
+		{"unknown help topic", []string{"help", "nosuch"}, exitUsage, `unknown help topic "nosuch" (see 'stepkit --help')`},
+		{"mistyped help topic", []string{"help", "uplod"}, exitUsage, `unknown help topic "uplod" (did you mean upload?)`},
+		{"mistyped help subtopic", []string{"help", "data", "pt"}, exitUsage, `unknown help topic "data pt" (did you mean put`},
 
 		// Missing and extra arguments.
 		{"upload without FILE", []string{"upload"}, exitUsage, "upload needs at least one FILE"},
@@ -84,6 +87,11 @@ func TestCLIBadInput(t *testing.T) {
 		// A server that cannot start.
 		{"serve on a port in use", []string{"serve", "--addr", busy.Addr().String(), "--root", filepath.Join(dir, "store")}, exitNetwork, "address already in use"},
 		{"serve with a bad block size", []string{"serve", "--addr", "127.0.0.1:0", "--block-size", "0"}, exitUsage, "--block-size 0 is outside"},
+		{"serve with a negative per-address cap", []string{"serve", "--addr", "127.0.0.1:0", "--max-conns-per-ip", "-3"}, exitUsage, "--max-conns-per-ip must not be negative"},
+		{"serve with a bad frame memory", []string{"serve", "--addr", "127.0.0.1:0", "--max-frame-memory", "lots"}, exitUsage, `--max-frame-memory: "lots" is not a byte count`},
+		{"serve with a bad frame rate", []string{"serve", "--addr", "127.0.0.1:0", "--min-frame-rate", "-1KiB"}, exitUsage, "--min-frame-rate"},
+		{"bad journal age", append([]string{"upload", file, "--journal-max-age", "a week"}, user...), exitUsage, `--journal-max-age "a week" is not a duration`},
+		{"negative retries", append([]string{"login", "--retries", "-1"}, user...), exitUsage, "--retries must not be negative"},
 
 		// A server that cannot be reached.
 		{"login unreachable", append([]string{"login", "--server", down}, user...), exitNetwork, "connect to " + down},
@@ -134,5 +142,14 @@ func TestCLILocalFileErrorIsNotNetwork(t *testing.T) {
 	code, _, errs := runCLI(t, "", append([]string{"download", "f.bin", "-o", dest}, conn...)...)
 	if code != exitFailure || !strings.Contains(errs, "not a directory") || strings.Count(errs, "\n") != 1 {
 		t.Errorf("download to %s: exit %d (want %d), stderr %q", dest, code, exitFailure, errs)
+	}
+}
+
+func TestCLIHelpTopic(t *testing.T) {
+	for _, args := range [][]string{{"help", "upload"}, {"help", "data", "put"}} {
+		code, stdout, stderr := runCLI(t, "", args...)
+		if code != 0 || stderr != "" || !strings.Contains(stdout, "Usage:") {
+			t.Errorf("stepkit %v: exit %d, stderr %q, stdout %.80q", args, code, stderr, stdout)
+		}
 	}
 }

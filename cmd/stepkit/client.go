@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,11 +26,12 @@ import (
 
 // Environment variables the client commands read for flags not given.
 const (
-	envServer   = "STEPKIT_SERVER"
-	envUser     = "STEPKIT_USER"
-	envPassword = "STEPKIT_PASSWORD"
-	envToken    = "STEPKIT_TOKEN"
-	envJournal  = "STEPKIT_JOURNAL_DIR"
+	envServer     = "STEPKIT_SERVER"
+	envUser       = "STEPKIT_USER"
+	envPassword   = "STEPKIT_PASSWORD"
+	envToken      = "STEPKIT_TOKEN"
+	envJournal    = "STEPKIT_JOURNAL_DIR"
+	envJournalAge = "STEPKIT_JOURNAL_MAX_AGE"
 )
 
 // clientFlags are the connection flags every client command takes.
@@ -44,6 +46,9 @@ type clientFlags struct {
 	window       int
 	conns        int
 	journalDir   string
+	journalAge   string
+	maxAge       time.Duration
+	retries      int
 	noProgress   bool
 }
 
@@ -55,10 +60,12 @@ func (f *clientFlags) register(fs *pflag.FlagSet, transfer bool) {
 	fs.BoolVar(&f.json, "json", false, "print results as JSON")
 	fs.DurationVar(&f.dialTimeout, "connect-timeout", refclient.DefaultDialTimeout, "time allowed to connect")
 	fs.DurationVar(&f.replyTimeout, "timeout", refclient.DefaultReplyTimeout, "time allowed for each response")
+	fs.IntVar(&f.retries, "retries", refclient.DefaultRateLimitRetries, "times a request refused with 429 (rate limit) is sent again, waiting 0.25s, 0.5s, 1s, ... (0: never)")
 	if transfer {
 		fs.IntVar(&f.window, "window", 0, fmt.Sprintf("blocks in flight per connection (1: one request at a time; default: automatic, %d for downloads and for uploads to a server that advertises pipelining, else 1)", refclient.DefaultWindow))
 		fs.IntVar(&f.conns, "conns", 1, "connections per transfer (some course servers serve one connection at a time)")
 		fs.StringVar(&f.journalDir, "journal-dir", "", "where resume journals live (env "+envJournal+"; default: the user cache dir)")
+		fs.StringVar(&f.journalAge, "journal-max-age", refclient.DefaultJournalMaxAge.String(), "remove journals of transfers untouched for longer, and their partial downloads (env "+envJournalAge+"; 0: never)")
 		fs.BoolVar(&f.noProgress, "no-progress", false, "never draw a progress bar")
 	}
 }
@@ -79,6 +86,10 @@ func (f *clientFlags) resolve(cmd *cobra.Command) error {
 	fromEnv("password", envPassword, &f.password)
 	fromEnv("token", envToken, &f.token)
 	fromEnv("journal-dir", envJournal, &f.journalDir)
+	fromEnv("journal-max-age", envJournalAge, &f.journalAge)
+	if f.retries < 0 {
+		return usageErrorf("--retries must not be negative")
+	}
 	if err := checkAddr("--server", f.server); err != nil {
 		return err
 	}
@@ -92,6 +103,11 @@ func (f *clientFlags) resolve(cmd *cobra.Command) error {
 		if f.conns < 1 {
 			return usageErrorf("--conns must be at least 1")
 		}
+		age, err := time.ParseDuration(f.journalAge)
+		if err != nil || age < 0 {
+			return usageErrorf("--journal-max-age %q is not a duration such as 336h (0: never)", f.journalAge)
+		}
+		f.maxAge = age
 		if f.journalDir == "" {
 			if dir, err := os.UserCacheDir(); err == nil {
 				f.journalDir = filepath.Join(dir, "stepkit", "journal")
@@ -102,13 +118,22 @@ func (f *clientFlags) resolve(cmd *cobra.Command) error {
 }
 
 func (f *clientFlags) options() *refclient.Options {
-	return &refclient.Options{
-		DialTimeout:  f.dialTimeout,
-		ReplyTimeout: f.replyTimeout,
-		Window:       f.window,
-		Conns:        f.conns,
-		JournalDir:   f.journalDir,
+	o := &refclient.Options{
+		DialTimeout:      f.dialTimeout,
+		ReplyTimeout:     f.replyTimeout,
+		Window:           f.window,
+		Conns:            f.conns,
+		JournalDir:       f.journalDir,
+		JournalMaxAge:    f.maxAge,
+		RateLimitRetries: f.retries,
 	}
+	if f.maxAge == 0 {
+		o.JournalMaxAge = -1 // 0 on the command line: never
+	}
+	if f.retries == 0 {
+		o.RateLimitRetries = -1
+	}
+	return o
 }
 
 // connect dials the server and logs in (or adopts --token).
@@ -477,18 +502,27 @@ partial file beside PATH that is renamed into place only when its MD5 matches
 the server's. An interrupted download resumes when run again; --restart
 starts afresh.
 
+With -o - the file is written to standard output as it arrives and the
+report to standard error; the MD5 is still checked, and exit status 5 says
+that what was written does not match (nothing is resumed).
+
 Exit codes: 2 usage, 3 network, 4 refused by the server, 5 MD5 mismatch.`,
 		Example: `  stepkit download report.pdf --user 2362202
-  stepkit download iso -o /tmp/big.iso --window 32 --user 2362202`,
+  stepkit download iso -o /tmp/big.iso --window 32 --user 2362202
+  stepkit download notes.txt -o - --user 2362202 | less`,
 		Args: exactArgs(1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.resolve(cmd); err != nil {
 				return err
 			}
 			key := args[0]
-			dest, err := downloadPath(key, output)
-			if err != nil {
-				return err
+			toStdout := output == "-"
+			dest := "-"
+			if !toStdout {
+				var err error
+				if dest, err = downloadPath(key, output); err != nil {
+					return err
+				}
 			}
 			ctx := cmd.Context()
 			c, err := f.connect(ctx)
@@ -502,7 +536,22 @@ Exit codes: 2 usage, 3 network, 4 refused by the server, 5 MD5 mismatch.`,
 			}
 			prog, done := progress(cmd, &f, plan.Size, filepath.Base(dest))
 			start := time.Now()
-			res, err := c.DownloadFile(ctx, key, dest, &refclient.TransferOptions{Restart: restart, Progress: prog})
+			topts := &refclient.TransferOptions{Restart: restart, Progress: prog}
+			var res *refclient.DownloadResult
+			report := cmd.OutOrStdout()
+			if toStdout {
+				// The data goes to standard output as it arrives, so the
+				// report goes to standard error; a mismatch is told by
+				// the exit status, after the bytes were written.
+				report = cmd.ErrOrStderr()
+				out := bufio.NewWriterSize(cmd.OutOrStdout(), 256<<10)
+				res, err = c.Download(ctx, key, out, topts)
+				if ferr := out.Flush(); err == nil && ferr != nil {
+					err = fmt.Errorf("standard output: %w", ferr)
+				}
+			} else {
+				res, err = c.DownloadFile(ctx, key, dest, topts)
+			}
 			done()
 			rep := downloadReport{Key: key, Path: dest, Seconds: time.Since(start).Seconds()}
 			if res != nil {
@@ -515,7 +564,7 @@ Exit codes: 2 usage, 3 network, 4 refused by the server, 5 MD5 mismatch.`,
 				rep.Error, rep.Status = err.Error(), statusOf(err)
 			}
 			if f.json {
-				printJSON(cmd.OutOrStdout(), rep)
+				printJSON(report, rep)
 			} else if err == nil {
 				check := "MD5 verified"
 				if !rep.Verified {
@@ -525,14 +574,14 @@ Exit codes: 2 usage, 3 network, 4 refused by the server, 5 MD5 mismatch.`,
 				if rep.Resumed {
 					resumed = ", resumed"
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s -> %s: %d bytes, %d blocks of %d (%d received%s), md5 %s, %s, %s\n",
+				fmt.Fprintf(report, "%s -> %s: %d bytes, %d blocks of %d (%d received%s), md5 %s, %s, %s\n",
 					key, dest, rep.Size, rep.TotalBlock, rep.BlockSize, rep.Received, resumed, rep.MD5, check, rate(rep.Size, rep.Seconds))
 			}
 			return err
 		},
 	}
 	f.register(cmd.Flags(), true)
-	cmd.Flags().StringVarP(&output, "output", "o", "", "where to write the file (default: KEY in the current directory)")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "where to write the file (default: KEY in the current directory; -: standard output)")
 	cmd.Flags().BoolVar(&restart, "restart", false, "ignore any resume journal and download afresh")
 	return cmd
 }
@@ -723,7 +772,7 @@ func normaliseCourseArgs(args []string) []string {
 	for _, a := range args {
 		if strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") {
 			switch name, _, _ := strings.Cut(a[1:], "="); name {
-			case "server_ip", "id", "port":
+			case "server_ip", "id", "port", "timeout":
 				a = "-" + a
 			}
 		}
@@ -740,7 +789,8 @@ func newCourseClientCmd() *cobra.Command {
 upload FILE to IP port 1379 under its base name, and compare MD5s. The
 flags may be written with one dash, as the 2023 sheet did
 (-server_ip IP -id ID -f FILE), and the file flag as --f FILE, as most course
-clients spell it. --port changes the port. Blocks go one at a time unless the
+clients spell it. --port changes the port, --timeout the time allowed for
+each response (30s). Blocks go one at a time unless the
 server advertises pipelining (the course server does not). Resume, --json and
 the exit codes are those of stepkit upload.`,
 		Example: `  stepkit course-client --server_ip 127.0.0.1 --id 2362202 -f report.pdf
@@ -755,6 +805,7 @@ the exit codes are those of stepkit upload.`,
 			var f clientFlags
 			courseClientFlags(fs, &ip, &id, &file, &port, &f.json)
 			help := fs.BoolP("help", "h", false, "help")
+			fs.DurationVar(&f.replyTimeout, "timeout", refclient.DefaultReplyTimeout, "time allowed for each response")
 			if err := fs.Parse(normaliseCourseArgs(args)); err != nil {
 				return usageErrorf("%s: %v %s", subcommand(cmd), err, seeHelp(cmd))
 			}
@@ -781,7 +832,9 @@ the exit codes are those of stepkit upload.`,
 			}
 			f.user = id
 			f.dialTimeout = refclient.DefaultDialTimeout
-			f.replyTimeout = refclient.DefaultReplyTimeout
+			if f.replyTimeout <= 0 {
+				return usageErrorf("--timeout must be positive")
+			}
 			f.window, f.conns = 0, 1 // automatic window: the course server misreads pipelined blocks
 			if dir, err := os.UserCacheDir(); err == nil {
 				f.journalDir = filepath.Join(dir, "stepkit", "journal")
@@ -797,6 +850,7 @@ the exit codes are those of stepkit upload.`,
 	var port int
 	var json bool
 	courseClientFlags(cmd.Flags(), &ip, &id, &file, &port, &json)
+	cmd.Flags().Duration("timeout", refclient.DefaultReplyTimeout, "time allowed for each response")
 	return cmd
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/stepkit/stepkit/internal/reliability"
 	"github.com/stepkit/stepkit/refclient"
 	"github.com/stepkit/stepkit/refserver"
 	"github.com/stepkit/stepkit/spec"
@@ -495,4 +496,32 @@ func TestCLIAutomaticWindow(t *testing.T) {
 	if code, _, _ := runCLI(t, "", "upload", path, "--server", addr, "--user", "u", "--window", "0"); code != exitUsage {
 		t.Fatalf("--window 0: exit %d", code)
 	}
+}
+
+func TestCLIDownloadToStdout(t *testing.T) {
+	clientEnv(t)
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	dir := t.TempDir()
+	path, data := randomFile(t, dir, "s.bin", 100000, 5)
+	if code, _, errs := runCLI(t, "", "upload", path, "--server", addr, "--user", "u"); code != 0 {
+		t.Fatal(errs)
+	}
+	code, out, errs := runCLI(t, "", "download", "s.bin", "-o", "-", "--server", addr, "--user", "u")
+	if code != 0 || out != string(data) || !strings.Contains(errs, "MD5 verified") {
+		t.Fatalf("exit %d, %d bytes on stdout (want %d), stderr %q", code, len(out), len(data), errs)
+	}
+	if _, err := os.Stat("-"); !os.IsNotExist(err) {
+		t.Fatal(`a file named "-" was written`)
+	}
+	// A byte changed on the way: the bytes are out, the exit status says
+	// they do not match.
+	proxy := flipProxy(t, addr, 50000)
+	code, out, errs = runCLI(t, "", "download", "s.bin", "-o", "-", "--server", proxy, "--user", "u", "--window", "1")
+	if code != exitMismatch || !strings.Contains(errs, "MD5 mismatch") || len(out) != len(data) {
+		t.Fatalf("exit %d, %d bytes on stdout, stderr %q", code, len(out), errs)
+	}
+	reliability.Record(t, reliability.Row{Area: "client", Times: 1,
+		Input:   "stepkit download -o - with one byte of a block changed on the way",
+		Outcome: "the bytes written to standard output, MD5 mismatch on standard error, exit status 5",
+		Lost:    "nothing unnoticed"})
 }

@@ -31,6 +31,9 @@ type conformanceOptions struct {
 	junit       string
 	jsonReport  string
 	htmlReport  string
+	client      clientOptions
+	parallel    int
+	serial      bool
 }
 
 // builtinTimeout is the built-in server's idle and mid-frame timeout in a
@@ -54,8 +57,15 @@ requirement of spec/STEP.md (or several), each reported as
   ERROR          the case could not run (for example the server is unreachable)
 
 Every case uses fresh connections, random users and random keys, and deletes
-what it created. Without --target the built-in reference server is started on
-127.0.0.1 with a temporary root, so a first run shows a full green report.
+what it created, so cases run side by side (--parallel, 16 by default); a
+server that serves one connection at a time is found at preflight and
+checked one case at a time, as --serial does. A read that gets nothing
+within --read-timeout is confirmed before it counts as silence: a LOGIN is
+sent on a new connection, and a server that answers it but not the request
+is silent, while a slow one answers the request first.
+
+Without --target the built-in reference server is started on 127.0.0.1 with
+a temporary root, so a first run shows a full green report.
 
 SELECTORs pick cases by requirement ID (FILE-UPLOAD-7), case ID
 (FILE-UPLOAD-6.2) or section prefix (FILE-UPLOAD, FILE, DATA); --label-filter
@@ -64,12 +74,19 @@ level:MUST|SHOULD|MAY.
 
 The exit status is 1 when a MUST failed or a case errored (--strict: when any
 case is neither PASS nor INFORMATIONAL), 2 for a usage error or when nothing
-matches the selection, 3 when the server cannot be reached at all.`,
+matches the selection, 3 when the server cannot be reached at all.
+
+--client TEMPLATE judges a client program instead: stepkit plays the server,
+runs the client once per client case (in a network namespace of its own,
+the judge on 127.0.0.1:1379) and judges what reached it. --list and the
+selectors then name client cases. See "Judging a student's client" in the
+README and conformance/README.md.`,
 		Example: `  stepkit conformance                                  # the built-in server
   stepkit conformance --target 127.0.0.1:1379          # another server
   stepkit conformance --target lab-pc-07:1379 FILE-UPLOAD LOGIN-4
   stepkit conformance --label-filter 'level:MUST && !sec:ROBUST'
   stepkit conformance --list
+  stepkit conformance --client 'python3 client.py --server_ip {host} --id {user} --f {file}' --client-dir hw/2362202
   stepkit conformance --target host:1379 --junit-report out/junit.xml \
       --json-report out/report.json --html-report out/report.html`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -80,6 +97,8 @@ matches the selection, 3 when the server cannot be reached at all.`,
 	f.StringVar(&o.cfg.Target, "target", "", "server to check, host[:port] (port 1379 when omitted; default: start the built-in server)")
 	f.DurationVar(&o.cfg.ReadTimeout, "read-timeout", conformance.DefaultReadTimeout, "how long to wait for each response")
 	f.DurationVar(&o.cfg.CaseTimeout, "case-timeout", conformance.DefaultCaseTimeout, "how long a whole case may take")
+	f.IntVar(&o.parallel, "parallel", conformance.DefaultParallel, "how many cases run at once (a server serving one connection at a time is checked one case at a time anyway)")
+	f.BoolVar(&o.serial, "serial", false, "run one case at a time (the same as --parallel 1)")
 	f.StringVar(&o.labelFilter, "label-filter", "", "Ginkgo label filter over req:ID, sec:PREFIX, level:LEVEL")
 	f.BoolVar(&o.list, "list", false, "list the selected cases without running them")
 	f.BoolVar(&o.strict, "strict", false, "treat NON-STRICT outcomes as failures")
@@ -98,11 +117,15 @@ matches the selection, 3 when the server cannot be reached at all.`,
 	f.Int64Var(&o.cfg.Quota, "quota", 0, "the server's per-user quota in bytes, to check its 413 answer (EXT-1)")
 	f.Int64Var(&o.cfg.MaxFileSize, "max-file-size", 0, "the largest file size the server accepts: FILE-SAVE-10 then expects one byte more refused (unset: 2^32 + 1 is planned, and its acceptance is informational)")
 	f.Int64Var(&o.cfg.BlockSize, "block-size", 0, "the block_size the server is configured to plan with, when not 20480 (FILE-SAVE-11)")
+	o.client.register(f)
 	return cmd
 }
 
 func runConformance(ctx context.Context, cmd *cobra.Command, o conformanceOptions, selectors []string) error {
 	out := cmd.OutOrStdout()
+	if cmd.Flags().Changed("client") {
+		return runClientConformance(ctx, cmd, o, selectors)
+	}
 	picked, err := conformance.Select(o.labelFilter, selectors)
 	if err != nil {
 		return usageErrorf("%v", err)
@@ -115,6 +138,15 @@ func runConformance(ctx context.Context, cmd *cobra.Command, o conformanceOption
 	}
 	if o.cfg.BlockSize < 0 || o.cfg.BlockSize > spec.MaxBlockSize {
 		return usageErrorf("--block-size %d is outside 1..%d", o.cfg.BlockSize, spec.MaxBlockSize)
+	}
+	if o.parallel < 1 {
+		return usageErrorf("--parallel %d: give 1 or more", o.parallel)
+	}
+	if o.serial {
+		if cmd.Flags().Changed("parallel") && o.parallel != 1 {
+			return usageErrorf("--serial and --parallel %d contradict each other", o.parallel)
+		}
+		o.parallel = 1
 	}
 
 	if o.cfg.Target == "" {
@@ -140,7 +172,7 @@ func runConformance(ctx context.Context, cmd *cobra.Command, o conformanceOption
 		return usageErrorf("%v", err)
 	}
 
-	opts := conformance.Options{Config: o.cfg, Selectors: selectors, LabelFilter: o.labelFilter, Strict: o.strict}
+	opts := conformance.Options{Config: o.cfg, Selectors: selectors, LabelFilter: o.labelFilter, Strict: o.strict, Parallel: o.parallel}
 	if errOut := cmd.ErrOrStderr(); isTerminal(errOut) {
 		// A progress line, so that a run against a slow server shows life.
 		opts.Progress = func(c *conformance.Case, oc conformance.Outcome, done, total int) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stepkit/stepkit/conformance"
 	"github.com/stepkit/stepkit/refserver"
 )
 
@@ -38,6 +39,8 @@ func TestConformanceUsageErrors(t *testing.T) {
 		{"conformance", "--target", "host:port:extra"},
 		{"conformance", "--target", "127.0.0.1:1", "--user", "u"},
 		{"conformance", "--block-size", "70000"},
+		{"conformance", "--parallel", "0"},
+		{"conformance", "--serial", "--parallel", "4"},
 	} {
 		code, _, errOut := runCmd(t, args...)
 		if code != exitUsage {
@@ -88,9 +91,30 @@ func TestConformanceBuiltinWithReports(t *testing.T) {
 		Schema     string                `json:"schema"`
 		Conformant bool                  `json:"conformant"`
 		Cases      []struct{ ID string } `json:"cases"`
+		Execution  struct{ Mode string } `json:"execution"`
 	}
-	if err := json.Unmarshal(b, &rep); err != nil || !rep.Conformant || len(rep.Cases) < 10 {
+	if err := json.Unmarshal(b, &rep); err != nil || !rep.Conformant || len(rep.Cases) < 10 || rep.Execution.Mode != "parallel" {
 		t.Errorf("JSON report: %v %+v", err, rep)
+	}
+	if err := conformance.ValidateReport(b); err != nil {
+		t.Error(err)
+	}
+}
+
+// --serial runs one case at a time, and the reports say why.
+func TestConformanceSerial(t *testing.T) {
+	js := filepath.Join(t.TempDir(), "report.json")
+	code, out, errOut := runCmd(t, "conformance", "--serial", "DATA-GET", "--json-report", js)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "execution: one case at a time: one case at a time was asked for (--serial)") {
+		t.Errorf("terminal output:\n%s", out)
+	}
+	b, _ := os.ReadFile(js)
+	var rep conformance.Report
+	if err := json.Unmarshal(b, &rep); err != nil || rep.Execution == nil || rep.Execution.Mode != "serial" || rep.Execution.Workers != 1 {
+		t.Errorf("JSON report: %v %+v", err, rep.Execution)
 	}
 }
 

@@ -37,6 +37,10 @@ counts characters, responses without requests, requests never answered,
 blocks of the wrong size, uploads never completed) and says where the
 capture itself is damaged (lost or truncated segments, a late start).
 
+STEP is looked for on port 1379 and on every other TCP connection that
+starts as STEP does (a header of plausible lengths followed by '{'); the
+ports found besides 1379 are named. --port N decodes port N alone.
+
 Link types: Ethernet, Linux cooked v1/v2 (tcpdump -i any), BSD loopback,
 raw IP; IPv4 and IPv6.`,
 		Example: `  stepkit dump session.pcapng
@@ -44,15 +48,15 @@ raw IP; IPv4 and IPv6.`,
   stepkit dump --summary --extract out/ capture.pcap
   stepkit dump --json -v capture.pcap | jq .
   stepkit dump --diagram ladder.html capture.pcap
-  stepkit dump --any-port capture.pcap         # STEP on another port`,
+  stepkit dump --port 8000 capture.pcap        # port 8000 alone`,
 		Args: maxArgs(1, "one capture"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDump(cmd, args, f)
 		},
 	}
 	fl := cmd.Flags()
-	fl.IntVar(&f.port, "port", spec.DefaultPort, "TCP port of the STEP server")
-	fl.BoolVar(&f.anyPort, "any-port", false, "also decode connections on other ports whose bytes look like STEP")
+	fl.IntVar(&f.port, "port", spec.DefaultPort, "decode this server port alone (default: 1379, and every other port whose connections start like STEP)")
+	fl.BoolVar(&f.anyPort, "any-port", false, "with --port, also decode other ports whose connections start like STEP (the default without --port)")
 	fl.BoolVar(&f.json, "json", false, "write JSON lines instead of text")
 	fl.BoolVar(&f.summary, "summary", false, "print a summary per connection instead of every message (warnings and errors are kept)")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "show each message's whole JSON and its binary's length and MD5")
@@ -106,7 +110,8 @@ func runDump(cmd *cobra.Command, args []string, f dumpFlags) error {
 		}
 		in = fh
 	}
-	cfg := stepdump.Config{Name: name, Port: f.port, AnyPort: f.anyPort, JSON: f.json, Summary: f.summary,
+	only := cmd.Flags().Changed("port") && !f.anyPort
+	cfg := stepdump.Config{Name: name, Port: f.port, OnlyPort: only, JSON: f.json, Summary: f.summary,
 		Verbose: f.verbose, Color: color, Extract: f.extract, Diagram: f.diagram, LineBuffered: live}
 	res, err := stepdump.Run(cmd.Context(), in, cmd.OutOrStdout(), cfg)
 	if err != nil {

@@ -139,7 +139,29 @@ func TestDumpDiagramFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(b), "<!DOCTYPE html>") || strings.Count(string(b), "<svg xmlns") != 2 {
-		t.Errorf("diagram is not an HTML page with one SVG per connection")
+	if !strings.HasPrefix(string(b), "<!DOCTYPE html>") || strings.Count(string(b), `<div class="ladder"`) != 2 {
+		t.Errorf("diagram is not an HTML page with one ladder per connection")
+	}
+}
+
+// TestDumpFindsSTEPOnAnyPort: a capture of a server on port 8000 decodes
+// without flags and names the port; --port restricts, and says where STEP
+// was not found.
+func TestDumpFindsSTEPOnAnyPort(t *testing.T) {
+	capture := filepath.Join(dumpCaptures, "anyport.pcap")
+	code, out, errs := dumpRun(t, nil, capture)
+	if code != exitOK || strings.Count(out, "→ #") != 12 || !strings.Contains(out, "step-on-other-port: STEP recognised by its bytes on port 8000 (1 connection)") {
+		t.Fatalf("exit %d, stderr %q:\n%s", code, errs, out)
+	}
+	if code, out, _ := dumpRun(t, nil, "--summary", capture); code != exitOK || !strings.Contains(out, "24 messages, STEP on port 8000") {
+		t.Fatalf("--summary does not name port 8000: exit %d:\n%s", code, out)
+	}
+	code, out, _ = dumpRun(t, nil, "--port", "1379", capture)
+	if code != exitOK || strings.Contains(out, "→ #") || !strings.Contains(out, "no STEP message on port 1379") || !strings.Contains(out, "leave out --port") {
+		t.Fatalf("--port 1379: exit %d:\n%s", code, out)
+	}
+	code, out, _ = dumpRun(t, nil, "--port", "8000", capture)
+	if code != exitOK || strings.Count(out, "→ #") != 12 || strings.Contains(out, "step-on-other-port") {
+		t.Fatalf("--port 8000: exit %d:\n%s", code, out)
 	}
 }

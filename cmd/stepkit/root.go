@@ -125,7 +125,56 @@ decoder for pcap/pcapng captures.`,
 		newVersionCmd(),
 	)
 	root.AddCommand(newClientCmds()...)
+	root.SetHelpCommand(newHelpCmd())
 	return root
+}
+
+// newHelpCmd replaces cobra's help command, which prints the root's help
+// and exits 0 for a topic it does not know: here an unknown topic is a
+// usage error with a suggestion, as an unknown command is.
+func newHelpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		Long:  "Help provides help for any command: stepkit help upload, stepkit help data put.",
+		ValidArgsFunction: func(c *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			target, _, err := c.Root().Find(args)
+			if err != nil || target == nil {
+				target = c.Root()
+			}
+			var names []string
+			for _, sub := range target.Commands() {
+				if sub.IsAvailableCommand() {
+					names = append(names, sub.Name())
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			root := c.Root()
+			target, rest, err := root.Find(args)
+			if err != nil || target == nil || len(rest) > 0 {
+				parent := root
+				if target != nil {
+					parent = target
+				}
+				unknown := args[len(args)-1]
+				if len(rest) > 0 {
+					unknown = rest[0]
+				}
+				if parent.SuggestionsMinimumDistance <= 0 {
+					parent.SuggestionsMinimumDistance = 2
+				}
+				hint := ""
+				if s := parent.SuggestionsFor(unknown); len(s) > 0 {
+					hint = fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+				}
+				return usageErrorf("unknown help topic %q%s (see 'stepkit --help')", strings.Join(args, " "), hint)
+			}
+			target.InitDefaultHelpFlag()
+			return target.Help()
+		},
+	}
 }
 
 func newVersionCmd() *cobra.Command {

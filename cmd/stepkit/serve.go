@@ -47,6 +47,9 @@ type serveOptions struct {
 	idleTimeout     time.Duration
 	writeTimeout    time.Duration
 	maxConns        int
+	maxConnsPerIP   int
+	maxFrameMemory  string
+	minFrameRate    string
 	users           string
 	secretFile      string
 	tokenTTL        time.Duration
@@ -55,6 +58,7 @@ type serveOptions struct {
 	rateBurst       int
 	uploadMaxAge    time.Duration
 	sweepInterval   time.Duration
+	fullDiskMaxAge  time.Duration
 	syncBlocks      bool
 	logFormat       string
 	logLevel        string
@@ -122,6 +126,9 @@ STEPKIT_MAX_CONNS, ...). A flag on the command line wins.`,
 	f.DurationVar(&o.idleTimeout, "idle-timeout", refserver.DefaultIdleTimeout, "time a connection may wait between requests")
 	f.DurationVar(&o.writeTimeout, "write-timeout", refserver.DefaultWriteTimeout, "time to send one response")
 	f.IntVar(&o.maxConns, "max-conns", refserver.DefaultMaxConns, "concurrent connections (-1: no cap); more get ERROR/503")
+	f.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "concurrent connections from one address (0: no cap); more get ERROR/503")
+	f.StringVar(&o.maxFrameMemory, "max-frame-memory", "256MiB", "memory all connections together may hold in frames beyond 64KiB each; more waits")
+	f.StringVar(&o.minFrameRate, "min-frame-rate", "0", "bytes per second a frame must keep arriving at after --read-timeout, e.g. 16KiB (0: --read-timeout is the deadline of a whole frame)")
 	f.StringVar(&o.users, "users", "", "users file (username:bcrypt-hash lines): account mode")
 	f.StringVar(&o.secretFile, "secret-file", "", "account mode token secret; created with a random secret if missing (default: a new secret at each start)")
 	f.DurationVar(&o.tokenTTL, "token-ttl", refserver.DefaultTokenTTL, "account mode token lifetime")
@@ -130,6 +137,7 @@ STEPKIT_MAX_CONNS, ...). A flag on the command line wins.`,
 	f.IntVar(&o.rateBurst, "rate-burst", 0, "burst of the rate limit (default: the rate)")
 	f.DurationVar(&o.uploadMaxAge, "upload-max-age", refserver.DefaultUploadMaxAge, "remove uploads idle for longer (-1s: never)")
 	f.DurationVar(&o.sweepInterval, "sweep-interval", 0, "how often abandoned uploads are looked for (default: min(10m, max-age/2))")
+	f.DurationVar(&o.fullDiskMaxAge, "full-disk-upload-max-age", refserver.DefaultFullDiskUploadMaxAge, "when a FILE SAVE finds the disk full, remove uploads idle for longer to make room (-1s: never)")
 	f.BoolVar(&o.syncBlocks, "sync-blocks", false, "fsync every block before answering (survives power loss; slower)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -186,18 +194,20 @@ func parseBytes(s string) (int64, error) {
 // serveConfig turns the flags into a refserver.Config.
 func serveConfig(o serveOptions, logw io.Writer) (refserver.Config, error) {
 	cfg := refserver.Config{
-		Root:          o.root,
-		BlockSize:     o.blockSize,
-		ReadTimeout:   o.readTimeout,
-		IdleTimeout:   o.idleTimeout,
-		WriteTimeout:  o.writeTimeout,
-		MaxConns:      o.maxConns,
-		TokenTTL:      o.tokenTTL,
-		RateLimit:     o.rate,
-		RateBurst:     o.rateBurst,
-		UploadMaxAge:  o.uploadMaxAge,
-		SweepInterval: o.sweepInterval,
-		SyncBlocks:    o.syncBlocks,
+		Root:                 o.root,
+		BlockSize:            o.blockSize,
+		ReadTimeout:          o.readTimeout,
+		IdleTimeout:          o.idleTimeout,
+		WriteTimeout:         o.writeTimeout,
+		MaxConns:             o.maxConns,
+		MaxConnsPerIP:        o.maxConnsPerIP,
+		TokenTTL:             o.tokenTTL,
+		RateLimit:            o.rate,
+		RateBurst:            o.rateBurst,
+		UploadMaxAge:         o.uploadMaxAge,
+		SweepInterval:        o.sweepInterval,
+		FullDiskUploadMaxAge: o.fullDiskMaxAge,
+		SyncBlocks:           o.syncBlocks,
 	}
 	switch o.storage {
 	case "local":
@@ -243,6 +253,9 @@ func serveConfig(o serveOptions, logw io.Writer) (refserver.Config, error) {
 	if o.maxConns == 0 {
 		return cfg, usageErrorf("--max-conns must not be 0 (use -1 for no cap)")
 	}
+	if o.maxConnsPerIP < 0 {
+		return cfg, usageErrorf("--max-conns-per-ip must not be negative (0: no cap)")
+	}
 	if o.rate < 0 || o.rateBurst < 0 {
 		return cfg, usageErrorf("--rate and --rate-burst must not be negative")
 	}
@@ -256,13 +269,15 @@ func serveConfig(o serveOptions, logw io.Writer) (refserver.Config, error) {
 		{"max-json", o.maxJSON, 1<<32 - 1, func(n int64) { cfg.Limits.MaxJSON = uint32(n) }},
 		{"max-binary", o.maxBinary, 1<<32 - 1, func(n int64) { cfg.Limits.MaxBinary = uint32(n) }},
 		{"quota", o.quota, 1 << 62, func(n int64) { cfg.Quota = n }},
+		{"max-frame-memory", o.maxFrameMemory, 1 << 62, func(n int64) { cfg.MaxFrameMemory = n }},
+		{"min-frame-rate", o.minFrameRate, 1 << 62, func(n int64) { cfg.MinFrameRate = n }},
 	}
 	for _, sz := range sizes {
 		n, err := parseBytes(sz.v)
 		if err != nil {
 			return cfg, usageErrorf("--%s: %v", sz.name, err)
 		}
-		if n > sz.max || (n == 0 && sz.name != "quota") {
+		if n > sz.max || (n == 0 && sz.name != "quota" && sz.name != "min-frame-rate") {
 			return cfg, usageErrorf("--%s %s is out of range", sz.name, sz.v)
 		}
 		sz.dst(n)

@@ -22,6 +22,10 @@ var (
 	ErrExists     = errors.New("key exists")
 	// ErrBlockLen is returned by WriteBlock for a block of the wrong length.
 	ErrBlockLen = errors.New("block length does not match the plan")
+	// ErrNoSpace is wrapped by the errors of a Backend that has no room
+	// for what it was asked to store (a local backend may return the
+	// system's ENOSPC instead, which the server treats alike).
+	ErrNoSpace = errors.New("no space left for it")
 )
 
 // FileMeta describes a completed file. A Backend makes a new value each
@@ -96,6 +100,8 @@ type Backend interface {
 	Upload(user, key string) (Upload, error)
 	// PlanUpload starts (or restarts) an upload of size bytes in blocks of
 	// blockSize. It returns its plan and the size of the plan it replaced.
+	// A backend that can reserve the file's space does so here, and fails
+	// with ErrNoSpace (or ENOSPC), leaving nothing behind, when it cannot.
 	// Locked; the caller has checked that the key is not completed. A
 	// shared backend returns ErrExists when another server planned the key
 	// at the same time.

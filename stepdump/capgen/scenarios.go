@@ -227,7 +227,7 @@ func Scenarios() []Scenario {
 		other.Write(true, []byte("GET / HTTP/1.1\r\nHost: example\r\n\r\n"))
 		other.Write(false, []byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"))
 		other.Close()
-		add("anyport.pcap", "STEP on port 8000 next to HTTP, found by the heuristic", []string{"--any-port"},
+		add("anyport.pcap", "STEP on port 8000 next to HTTP, found by its bytes without flags", nil,
 			write(Ethernet, false, 0, step, other))
 	}
 	return out

@@ -437,15 +437,18 @@ func (s *Store) planUpload(user, key string, size, blockSize int64, now time.Tim
 	}
 	u := &upload{plan: plan, d: newDigest(&s.blockPool), received: make([]byte, plan.TotalBlock)}
 	var err error
+	// The file and its progress take their whole space now, so that an
+	// upload the disk cannot hold is refused at once rather than at some
+	// block, and one that is accepted does not run out of room.
 	u.f, err = s.root.OpenFile(filepath.Join(dir, upBlocks), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err == nil {
-		err = u.f.Truncate(size)
+		err = reserve(u.f, size)
 	}
 	if err == nil {
 		u.rf, err = s.root.OpenFile(filepath.Join(dir, upReceived), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	}
 	if err == nil {
-		err = u.rf.Truncate(plan.TotalBlock)
+		err = reserve(u.rf, plan.TotalBlock)
 	}
 	if err != nil {
 		u.closeFiles()

@@ -1,0 +1,106 @@
+package refserver_test
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stepkit/stepkit/internal/reliability"
+	"github.com/stepkit/stepkit/refserver"
+	"github.com/stepkit/stepkit/spec"
+)
+
+// dialFrom connects to addr from the loopback address ip (any 127.0.0.0/8
+// address is local on Linux), so that a test can be several clients.
+func dialFrom(tb testing.TB, ip, addr string) *client {
+	tb.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatalf("dial %s from %s: %v", addr, ip, err)
+	}
+	tb.Cleanup(func() { nc.Close() })
+	return &client{tb: tb, nc: nc, r: spec.NewReader(nc, spec.Limits{MaxBinary: 1 << 24}), w: spec.NewWriter(nc)}
+}
+
+func TestConnectionCapPerAddress(t *testing.T) {
+	addr, _ := refserver.StartTest(t, refserver.Config{MaxConnsPerIP: 2})
+	a, b := dialFrom(t, "127.0.0.2", addr), dialFrom(t, "127.0.0.2", addr)
+	usable(t, a)
+	usable(t, b)
+	x := dialFrom(t, "127.0.0.2", addr)
+	r := x.recv()
+	wantStatus(t, r, 503)
+	wantOpType(t, r, spec.OpError, spec.TypeError)
+	closed(t, x)
+	// Other addresses are not affected.
+	usable(t, dialFrom(t, "127.0.0.3", addr))
+	usable(t, dialFrom(t, "127.0.0.3", addr))
+	usable(t, a)
+	// A closed connection frees its address's place.
+	a.nc.Close()
+	for i := 0; ; i++ {
+		y := dialFrom(t, "127.0.0.2", addr)
+		y.send(req(spec.OpLogin, spec.TypeAuth, "username", "u", "password", md5hex([]byte("u"))))
+		r := y.recv()
+		if st, _ := r.Status(); st == 200 {
+			break
+		}
+		if i == 500 {
+			t.Fatalf("no place after a close: %s", r.JSONString())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	reliability.Record(t, reliability.Row{Area: "server", Times: 1,
+		Input:   "a third connection from one address with --max-conns-per-ip 2",
+		Outcome: "one ERROR/503 frame, closed; other addresses and the first two connections served; a place freed by a close",
+		Lost:    "nothing"})
+}
+
+// TestMinFrameRate: with a minimum rate, a large frame that keeps
+// arriving faster than it is served even when it takes longer than the
+// read timeout, while a frame that trickles is cut at about the read
+// timeout.
+func TestMinFrameRate(t *testing.T) {
+	addr, _ := refserver.StartTest(t, refserver.Config{ReadTimeout: 400 * time.Millisecond, MinFrameRate: 8 << 10, BlockSize: 65536})
+	c := dial(t, addr)
+	c.login("rate")
+	data := pattern(65536, 3)
+	wantStatus(t, c.do(c.authed(spec.OpSave, spec.TypeFile, "key", "k", "size", len(data))), 200)
+	up := c.authed(spec.OpUpload, spec.TypeFile, "key", "k", "block_index", 0)
+	up.Binary = data
+	frame, err := spec.EncodeFrame(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 16 pieces 100ms apart: more than the read timeout in all, each
+	// piece (4 KiB+) extending the deadline by half a second.
+	piece := len(frame)/16 + 1
+	for off := 0; off < len(frame); off += piece {
+		c.sendRaw(frame[off:min(off+piece, len(frame))])
+		time.Sleep(100 * time.Millisecond)
+	}
+	r := c.recv()
+	wantStatus(t, r, 200)
+	if got, _ := r.String("md5"); got != md5hex(data) {
+		t.Fatalf("md5 %q, want %q", got, md5hex(data))
+	}
+
+	s := dial(t, addr)
+	s.sendRaw(spec.Header(40, 0))
+	for i := 0; i < 40; i++ {
+		s.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		if _, err := s.nc.Write([]byte{' '}); err != nil {
+			break // closed by the server, as it must
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	closed(t, s)
+	usable(t, dial(t, addr))
+	reliability.Record(t, reliability.Row{Area: "server", Times: 1,
+		Input:   "a 64 KiB block sent in 16 pieces 100 ms apart, longer than --read-timeout, faster than --min-frame-rate",
+		Outcome: "accepted, MD5 right", Lost: "nothing"})
+	reliability.Record(t, reliability.Row{Area: "server", Times: 1,
+		Input:   "a frame header, then a byte every 100 ms (slower than --min-frame-rate)",
+		Outcome: "closed at the frame's deadline, unanswered; the next connection served", Lost: "nothing"})
+}

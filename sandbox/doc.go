@@ -1,0 +1,110 @@
+// Package sandbox runs untrusted programs (students' STEP servers and
+// clients) so that a grader can run many at once on one machine, and lets
+// trusted code listen and dial beside them.
+//
+// Each Sandbox has a private network namespace with only loopback, so
+// every submission can bind 127.0.0.1:1379 and none can reach the
+// network, the host's loopback or another submission. Its folder is
+// copied to a throw-away scratch folder, the only writable place besides
+// a private /tmp. The judge listens inside the namespace with Listen
+// before the program starts, so a client never races it; the
+// conformance suite reaches a student server with DialContext.
+//
+// # How
+//
+// A holder process keeps the namespaces alive:
+//
+//	bwrap --unshare-net --unshare-pid --as-pid-1 --die-with-parent --dev-bind / / --proc /proc
+//	  --info-fd 3 -- sh -c 'echo ready >&4 && exec cat'
+//
+// bwrap brings loopback up and reports the pid of the namespace's init
+// on fd 3; New hands the sandbox out only once the init has said "ready"
+// on fd 4, that is once loopback and the mounts are set up, so a judge's
+// Listen always precedes the program it judges. The init then is cat,
+// reading a pipe only this process writes: if the grader dies without
+// Close, cat sees end of file and the namespaces go with it.
+// Listen and DialContext lock a goroutine to its OS thread, setns(2) it
+// into the namespace, create the socket (which stays in the namespace it
+// was made in) and switch back; a thread that cannot switch back stays
+// locked, so the runtime discards it. DialContext dials without fast
+// fallback, which would dial from another thread.
+//
+// An untrusted command is
+//
+//	sh -c 'join cgroups' -- nsenter --net --pid --mount (the holder's) -- bwrap --ro-bind / /
+//	  --dev /dev --proc /proc --tmpfs /tmp --tmpfs /run --bind WORKDIR WORKDIR --chdir WORKDIR
+//	  --unshare-pid --unshare-ipc --unshare-uts --die-with-parent --new-session --
+//	  setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps -all --bounding-set -all
+//	  --no-new-privs -- prlimit --cpu --nofile --fsize --core [--as] -- argv
+//
+// It runs as nobody (65534) with the scratch folder chowned to it, with a
+// PATH of /usr/local/bin:/usr/bin:/bin, HOME=WorkDir, LANG=C.UTF-8,
+// TMPDIR=/tmp and Config.Env; the caller's environment is not passed on.
+// /run is hidden because connecting to a unix socket works on a
+// read-only mount. bwrap runs in the holder's mount namespace too, whose
+// /proc matches the holder's pid namespace.
+//
+// Memory: when the cgroup v1 memory, pids and cpuacct controllers are
+// writable (root), each command gets its own groups under the caller's
+// own, so that whatever bounds the grader bounds its sandboxes too: memory
+// bounded without swap, 256 tasks. A program that allocates more is
+// killed by the kernel and Describe says "killed: memory limit (1 GiB)".
+// Otherwise RLIMIT_AS bounds it: allocations then fail inside the
+// program, which exits with a status of its own (Python: MemoryError,
+// exit status 1); note that a Go program needs more than 1 GiB of
+// address space just to start. Limits says which applied. CPU:
+// RLIMIT_CPU, soft at the bound (SIGXCPU), hard one second later
+// (SIGKILL, for programs that ignore SIGXCPU, as Go programs do); the
+// cpuacct group tells Describe how much was used. Open files (1024),
+// file size (1 GiB) and core dumps (none) are bounded too; /tmp is a
+// 64 MiB tmpfs.
+//
+// Close kills the holder's init: the kernel then kills every process in
+// its pid namespace and in the nested ones of untrusted commands, daemons
+// that forked away included, and only then lets the init exit. Close
+// waits for that (on a pidfd), then kills trusted commands, kills what is
+// left in the commands' cgroups, removes them and the scratch folder.
+// When an untrusted program's main process ends, its own pid namespace
+// ends too and takes leftover children with it, a moment after the exit
+// is reported.
+//
+// Trusted commands (stepkit itself) join only the namespace's network,
+// through nsenter --net, with the caller's file system and environment;
+// Close kills them too.
+//
+// If the grader dies without Close, its children die with it (parent
+// death signal) and the holder's init, which reads a pipe only the grader
+// writes, ends; the kernel then kills everything in the namespaces. Only
+// the scratch folder (stepkit-sandbox-* in the temporary folder) and the
+// empty cgroups (stepkit-sandbox-*) are left.
+//
+// Isolation needs root (nsenter, setpriv, the chown of the scratch
+// folder) and bwrap, nsenter, setpriv, prlimit and cat on PATH (Debian:
+// bubblewrap, util-linux, coreutils). Address Listen and DialContext
+// with IP literals such as 127.0.0.1:1379: name lookups may run on other
+// threads, in the host's namespace.
+//
+// # Fallback
+//
+// Without root, without one of those tools, or where namespaces cannot
+// be made, New fails with the reason, unless Config.Fallback: then the
+// sandbox has Isolated() == false, uses the host network (callers pass a
+// free port), runs commands in the scratch folder, as the caller's user,
+// in a process group of their own, with the cgroups above when writable
+// (else RLIMIT_AS) and RLIMIT_CPU through prlimit when present; Why says
+// why. Close kills the process groups and what is left in the cgroups;
+// without cgroups a daemon that left its process group outlives Close.
+//
+// # Additions to the agreed API
+//
+// Describe is both a function (any command) and a method: Sandbox.Describe
+// names the limit that killed a program of this sandbox ("killed: memory
+// limit (1 GiB)", "killed: CPU time limit (2m0s)"), which the function
+// cannot know; a program that never started is "did not start: python3:
+// not found". Sandbox.Limits describes the bounds for reports ("memory
+// 1 GiB (cgroup), CPU 2m0s"). Command and Trusted report a bad argv (empty,
+// not found, not executable) and a closed sandbox as the error of Start. A bwrap-run program killed by a
+// signal is reported by bwrap as exit status 128+signal; Sandbox.Describe
+// reads it as the signal, so a program that exits with such a status on
+// its own is reported as killed.
+package sandbox

@@ -1,0 +1,751 @@
+package sandbox
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Defaults for a zero Config.
+const (
+	DefaultMemory = 1 << 30         // 1 GiB per process tree
+	DefaultCPU    = 2 * time.Minute // CPU time per process tree
+)
+
+// Bounds every untrusted command gets besides memory and CPU.
+const (
+	maxOpenFiles = 1024
+	maxFileSize  = 1 << 30 // largest file a program may write
+	maxProcs     = 256     // tasks per command (pids cgroup)
+	tmpSize      = 64 << 20
+)
+
+// The unprivileged identity of untrusted programs ("nobody"/"nogroup").
+const (
+	untrustedUID = 65534
+	untrustedGID = 65534
+)
+
+// sandboxPath is the PATH of untrusted commands: the system's own tools
+// only, never the grader's (which may point into directories the
+// unprivileged uid cannot read).
+const sandboxPath = "/usr/local/bin:/usr/bin:/bin"
+
+// Config says what a Sandbox runs and how tightly.
+type Config struct {
+	// Dir is the folder copied into a fresh scratch folder, the programs'
+	// working directory; "" means an empty scratch folder.
+	Dir string
+	// Memory bounds the memory of each command's process tree in bytes;
+	// 0 means DefaultMemory.
+	Memory int64
+	// CPU bounds the CPU time of each command; 0 means DefaultCPU.
+	CPU time.Duration
+	// Env is the environment of commands, on top of a minimal PATH, HOME
+	// and LANG; the caller's own environment is not passed on.
+	Env []string
+	// Fallback makes New return a sandbox on the host network, with plain
+	// resource limits, when namespaces cannot be made, instead of failing.
+	Fallback bool
+
+	// tools overrides the programs looked up on PATH (bwrap, nsenter,
+	// setpriv, prlimit); tests use it to make isolation unavailable.
+	tools map[string]string
+	// noCgroup makes the sandbox skip cgroups, as on a machine without
+	// writable cgroup v1 memory and pids controllers.
+	noCgroup bool
+}
+
+func (c *Config) memory() int64 {
+	if c.Memory > 0 {
+		return c.Memory
+	}
+	return DefaultMemory
+}
+
+func (c *Config) cpu() time.Duration {
+	if c.CPU > 0 {
+		return c.CPU
+	}
+	return DefaultCPU
+}
+
+// A Sandbox is a network namespace with loopback up plus a scratch folder;
+// untrusted commands run inside both, trusted ones share its network.
+type Sandbox struct {
+	cfg     Config
+	workDir string
+	why     string // why not isolated; "" when isolated
+	tools   tools
+
+	// Isolated sandboxes only.
+	holder   *exec.Cmd // keeps the namespaces alive
+	lifeline *os.File  // write end of the holder's stdin; closing it ends the holder
+	initPID  int       // pid 1 of the holder's pid namespace (host pid)
+	initFD   int       // pidfd of initPID: readable once the namespace is empty
+	netns    int       // fd of the holder's network namespace
+	nsPath   string    // /proc/PID/ns, the holder's namespaces for nsenter
+	cgroups  *cgroups  // nil when cgroups are not used
+	memLimit string    // what bounds memory: "cgroup" or "RLIMIT_AS"
+
+	mu     sync.Mutex
+	cmds   []*command
+	closed bool
+
+	// nsMu keeps Close from closing netns while a socket is being made
+	// with it (the descriptor's number could name something else).
+	nsMu sync.RWMutex
+}
+
+// command is one command handed out by Command or Trusted.
+type command struct {
+	cmd       *exec.Cmd
+	untrusted bool
+	cg        *commandCgroup // nil without cgroups
+}
+
+// tools are the absolute paths of the programs a sandbox runs.
+type tools struct {
+	bwrap, nsenter, setpriv, prlimit, cat string
+}
+
+func lookTools(over map[string]string) (tools, error) {
+	var t tools
+	for _, x := range []struct {
+		name string
+		dst  *string
+	}{{"bwrap", &t.bwrap}, {"nsenter", &t.nsenter}, {"setpriv", &t.setpriv}, {"prlimit", &t.prlimit}, {"cat", &t.cat}} {
+		name := x.name
+		if p, ok := over[name]; ok {
+			name = p
+		}
+		p, err := exec.LookPath(name)
+		if err != nil {
+			return t, fmt.Errorf("%s not found (install bubblewrap and util-linux)", x.name)
+		}
+		*x.dst = p
+	}
+	return t, nil
+}
+
+// Available reports whether isolated sandboxes can be made on this
+// machine, and if not, why, in one line.
+func Available() (ok bool, why string) {
+	return available(&Config{})
+}
+
+func available(cfg *Config) (bool, string) {
+	t, err := lookTools(cfg.tools)
+	if err != nil {
+		return false, "sandbox: " + err.Error()
+	}
+	if os.Geteuid() != 0 {
+		// nsenter and setpriv need it, and only root can chown the
+		// scratch folder to the unprivileged uid.
+		return false, "sandbox: isolation needs root"
+	}
+	out, err := exec.Command(t.bwrap, "--unshare-net", "--unshare-pid", "--die-with-parent",
+		"--as-pid-1", "--dev-bind", "/", "/", "--", "true").CombinedOutput()
+	if err != nil {
+		return false, fmt.Sprintf("sandbox: bwrap cannot make namespaces: %s", oneLine(out, err))
+	}
+	return true, ""
+}
+
+// New creates a sandbox: a network namespace with loopback up, held open
+// until Close, and the scratch copy of cfg.Dir. When namespaces cannot be
+// made it returns an error naming why, unless cfg.Fallback, in which case
+// the sandbox uses the host network and Isolated reports false.
+func New(ctx context.Context, cfg Config) (*Sandbox, error) {
+	if cfg.Memory < 0 || cfg.CPU < 0 {
+		return nil, fmt.Errorf("sandbox: negative limit (memory %d, CPU %v)", cfg.Memory, cfg.CPU)
+	}
+	if cfg.Dir != "" {
+		fi, err := os.Stat(cfg.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: folder to copy: %w", err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("sandbox: folder to copy: %s is not a directory", cfg.Dir)
+		}
+	}
+	s := &Sandbox{cfg: cfg, netns: -1, initFD: -1}
+	ok, why := available(&cfg)
+	if !ok && !cfg.Fallback {
+		return nil, errors.New(why)
+	}
+	s.why = why
+	if ok {
+		s.tools, _ = lookTools(cfg.tools)
+	}
+	if err := s.makeWorkDir(); err != nil {
+		return nil, err
+	}
+	if ok {
+		if err := s.startHolder(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	if !cfg.noCgroup && os.Geteuid() == 0 {
+		cg, err := newCgroups()
+		if err == nil {
+			s.cgroups = cg
+		}
+	}
+	if s.cgroups != nil {
+		s.memLimit = "cgroup"
+	} else {
+		s.memLimit = "RLIMIT_AS"
+	}
+	return s, nil
+}
+
+// makeWorkDir makes the scratch folder and copies cfg.Dir into it, owned
+// by the unprivileged uid when the sandbox is isolated.
+func (s *Sandbox) makeWorkDir() error {
+	dir, err := os.MkdirTemp("", "stepkit-sandbox-")
+	if err != nil {
+		return fmt.Errorf("sandbox: scratch folder: %w", err)
+	}
+	s.workDir = dir
+	if s.cfg.Dir != "" {
+		if err := os.CopyFS(dir, os.DirFS(s.cfg.Dir)); err != nil {
+			os.RemoveAll(dir)
+			return fmt.Errorf("sandbox: copy %s: %w", s.cfg.Dir, err)
+		}
+	}
+	if s.why != "" || os.Geteuid() != 0 {
+		return nil
+	}
+	err = filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, untrustedUID, untrustedGID)
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		return fmt.Errorf("sandbox: scratch folder owner: %w", err)
+	}
+	return nil
+}
+
+// startHolder starts the process that holds the namespaces: bwrap makes a
+// network namespace (bringing loopback up) and a pid namespace, and
+// reports the pid of the namespace's init on its info fd.
+func (s *Sandbox) startHolder(ctx context.Context) error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer r.Close()
+	// The holder's program reads a pipe that only this process can
+	// write: should this process die without Close, the pipe ends, the
+	// program and the namespace's init exit, and the kernel kills the
+	// rest of the namespace.
+	lr, lw, err := os.Pipe()
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer lr.Close()
+	// cat is the namespace's init itself (--as-pid-1): bwrap's own init
+	// would report its exit before it is reaped, leaving it to the
+	// machine's init. Orphans in the namespace stay zombies until Close.
+	// Its /proc is the namespace's own: untrusted commands' bwrap runs in
+	// the holder's pid and mount namespaces and reads its children there.
+	// bwrap reports the pid before it has set the namespaces up (mounts,
+	// loopback); the shell says "ready" once they are, before it becomes
+	// cat.
+	rr, rw, err := os.Pipe()
+	if err != nil {
+		w.Close()
+		lw.Close()
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer rr.Close()
+	h := exec.Command(s.tools.bwrap, "--unshare-net", "--unshare-pid", "--as-pid-1", "--die-with-parent",
+		"--dev-bind", "/", "/", "--proc", "/proc", "--info-fd", "3", "--",
+		"/bin/sh", "-c", `echo ready >&4 && exec 4>&- && exec "$0"`, s.tools.cat)
+	h.Stdin = lr
+	h.ExtraFiles = []*os.File{w, rw}
+	h.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	var stderr strings.Builder
+	h.Stderr = &stderr
+	if err := h.Start(); err != nil {
+		w.Close()
+		lw.Close()
+		rw.Close()
+		return fmt.Errorf("sandbox: start namespace holder: %w", err)
+	}
+	w.Close()
+	rw.Close()
+	s.holder = h
+	s.lifeline = lw
+
+	type info struct {
+		ChildPID int `json:"child-pid"`
+	}
+	got := make(chan error, 1)
+	var in info
+	go func() {
+		if err := json.NewDecoder(r).Decode(&in); err != nil {
+			got <- err
+			return
+		}
+		line, err := bufio.NewReader(rr).ReadString('\n')
+		if err == nil && line != "ready\n" {
+			err = fmt.Errorf("holder says %q", line)
+		}
+		got <- err
+	}()
+	select {
+	case err = <-got:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil || in.ChildPID <= 0 {
+		h.Process.Kill()
+		h.Wait()
+		lw.Close()
+		s.holder, s.lifeline = nil, nil
+		if err == nil || errors.Is(err, io.EOF) {
+			err = errors.New(strings.TrimSpace(stderr.String()))
+		}
+		return fmt.Errorf("sandbox: namespace holder: %w", err)
+	}
+	s.initPID = in.ChildPID
+	s.nsPath = "/proc/" + strconv.Itoa(in.ChildPID) + "/ns/"
+	// The pidfd pins the init: its pid cannot name another process later.
+	s.initFD, err = unix.PidfdOpen(in.ChildPID, 0)
+	if err != nil {
+		return fmt.Errorf("sandbox: pidfd of namespace init: %w", err)
+	}
+	s.netns, err = unix.Open(s.nsPath+"net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("sandbox: open network namespace: %w", err)
+	}
+	return nil
+}
+
+// Isolated reports whether the sandbox has its own namespaces.
+func (s *Sandbox) Isolated() bool { return s.why == "" }
+
+// Why says why the sandbox is not isolated; "" when it is.
+func (s *Sandbox) Why() string { return s.why }
+
+// WorkDir is the scratch copy, an absolute path on the host.
+func (s *Sandbox) WorkDir() string { return s.workDir }
+
+// Limits describes the bounds untrusted commands get, for reports:
+// "memory 1 GiB (cgroup), CPU 2m0s".
+func (s *Sandbox) Limits() string {
+	return fmt.Sprintf("memory %s (%s), CPU %v", formatBytes(s.cfg.memory()), s.memLimit, s.cfg.cpu())
+}
+
+// env is the environment of every command.
+func (s *Sandbox) env() []string {
+	env := []string{"PATH=" + sandboxPath, "HOME=" + s.workDir, "LANG=C.UTF-8", "TMPDIR=/tmp"}
+	return append(env, s.cfg.Env...)
+}
+
+// Command returns a command for an untrusted program: inside the
+// sandbox's namespaces with WorkDir as working folder and the only
+// writable place besides a private /tmp, the rest of the file system
+// read-only, no capabilities, the unprivileged uid, memory and CPU
+// bounded, killed with the sandbox. argv[0] is looked up in WorkDir when
+// it contains a slash, else on the sandbox PATH. Errors (empty argv, a
+// program not found, a closed sandbox) are returned by Start.
+func (s *Sandbox) Command(ctx context.Context, argv []string) *exec.Cmd {
+	c := &command{untrusted: true}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return failed(ctx, errors.New("sandbox: closed"))
+	}
+	prog, err := s.resolve(argv)
+	if err != nil {
+		c.cmd = failed(ctx, err)
+		return c.cmd
+	}
+	limits := []string{
+		"--cpu=" + strconv.FormatInt(cpuSeconds(s.cfg.cpu()), 10) + ":" + strconv.FormatInt(cpuSeconds(s.cfg.cpu())+1, 10),
+		"--nofile=" + strconv.Itoa(maxOpenFiles),
+		"--fsize=" + strconv.Itoa(maxFileSize),
+		"--core=0",
+	}
+	if s.cgroups == nil {
+		limits = append(limits, "--as="+strconv.FormatInt(s.cfg.memory(), 10))
+	}
+	var args []string
+	if s.cgroups != nil {
+		cg, err := s.cgroups.command(s.cfg.memory())
+		if err != nil {
+			c.cmd = failed(ctx, err)
+			return c.cmd
+		}
+		c.cg = cg
+		// The shell joins the groups before anything untrusted runs, and
+		// every process after it inherits them.
+		args = append(args, "/bin/sh", "-c",
+			`p=$$; while [ "$1" != -- ]; do echo $p > "$1" || exit 126; shift; done; shift; exec "$@"`,
+			"stepkit-sandbox")
+		args = append(args, cg.procs()...)
+		args = append(args, "--")
+	}
+	if !s.Isolated() {
+		if p, err := exec.LookPath("prlimit"); err == nil {
+			args = append(args, p)
+			args = append(args, limits...)
+			args = append(args, "--")
+		}
+		args = append(args, prog)
+		args = append(args, argv[1:]...)
+		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+		cmd.Dir = s.workDir
+		cmd.Env = s.env()
+		// A process group of its own, so that Close kills what it forked.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		cmd.Cancel = func() error {
+			if c.cg != nil {
+				c.cg.kill()
+			}
+			return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+		c.cmd = cmd
+		return s.track(c)
+	}
+	args = append(args, s.tools.nsenter, "--net="+s.nsPath+"net", "--pid="+s.nsPath+"pid", "--mount="+s.nsPath+"mnt", "--",
+		s.tools.bwrap,
+		"--ro-bind", "/", "/",
+		"--dev", "/dev",
+		"--proc", "/proc",
+		"--perms", "1777", "--size", strconv.Itoa(tmpSize), "--tmpfs", "/tmp",
+		"--tmpfs", "/run", // host sockets (connect works on read-only mounts)
+		"--bind", s.workDir, s.workDir,
+		"--chdir", s.workDir,
+		"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+		"--die-with-parent", "--new-session",
+		"--",
+		s.tools.setpriv, "--reuid="+strconv.Itoa(untrustedUID), "--regid="+strconv.Itoa(untrustedGID),
+		"--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
+		"--",
+		s.tools.prlimit)
+	args = append(args, limits...)
+	args = append(args, "--", prog)
+	args = append(args, argv[1:]...)
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Dir = s.workDir
+	cmd.Env = s.env()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if c.cg != nil {
+		// When ctx is done, kill the whole tree, not only nsenter.
+		cmd.Cancel = func() error {
+			c.cg.kill()
+			return cmd.Process.Kill()
+		}
+	}
+	c.cmd = cmd
+	return s.track(c)
+}
+
+// Trusted returns a command for a trusted program that joins only the
+// sandbox's network (the host network when not isolated); it runs with
+// the caller's environment and file system. Close kills it too.
+func (s *Sandbox) Trusted(ctx context.Context, argv []string) *exec.Cmd {
+	if len(argv) == 0 || argv[0] == "" {
+		return failed(ctx, errors.New("sandbox: empty command"))
+	}
+	var cmd *exec.Cmd
+	if s.Isolated() {
+		cmd = exec.CommandContext(ctx, s.tools.nsenter, append([]string{"--net=" + s.nsPath + "net", "--"}, argv...)...)
+		if _, err := exec.LookPath(argv[0]); err != nil {
+			cmd.Err = fmt.Errorf("sandbox: %s: not found", argv[0])
+		}
+	} else {
+		cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return s.track(&command{cmd: cmd})
+}
+
+// failed is a command whose Start returns err.
+func failed(ctx context.Context, err error) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "/nonexistent")
+	cmd.Err = err
+	return cmd
+}
+
+func (s *Sandbox) track(c *command) *exec.Cmd {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.cmd.Err = errors.New("sandbox: closed")
+		return c.cmd
+	}
+	s.cmds = append(s.cmds, c)
+	return c.cmd
+}
+
+// resolve finds the program argv[0] names as the sandboxed program would:
+// a path with a slash relative to WorkDir, a bare name on the sandbox
+// PATH, so that "not found" is an error from Start, not an exit status.
+func (s *Sandbox) resolve(argv []string) (string, error) {
+	if len(argv) == 0 || argv[0] == "" {
+		return "", errors.New("sandbox: empty command")
+	}
+	name := argv[0]
+	if strings.Contains(name, "/") {
+		p := name
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(s.workDir, p)
+		}
+		if err := executable(p); err != nil {
+			return "", fmt.Errorf("sandbox: %s: %w", name, err)
+		}
+		return p, nil
+	}
+	for _, dir := range filepath.SplitList(sandboxPath) {
+		p := filepath.Join(dir, name)
+		if executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("sandbox: %s: not found", name)
+}
+
+func executable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return errors.New("not found")
+		}
+		return err
+	}
+	if fi.IsDir() {
+		return errors.New("is a directory")
+	}
+	if fi.Mode()&0o111 == 0 {
+		return errors.New("not executable")
+	}
+	return nil
+}
+
+// Listen creates a listener inside the sandbox's network namespace (on
+// the host network when not isolated).
+func (s *Sandbox) Listen(ctx context.Context, network, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := s.inNetns(func() error {
+		var err error
+		ln, err = (&net.ListenConfig{}).Listen(ctx, network, addr)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: listen %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// DialContext connects to addr inside the sandbox's network namespace (on
+// the host network when not isolated).
+func (s *Sandbox) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := s.inNetns(func() error {
+		// No fast fallback: it would dial from another goroutine, on a
+		// thread in the host's namespace.
+		var err error
+		conn, err = (&net.Dialer{FallbackDelay: -1}).DialContext(ctx, network, addr)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: dial %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// inNetns runs fn on an OS thread switched into the sandbox's network
+// namespace; sockets fn creates stay in that namespace. The thread is
+// switched back afterwards; if that fails, it stays locked so that the
+// runtime discards it when the goroutine ends.
+func (s *Sandbox) inNetns(fn func() error) error {
+	if !s.Isolated() {
+		return fn()
+	}
+	s.nsMu.RLock()
+	defer s.nsMu.RUnlock()
+	if s.netns < 0 {
+		return errors.New("sandbox closed")
+	}
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("open own network namespace: %w", err)
+			return
+		}
+		defer unix.Close(orig)
+		if err := unix.Setns(s.netns, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("enter network namespace: %w", err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			done <- errors.Join(ferr, fmt.Errorf("leave network namespace: %w", err))
+			return // thread stays locked and dies with this goroutine
+		}
+		runtime.UnlockOSThread()
+		done <- ferr
+	}()
+	return <-done
+}
+
+// Close kills every process of the sandbox (trusted ones included),
+// waits until the namespaces are empty, releases them and removes the
+// scratch folder.
+func (s *Sandbox) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	cmds := s.cmds
+	s.mu.Unlock()
+
+	var errs []error
+	if s.holder != nil {
+		// Killing the holder's init makes the kernel kill every process in
+		// its pid namespace, including the nested ones of untrusted
+		// commands, and only then lets the init exit. (--die-with-parent
+		// alone does not always take the init down.) The holder's bwrap
+		// then reaps the init and exits by itself; killing it first would
+		// leave the init a zombie for the machine's init to reap.
+		if s.initFD >= 0 {
+			if err := unix.PidfdSendSignal(s.initFD, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+				errs = append(errs, fmt.Errorf("sandbox: kill namespace init: %w", err))
+			}
+			if err := waitExit(s.initFD, 30*time.Second); err != nil {
+				errs = append(errs, fmt.Errorf("sandbox: namespace init %d: %w", s.initPID, err))
+			}
+		}
+		s.lifeline.Close()
+		exited := make(chan struct{})
+		go func() { s.holder.Wait(); close(exited) }()
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			s.holder.Process.Kill()
+			<-exited
+		}
+	}
+	// What is left: trusted commands, untrusted ones' nsenter (which dies
+	// with its child anyway) and, when not isolated, process groups.
+	for _, c := range cmds {
+		if c.cmd.Process == nil {
+			continue
+		}
+		if !s.Isolated() && c.untrusted {
+			syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+		}
+		c.cmd.Process.Kill()
+	}
+	if s.initFD >= 0 {
+		unix.Close(s.initFD)
+	}
+	s.nsMu.Lock()
+	if s.netns >= 0 {
+		unix.Close(s.netns)
+		s.netns = -1
+	}
+	s.nsMu.Unlock()
+	for _, c := range cmds {
+		if c.cg != nil {
+			if err := c.cg.remove(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if s.cgroups != nil {
+		if err := s.cgroups.remove(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.workDir != "" {
+		if err := os.RemoveAll(s.workDir); err != nil {
+			errs = append(errs, fmt.Errorf("sandbox: remove scratch folder: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// waitExit waits until the process behind pidfd has exited.
+func waitExit(pidfd int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return errors.New("still running")
+		}
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(min(left, time.Second)/time.Millisecond)+1)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+}
+
+func cpuSeconds(d time.Duration) int64 {
+	sec := int64((d + time.Second - 1) / time.Second)
+	return max(sec, 1)
+}
+
+func oneLine(out []byte, err error) string {
+	msg := strings.TrimSpace(string(out))
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	if msg == "" {
+		return err.Error()
+	}
+	return msg
+}
+
+// formatBytes writes n in the largest binary unit that divides it.
+func formatBytes(n int64) string {
+	for _, u := range []struct {
+		size int64
+		name string
+	}{{1 << 30, "GiB"}, {1 << 20, "MiB"}, {1 << 10, "KiB"}} {
+		if n >= u.size && n%u.size == 0 {
+			return fmt.Sprintf("%d %s", n/u.size, u.name)
+		}
+	}
+	if n >= 1<<20 {
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
