@@ -47,6 +47,7 @@ type conn struct {
 	// they are dispatched; pending holds a request (or read error) read
 	// ahead that did not belong to the run.
 	runs        bool
+	br          *bufio.Reader // under r, when runs is set
 	collect     *[]uploadItem
 	pending     bool
 	pendReq     *spec.Message
@@ -77,7 +78,8 @@ func (s *Server) newConn(nc net.Conn, id uint64) *conn {
 func (c *conn) newReader() *spec.Reader {
 	if c.runs {
 		size := max(64<<10, (maxRun+1)*(c.srv.cfg.BlockSize+1024))
-		return spec.NewReader(bufio.NewReaderSize(connReader{c}, size), c.srv.cfg.Limits)
+		c.br = bufio.NewReaderSize(connReader{c}, size)
+		return spec.NewReader(c.br, c.srv.cfg.Limits)
 	}
 	return spec.NewReader(connReader{c}, c.srv.cfg.Limits)
 }

@@ -2,6 +2,7 @@ package refserver
 
 import (
 	"errors"
+	"time"
 
 	"github.com/stepkit/stepkit/refserver/storage"
 	"github.com/stepkit/stepkit/spec"
@@ -55,7 +56,7 @@ func continuesRun(run []*spec.Message, next *spec.Message) bool {
 func (c *conn) serveRun(first *spec.Message) bool {
 	s := c.srv
 	reqs := []*spec.Message{first.Clone()}
-	for len(reqs) < maxRun && c.r.FrameBuffered() {
+	for len(reqs) < maxRun && c.frameReady() {
 		c.beginFrame(c.r.Buffered())
 		before := c.r.Offset()
 		next, err := c.r.ReadMessage()
@@ -87,6 +88,28 @@ func (c *conn) serveRun(first *spec.Message) bool {
 	// One write for the run's answers: the client then refills its window
 	// at once, and the next run finds more of it buffered.
 	return c.send(resps...)
+}
+
+// pollWait is how long frameReady waits for bytes already on their way.
+const pollWait = 200 * time.Microsecond
+
+// frameReady reports whether a whole frame is buffered, first moving into
+// the buffer what the client has sent meanwhile: a read bounded by a
+// deadline pollWait away takes what the socket holds and waits no longer.
+// (A read takes at most one chunk: see maxReadChunk.)
+func (c *conn) frameReady() bool {
+	for !c.r.FrameBuffered() {
+		n := c.br.Buffered()
+		if n == c.br.Size() {
+			return false
+		}
+		c.nc.SetReadDeadline(time.Now().Add(pollWait))
+		c.br.Peek(n + 1) // a timeout is returned here and forgotten
+		if c.br.Buffered() == n {
+			return false
+		}
+	}
+	return true
 }
 
 // storeRun stores the collected blocks of each upload in one write and
