@@ -25,6 +25,15 @@
 // file is written once its MD5 is known, with the MD5 in its metadata, and
 // only after its plan was checked to be still current.
 //
+// # Speed
+//
+// A block is acknowledged only once it is in the store. Store implements
+// storage.RunWriter: the server hands it the blocks a client pipelined,
+// stored as one object, so an upload costs a request per run, not per
+// block. The server also keeps the blocks it stored in an unlinked local
+// file (the spool) and completes a file from it when it holds the newest
+// bytes of every block, without reading the blocks back from the store.
+//
 // Every call to the store has a deadline (Config.RequestTimeout, longer in
 // proportion to size for whole files); a store that is slow or down gives
 // errors, never half-written objects.
