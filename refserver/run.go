@@ -49,9 +49,9 @@ func continuesRun(run []*spec.Message, next *spec.Message) bool {
 }
 
 // serveRun answers first and the UPLOADs of other blocks of its key that
-// follow it and are already buffered whole, storing their blocks with one
-// write: a client that pipelines its blocks then costs the storage one
-// request per run, not per block. Each request is checked and answered as it would be
+// follow it and have arrived whole, storing their blocks with one write: a
+// client that pipelines its blocks then costs the storage one request per
+// run, not per block. Each request is checked and answered as it would be
 // alone, in order. It reports false when a response could not be sent.
 func (c *conn) serveRun(first *spec.Message) bool {
 	s := c.srv
