@@ -35,9 +35,13 @@ type Case struct {
 	alone bool
 }
 
-// Labels are the case's Ginkgo labels: req:ID for each requirement,
-// sec:PREFIX for each section and level:LEVEL for each level cited.
-func (c *Case) Labels() []string {
+// Labels are the case's Ginkgo labels (CaseLabels).
+func (c *Case) Labels() []string { return CaseLabels(c.Reqs) }
+
+// CaseLabels are the labels of a case citing reqs: req:ID for each
+// requirement, sec:PREFIX for each section and level:LEVEL for each level
+// cited.
+func CaseLabels(reqs []string) []string {
 	var out []string
 	seen := map[string]bool{}
 	add := func(l string) {
@@ -46,14 +50,14 @@ func (c *Case) Labels() []string {
 			out = append(out, l)
 		}
 	}
-	for _, id := range c.Reqs {
+	for _, id := range reqs {
 		add("req:" + id)
 	}
-	for _, id := range c.Reqs {
+	for _, id := range reqs {
 		r, _ := spec.Lookup(id)
 		add("sec:" + r.SectionPrefix())
 	}
-	for _, id := range c.Reqs {
+	for _, id := range reqs {
 		r, _ := spec.Lookup(id)
 		add("level:" + string(r.Level))
 	}

@@ -110,6 +110,11 @@ func (r *Report) verdicts() {
 		default:
 			a.v.Verdict = Blocked
 		}
+		if a.v.Cases == nil {
+			// Found broken only by cases that do not cite it: the schema
+			// wants a list, not null.
+			a.v.Cases = []string{}
+		}
 		r.Requirements = append(r.Requirements, a.v)
 	}
 }

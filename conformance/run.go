@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +53,13 @@ var ErrNoCases = errors.New("no case matches the selection")
 // A bad label filter or a selector that names nothing is an error, found
 // here rather than inside Ginkgo (which would exit the process).
 func Select(labelFilter string, selectors []string) ([]*Case, error) {
+	return SelectFrom(Cases(), func(c *Case) (string, []string) { return c.ID, c.Reqs }, labelFilter, selectors)
+}
+
+// SelectFrom is Select over any list of cases, server or client: cite
+// gives a case's ID and the requirement IDs it cites, from which its
+// labels are made (CaseLabels).
+func SelectFrom[C any](all []C, cite func(C) (id string, reqs []string), labelFilter string, selectors []string) ([]C, error) {
 	var lf types.LabelFilter
 	if strings.TrimSpace(labelFilter) != "" {
 		var err error
@@ -60,33 +68,31 @@ func Select(labelFilter string, selectors []string) ([]*Case, error) {
 			return nil, fmt.Errorf("bad label filter %q: %s", labelFilter, plainText(err.Error()))
 		}
 	}
-	all := Cases()
-	match := make([]func(*Case) bool, 0, len(selectors))
+	ids := make([]string, len(all))
+	for i, c := range all {
+		ids[i], _ = cite(c)
+	}
+	match := make([]func(id string, reqs []string) bool, 0, len(selectors))
 	for _, sel := range selectors {
-		m, err := selector(sel, all)
+		m, err := selector(sel, ids)
 		if err != nil {
 			return nil, err
 		}
 		match = append(match, m)
 	}
-	var out []*Case
+	var out []C
 	for _, c := range all {
-		if lf != nil && !lf(c.Labels()) {
+		id, reqs := cite(c)
+		if lf != nil && !lf(CaseLabels(reqs)) {
 			continue
 		}
-		if len(match) > 0 {
-			ok := false
-			for _, m := range match {
-				if m(c) {
-					ok = true
-					break
-				}
-			}
-			if !ok {
-				continue
-			}
+		ok := len(match) == 0
+		for _, m := range match {
+			ok = ok || m(id, reqs)
 		}
-		out = append(out, c)
+		if ok {
+			out = append(out, c)
+		}
 	}
 	if len(out) == 0 {
 		return nil, ErrNoCases
@@ -94,8 +100,8 @@ func Select(labelFilter string, selectors []string) ([]*Case, error) {
 	return out, nil
 }
 
-// selector parses one positional selector.
-func selector(sel string, all []*Case) (func(*Case) bool, error) {
+// selector parses one positional selector against the cases ids.
+func selector(sel string, ids []string) (func(id string, reqs []string) bool, error) {
 	s := strings.ToUpper(strings.TrimSpace(sel))
 	if s == "" {
 		return nil, errors.New("empty selector")
@@ -103,19 +109,10 @@ func selector(sel string, all []*Case) (func(*Case) bool, error) {
 	// A requirement ID picks every case citing it; a case ID (with its
 	// ".N" suffix) picks one case.
 	if _, ok := spec.Lookup(s); ok {
-		return func(c *Case) bool {
-			for _, r := range c.Reqs {
-				if r == s {
-					return true
-				}
-			}
-			return false
-		}, nil
+		return func(_ string, reqs []string) bool { return slices.Contains(reqs, s) }, nil
 	}
-	for _, c := range all {
-		if c.ID == s {
-			return func(c *Case) bool { return c.ID == s }, nil
-		}
+	if slices.Contains(ids, s) {
+		return func(id string, _ []string) bool { return id == s }, nil
 	}
 	known := false
 	for _, p := range spec.SectionPrefixes() {
@@ -126,11 +123,10 @@ func selector(sel string, all []*Case) (func(*Case) bool, error) {
 	if !known {
 		return nil, fmt.Errorf("selector %q names no requirement, case or section (sections: %s)", sel, strings.Join(spec.SectionPrefixes(), ", "))
 	}
-	return func(c *Case) bool {
-		for _, id := range c.Reqs {
+	return func(_ string, reqs []string) bool {
+		for _, id := range reqs {
 			r, _ := spec.Lookup(id)
-			p := r.SectionPrefix()
-			if p == s || strings.HasPrefix(p, s+"-") {
+			if p := r.SectionPrefix(); p == s || strings.HasPrefix(p, s+"-") {
 				return true
 			}
 		}

@@ -1,6 +1,7 @@
 package refserver
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -65,6 +66,19 @@ type conn struct {
 	// inq reads the bytes waiting in the socket (see inSocket).
 	inq inqReader
 
+	// runs is set when the storage stores a run of blocks in one write
+	// (storage.RunWriter): pipelined UPLOADs of consecutive blocks are
+	// then taken together (serveRun). collect gathers their blocks while
+	// they are dispatched; pending holds a request (or read error) read
+	// ahead that did not belong to the run.
+	runs        bool
+	br          *bufio.Reader // under r, when runs is set
+	collect     *[]uploadItem
+	pending     bool
+	pendReq     *spec.Message
+	pendErr     error
+	pendTraffic int
+
 	// The completed file DOWNLOAD read last, kept open between blocks.
 	dlMeta *storage.FileMeta
 	dlUser string
@@ -76,8 +90,23 @@ func (s *Server) newConn(nc net.Conn, id uint64) *conn {
 	c := &conn{srv: s, nc: nc, id: id, req: spec.NewMessage()}
 	c.log = s.log.With("conn", id)
 	c.debug = c.log.Enabled(context.Background(), slog.LevelDebug)
-	c.r = spec.NewReader(connReader{c}, s.cfg.Limits)
+	if _, ok := s.store.(storage.RunWriter); ok {
+		c.runs = true
+	}
+	c.r = c.newReader()
 	return c
+}
+
+// newReader returns the connection's frame reader: with room for a window
+// of pipelined blocks when UPLOADs are taken in runs, so that a run can be
+// seen whole.
+func (c *conn) newReader() *spec.Reader {
+	if c.runs {
+		size := max(64<<10, (maxRun+1)*(c.srv.cfg.BlockSize+1024))
+		c.br = bufio.NewReaderSize(connReader{c}, size)
+		return spec.NewReader(c.br, c.srv.cfg.Limits)
+	}
+	return spec.NewReader(connReader{c}, c.srv.cfg.Limits)
 }
 
 func (c *conn) serve() {
@@ -111,21 +140,30 @@ func (c *conn) loop() string {
 		if len(c.wbuf) > 0 && !c.nextReady() && !c.flush(nil) {
 			return "write failed"
 		}
-		if n := c.r.Buffered(); n > 0 {
-			c.idle.Store(false)
-			c.beginFrame(n)
+		var req *spec.Message
+		var err error
+		if c.pending {
+			// Read ahead by serveRun.
+			req, err = c.pendReq, c.pendErr
+			s.met.traffic(c.pendTraffic, 0)
+			c.pending, c.pendReq, c.pendErr = false, nil, nil
 		} else {
-			c.idleShrink()
-			c.idle.Store(true)
-			c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
-			if s.inShutdown.Load() {
-				return "server shutting down"
+			if n := c.r.Buffered(); n > 0 {
+				c.idle.Store(false)
+				c.beginFrame(n)
+			} else {
+				c.idleShrink()
+				c.idle.Store(true)
+				c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
+				if s.inShutdown.Load() {
+					return "server shutting down"
+				}
 			}
+			before := c.r.Offset()
+			req, err = c.r.ReadMessageInto(c.req)
+			s.met.traffic(int(c.r.Offset()-before), 0)
+			c.frameDone(c.r.Offset() - before - spec.HeaderLen)
 		}
-		before := c.r.Offset()
-		req, err := c.r.ReadMessageInto(c.req)
-		s.met.traffic(int(c.r.Offset()-before), 0)
-		c.frameDone(c.r.Offset() - before - spec.HeaderLen)
 		if err != nil {
 			var fe *spec.FrameError
 			switch {
@@ -172,6 +210,12 @@ func (c *conn) loop() string {
 		}
 		c.idle.Store(false)
 		c.requests++
+		if c.runs && startsRun(req) && c.r.FrameBuffered() {
+			if !c.serveRun(req) {
+				return "write failed"
+			}
+			continue
+		}
 		resp, closeAfter := c.handle(req)
 		if !c.send(resp, closeAfter) {
 			return "write failed"
@@ -266,6 +310,20 @@ func (c *conn) send(resp *spec.Message, force bool) bool {
 		return true
 	}
 	return c.flush(resp.Binary)
+}
+
+// sendAll answers a run of requests with one write.
+func (c *conn) sendAll(resps []*spec.Message) bool {
+	for _, resp := range resps {
+		start := len(c.wbuf)
+		var err error
+		if c.wbuf, err = spec.AppendFrame(c.wbuf, resp); err != nil {
+			c.wbuf = c.wbuf[:start]
+			c.log.Error("encode response", "err", err)
+			return false
+		}
+	}
+	return c.flush(nil)
 }
 
 // flushFile writes the responses waiting in the write buffer, the last of

@@ -62,7 +62,8 @@
 //
 // The handlers keep everything through a storage.Backend. The default is
 // the folder Config.Root (package storage/local); Config.Storage names
-// another backend. The folder's layout:
+// another backend, such as an S3-compatible bucket that several servers
+// share (package storage/s3). The folder's layout:
 //
 //	ROOT/data/USER/KEY              DATA document (the request's JSON without its token)
 //	ROOT/file/USER/KEY              completed file, only ever present whole

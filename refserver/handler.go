@@ -28,13 +28,18 @@ const (
 // the connection closes after it (BYE).
 func (c *conn) handle(req *spec.Message) (*spec.Message, bool) {
 	resp, closeAfter := c.dispatch(req)
+	c.count(req, resp)
+	return resp, closeAfter
+}
+
+// count records an answered request in the metrics and the debug log.
+func (c *conn) count(req, resp *spec.Message) {
 	st, _ := resp.Status()
 	c.srv.met.request(string(req.Operation()), st)
 	if c.debug {
 		c.log.Debug("request", "operation", string(req.Operation()), "type", string(req.Type()), "status", int(st),
 			"status_msg", resp.StatusMsg())
 	}
-	return resp, closeAfter
 }
 
 func reply(op spec.Operation, t spec.Type, st spec.Status, msg string) *spec.Message {
@@ -375,6 +380,11 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 			}
 		}
 		m, err := s.store.CreateEmpty(user, k)
+		if errors.Is(err, storage.ErrExists) {
+			// Another server created the key meanwhile.
+			s.release(user, size-old)
+			return reply(op, t, spec.StatusKeyExists, fmt.Sprintf("The key %q is existing.", k)).Set(spec.FieldKey, k)
+		}
 		if err != nil {
 			return c.internal(op, t, "create empty file", err)
 		}
@@ -397,6 +407,12 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 			plan, _, err = s.store.PlanUpload(user, k, size, bs, s.cfg.Now())
 		}
 	}
+	if errors.Is(err, storage.ErrExists) {
+		// A storage shared by several servers: another server planned
+		// the key between our look and our write.
+		s.release(user, size-old)
+		return reply(op, t, spec.StatusKeyExists, fmt.Sprintf("The key %q was planned at the same time by another request.", k)).Set(spec.FieldKey, k)
+	}
 	if err != nil {
 		s.release(user, size-old)
 		return c.internal(op, t, "plan upload", err)
@@ -406,6 +422,18 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 	}
 	return reply(op, t, spec.StatusOK, msgUploadPlan).Set(spec.FieldKey, k).Set(spec.FieldSize, plan.Size).
 		Set(spec.FieldTotalBlock, plan.TotalBlock).Set(spec.FieldBlockSize, plan.BlockSize)
+}
+
+// noPlan answers an UPLOAD to a key without an upload in progress.
+func (c *conn) noPlan(user, k string) *spec.Message {
+	const op, t = spec.OpUpload, spec.TypeFile
+	s := c.srv
+	unlock := s.store.Lock(user, k)
+	defer unlock()
+	if _, err := s.store.CompletedLocked(user, k); err == nil {
+		return reply(op, t, spec.StatusWrongOperation, fmt.Sprintf("The file %q is already completely uploaded.", k)).Set(spec.FieldKey, k)
+	}
+	return reply(op, t, spec.StatusWrongOperation, fmt.Sprintf("The key %q has no upload plan: send FILE SAVE first.", k)).Set(spec.FieldKey, k)
 }
 
 // blockIndex returns the request's block_index, or the 410 answer.
@@ -439,14 +467,12 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 	if resp != nil {
 		return resp
 	}
+	noPlan := func() *spec.Message { return c.noPlan(user, k) }
 	unlock := s.store.Lock(user, k)
-	defer unlock()
 	u, err := s.store.Upload(user, k)
+	unlock()
 	if errors.Is(err, storage.ErrNotFound) {
-		if _, err := s.store.CompletedLocked(user, k); err == nil {
-			return reply(op, t, spec.StatusWrongOperation, fmt.Sprintf("The file %q is already completely uploaded.", k)).Set(spec.FieldKey, k)
-		}
-		return reply(op, t, spec.StatusWrongOperation, fmt.Sprintf("The key %q has no upload plan: send FILE SAVE first.", k)).Set(spec.FieldKey, k)
+		return noPlan()
 	}
 	if err != nil {
 		return c.internal(op, t, "look up upload", err)
@@ -458,6 +484,17 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 	if resp := checkIndex(op, i, u.Plan().TotalBlock); resp != nil {
 		return resp
 	}
+	if c.collect != nil {
+		// Part of a run (serveRun): stored with the others.
+		if want := spec.BlockLen(u.Plan().Size, u.Plan().BlockSize, i); int64(len(req.Binary)) != want {
+			return reply(op, t, spec.StatusBlockSize, fmt.Sprintf("The block is %d bytes; block %d of this plan has %d.",
+				len(req.Binary), i, want)).Set(spec.FieldKey, k).Set(spec.FieldBlockIndex, i)
+		}
+		*c.collect = append(*c.collect, uploadItem{user: user, key: k, u: u, index: i, block: req.Binary})
+		return nil
+	}
+	// The storage takes the key's lock itself: it may store blocks of one
+	// upload from several connections at once.
 	var m *storage.FileMeta
 	if bw, ok := s.store.(storage.BatchWriter); ok {
 		// The record of the block may wait for the next write of
@@ -473,15 +510,31 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 		return reply(op, t, spec.StatusBlockSize, fmt.Sprintf("The block is %d bytes; block %d of this plan has %d.",
 			len(req.Binary), i, spec.BlockLen(u.Plan().Size, u.Plan().BlockSize, i))).Set(spec.FieldKey, k).Set(spec.FieldBlockIndex, i)
 	}
+	if errors.Is(err, storage.ErrNotFound) {
+		return noPlan() // removed, replaced or completed meanwhile
+	}
 	if err != nil {
 		return c.internal(op, t, "store block", err)
 	}
 	if c.ack == nil {
 		c.ack = spec.NewResponse(op, t, spec.StatusOK, "")
 	}
-	resp = c.ack.ResetResponse(op, t, spec.StatusOK, "The block is uploaded.").SetString(spec.FieldKey, k).SetInt(spec.FieldBlockIndex, i)
+	// The answer is reused: it is encoded before the next request is read.
+	return c.uploadedInto(c.ack, user, k, i, m)
+}
+
+// uploaded is the answer to an UPLOAD whose block was stored; m is set
+// when it completed the file.
+func (c *conn) uploaded(user, k string, i int64, m *storage.FileMeta) *spec.Message {
+	return c.uploadedInto(spec.NewResponse(spec.OpUpload, spec.TypeFile, spec.StatusOK, ""), user, k, i, m)
+}
+
+// uploadedInto makes resp that answer.
+func (c *conn) uploadedInto(resp *spec.Message, user, k string, i int64, m *storage.FileMeta) *spec.Message {
+	const op, t = spec.OpUpload, spec.TypeFile
+	resp = resp.ResetResponse(op, t, spec.StatusOK, "The block is uploaded.").SetString(spec.FieldKey, k).SetInt(spec.FieldBlockIndex, i)
 	if m != nil {
-		s.met.uploadDone()
+		c.srv.met.uploadDone()
 		c.log.Info("upload completed", "user", user, "key", k, "size", m.Size, "md5", m.MD5)
 		resp.Set(spec.FieldStatusMsg, "The file is completely uploaded.").Set(spec.FieldMD5, m.MD5)
 	}
@@ -507,10 +560,20 @@ func (c *conn) fileGet(req *spec.Message, user string) *spec.Message {
 }
 
 // lookupCompleted returns a completed file's metadata, or the 404 answer
-// (saying so when the upload is still in progress).
+// (saying so when the upload is still in progress). FILE GET asks the
+// storage; DOWNLOAD, sent for every block, may be answered from what the
+// server saw of the file a moment ago (Backend.Completed).
 func (c *conn) lookupCompleted(op spec.Operation, user, k string) (*storage.FileMeta, *spec.Message) {
 	s := c.srv
-	m, err := s.store.Completed(user, k)
+	var m *storage.FileMeta
+	var err error
+	if op == spec.OpGet {
+		unlock := s.store.Lock(user, k)
+		m, err = s.store.CompletedLocked(user, k)
+		unlock()
+	} else {
+		m, err = s.store.Completed(user, k)
+	}
 	if err == nil {
 		return m, nil
 	}

@@ -6,8 +6,6 @@ import (
 	"net"
 	"sync"
 	"time"
-
-	"github.com/stepkit/stepkit/spec"
 )
 
 // Defaults of the limits on hostile clients.
@@ -208,7 +206,7 @@ func (c *conn) idleShrink() {
 		return
 	}
 	off := c.r.Offset()
-	c.r = spec.NewReader(connReader{c}, c.srv.cfg.Limits)
+	c.r = c.newReader()
 	c.fl.before += off
 	c.fl.rawIn -= off // the new reader counts from zero
 	c.fl.frameRaw -= off

@@ -327,6 +327,15 @@ func (s *Server) reserve(user string, delta int64) (bool, error) {
 	if s.cfg.Quota == 0 {
 		return true, nil
 	}
+	if s.shared() {
+		// Other servers write too: count from the storage each time.
+		n, err := s.store.Usage(user)
+		if err != nil {
+			return false, err
+		}
+		s.user(user).usage.Store(n)
+		return delta <= 0 || n+delta <= s.cfg.Quota, nil
+	}
 	us := s.user(user)
 	us.usageOnce.Do(func() {
 		n, err := s.store.Usage(user)
@@ -347,9 +356,15 @@ func (s *Server) reserve(user string, delta int64) (bool, error) {
 	}
 }
 
+// shared reports whether other servers write to the storage too.
+func (s *Server) shared() bool {
+	sh, ok := s.store.(storage.Shared)
+	return ok && sh.Shared()
+}
+
 // release gives back delta bytes of user's quota.
 func (s *Server) release(user string, delta int64) {
-	if s.cfg.Quota == 0 || delta == 0 {
+	if s.cfg.Quota == 0 || delta == 0 || s.shared() {
 		return
 	}
 	s.user(user).usage.Add(-delta)

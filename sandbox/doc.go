@@ -56,8 +56,8 @@
 // RLIMIT_CPU, soft at the bound (SIGXCPU), hard one second later
 // (SIGKILL, for programs that ignore SIGXCPU, as Go programs do); the
 // cpuacct group tells Describe how much was used. Open files (1024),
-// file size (1 GiB) and core dumps (none) are bounded too; /tmp is a
-// 64 MiB tmpfs.
+// file size (8 GiB, above the 2^32 + 1 bytes the suite plans) and core
+// dumps (none) are bounded too; /tmp is a 64 MiB tmpfs.
 //
 // Close kills the holder's init: the kernel then kills every process in
 // its pid namespace and in the nested ones of untrusted commands, daemons

@@ -561,3 +561,22 @@ func TestProgramCannotReachAnotherSandbox(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestSparsePlanFile: a server that plans a file of 2^32 + 1 bytes (the
+// largest size the conformance suite plans) by seeking to its end, as the
+// course's server does, may do so in a sandbox, as on a laptop; the file
+// takes no room.
+func TestSparsePlanFile(t *testing.T) {
+	needIsolation(t)
+	ctx := testContext(t)
+	s := newSandbox(t, Config{})
+	script := "f = open('plan.bin', 'wb'); f.seek(2**32); f.write(b'x'); f.close(); print('planned')"
+	out, err := s.Command(ctx, []string{"python3", "-c", script}).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "planned" {
+		t.Fatalf("python3 planning a 2^32 + 1 byte file: %v, %q", err, out)
+	}
+	fi, err := os.Stat(filepath.Join(s.WorkDir(), "plan.bin"))
+	if err != nil || fi.Size() != 1<<32+1 {
+		t.Fatalf("plan.bin: %v, %v", fi, err)
+	}
+}

@@ -55,3 +55,33 @@ func TestCharCountLengthRecovered(t *testing.T) {
 		t.Fatalf("want EOF, got %v", err)
 	}
 }
+
+// TestFrameBuffered says a frame is buffered only once every byte of it is.
+func TestFrameBuffered(t *testing.T) {
+	m := NewRequest(OpUpload, TypeFile).Set(FieldKey, "k").Set(FieldBlockIndex, 0)
+	m.Binary = bytes.Repeat([]byte("b"), 1000)
+	frame, err := EncodeFrame(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	r := NewReader(pr, Limits{})
+	if r.FrameBuffered() {
+		t.Fatal("nothing sent, yet a frame is buffered")
+	}
+	// Two frames and the header of a third arrive in one write.
+	go pw.Write(append(append(append([]byte{}, frame...), frame...), frame[:HeaderLen+3]...))
+	if _, err := r.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	if !r.FrameBuffered() {
+		t.Fatal("the second frame is buffered whole, FrameBuffered says no")
+	}
+	if _, err := r.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	if r.FrameBuffered() {
+		t.Fatal("only part of the third frame is buffered, FrameBuffered says yes")
+	}
+	pw.Close()
+}

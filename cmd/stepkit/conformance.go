@@ -186,20 +186,8 @@ func runConformance(ctx context.Context, cmd *cobra.Command, o conformanceOption
 	if err != nil {
 		return err
 	}
-	colour := !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(out)
-	if err := rep.WriteText(out, colour, o.verbose); err != nil {
+	if err := writeReports(out, o, rep); err != nil {
 		return err
-	}
-	for _, r := range []struct {
-		path  string
-		write func(io.Writer) error
-	}{{o.junit, rep.WriteJUnit}, {o.jsonReport, rep.WriteJSON}, {o.htmlReport, rep.WriteHTML}} {
-		if r.path == "" {
-			continue
-		}
-		if err := conformance.WriteFile(r.path, r.write); err != nil {
-			return err
-		}
 	}
 	if rep.Conformant {
 		return nil
@@ -261,4 +249,24 @@ func startBuiltin(blockSize int) (string, func(), error) {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// writeReports prints rep on out and writes the report files o asks for.
+func writeReports(out io.Writer, o conformanceOptions, rep *conformance.Report) error {
+	colour := !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(out)
+	if err := rep.WriteText(out, colour, o.verbose); err != nil {
+		return err
+	}
+	for _, r := range []struct {
+		path  string
+		write func(io.Writer) error
+	}{{o.junit, rep.WriteJUnit}, {o.jsonReport, rep.WriteJSON}, {o.htmlReport, rep.WriteHTML}} {
+		if r.path == "" {
+			continue
+		}
+		if err := conformance.WriteFile(r.path, r.write); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -117,20 +117,8 @@ func runClientConformance(ctx context.Context, cmd *cobra.Command, o conformance
 	if rep.Client != nil && !rep.Client.Isolated {
 		fmt.Fprintf(errOut, "stepkit: %s\n", rep.Preflight)
 	}
-	colour := !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(out)
-	if err := rep.WriteText(out, colour, o.verbose); err != nil {
+	if err := writeReports(out, o, rep); err != nil {
 		return err
-	}
-	for _, r := range []struct {
-		path  string
-		write func(io.Writer) error
-	}{{o.junit, rep.WriteJUnit}, {o.jsonReport, rep.WriteJSON}, {o.htmlReport, rep.WriteHTML}} {
-		if r.path == "" {
-			continue
-		}
-		if err := conformance.WriteFile(r.path, r.write); err != nil {
-			return err
-		}
 	}
 	if rep.Conformant {
 		return nil

@@ -105,8 +105,16 @@ type servingLine struct{ Msg, Addr string }
 // process has exited, and *exitErr then holds what Wait returned.
 func startServeProcess(t testing.TB, dir string) (p *stepkitProc, addr string, exited <-chan struct{}, exitErr *error) {
 	t.Helper()
-	p = stepkitCmd(t, context.Background(), dir, "serve", "--addr", "127.0.0.1:0",
-		"--root", filepath.Join(dir, "store"), "--log-format", "json", "--shutdown-timeout", "5s")
+	return startServeWith(t, dir, nil, "--root", filepath.Join(dir, "store"))
+}
+
+// startServeWith is startServeProcess with the storage flags args and the
+// extra environment variables env.
+func startServeWith(t testing.TB, dir string, env []string, args ...string) (p *stepkitProc, addr string, exited <-chan struct{}, exitErr *error) {
+	t.Helper()
+	p = stepkitCmd(t, context.Background(), dir, append([]string{"serve", "--addr", "127.0.0.1:0",
+		"--log-format", "json", "--shutdown-timeout", "5s"}, args...)...)
+	p.cmd.Env = append(p.cmd.Env, env...)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

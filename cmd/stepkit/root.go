@@ -122,6 +122,7 @@ decoder for pcap/pcapng captures.`,
 		newDumpCmd(),
 		newBenchCmd(),
 		newSpecCmd(),
+		newGradeCmd(),
 		newVersionCmd(),
 	)
 	root.AddCommand(newClientCmds()...)

@@ -11,11 +11,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -23,6 +25,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/stepkit/stepkit/refserver"
+	"github.com/stepkit/stepkit/refserver/storage/s3"
 	"github.com/stepkit/stepkit/spec"
 )
 
@@ -30,6 +33,12 @@ import (
 type serveOptions struct {
 	addr            string
 	root            string
+	storage         string
+	s3Endpoint      string
+	s3Bucket        string
+	s3Prefix        string
+	s3Region        string
+	s3Timeout       time.Duration
 	blockSize       int
 	maxFileSize     string
 	maxJSON         string
@@ -73,6 +82,12 @@ its files under --root:
   ROOT/meta/USER/KEY            their size and MD5
   ROOT/tmp/USER/KEY/            uploads in progress (resumed after a restart)
 
+With --storage s3 they live in an S3-compatible object store instead
+(SeaweedFS, MinIO, Ceph RGW, AWS S3), under the same names below
+--s3-prefix, and several servers can share the bucket behind a TCP load
+balancer. Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+and AWS_SESSION_TOKEN.
+
 Course mode (the default) uses the course's login rule: the password is the
 MD5 hex of the username, so ANYONE CAN LOG IN AS ANYONE, and tokens follow
 the course's public recipe and never expire. Use it for classes only.
@@ -84,7 +99,8 @@ flag name in upper case with dashes as underscores (STEPKIT_ROOT,
 STEPKIT_MAX_CONNS, ...). A flag on the command line wins.`,
 		Example: `  stepkit serve --root ./store
   stepkit serve --addr 127.0.0.1:1379 --root ./store --log-format json
-  stepkit serve --root /srv/step --users users.txt --secret-file secret.key --quota 1GiB --rate 200`,
+  stepkit serve --root /srv/step --users users.txt --secret-file secret.key --quota 1GiB --rate 200
+  stepkit serve --storage s3 --s3-endpoint http://127.0.0.1:8333 --s3-bucket step --users users.txt --secret-file secret.key`,
 		Args: noArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
 			return flagsFromEnv(cmd.Flags(), "STEPKIT_")
@@ -95,7 +111,13 @@ STEPKIT_MAX_CONNS, ...). A flag on the command line wins.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.addr, "addr", fmt.Sprintf(":%d", spec.DefaultPort), "TCP address to listen on")
-	f.StringVar(&o.root, "root", "step-data", "storage folder (created if missing)")
+	f.StringVar(&o.root, "root", "step-data", "storage folder (created if missing), with --storage local")
+	f.StringVar(&o.storage, "storage", "local", "where data is kept: local (the folder --root) or s3 (an S3-compatible bucket)")
+	f.StringVar(&o.s3Endpoint, "s3-endpoint", "", "with --storage s3: the store's URL, http://host:port or https://host:port")
+	f.StringVar(&o.s3Bucket, "s3-bucket", "", "with --storage s3: the bucket (must exist)")
+	f.StringVar(&o.s3Prefix, "s3-prefix", "", "with --storage s3: prefix of every object name, e.g. step/")
+	f.StringVar(&o.s3Region, "s3-region", "", "with --storage s3: the bucket's region (default us-east-1)")
+	f.DurationVar(&o.s3Timeout, "s3-timeout", s3.DefaultRequestTimeout, "with --storage s3: time allowed for each request to the store")
 	f.IntVar(&o.blockSize, "block-size", spec.DefaultBlockSize, "block_size of upload and download plans (1..65536); a client may ask for a larger one, up to --max-binary (STEP.md EXT-7)")
 	f.StringVar(&o.maxFileSize, "max-file-size", "4GiB", "largest file a FILE SAVE may announce")
 	f.StringVar(&o.maxJSON, "max-json", "1MiB", "largest JSON part of a frame")
@@ -187,8 +209,35 @@ func serveConfig(o serveOptions, logw io.Writer) (refserver.Config, error) {
 		FullDiskUploadMaxAge: o.fullDiskMaxAge,
 		SyncBlocks:           o.syncBlocks,
 	}
-	if o.root == "" {
-		return cfg, usageErrorf("--root must not be empty")
+	switch o.storage {
+	case "local":
+		if o.root == "" {
+			return cfg, usageErrorf("--root must not be empty")
+		}
+		if o.s3Endpoint != "" || o.s3Bucket != "" || o.s3Prefix != "" || o.s3Region != "" {
+			return cfg, usageErrorf("--s3-endpoint, --s3-bucket, --s3-prefix and --s3-region need --storage s3")
+		}
+	case "s3":
+		if o.s3Endpoint == "" || o.s3Bucket == "" {
+			return cfg, usageErrorf("--storage s3 needs --s3-endpoint and --s3-bucket")
+		}
+		if o.syncBlocks {
+			return cfg, usageErrorf("--sync-blocks is for --storage local: the object store decides when data is durable")
+		}
+		if o.s3Timeout <= 0 {
+			return cfg, usageErrorf("--s3-timeout must be positive")
+		}
+		if u, err := url.Parse(o.s3Endpoint); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return cfg, usageErrorf("--s3-endpoint %q: want http://host:port or https://host:port", o.s3Endpoint)
+		}
+		if err := s3utils.CheckValidBucketName(o.s3Bucket); err != nil {
+			return cfg, usageErrorf("--s3-bucket %q: %v", o.s3Bucket, err)
+		}
+		if strings.HasPrefix(o.s3Prefix, "/") {
+			return cfg, usageErrorf("--s3-prefix %q must not start with /", o.s3Prefix)
+		}
+	default:
+		return cfg, usageErrorf("--storage %q: want local or s3", o.storage)
 	}
 	if o.blockSize < 1 || o.blockSize > spec.MaxBlockSize {
 		return cfg, usageErrorf("--block-size %d is outside 1..%d", o.blockSize, spec.MaxBlockSize)
@@ -326,6 +375,14 @@ func runServe(ctx context.Context, o serveOptions, logw io.Writer) error {
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go metricsSrv.Serve(ml)
 		log.Info("metrics", "url", "http://"+ml.Addr().String()+"/metrics")
+	}
+	if o.storage == "s3" {
+		st, err := s3.Open(ctx, s3.Config{Endpoint: o.s3Endpoint, Bucket: o.s3Bucket, Prefix: o.s3Prefix,
+			Region: o.s3Region, RequestTimeout: o.s3Timeout})
+		if err != nil {
+			return withExit(exitNetwork, fmt.Errorf("open the object store: %w", err))
+		}
+		cfg.Storage = st
 	}
 	srv, err := refserver.New(cfg)
 	if err != nil {

@@ -79,8 +79,11 @@ type Backend interface {
 	DeleteData(user, key string) (int64, error)
 
 	// Completed returns the metadata of a completed file, or ErrNotFound.
+	// A backend shared by several servers may answer from what this
+	// server saw a moment ago (DOWNLOAD asks for every block).
 	Completed(user, key string) (*FileMeta, error)
-	// CompletedLocked is Completed for a caller holding the key's lock.
+	// CompletedLocked is Completed for a caller holding the key's lock,
+	// always as the storage has it now.
 	CompletedLocked(user, key string) (*FileMeta, error)
 	// OpenCompleted opens the completed file m describes for reading.
 	OpenCompleted(user, key string, m *FileMeta) (File, error)
@@ -88,7 +91,8 @@ type Backend interface {
 	// an upload in progress and returns ErrInProgress with its planned
 	// size. Locked.
 	DeleteFile(user, key string) (int64, error)
-	// CreateEmpty stores an empty completed file. Locked.
+	// CreateEmpty stores an empty completed file; ErrExists if another
+	// server created the key at the same time. Locked.
 	CreateEmpty(user, key string) (*FileMeta, error)
 
 	// Upload returns the upload in progress of key, or ErrNotFound.
@@ -98,13 +102,18 @@ type Backend interface {
 	// blockSize. It returns its plan and the size of the plan it replaced.
 	// A backend that can reserve the file's space does so here, and fails
 	// with ErrNoSpace (or ENOSPC), leaving nothing behind, when it cannot.
-	// Locked; the caller has checked that the key is not completed.
+	// Locked; the caller has checked that the key is not completed. A
+	// shared backend returns ErrExists when another server planned the key
+	// at the same time.
 	PlanUpload(user, key string, size, blockSize int64, now time.Time) (Plan, int64, error)
 	// DropUpload removes an upload in progress. Locked.
 	DropUpload(user, key string, u Upload) error
 	// WriteBlock stores block index of u (ErrBlockLen if its length does
-	// not match the plan). When it was the last missing block, the file is
-	// completed and its metadata returned. Locked; the index is in range.
+	// not match the plan; ErrNotFound if u was removed or replaced since
+	// Upload returned it). When it was the last missing block, the file is
+	// completed and its metadata returned. Called without the key's lock,
+	// which it takes as it needs, so that a backend may store blocks of
+	// one upload from several connections at once; the index is in range.
 	WriteBlock(user, key string, u Upload, index int64, block []byte, now time.Time) (*FileMeta, error)
 
 	// Usage is the number of bytes user stores: completed files, planned
@@ -129,6 +138,22 @@ type Backend interface {
 type BatchWriter interface {
 	WriteBlockBatched(user, key string, u Upload, index int64, block []byte, now time.Time) (*FileMeta, error)
 	CommitBlocks(user, key string, u Upload) error
+}
+
+// RunWriter is implemented by backends that store several blocks of one
+// upload in one write: the server gives them the blocks a client
+// pipelined, so that one request to the storage acknowledges them all.
+type RunWriter interface {
+	// WriteBlocks is WriteBlock for blocks index[j] = blocks[j], each
+	// index in range and given once.
+	WriteBlocks(user, key string, u Upload, index []int64, blocks [][]byte, now time.Time) (*FileMeta, error)
+}
+
+// Shared is implemented by backends that several servers may use at once.
+// A server then counts quotas from the storage (Backend.Usage) at each
+// request that needs them, not from what it accepted itself.
+type Shared interface {
+	Shared() bool
 }
 
 // MaxNameLen is the longest key or user name, in bytes: the longest file

@@ -61,13 +61,26 @@ func (s *Store) DropUpload(user, key string, u storage.Upload) error {
 }
 
 func (s *Store) WriteBlock(user, key string, u storage.Upload, index int64, block []byte, now time.Time) (*storage.FileMeta, error) {
-	return s.writeBlockBatched(user, key, u.(*upload), index, block, now, false)
+	return s.writeBlockLocked(user, key, u, index, block, now, false)
 }
 
 var _ storage.BatchWriter = (*Store)(nil)
 
 func (s *Store) WriteBlockBatched(user, key string, u storage.Upload, index int64, block []byte, now time.Time) (*storage.FileMeta, error) {
-	return s.writeBlockBatched(user, key, u.(*upload), index, block, now, true)
+	return s.writeBlockLocked(user, key, u, index, block, now, true)
+}
+
+// writeBlockLocked stores a block under the key's lock, once it knows the
+// upload is still the key's: the server does not hold the lock across a
+// block, so that a backend may take blocks of one upload from several
+// connections at once.
+func (s *Store) writeBlockLocked(user, key string, u storage.Upload, index int64, block []byte, now time.Time, hold bool) (*storage.FileMeta, error) {
+	unlock := s.lock(user, key)
+	defer unlock()
+	if cur, ok := s.uploads.Load(ukey(user, key)); !ok || cur != u {
+		return nil, errNotFound // removed or replaced meanwhile
+	}
+	return s.writeBlockBatched(user, key, u.(*upload), index, block, now, hold)
 }
 
 func (s *Store) CommitBlocks(user, key string, u storage.Upload) error {

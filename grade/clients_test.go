@@ -1,0 +1,82 @@
+package grade_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stepkit/stepkit/grade"
+)
+
+// clientClass writes a class of clients: the fixture client (the course
+// sheet's command line), the same ignoring the plan's block size, and one
+// that dies at start.
+func clientClass(t *testing.T) []grade.Submission {
+	t.Helper()
+	dir := t.TempDir()
+	src, err := os.ReadFile(filepath.Join("testdata", "stepclient.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"c01-good":  string(src),
+		"c02-fixed": string(src),
+		"c03-dies":  "import sys\nsys.exit('cannot read config.ini')\n",
+	}
+	for id, body := range files {
+		os.MkdirAll(filepath.Join(dir, id), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, id, "client.py"), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roster := "id,path,run,stdin\nc01-good,,,\nc02-fixed,,python3 client.py --server_ip {host} --id {user} --f {file} --fixed-block,\nc03-dies,,,\n"
+	subs, err := grade.ReadRoster(strings.NewReader(roster), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return subs
+}
+
+func gradeClients(t *testing.T, subs []grade.Submission, jobs int) *grade.Class {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	class, err := grade.Run(ctx, grade.Options{Kind: grade.Clients, Submissions: subs, Jobs: jobs, Out: t.TempDir(),
+		Stepkit: stepkitBin, Selectors: []string{"CLIENT-1", "CLIENT-5"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return class
+}
+
+// TestGradeClients grades the class of clients with the client judge, one
+// at a time and three at once: each row says the right thing, and the
+// same thing both times.
+func TestGradeClients(t *testing.T) {
+	subs := clientClass(t)
+	one := gradeClients(t, subs, 1)
+	three := gradeClients(t, subs, 3)
+	good, fixed, dies := one.Results[0], one.Results[1], one.Results[2]
+	if good.Verdict != grade.Conformant || len(good.Failed) != 0 {
+		t.Errorf("c01-good: %s, failed %v (%s)", good.Verdict, good.Failed, good.Problem)
+	}
+	if fixed.Verdict != grade.NotConformant || !contains(fixed.Failed, "CLIENT-1") {
+		t.Errorf("c02-fixed: %s, failed %v, want CLIENT-1 among them", fixed.Verdict, fixed.Failed)
+	}
+	if dies.Verdict != grade.NotConformant || dies.Counts["PASS"] != 0 {
+		t.Errorf("c03-dies: %s with %d PASS, want NOT CONFORMANT and no PASS", dies.Verdict, dies.Counts["PASS"])
+	}
+	ok, _ := isolationAvailable()
+	for i, r := range one.Results {
+		if r.Isolated != ok {
+			t.Errorf("%s: isolated %v, namespaces available %v", r.ID, r.Isolated, ok)
+		}
+		o := three.Results[i]
+		if o.Verdict != r.Verdict || strings.Join(o.Failed, " ") != strings.Join(r.Failed, " ") || o.Score != r.Score {
+			t.Errorf("%s: %s %v %v with --jobs 1, %s %v %v with --jobs 3", r.ID, r.Verdict, r.Failed, r.Score, o.Verdict, o.Failed, o.Score)
+		}
+	}
+}

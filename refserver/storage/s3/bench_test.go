@@ -1,0 +1,79 @@
+package s3_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stepkit/stepkit/refclient"
+	"github.com/stepkit/stepkit/refserver"
+	"github.com/stepkit/stepkit/refserver/storage/s3/weedtest"
+	"github.com/stepkit/stepkit/refserver/storage/storagetest"
+)
+
+// BenchmarkTransfer256MiB uploads and downloads one 256 MiB file through
+// a server on the local folder and through a server on SeaweedFS, in the
+// same run, with the same client settings, and reports each rate and the
+// ratios S3 / local (x-local-upload, x-local-download).
+//
+//	go test ./refserver/storage/s3 -run '^$' -bench Transfer256MiB -benchtime 1x
+func BenchmarkTransfer256MiB(b *testing.B) {
+	const size = 256 << 20
+	w := weedtest.Start(b)
+	data := storagetest.Pattern(size, 1)
+	for _, o := range []refclient.Options{{}, {Conns: 4}} {
+		b.Run(fmt.Sprintf("conns%d", max(o.Conns, 1)), func(b *testing.B) {
+			local, _ := refserver.StartTest(b, refserver.Config{})
+			remote, _ := refserver.StartTest(b, refserver.Config{Storage: w.Open(b, fmt.Sprintf("bench-%d/", max(o.Conns, 1)))})
+			var up, down [2]time.Duration
+			for i := 0; b.Loop(); i++ {
+				for j, addr := range []string{local, remote} {
+					u, d := transfer(b, addr, o, fmt.Sprintf("f%d", i), data)
+					up[j] += u
+					down[j] += d
+				}
+			}
+			rate := func(d time.Duration) float64 { return float64(b.N) * size / d.Seconds() / 1e6 }
+			b.ReportMetric(rate(up[0]), "local-up-MB/s")
+			b.ReportMetric(rate(up[1]), "s3-up-MB/s")
+			b.ReportMetric(rate(down[0]), "local-down-MB/s")
+			b.ReportMetric(rate(down[1]), "s3-down-MB/s")
+			b.ReportMetric(up[0].Seconds()/up[1].Seconds(), "x-local-upload")
+			b.ReportMetric(down[0].Seconds()/down[1].Seconds(), "x-local-download")
+		})
+	}
+}
+
+// transfer uploads data as key, downloads it, checks it and returns the
+// time each took.
+func transfer(b *testing.B, addr string, o refclient.Options, key string, data []byte) (up, down time.Duration) {
+	ctx := context.Background()
+	c, err := refclient.Dial(ctx, addr, &o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Login(ctx, "bench", ""); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	res, err := c.Upload(ctx, key, bytes.NewReader(data), int64(len(data)), nil)
+	up = time.Since(start)
+	if err != nil || !res.Verified {
+		b.Fatalf("upload to %s: %v", addr, err)
+	}
+	var got bytes.Buffer
+	got.Grow(len(data))
+	start = time.Now()
+	_, err = c.Download(ctx, key, &got, nil)
+	down = time.Since(start)
+	if err != nil || !bytes.Equal(got.Bytes(), data) {
+		b.Fatalf("download from %s: %v", addr, err)
+	}
+	if err := c.DeleteFile(ctx, key); err != nil {
+		b.Fatal(err)
+	}
+	return up, down
+}
