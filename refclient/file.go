@@ -985,8 +985,10 @@ type partWriter struct {
 	done  chan struct{}
 }
 
-// partChunk is about how many bytes a partWriter writes at once.
-const partChunk = 256 << 10
+// partChunk is about how many bytes a partWriter writes at once: with
+// blocks of 256 KiB, a chunk of a single block costs more than reading
+// the file back did.
+const partChunk = 1 << 20
 
 // partChunks is how many chunks a partWriter uses: one being filled, the
 // others waiting for or under the hash.
@@ -1059,15 +1061,16 @@ func (w *partWriter) flush() error {
 	return nil
 }
 
-// close writes what is left (unless the transfer failed) and waits for
-// the hash of everything written.
+// close writes what is left and waits for the hash of everything
+// written. The blocks of a transfer that failed are written and recorded
+// too, for a resume, but a failure to do so is not its error.
 func (w *partWriter) close(failed bool) error {
-	var err error
-	if !failed {
-		err = w.flush()
-	}
+	err := w.flush()
 	close(w.full)
 	<-w.done
+	if failed {
+		return nil
+	}
 	return err
 }
 
