@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -201,7 +202,7 @@ func (c *Client) Upload(ctx context.Context, key string, src io.Reader, size int
 	if err != nil {
 		return nil, err
 	}
-	return c.sendBlocks(ctx, plan, src, nil, o, c.UploadWindow())
+	return c.sendBlocks(ctx, plan, src, nil, nil, o, c.UploadWindow())
 }
 
 // UploadFile uploads the file at path under key (empty: the server
@@ -303,7 +304,11 @@ func (c *Client) sendFile(ctx context.Context, plan Plan, f *os.File, j *journal
 	if o.Progress != nil {
 		first.Progress = func(n int64) { reported.Add(n); o.Progress(n) }
 	}
-	res, err := c.sendBlocks(ctx, plan, f, j, &first, c.UploadWindow())
+	// Blocks are sent from a mapping of the file where there is one: a
+	// copy less of every byte.
+	mapped, unmap := mapFile(f, plan.Size)
+	defer unmap()
+	res, err := c.sendBlocks(ctx, plan, f, mapped, j, &first, c.UploadWindow())
 	var oos *OutOfStepError
 	if !errors.As(err, &oos) || res.Window <= 1 || ctx.Err() != nil {
 		return res, err
@@ -333,7 +338,7 @@ func (c *Client) sendFile(ctx context.Context, plan Plan, f *os.File, j *journal
 			}
 		}
 	}
-	res2, err2 := c.sendBlocks(ctx, plan, f, j2, &again, 1)
+	res2, err2 := c.sendBlocks(ctx, plan, f, mapped, j2, &again, 1)
 	res2.Sent += res.Sent
 	res2.PeakInFlight = max(res2.PeakInFlight, res.PeakInFlight)
 	res2.Retried = true
@@ -341,9 +346,10 @@ func (c *Client) sendFile(ctx context.Context, plan Plan, f *os.File, j *journal
 }
 
 // sendBlocks uploads the blocks of plan that j has not recorded, reading
-// src once from its start and hashing it on the way, then compares the
-// MD5 with the server's. j may be nil.
-func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *journal, o *TransferOptions, window int) (*UploadResult, error) {
+// src once from its start (or taking them from mapped, the file mapped in
+// memory, when it is not nil) and hashing it on the way, then compares
+// the MD5 with the server's. j may be nil.
+func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mapped []byte, j *journal, o *TransferOptions, window int) (*UploadResult, error) {
 	res := &UploadResult{Plan: plan, Window: window}
 	h := md5.New()
 	var mu sync.Mutex // guards serverMD5
@@ -353,42 +359,60 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 	conns, release := c.transferConns(ctx, missing, window)
 	defer release()
 
-	nbuf := 2*len(conns)*window + 2
-	pool := make(chan []byte, nbuf)
+	// The file is read a slab of several blocks at a time: one read
+	// system call and one MD5 write for a slab, not for each block. A
+	// slab goes back to the pool once every block of it is written.
+	per := max(1, slabBytes/plan.BlockSize)
+	pool := make(chan *slab, (2*int64(len(conns)*window)+2)/per+2)
 	// Blocks read and hashed ahead wait here, so that the reader and the
 	// connections rarely wait for one another.
 	jobs := make(chan job, len(conns)*window)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(jobs)
-		for i := int64(0); i < plan.TotalBlock; i++ {
-			n := spec.BlockLen(plan.Size, plan.BlockSize, i)
+		for i := int64(0); i < plan.TotalBlock; i += per {
+			last := min(i+per, plan.TotalBlock)
+			n := min(last*plan.BlockSize, plan.Size) - i*plan.BlockSize
+			var sl *slab
 			var buf []byte
-			select {
-			case buf = <-pool:
-			default:
-				buf = make([]byte, plan.BlockSize)
+			if mapped != nil {
+				buf = mapped[i*plan.BlockSize:][:n]
+				if err := hashMapped(h, buf); err != nil {
+					return fmt.Errorf("read blocks %d to %d of the local file: %w", i, last-1, err)
+				}
+			} else {
+				select {
+				case sl = <-pool:
+				default:
+					sl = &slab{buf: make([]byte, per*plan.BlockSize), pool: pool}
+				}
+				buf = sl.buf[:n]
+				if _, err := io.ReadFull(src, buf); err != nil {
+					return fmt.Errorf("read blocks %d to %d of the local file: %w (did it shrink?)", i, last-1, err)
+				}
+				h.Write(buf)
+				// The reader holds a reference while it hands blocks out.
+				sl.refs.Store(1)
 			}
-			buf = buf[:n]
-			if _, err := io.ReadFull(src, buf); err != nil {
-				return fmt.Errorf("read block %d of the local file: %w (did it shrink?)", i, err)
-			}
-			h.Write(buf)
-			if j.has(i) {
-				if o.Progress != nil {
-					o.Progress(n)
+			for k := i; k < last; k++ {
+				off := (k - i) * plan.BlockSize
+				blk := buf[off : off+spec.BlockLen(plan.Size, plan.BlockSize, k)]
+				if j.has(k) {
+					if o.Progress != nil {
+						o.Progress(int64(len(blk)))
+					}
+					continue
+				}
+				if sl != nil {
+					sl.refs.Add(1)
 				}
 				select {
-				case pool <- buf:
-				default:
+				case jobs <- job{index: k, data: blk, slab: sl}:
+				case <-gctx.Done():
+					return nil
 				}
-				continue
 			}
-			select {
-			case jobs <- job{index: i, data: buf}:
-			case <-gctx.Done():
-				return nil
-			}
+			sl.release()
 		}
 		return nil
 	})
@@ -408,12 +432,7 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 			m.Binary = jb.data
 			return m
 		},
-		sent: func(jb job) {
-			select {
-			case pool <- jb.data[:cap(jb.data)]:
-			default:
-			}
-		},
+		sent: func(jb job) { jb.slab.release() },
 		handle: func(jb job, resp *spec.Message) error {
 			if err := checkStatus(upReq, resp); err != nil {
 				return fmt.Errorf("block %d: %w", jb.index, err)
@@ -442,6 +461,9 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 		g.Go(func() error { return cc.pipeline(gctx, jobs, st) })
 	}
 	err := g.Wait()
+	if mapped != nil && mapFault(err) {
+		err = fmt.Errorf("send blocks of the local file: %w", errShrank)
+	}
 	res.Sent = sent
 	res.PeakInFlight = peak.Load()
 	if err != nil {
@@ -468,6 +490,48 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 	}
 	res.Verified = true
 	return res, nil
+}
+
+// errShrank is the failure of an upload whose mapped file shrank.
+var errShrank = errors.New("the file is shorter than when the upload began (did it shrink?)")
+
+// hashMapped hashes b, part of a mapped file. A file that shrank under
+// its mapping faults when read: that is an error, not a crash.
+func hashMapped(h hash.Hash, b []byte) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r)
+			}
+			err = errShrank
+		}
+	}()
+	h.Write(b)
+	return nil
+}
+
+// slabBytes is how much of the local file an upload reads at once.
+const slabBytes = 256 << 10
+
+// slab is a buffer of consecutive blocks read from the local file.
+type slab struct {
+	buf  []byte
+	refs atomic.Int32 // blocks not yet written, plus one while the reader hands them out
+	pool chan *slab
+}
+
+// release drops a reference; the last returns the slab to its pool. A
+// block of a mapped file has no slab.
+func (s *slab) release() {
+	if s == nil || s.refs.Add(-1) != 0 {
+		return
+	}
+	select {
+	case s.pool <- s:
+	default:
+	}
 }
 
 // checkIndex verifies the block_index a response echoes, if it does.
@@ -558,7 +622,7 @@ func (c *Client) Download(ctx context.Context, key string, w io.Writer, o *Trans
 			}
 		}
 	}()
-	sink := func(b []byte) error {
+	sink := func(_ int64, b []byte) error {
 		if e := werr.Load(); e != nil {
 			return *e
 		}
@@ -570,7 +634,7 @@ func (c *Client) Download(ctx context.Context, key string, w io.Writer, o *Trans
 		queue <- append(buf[:0], b...)
 		return nil
 	}
-	_, err = c.fetchBlocks(ctx, plan, nil, nil, sink, nil, o, res)
+	_, err = c.fetchBlocks(ctx, plan, nil, nil, sink, o, res)
 	close(queue)
 	<-done
 	if e := werr.Load(); err == nil && e != nil {
@@ -680,11 +744,10 @@ func (c *Client) downloadFile(ctx context.Context, key, dest string, o *Transfer
 	}
 
 	h := md5.New()
-	fh := newFileHasher(f, plan, h)
-	go fh.run()
-	_, err = c.fetchBlocks(ctx, plan, j, f, nil, fh.advance, o, res)
-	if herr := fh.wait(err != nil); err == nil {
-		err = herr
+	pw := newPartWriter(f, j, plan, h)
+	_, err = c.fetchBlocks(ctx, plan, j, f, pw.put, o, res)
+	if perr := pw.close(err != nil); err == nil {
+		err = perr
 	}
 	if err != nil {
 		if j == nil {
@@ -717,14 +780,12 @@ func (c *Client) downloadFile(ctx context.Context, key, dest string, o *Transfer
 	return res, nil
 }
 
-// fetchBlocks downloads the blocks of plan that j has not recorded. Each
-// block is written at its offset in f (when f is set). With sink set,
-// blocks are passed to sink in index order, those recorded in j read back
-// from f; with sink nil, nothing is copied and advanced (if set) is called
-// with the number of leading blocks that are final in f each time it
-// grows. It returns the number of blocks received and records it, the
-// window and the peak of requests in flight in res.
-func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.File, sink func([]byte) error, advanced func(next int64), o *TransferOptions, res *DownloadResult) (n int64, err error) {
+// fetchBlocks downloads the blocks of plan that j has not recorded and
+// passes every block to sink in index order, those recorded in j read
+// back from f. Blocks that arrive before their turn wait in memory. It
+// returns the number of blocks received and records it, the window and
+// the peak of requests in flight in res.
+func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.File, sink func(i int64, b []byte) error, o *TransferOptions, res *DownloadResult) (n int64, err error) {
 	window := c.DownloadWindow()
 	var peak atomic.Int64
 	res.Window = window
@@ -744,21 +805,13 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 
 	// ahead bounds how far delivery may run ahead of the in-order sink,
 	// which keeps the blocks that arrive early in memory.
-	var ahead chan struct{}
-	if sink != nil {
-		ahead = make(chan struct{}, 2*len(conns)*window)
-	}
+	ahead := make(chan struct{}, 2*len(conns)*window)
 	seq := &sequencer{
-		total:    plan.TotalBlock,
-		pending:  make(map[int64][]byte),
-		sink:     sink,
-		advanced: advanced,
-		before:   before,
-		release: func() {
-			if ahead != nil {
-				<-ahead
-			}
-		},
+		total:   plan.TotalBlock,
+		pending: make(map[int64][]byte),
+		sink:    sink,
+		before:  before,
+		release: func() { <-ahead },
 		load: func(i int64) ([]byte, error) {
 			b := make([]byte, spec.BlockLen(plan.Size, plan.BlockSize, i))
 			_, err := f.ReadAt(b, i*plan.BlockSize)
@@ -783,12 +836,10 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 			if before[i] {
 				continue
 			}
-			if ahead != nil {
-				select {
-				case ahead <- struct{}{}:
-				case <-gctx.Done():
-					return nil
-				}
+			select {
+			case ahead <- struct{}{}:
+			case <-gctx.Done():
+				return nil
 			}
 			select {
 			case jobs <- job{index: i}:
@@ -800,7 +851,6 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	})
 	var mu sync.Mutex
 	var received int64
-	var dirty atomic.Int64                                     // bytes written since writeback was last started
 	downReq := spec.NewRequest(spec.OpDownload, spec.TypeFile) // names the operation in errors
 	st := stage{
 		op:     spec.OpDownload,
@@ -829,18 +879,6 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 				return &ProtocolError{Op: spec.OpDownload, Type: spec.TypeFile, Response: resp,
 					Msg: fmt.Sprintf("block %d has %d bytes, the plan says %d", jb.index, len(resp.Binary), want)}
 			}
-			if f != nil {
-				if _, err := f.WriteAt(resp.Binary, jb.index*plan.BlockSize); err != nil {
-					return fmt.Errorf("write block %d: %w", jb.index, err)
-				}
-				if dirty.Add(want) >= writebackEvery {
-					dirty.Store(0)
-					startWriteback(f)
-				}
-			}
-			if err := j.ack(jb.index); err != nil {
-				return err
-			}
 			if err := seq.put(jb.index, resp.Binary); err != nil {
 				return err
 			}
@@ -863,37 +901,33 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	return received, err
 }
 
-// sequencer passes blocks that arrive in any order to sink in index order,
-// or, without a sink, tells advanced how many leading blocks are final.
+// sequencer passes blocks that arrive in any order to sink in index order.
 type sequencer struct {
-	mu       sync.Mutex
-	next     int64
-	total    int64
-	pending  map[int64][]byte
-	sink     func([]byte) error
-	advanced func(next int64)
-	before   []bool                        // blocks already on disk
-	load     func(i int64) ([]byte, error) // reads such a block
-	release  func()                        // called once per block put
+	mu      sync.Mutex
+	next    int64
+	total   int64
+	pending map[int64][]byte // blocks that came early, copied
+	free    [][]byte         // buffers of pending blocks, for reuse
+	sink    func(i int64, b []byte) error
+	before  []bool                        // blocks already on disk
+	load    func(i int64) ([]byte, error) // reads such a block
+	release func()                        // called once per block put
 }
 
-// put hands over block i; b is copied if it must wait for a sink.
+// put hands over block i; b is copied if it must wait for its turn.
 func (s *sequencer) put(i int64, b []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if i != s.next {
-		if s.sink != nil {
-			b = append([]byte(nil), b...)
-		} else {
-			b = nil
+		var buf []byte
+		if n := len(s.free); n > 0 {
+			buf, s.free = s.free[n-1], s.free[:n-1]
 		}
-		s.pending[i] = b
+		s.pending[i] = append(buf[:0], b...)
 		return nil
 	}
-	if s.sink != nil {
-		if err := s.sink(b); err != nil {
-			return err
-		}
+	if err := s.sink(i, b); err != nil {
+		return err
 	}
 	s.release()
 	s.next++
@@ -907,29 +941,21 @@ func (s *sequencer) advance() error {
 }
 
 func (s *sequencer) advanceLocked() error {
-	defer func() {
-		if s.advanced != nil {
-			s.advanced(s.next)
-		}
-	}()
 	for s.next < s.total {
 		if b, ok := s.pending[s.next]; ok {
 			delete(s.pending, s.next)
-			if s.sink != nil {
-				if err := s.sink(b); err != nil {
-					return err
-				}
+			if err := s.sink(s.next, b); err != nil {
+				return err
 			}
+			s.free = append(s.free, b)
 			s.release()
 		} else if s.before[s.next] {
-			if s.sink != nil {
-				b, err := s.load(s.next)
-				if err != nil {
-					return fmt.Errorf("read back block %d: %w", s.next, err)
-				}
-				if err := s.sink(b); err != nil {
-					return err
-				}
+			b, err := s.load(s.next)
+			if err != nil {
+				return fmt.Errorf("read back block %d: %w", s.next, err)
+			}
+			if err := s.sink(s.next, b); err != nil {
+				return err
 			}
 		} else {
 			return nil
@@ -939,71 +965,113 @@ func (s *sequencer) advanceLocked() error {
 	return nil
 }
 
-// fileHasher computes the MD5 of a file being downloaded on its own
-// goroutine, reading back (from the page cache) the bytes that are final
-// in order: the hash then runs beside the network instead of between two
-// reads of it, and no block is copied to reach it.
-type fileHasher struct {
+// partWriter writes the blocks of a download, in index order, to the
+// partial file a chunk of whole blocks at a time, records them in the
+// journal once they are written, and hashes the chunks on its own
+// goroutine beside the network: one write system call per chunk rather
+// than per block, and no block read back to be hashed.
+type partWriter struct {
 	f     *os.File
+	j     *journal
 	h     hash.Hash
-	bs    int64
-	size  int64
-	ready atomic.Int64  // bytes from the start that are final
-	wake  chan struct{} // a token when ready grew
-	stop  chan struct{} // closed when the transfer failed
-	done  chan error
+	cur   []byte // the chunk being filled, blocks [first, next)
+	first int64
+	next  int64
+	off   int64 // where cur goes in f
+	dirty int64 // bytes written since writeback was last started
+	made  int   // chunks allocated
+	free  chan []byte
+	full  chan []byte // to the hasher
+	done  chan struct{}
 }
 
-func newFileHasher(f *os.File, plan Plan, h hash.Hash) *fileHasher {
-	return &fileHasher{f: f, h: h, bs: plan.BlockSize, size: plan.Size,
-		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan error, 1)}
+// partChunk is about how many bytes a partWriter writes at once: with
+// blocks of 256 KiB, a chunk of a single block costs more than reading
+// the file back did.
+const partChunk = 1 << 20
+
+// partChunks is how many chunks a partWriter uses: one being filled, the
+// others waiting for or under the hash.
+const partChunks = 4
+
+func newPartWriter(f *os.File, j *journal, plan Plan, h hash.Hash) *partWriter {
+	w := &partWriter{f: f, j: j, h: h, free: make(chan []byte, partChunks), full: make(chan []byte, partChunks),
+		done: make(chan struct{})}
+	size := max(1, partChunk/max(plan.BlockSize, 1)) * plan.BlockSize
+	w.cur = make([]byte, 0, min(size, max(plan.Size, 1)))
+	w.made = 1
+	go func() {
+		defer close(w.done)
+		for b := range w.full {
+			w.h.Write(b)
+			w.free <- b[:0]
+		}
+	}()
+	return w
 }
 
-// advance says that the first next blocks are in the file.
-func (fh *fileHasher) advance(next int64) {
-	fh.ready.Store(min(next*fh.bs, fh.size))
+// put takes block i, the block after the last one put.
+func (w *partWriter) put(i int64, b []byte) error {
+	if len(w.cur)+len(b) > cap(w.cur) {
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+	if len(w.cur) == 0 {
+		w.first = i
+	}
+	w.cur = append(w.cur, b...)
+	w.next = i + 1
+	if len(w.cur) == cap(w.cur) {
+		return w.flush()
+	}
+	return nil
+}
+
+// flush writes the chunk being filled, records its blocks and hands it to
+// the hasher.
+func (w *partWriter) flush() error {
+	if len(w.cur) == 0 {
+		return nil
+	}
+	if _, err := w.f.WriteAt(w.cur, w.off); err != nil {
+		return fmt.Errorf("write blocks %d to %d: %w", w.first, w.next-1, err)
+	}
+	if w.dirty += int64(len(w.cur)); w.dirty >= writebackEvery {
+		w.dirty = 0
+		startWriteback(w.f)
+	}
+	for i := w.first; i < w.next; i++ {
+		if err := w.j.ack(i); err != nil {
+			return err
+		}
+	}
+	w.off += int64(len(w.cur))
+	w.full <- w.cur
 	select {
-	case fh.wake <- struct{}{}:
+	case w.cur = <-w.free:
 	default:
-	}
-}
-
-// hashChunk is how much the hasher reads back at once.
-const hashChunk = 1 << 20
-
-func (fh *fileHasher) run() {
-	buf := make([]byte, min(hashChunk, fh.size))
-	var hashed int64
-	for {
-		for ready := fh.ready.Load(); hashed < ready; {
-			b := buf[:min(int64(len(buf)), ready-hashed)]
-			if _, err := fh.f.ReadAt(b, hashed); err != nil {
-				fh.done <- fmt.Errorf("read back the partial file at %d: %w", hashed, err)
-				return
-			}
-			fh.h.Write(b)
-			hashed += int64(len(b))
-		}
-		if hashed == fh.size {
-			fh.done <- nil
-			return
-		}
-		select {
-		case <-fh.wake:
-		case <-fh.stop:
-			fh.done <- nil
-			return
+		if w.made < partChunks {
+			w.made++
+			w.cur = make([]byte, 0, cap(w.cur))
+		} else {
+			w.cur = <-w.free
 		}
 	}
+	return nil
 }
 
-// wait returns once the hasher has hashed the whole file, or at once
-// (abandoning the hash) when failed is true.
-func (fh *fileHasher) wait(failed bool) error {
+// close writes what is left and waits for the hash of everything
+// written. The blocks of a transfer that failed are written and recorded
+// too, for a resume, but a failure to do so is not its error.
+func (w *partWriter) close(failed bool) error {
+	err := w.flush()
+	close(w.full)
+	<-w.done
 	if failed {
-		close(fh.stop)
+		return nil
 	}
-	return <-fh.done
+	return err
 }
 
 // missingBytes is the size of the blocks not yet on disk.

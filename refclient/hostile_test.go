@@ -3,13 +3,16 @@ package refclient
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"errors"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stepkit/stepkit/refserver"
 	"github.com/stepkit/stepkit/spec"
 )
 
@@ -163,4 +166,46 @@ func TestHostileResponses(t *testing.T) {
 func isProtocolError(err error) bool {
 	var pe *ProtocolError
 	return errors.As(err, &pe)
+}
+
+// A local file that shrinks while it is uploaded (its blocks are read
+// from a mapping of it) fails the upload with a readable error; the
+// process goes on.
+func TestUploadFileThatShrinks(t *testing.T) {
+	addr, _ := refserver.StartTest(t, refserver.Config{})
+	c := login(t, addr, &Options{BlockSize: 4096, Window: 4})
+	path := writeTemp(t, "shrinks", testData(4<<20, 11))
+	var once sync.Once
+	o := &TransferOptions{Progress: func(int64) {
+		once.Do(func() {
+			if err := os.Truncate(path, 0); err != nil {
+				t.Error(err)
+			}
+		})
+	}}
+	_, err := c.UploadFile(context.Background(), path, "shrinks", o)
+	if err == nil || !strings.Contains(err.Error(), "did it shrink?") {
+		t.Fatalf("upload of a file cut to nothing under way: %v, want an error saying so", err)
+	}
+}
+
+// Hashing a mapped file that shrank is an error, not a crash.
+func TestHashMappedFileThatShrank(t *testing.T) {
+	path := writeTemp(t, "shrank", testData(1<<20, 12))
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mapped, unmap := mapFile(f, 1<<20)
+	defer unmap()
+	if mapped == nil {
+		t.Skip("files cannot be mapped here")
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := hashMapped(md5.New(), mapped); !errors.Is(err, errShrank) {
+		t.Fatalf("hash of a mapped file cut to nothing: %v, want %v", err, errShrank)
+	}
 }

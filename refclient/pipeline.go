@@ -12,6 +12,7 @@ import (
 type job struct {
 	index int64
 	data  []byte // upload: the block; nil for downloads
+	slab  *slab  // upload: the buffer data is in
 }
 
 // stage is what a transfer plugs into a pipeline.

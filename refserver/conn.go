@@ -63,6 +63,9 @@ type conn struct {
 	tokenUser    string
 	tokenExpires time.Time
 
+	// inq reads the bytes waiting in the socket (see inSocket).
+	inq inqReader
+
 	// runs is set when the storage stores a run of blocks in one write
 	// (storage.RunWriter): pipelined UPLOADs of consecutive blocks are
 	// then taken together (serveRun). collect gathers their blocks while
@@ -134,7 +137,7 @@ func (c *conn) loop() string {
 	for {
 		// Answers held back for a pipelined request go out before any
 		// wait for the peer (send holds them only while one is whole).
-		if len(c.wbuf) > 0 && !c.r.FrameBuffered() && !c.flush(nil) {
+		if len(c.wbuf) > 0 && !c.nextReady() && !c.flush(nil) {
 			return "write failed"
 		}
 		var req *spec.Message
@@ -264,6 +267,15 @@ func (c *conn) commit() error {
 	return nil
 }
 
+// nextReady reports whether the next request can be read without waiting
+// for the peer: it is whole in the read buffer, or the rest of it is
+// already in the socket. A client pipelining blocks then gets the answers
+// to all it sent at once, in one write.
+func (c *conn) nextReady() bool {
+	missing := c.r.Missing()
+	return missing == 0 || missing > 0 && c.inSocket() >= missing
+}
+
 // flushAt is how many bytes of responses may wait for the requests
 // pipelined behind them.
 const flushAt = 32 << 10
@@ -294,7 +306,7 @@ func (c *conn) send(resp *spec.Message, force bool) bool {
 		c.log.Error("encode response", "err", err)
 		return false
 	}
-	if len(resp.Binary) == 0 && !force && len(c.wbuf) < flushAt && c.r.FrameBuffered() {
+	if len(resp.Binary) == 0 && !force && len(c.wbuf) < flushAt && c.nextReady() {
 		return true
 	}
 	return c.flush(resp.Binary)

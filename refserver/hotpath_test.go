@@ -85,10 +85,21 @@ func TestDownloadLargeBlocks(t *testing.T) {
 // the next server process, so the client sends only the others and the
 // upload completes with the right MD5.
 func TestPipelinedAcksSurviveKill(t *testing.T) {
+	// A small file is written block by block; a large one gathers the
+	// blocks that arrive in order into chunks written whole, and the nine
+	// acknowledged blocks do not fill one.
+	for _, tc := range []struct {
+		name     string
+		bs, size int
+	}{{"small", 4096, 14*4096 + 99}, {"large", 20480, 5<<20 + 99}} {
+		t.Run(tc.name, func(t *testing.T) { testPipelinedAcksSurviveKill(t, tc.bs, tc.size) })
+	}
+}
+
+func testPipelinedAcksSurviveKill(t *testing.T, bs, size int) {
 	root := t.TempDir()
-	const bs = 4096
 	const acked = 9
-	data := pattern(14*bs+99, 4)
+	data := pattern(size, 4)
 	proc, addr := startProcess(t, root, bs)
 	c := dial(t, addr)
 	c.login("batch")
@@ -132,18 +143,29 @@ func TestPipelinedAcksSurviveKill(t *testing.T) {
 
 // Blocks that arrive out of order (several connections) are hashed as
 // soon as the blocks before them are in, and the MD5 is right whatever the
-// order, a block sent twice included: for a small file, hashed on the
+// order, a block sent twice included, and the file stored is the blocks
+// sent: for a small file, hashed on the
 // connection's goroutine, and for a large one, hashed in chunks beside it.
+// Blocks of 20480 bytes do not divide the chunks, so that a block read
+// back straddles two.
 func TestOutOfOrderBlocksHashed(t *testing.T) {
-	addr, _ := refserver.StartTest(t, refserver.Config{BlockSize: 65536})
+	for _, bs := range []int{65536, 20480} {
+		t.Run(fmt.Sprint("block=", bs), func(t *testing.T) { testOutOfOrderBlocksHashed(t, bs) })
+	}
+}
+
+func testOutOfOrderBlocksHashed(t *testing.T, bs int) {
+	addr, _ := refserver.StartTest(t, refserver.Config{BlockSize: bs})
 	c := dial(t, addr)
 	c.login("ooo")
 	const inlineish = 1 << 20
-	for _, size := range []int{20*1000 + 1, 6<<20 + 5} {
+	// A block sent again makes the rest of the upload be hashed from the
+	// file: each order is also sent without.
+	for k, size := range []int{20*1000 + 1, 6<<20 + 5, 20*1000 + 1, 6<<20 + 5} {
+		resend := k < 2
 		data := pattern(size, 6)
-		const bs = 65536
 		total := (size + bs - 1) / bs
-		key := fmt.Sprint("k", size)
+		key := fmt.Sprint("k", k)
 		wantStatus(t, c.do(c.authed(spec.OpSave, spec.TypeFile, "key", key, "size", size)), 200)
 		// Pairs swapped, every fifth block sent twice (after the hash
 		// passed it, when the first block comes first: the file is hashed
@@ -166,7 +188,7 @@ func TestOutOfOrderBlocksHashed(t *testing.T) {
 		var twice []int
 		for k, i := range order {
 			twice = append(twice, i)
-			if i%5 == 0 && k < len(order)-1 {
+			if resend && i%5 == 0 && k < len(order)-1 {
 				twice = append(twice, i)
 			}
 		}
@@ -183,6 +205,9 @@ func TestOutOfOrderBlocksHashed(t *testing.T) {
 		}
 		if sum != md5hex(data) {
 			t.Fatalf("size %d: md5 %q, want %s", size, sum, md5hex(data))
+		}
+		if !bytes.Equal(c.download(key), data) {
+			t.Fatalf("size %d: the file stored differs from the blocks sent", size)
 		}
 	}
 }

@@ -144,9 +144,27 @@ func (r *Reader) FrameBuffered() bool {
 	return int64(n) >= need
 }
 
+// Missing is how many bytes of the next frame are not in the Reader's
+// buffer yet: 0 when it is whole there, and -1 when its header is not
+// (its length is then unknown).
+func (r *Reader) Missing() int64 {
+	n := r.br.Buffered()
+	if n < HeaderLen {
+		return -1
+	}
+	hdr, _ := r.br.Peek(HeaderLen)
+	need := HeaderLen + int64(binary.BigEndian.Uint32(hdr[0:4])) + int64(binary.BigEndian.Uint32(hdr[4:8]))
+	return max(0, need-int64(n))
+}
+
 // ReadFrame reads one frame without parsing its JSON. It returns io.EOF
 // when the stream ends cleanly between frames.
-func (r *Reader) ReadFrame() (Frame, error) {
+func (r *Reader) ReadFrame() (Frame, error) { return r.readFrame(false) }
+
+// readFrame is ReadFrame. With inPlace set, a frame already whole in the
+// read buffer is returned where it lies, without being copied: its slices
+// are then valid only until the Reader is next used, even to peek.
+func (r *Reader) readFrame(inPlace bool) (Frame, error) {
 	start := r.off
 	n, err := io.ReadFull(r.br, r.hdr[:])
 	r.off += int64(n)
@@ -168,6 +186,12 @@ func (r *Reader) ReadFrame() (Frame, error) {
 		return Frame{}, &FrameError{Err: ErrBinaryTooLarge, Offset: start, JSONLen: jlen, BinaryLen: blen, Limit: r.lim.MaxBinary}
 	}
 	total := int(jlen) + int(blen)
+	if inPlace && total <= r.br.Buffered() {
+		body, _ := r.br.Peek(total)
+		r.br.Discard(total)
+		r.off += int64(total)
+		return Frame{Offset: start, JSON: body[:jlen], Binary: body[jlen:]}, nil
+	}
 	body, n, err := r.readBody(total)
 	r.off += int64(n)
 	if err != nil {
@@ -221,9 +245,10 @@ func (r *Reader) ReadMessage() (*Message, error) { return r.ReadMessageInto(NewM
 // stream of requests without allocating. On success it returns m, whose
 // values, like its Binary, are valid until the next read into m; a frame
 // recovered from a character-count length comes in a new message, as
-// with ReadMessage.
+// with ReadMessage. A frame already whole in the read buffer is parsed
+// where it lies, without being copied.
 func (r *Reader) ReadMessageInto(m *Message) (*Message, error) {
-	f, err := r.ReadFrame()
+	f, err := r.readFrame(true)
 	if err != nil {
 		return nil, err
 	}

@@ -83,7 +83,9 @@ func (s *Store) writeBlockLocked(user, key string, u storage.Upload, index int64
 	return s.writeBlockBatched(user, key, u.(*upload), index, block, now, hold)
 }
 
-func (s *Store) CommitBlocks(_, _ string, u storage.Upload) error { return s.commitBlocks(u.(*upload)) }
+func (s *Store) CommitBlocks(user, key string, u storage.Upload) error {
+	return s.commitBlocks(user, key, u.(*upload))
+}
 
 func (s *Store) Usage(user string) (int64, error) { return s.usage(user) }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
 	"sync"
 )
 
@@ -15,6 +16,10 @@ import (
 // and a chunk goes to the goroutine only when full (or when the sum is
 // wanted): small blocks cost a copy each, not a hand-off between
 // goroutines each. A digest is used under its upload's lock.
+//
+// The chunk also gathers the blocks that arrive in order before they are
+// written to the file (writeBlock): a chunk of them costs one write
+// system call, not one per block.
 type digest struct {
 	h    hash.Hash
 	pool *sync.Pool // of *[]byte, digestChunk bytes each
@@ -23,6 +28,14 @@ type digest struct {
 	cur  *[]byte // the chunk being filled
 	// inline hashes on the caller's goroutine, without chunks.
 	inline bool
+
+	f *os.File // where the bytes queued belong, from offset 0
+	n int64    // bytes queued since the last reset: the offset of the next
+	// Bytes [dirtyLo, dirtyHi) of cur are not written to f yet.
+	dirtyLo, dirtyHi int
+	// err is the first failure to write them: sticky, since blocks were
+	// marked as received that f does not hold.
+	err error
 }
 
 // digestChunk is the size of the chunks handed to the hashing goroutine.
@@ -42,9 +55,67 @@ func newDigest(pool *sync.Pool, size int64) *digest {
 	return &digest{h: md5.New(), pool: pool, inline: size < inlineBelow}
 }
 
+// writeBlock queues p, the bytes of f that follow those queued, to be
+// written to f and hashed. It returns the number of bytes written to f.
+func (d *digest) writeBlock(p []byte) (int64, error) {
+	if d.err != nil {
+		return 0, d.err
+	}
+	if d.inline {
+		if _, err := d.f.WriteAt(p, d.n); err != nil {
+			return 0, err
+		}
+		d.h.Write(p)
+		d.n += int64(len(p))
+		return int64(len(p)), nil
+	}
+	var written int64
+	for len(p) > 0 {
+		d.chunk()
+		b := *d.cur
+		if d.dirtyLo == d.dirtyHi {
+			d.dirtyLo = len(b)
+		}
+		n := copy(b[len(b):cap(b)], p)
+		*d.cur = b[:len(b)+n]
+		d.dirtyHi = len(b) + n
+		d.n += int64(n)
+		p = p[n:]
+		if len(*d.cur) == cap(*d.cur) {
+			w, err := d.flush()
+			written += w
+			if err != nil {
+				return written, err
+			}
+			d.send()
+		}
+	}
+	return written, nil
+}
+
+// flush writes to f the bytes queued by writeBlock that are not written
+// yet, and returns how many it wrote.
+func (d *digest) flush() (int64, error) {
+	if d.err != nil {
+		return 0, d.err
+	}
+	if d.dirtyLo == d.dirtyHi {
+		return 0, nil
+	}
+	b := (*d.cur)[d.dirtyLo:d.dirtyHi]
+	off := d.n - int64(len(*d.cur)) + int64(d.dirtyLo)
+	d.dirtyLo, d.dirtyHi = 0, 0
+	if _, err := d.f.WriteAt(b, off); err != nil {
+		d.err = fmt.Errorf("write %d bytes at %d: %w", len(b), off, err)
+		return 0, d.err
+	}
+	return int64(len(b)), nil
+}
+
 // write queues p to be hashed.
 func (d *digest) write(p []byte) {
 	if d.inline {
+		d.n += int64(len(p))
 		d.h.Write(p)
 		return
 	}
@@ -53,6 +124,7 @@ func (d *digest) write(p []byte) {
 		b := *d.cur
 		n := copy(b[len(b):cap(b)], p)
 		*d.cur = b[:len(b)+n]
+		d.n += int64(n)
 		p = p[n:]
 		if len(*d.cur) == cap(*d.cur) {
 			d.send()
@@ -64,6 +136,7 @@ func (d *digest) write(p []byte) {
 // chunk being filled.
 func (d *digest) readAt(r io.ReaderAt, off, n int64) error {
 	if d.inline {
+		d.n += n
 		d.chunk()
 		defer func() { d.pool.Put(d.cur); d.cur = nil }()
 		for buf := (*d.cur)[:cap(*d.cur)]; n > 0; {
@@ -84,6 +157,7 @@ func (d *digest) readAt(r io.ReaderAt, off, n int64) error {
 			return fmt.Errorf("read back %d bytes at %d: %w", m, off, err)
 		}
 		*d.cur = b[:len(b)+int(m)]
+		d.n += m
 		off, n = off+m, n-m
 		if len(*d.cur) == cap(*d.cur) {
 			d.send()
@@ -106,11 +180,13 @@ func (d *digest) chunk() {
 	d.cur = bp
 }
 
-// send hands the current chunk to the hashing goroutine.
+// send hands the current chunk to the hashing goroutine, once its bytes
+// are written to f.
 func (d *digest) send() {
 	if d.cur == nil || len(*d.cur) == 0 {
 		return
 	}
+	d.flush()
 	if d.ch == nil {
 		d.ch = make(chan *[]byte, digestQueue)
 		d.done = make(chan struct{})
@@ -138,15 +214,23 @@ func (d *digest) wait() {
 	}
 }
 
+// reset starts the hash again from the first byte of f; the bytes queued
+// are written to f first.
 func (d *digest) reset() {
 	d.wait()
 	d.h.Reset()
+	d.n = 0
 }
 
 // readFrom hashes r's bytes after those queued.
 func (d *digest) readFrom(r io.Reader) error {
 	d.wait()
-	if _, err := io.Copy(d.h, r); err != nil {
+	if d.err != nil {
+		return d.err
+	}
+	n, err := io.Copy(d.h, r)
+	d.n += n
+	if err != nil {
 		return fmt.Errorf("hash upload: %w", err)
 	}
 	return nil

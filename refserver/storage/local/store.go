@@ -451,6 +451,7 @@ func (s *Store) uploadLocked(user, key string) (*upload, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open upload: %w", err)
 	}
+	u.d.f = u.f
 	u.rf, err = s.root.OpenFile(filepath.Join(dir, upReceived), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		u.closeFiles()
@@ -504,6 +505,7 @@ func (s *Store) planUpload(user, key string, size, blockSize int64, now time.Tim
 	// block, and one that is accepted does not run out of room.
 	u.f, err = s.root.OpenFile(filepath.Join(dir, upBlocks), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err == nil {
+		u.d.f = u.f
 		err = reserve(u.f, size)
 	}
 	if err == nil {
@@ -558,11 +560,28 @@ func (s *Store) writeBlockBatched(user, key string, u *upload, index int64, bloc
 	if int64(len(block)) != want {
 		return nil, errBlockLen
 	}
-	if _, err := u.f.WriteAt(block, index*u.plan.BlockSize); err != nil {
+	if u.received[index] != 0 && index < u.hashed {
+		// A block hashed already was sent again, maybe with other
+		// bytes: hash the file again from the start.
+		u.d.reset()
+		u.hashed = 0
+	}
+	var written int64
+	var err error
+	if index == u.hashed {
+		// In order: the block joins the chunk that the digest writes
+		// to the file whole, at the latest before its record.
+		written, err = u.d.writeBlock(block)
+	} else {
+		_, err = u.f.WriteAt(block, index*u.plan.BlockSize)
+		written = want
+	}
+	if err != nil {
+		s.forget(user, key, u)
 		return nil, fmt.Errorf("write block %d: %w", index, err)
 	}
 	if !s.syncBlocks {
-		if u.dirty += int64(len(block)); u.dirty >= writebackEvery {
+		if u.dirty += written; u.dirty >= writebackEvery {
 			startWriteback(u.f)
 			u.dirty = 0
 		}
@@ -570,11 +589,6 @@ func (s *Store) writeBlockBatched(user, key string, u *upload, index int64, bloc
 	if u.received[index] == 0 {
 		u.received[index] = 1
 		u.count++
-	} else if index < u.hashed {
-		// A block hashed already was sent again, maybe with other
-		// bytes: hash the file again from the start.
-		u.d.reset()
-		u.hashed = 0
 	}
 	if u.heldLo == u.heldHi {
 		u.heldLo, u.heldHi = index, index+1
@@ -582,13 +596,12 @@ func (s *Store) writeBlockBatched(user, key string, u *upload, index int64, bloc
 		u.heldLo, u.heldHi = min(u.heldLo, index), max(u.heldHi, index+1)
 	}
 	if !hold || u.count == u.plan.TotalBlock {
-		if err := s.commitBlocks(u); err != nil {
+		if err := s.commitBlocks(user, key, u); err != nil {
 			return nil, err
 		}
 	}
 	u.active.Store(now.UnixNano())
 	if index == u.hashed {
-		u.d.write(block)
 		u.hashed++
 		u.hashArrived()
 	}
@@ -598,13 +611,34 @@ func (s *Store) writeBlockBatched(user, key string, u *upload, index int64, bloc
 	return s.finish(user, key, u)
 }
 
+// forget drops u from memory after a failure to write blocks it marked
+// as received: the next request loads the upload again from its folder,
+// whose record names only blocks written before it. The caller holds
+// the key's lock.
+func (s *Store) forget(user, key string, u *upload) {
+	u.closeFiles()
+	s.uploads.CompareAndDelete(ukey(user, key), u)
+	if l := &s.last[s.stripe(user, key)]; l.u == u {
+		*l = lastUpload{}
+	}
+}
+
 // commitBlocks writes the records held back by writeBlockBatched: one
 // write of the span of the progress file they fall in, taken from memory,
 // where a block is marked only once it is written. With syncBlocks the
 // blocks are fsynced first, then the record: a group commit.
-func (s *Store) commitBlocks(u *upload) error {
+func (s *Store) commitBlocks(user, key string, u *upload) error {
+	// Blocks that failed to reach the file are never acknowledged, even
+	// once their upload is forgotten.
+	if u.d.err != nil {
+		return fmt.Errorf("write blocks: %w", u.d.err)
+	}
 	if u.closed || u.heldLo == u.heldHi {
 		return nil
+	}
+	if _, err := u.d.flush(); err != nil {
+		s.forget(user, key, u)
+		return fmt.Errorf("write blocks: %w", err)
 	}
 	if s.syncBlocks {
 		if err := u.f.Sync(); err != nil {
