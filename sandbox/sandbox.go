@@ -230,7 +230,13 @@ func (s *Sandbox) makeWorkDir() error {
 	}
 	s.workDir = dir
 	if s.cfg.Dir != "" {
-		if err := os.CopyFS(dir, os.DirFS(s.cfg.Dir)); err != nil {
+		// No fork while the copy holds files open for writing: a child
+		// forked meanwhile would hold them until its exec, and running a
+		// copied program then fails with "text file busy".
+		syscall.ForkLock.RLock()
+		err := os.CopyFS(dir, os.DirFS(s.cfg.Dir))
+		syscall.ForkLock.RUnlock()
+		if err != nil {
 			os.RemoveAll(dir)
 			return fmt.Errorf("sandbox: copy %s: %w", s.cfg.Dir, err)
 		}

@@ -133,6 +133,11 @@ func copyFile(from, to string, perm fs.FileMode) error {
 		return fmt.Errorf("client folder: %w", err)
 	}
 	defer in.Close()
+	// No fork while the copy is open for writing: a child forked by
+	// another case meanwhile would hold it until its exec, and running the
+	// copied program then fails with "text file busy".
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
 	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm|0o200)
 	if err != nil {
 		return fmt.Errorf("scratch copy: %w", err)
