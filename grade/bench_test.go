@@ -76,7 +76,7 @@ func BenchmarkGradeClass(b *testing.B) {
 // serialRun starts the slow server on the host and times one stepkit
 // conformance run against it.
 func serialRun(b *testing.B, dir string) (time.Duration, int) {
-	port := freePortB(b)
+	port := freePort(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	srv := exec.CommandContext(ctx, "python3", "server.py", "--port", port, "--mute", "GET,DELETE")
@@ -85,7 +85,7 @@ func serialRun(b *testing.B, dir string) (time.Duration, int) {
 		b.Fatal(err)
 	}
 	defer func() { srv.Process.Kill(); srv.Wait() }()
-	waitPortB(b, "127.0.0.1:"+port)
+	waitPort(b, "127.0.0.1:"+port)
 	report := filepath.Join(b.TempDir(), "report.json")
 	start := time.Now()
 	run := exec.CommandContext(ctx, stepkitBin, "conformance", "--target", "127.0.0.1:"+port, "--json-report", report)

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -18,7 +18,7 @@ func freePort(t *testing.T) string {
 }
 
 // waitPort waits, bounded, until something accepts connections on addr.
-func waitPort(t *testing.T, addr string) {
+func waitPort(t testing.TB, addr string) {
 	t.Helper()
 	for i := 0; i < 100; i++ {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
@@ -29,27 +29,4 @@ func waitPort(t *testing.T, addr string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("nothing listens on %s", addr)
-}
-
-func freePortB(b *testing.B) string {
-	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
-func waitPortB(b *testing.B, addr string) {
-	b.Helper()
-	for i := 0; i < 100; i++ {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	b.Fatalf("nothing listens on %s", addr)
 }
