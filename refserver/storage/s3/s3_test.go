@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"errors"
 	"fmt"
 	"io"
 	"sync/atomic"
@@ -169,5 +170,71 @@ func TestLargeFile(t *testing.T) {
 	obj.Close()
 	if err != nil || !bytes.Equal(got, data) || info.UserMetadata["Stepkit-Md5"] != want {
 		t.Fatalf("object: %d bytes (%v), metadata %v", len(got), err, info.UserMetadata)
+	}
+}
+
+// TestPlannedAgainElsewhere: server b remembers a plan (within
+// Config.Revalidate) that server a has since replaced. With the same
+// plan, b's blocks complete the file, as on a local store; with another
+// plan, b's last block is told the key has no plan, never a storage
+// failure.
+func TestPlannedAgainElsewhere(t *testing.T) {
+	w := weedtest.Start(t)
+	open := func(prefix string) *s3.Store {
+		cfg := w.Config(prefix)
+		cfg.Revalidate = time.Hour
+		st, err := s3.Open(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	const bs = 1000
+	data := storagetest.Pattern(3*bs+7, 9)
+	for _, tc := range []struct {
+		name      string
+		againSize int64
+		completes bool
+	}{{"SamePlan", int64(len(data)), true}, {"OtherPlan", int64(len(data)) + bs, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := open("again-"+tc.name+"/"), open("again-"+tc.name+"/")
+			now := time.Now()
+			if _, _, err := b.PlanUpload("u", "k", int64(len(data)), bs, now); err != nil {
+				t.Fatal(err)
+			}
+			up, err := b.Upload("u", "k")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := a.PlanUpload("u", "k", tc.againSize, bs, now); err != nil {
+				t.Fatal(err)
+			}
+			var m *storage.FileMeta
+			for i := int64(0); i < 4; i++ {
+				m, err = b.WriteBlock("u", "k", up, i, data[i*bs:min((i+1)*bs, int64(len(data)))], now)
+				if i < 3 && (m != nil || err != nil) {
+					t.Fatalf("block %d: %v, %v", i, m, err)
+				}
+			}
+			if !tc.completes {
+				if !errors.Is(err, storage.ErrNotFound) {
+					t.Fatalf("last block: %v, %v; want ErrNotFound", m, err)
+				}
+				return
+			}
+			if err != nil || m == nil || m.MD5 != fmt.Sprintf("%x", md5.Sum(data)) {
+				t.Fatalf("last block: %+v, %v; want the file's MD5", m, err)
+			}
+			// A server that remembers nothing sees the file, whole, and
+			// no upload.
+			c := open("again-" + tc.name + "/")
+			got, err := c.Completed("u", "k")
+			if err != nil || got.MD5 != m.MD5 {
+				t.Fatalf("completed, as a third server sees it: %+v, %v", got, err)
+			}
+			if _, err := c.Upload("u", "k"); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("a third server still sees an upload: %v", err)
+			}
+		})
 	}
 }
