@@ -385,6 +385,40 @@ func TestShutdownDeadline(t *testing.T) {
 	closed(t, c)
 }
 
+// Connections that arrive while the server closes are either served or
+// closed, and the server stops: accepting never races with closing the
+// storage (the race detector watches).
+func TestCloseWhileAccepting(t *testing.T) {
+	for range 20 {
+		addr, srv, done := serveOn(t, refserver.Config{Root: t.TempDir()})
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if nc, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+						nc.Close()
+					}
+				}
+			}()
+		}
+		time.Sleep(2 * time.Millisecond)
+		srv.Close()
+		close(stop)
+		wg.Wait()
+		if err := <-done; !errors.Is(err, refserver.ErrServerClosed) {
+			t.Fatalf("Serve = %v, want ErrServerClosed", err)
+		}
+	}
+}
+
 // Two clients send different bytes for the same key at once: whatever
 // mixture of blocks wins, the MD5 the server reports is that of the file
 // it stores, and the file is served whole.

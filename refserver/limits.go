@@ -288,8 +288,6 @@ func (s *Server) track(nc net.Conn, id uint64) *conn {
 		go s.refuse(nc, id, refusal)
 		return nil
 	}
-	c := s.newConn(nc, id)
-	c.ip = ip
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inShutdown.Load() {
@@ -297,6 +295,10 @@ func (s *Server) track(nc net.Conn, id uint64) *conn {
 		nc.Close()
 		return nil
 	}
+	// Made under the lock: once shutting down, finish closes the
+	// storage the connection looks at.
+	c := s.newConn(nc, id)
+	c.ip = ip
 	s.conns[c] = struct{}{}
 	s.connWG.Add(1)
 	return c
