@@ -16,17 +16,18 @@ import (
 	"github.com/stepkit/stepkit/spec"
 )
 
-// smallDisk mounts a tmpfs of size bytes for the test and returns its
-// folder. It needs root on Linux: elsewhere the test is skipped with the
-// reason, except under CI=true, where it fails.
-func smallDisk(t *testing.T, size string) string {
+// smallDisk mounts a file system of kind "tmpfs" or "ext4" (an image
+// without a journal on a loop device) of size bytes for the test and
+// returns its folder. It needs root on Linux: elsewhere the test is
+// skipped with the reason, except under CI=true, where it fails.
+func smallDisk(t *testing.T, kind, size string) string {
 	t.Helper()
 	why := ""
 	switch {
 	case runtime.GOOS != "linux":
-		why = "mounting a small tmpfs needs Linux"
+		why = "mounting a small file system needs Linux"
 	case os.Geteuid() != 0:
-		why = "mounting a small tmpfs needs root"
+		why = "mounting a small file system needs root"
 	}
 	if why != "" {
 		if os.Getenv("CI") == "true" {
@@ -35,8 +36,18 @@ func smallDisk(t *testing.T, size string) string {
 		t.Skip(why)
 	}
 	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	mount := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir)
+	if kind == "ext4" {
+		img := filepath.Join(t.TempDir(), "disk.ext4")
+		for _, args := range [][]string{{"truncate", "-s", size, img}, {"mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-m", "0", "-N", "64", img}} {
+			if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v: %s", args[0], err, out)
+			}
+		}
+		mount = exec.Command("mount", "-o", "loop", img, dir)
+	}
+	if out, err := mount.CombinedOutput(); err != nil {
+		t.Fatalf("mount %s: %v: %s", kind, err, out)
 	}
 	// Registered after TempDir's removal, so run before it.
 	t.Cleanup(func() {
@@ -87,8 +98,17 @@ func entries(t *testing.T, dir string) []string {
 // meets the full disk is answered 507 and keeps its blocks for a resume;
 // a DATA SAVE on a full disk is answered 507 and leaves no partial
 // document; and all works again once there is room.
+//
+// It runs on tmpfs, where the server keeps a ledger of the room uploads
+// were promised, and on ext4, where it reserves with fallocate.
 func TestFullDisk(t *testing.T) {
-	disk := smallDisk(t, "4m")
+	for _, kind := range []string{"tmpfs", "ext4"} {
+		t.Run(kind, func(t *testing.T) { fullDisk(t, kind) })
+	}
+}
+
+func fullDisk(t *testing.T, kind string) {
+	disk := smallDisk(t, kind, "4M")
 	root := filepath.Join(disk, "root")
 	var clock atomicTime
 	clock.Store(time.Unix(1_700_000_000, 0))
@@ -183,7 +203,8 @@ func TestFullDisk(t *testing.T) {
 		{Input: "the last block of an upload on a full disk", Outcome: "507; its blocks kept; the same block alone completed it once there was room"},
 		{Input: "DATA SAVE on a full disk", Outcome: "507, no partial document, no staging file left"},
 	} {
-		row.Area, row.Times, row.Lost = "server", 1, lost
+		row.Area, row.Times, row.Lost, row.Test = "server", 1, lost, "TestFullDisk"
+		row.Input += " (" + kind + ")"
 		reliability.Record(t, row)
 	}
 }

@@ -109,8 +109,9 @@ STEPKIT_RELIABILITY=$rows go test ./...
 go run ./docs/gen -in $rows -out docs/reliability.md
 `+"```"+`
 
-The tests that need root (a small tmpfs for the full disk) or tools (tshark,
-chromium) run in CI; elsewhere they are skipped and their rows are missing.
+The tests that need root (a small tmpfs and a small ext4 image for the full
+disk) or tools (tshark, chromium) run in CI; elsewhere they are skipped and
+their rows are missing.
 
 `)
 	var trials, kinds int

@@ -40,3 +40,33 @@ func reserve(f *os.File, size int64) error {
 	}
 	return nil
 }
+
+// tmpfsMagic is the f_type statfs reports for tmpfs.
+const tmpfsMagic = 0x01021994
+
+// onTmpfs reports whether dir is on tmpfs, where reserving is the ledger's.
+func onTmpfs(dir string) bool {
+	var st syscall.Statfs_t
+	return syscall.Statfs(dir, &st) == nil && st.Type == tmpfsMagic
+}
+
+// freeBytes is the room an unprivileged writer has on dir's file system.
+func freeBytes(dir string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, &os.PathError{Op: "statfs", Path: dir, Err: err}
+	}
+	return int64(st.Bavail) * st.Bsize, nil
+}
+
+// allocated is the room f's blocks take on its file system.
+func allocated(f *os.File) int64 {
+	if f == nil {
+		return 0
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return 0
+	}
+	return st.Blocks * 512
+}

@@ -58,6 +58,9 @@ type Store struct {
 	root       *os.Root
 	dir        string
 	syncBlocks bool
+	// ledger reserves the room of uploads on tmpfs instead of fallocate;
+	// nil elsewhere.
+	ledger *ledger
 
 	seed    maphash.Seed
 	locks   [lockStripes]sync.Mutex // per key, striped
@@ -91,9 +94,19 @@ type upload struct {
 	received []byte
 	count    int64
 	// The MD5 covers blocks [0, hashed) as they arrive in order; blocks
-	// that arrive early are hashed from the file when their turn comes.
+	// that arrive early are hashed when their turn comes, from early or
+	// else read back from the file.
 	d      *digest
 	hashed int64
+	// early keeps copies of blocks that arrived ahead of the hash (from
+	// another connection of the same transfer), up to earlyMax bytes. A
+	// copy not yet in f joins the in-order write when its turn comes,
+	// or is written by commitBlocks before its record, whichever is
+	// first; so out-of-order blocks cost neither a write of their own
+	// nor a read back.
+	early      map[int64]*earlyBlock
+	earlyBytes int64
+	earlyFree  []*earlyBlock
 	// dirty counts the bytes written since writeback was last started.
 	dirty  int64
 	active atomic.Int64 // unix nanoseconds of the last block
@@ -102,6 +115,7 @@ type upload struct {
 	// commitBlocks; heldLo == heldHi when none is.
 	heldLo, heldHi int64
 	closed         bool // closeFiles was called: the upload is gone
+	ledger         *ledger
 }
 
 // Open opens (creating it if needed) the storage root dir. When syncBlocks
@@ -115,6 +129,9 @@ func Open(dir string, syncBlocks bool) (*Store, error) {
 		return nil, fmt.Errorf("open storage root: %w", err)
 	}
 	s := &Store{root: root, dir: dir, syncBlocks: syncBlocks, seed: maphash.MakeSeed()}
+	if onTmpfs(dir) {
+		s.ledger = newLedger(dir)
+	}
 	for i := range s.locks {
 		s.unlocks[i] = s.locks[i].Unlock
 	}
@@ -405,6 +422,9 @@ func (s *Store) createEmpty(user, key string) (*fileMeta, error) {
 
 func (u *upload) closeFiles() {
 	u.closed = true
+	if u.ledger != nil {
+		u.ledger.release(u)
+	}
 	u.d.wait()
 	if u.f != nil {
 		u.f.Close()
@@ -475,6 +495,11 @@ func (s *Store) uploadLocked(user, key string) (*upload, error) {
 	if fi, err := u.rf.Stat(); err == nil {
 		u.active.Store(fi.ModTime().UnixNano())
 	}
+	if s.ledger != nil {
+		// Planned before a restart: what it still needs is promised.
+		s.ledger.add(u)
+		u.ledger = s.ledger
+	}
 	s.uploads.Store(uk, u)
 	s.remember(user, key, u)
 	return u, nil
@@ -506,13 +531,18 @@ func (s *Store) planUpload(user, key string, size, blockSize int64, now time.Tim
 	u.f, err = s.root.OpenFile(filepath.Join(dir, upBlocks), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err == nil {
 		u.d.f = u.f
-		err = reserve(u.f, size)
-	}
-	if err == nil {
 		u.rf, err = s.root.OpenFile(filepath.Join(dir, upReceived), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	}
-	if err == nil {
-		err = reserve(u.rf, plan.TotalBlock)
+	switch {
+	case err != nil:
+	case s.ledger != nil:
+		if err = s.ledger.reserve(u); err == nil {
+			u.ledger = s.ledger
+		}
+	default:
+		if err = reserve(u.f, size); err == nil {
+			err = reserve(u.rf, plan.TotalBlock)
+		}
 	}
 	if err != nil {
 		u.closeFiles()
@@ -568,11 +598,14 @@ func (s *Store) writeBlockBatched(user, key string, u *upload, index int64, bloc
 	}
 	var written int64
 	var err error
-	if index == u.hashed {
+	switch {
+	case index == u.hashed:
 		// In order: the block joins the chunk that the digest writes
 		// to the file whole, at the latest before its record.
 		written, err = u.d.writeBlock(block)
-	} else {
+	case u.keepEarly(index, block):
+		// Written with the in-order blocks, or by commitBlocks.
+	default:
 		_, err = u.f.WriteAt(block, index*u.plan.BlockSize)
 		written = want
 	}
@@ -640,6 +673,10 @@ func (s *Store) commitBlocks(user, key string, u *upload) error {
 		s.forget(user, key, u)
 		return fmt.Errorf("write blocks: %w", err)
 	}
+	if err := u.writeEarly(); err != nil {
+		s.forget(user, key, u)
+		return fmt.Errorf("write blocks: %w", err)
+	}
 	if s.syncBlocks {
 		if err := u.f.Sync(); err != nil {
 			return fmt.Errorf("sync blocks: %w", err)
@@ -665,6 +702,19 @@ func (s *Store) commitBlocks(user, key string, u *upload) error {
 // hashRest, which fails the upload if it still cannot.
 func (u *upload) hashArrived() {
 	for u.hashed < u.plan.TotalBlock && u.received[u.hashed] != 0 {
+		if e := u.early[u.hashed]; e != nil {
+			if e.written {
+				u.d.write(e.b)
+			} else {
+				// A failure is the digest's sticky error: commitBlocks
+				// reports it before any record.
+				n, _ := u.d.writeBlock(e.b)
+				u.dirty += n
+			}
+			u.dropEarly(u.hashed, e)
+			u.hashed++
+			continue
+		}
 		off := u.hashed * u.plan.BlockSize
 		n := spec.BlockLen(u.plan.Size, u.plan.BlockSize, u.hashed)
 		if err := u.d.readAt(u.f, off, n); err != nil {
@@ -674,6 +724,70 @@ func (u *upload) hashArrived() {
 		}
 		u.hashed++
 	}
+}
+
+// earlyBlock is a copy of a block that arrived ahead of the hash.
+type earlyBlock struct {
+	b       []byte
+	written bool // b is in the file
+}
+
+// earlyMax is the most an upload keeps of blocks that arrived early.
+const earlyMax = 2 << 20
+
+// keepEarly keeps a copy of block index, which arrived ahead of the
+// hash, if there is room, and reports whether it did. The block is not
+// written yet.
+func (u *upload) keepEarly(index int64, block []byte) bool {
+	if index < u.hashed {
+		return false
+	}
+	if e := u.early[index]; e != nil {
+		// Sent again: the newest bytes count.
+		e.b = append(e.b[:0], block...)
+		e.written = false
+		return true
+	}
+	if u.earlyBytes+int64(len(block)) > earlyMax {
+		return false
+	}
+	var e *earlyBlock
+	if n := len(u.earlyFree); n > 0 {
+		e, u.earlyFree = u.earlyFree[n-1], u.earlyFree[:n-1]
+	} else {
+		e = &earlyBlock{}
+	}
+	e.b = append(e.b[:0], block...)
+	e.written = false
+	if u.early == nil {
+		u.early = make(map[int64]*earlyBlock)
+	}
+	u.early[index] = e
+	u.earlyBytes += int64(len(block))
+	return true
+}
+
+// dropEarly forgets the copy e of block index, keeping its buffer.
+func (u *upload) dropEarly(index int64, e *earlyBlock) {
+	delete(u.early, index)
+	u.earlyBytes -= int64(len(e.b))
+	u.earlyFree = append(u.earlyFree, e)
+}
+
+// writeEarly writes to the file the early blocks not written yet; their
+// copies stay for the hash.
+func (u *upload) writeEarly() error {
+	for i, e := range u.early {
+		if e.written {
+			continue
+		}
+		if _, err := u.f.WriteAt(e.b, i*u.plan.BlockSize); err != nil {
+			return fmt.Errorf("write block %d: %w", i, err)
+		}
+		e.written = true
+		u.dirty += int64(len(e.b))
+	}
+	return nil
 }
 
 // finish completes an upload whose blocks have all arrived: it finishes
@@ -715,6 +829,9 @@ func (s *Store) finish(user, key string, u *upload) (*fileMeta, error) {
 func (u *upload) hashRest() error {
 	if u.hashed == u.plan.TotalBlock {
 		return nil
+	}
+	if err := u.writeEarly(); err != nil {
+		return err
 	}
 	off := u.hashed * u.plan.BlockSize
 	if err := u.d.readFrom(io.NewSectionReader(u.f, off, u.plan.Size-off)); err != nil {
