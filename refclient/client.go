@@ -187,17 +187,38 @@ func (c *Client) Pipelining() bool {
 	return c.pipelining
 }
 
-// UploadWindow is the number of UPLOAD blocks a transfer keeps in flight
-// on each connection: Options.Window when set, else DefaultWindow on a
-// server that advertised pipelining and 1 on any other (CLIENT-4).
-func (c *Client) UploadWindow() int {
+// UploadWindow is the number of UPLOAD blocks of blockSize bytes a
+// transfer keeps in flight on each connection: Options.Window when set,
+// else AutoWindow on a server that advertised pipelining and 1 on any
+// other (CLIENT-4).
+func (c *Client) UploadWindow(blockSize int64) int {
 	switch {
 	case c.opts.Window > 0:
 		return c.opts.Window
 	case c.Pipelining():
-		return DefaultWindow
+		return AutoWindow(blockSize)
 	}
 	return 1
+}
+
+// windowBytes is how much of a file an automatic window keeps in flight
+// on a server that advertised pipelining. Sixteen blocks of 20480 bytes
+// drain faster than either side is scheduled again on a busy machine,
+// and the transfer stalls: on a 2-core VM a download of 20480-byte blocks
+// ran 30% faster with 4 MiB in flight than with 320 KiB.
+const windowBytes = 4 << 20
+
+// maxAutoWindow bounds an automatic window of small blocks.
+const maxAutoWindow = 256
+
+// AutoWindow is the window of blocks of blockSize bytes that an automatic
+// window keeps in flight on a server that advertised pipelining: about
+// 4 MiB of them, DefaultWindow at least.
+func AutoWindow(blockSize int64) int {
+	if blockSize <= 0 {
+		return DefaultWindow
+	}
+	return int(min(max(windowBytes/blockSize, DefaultWindow), maxAutoWindow))
 }
 
 // MaxBlockSize is the max_block_size the server advertised (EXT-7) in its
@@ -226,8 +247,10 @@ func (c *Client) askBlockSize() int64 {
 	return min(want, adv, lim)
 }
 
-// DownloadWindow is the number of DOWNLOAD requests a transfer keeps in
-// flight on each connection: Options.Window when set, else DefaultWindow.
+// DownloadWindow is the number of DOWNLOAD requests for blocks of
+// blockSize bytes a transfer keeps in flight on each connection:
+// Options.Window when set, else AutoWindow on a server that advertised
+// pipelining, and DefaultWindow on any other.
 //
 // Pipelining them is safe with the course server although it over-reads
 // (A.23): its reader asks for a whole part (8-byte header, JSON, binary)
@@ -241,9 +264,12 @@ func (c *Client) askBlockSize() int64 {
 // step and the download fails with an error (no answer, or the connection
 // closed), never with wrong data: block lengths and the MD5 are checked.
 // Window 1 rules that out too.
-func (c *Client) DownloadWindow() int {
-	if c.opts.Window > 0 {
+func (c *Client) DownloadWindow(blockSize int64) int {
+	switch {
+	case c.opts.Window > 0:
 		return c.opts.Window
+	case c.Pipelining():
+		return AutoWindow(blockSize)
 	}
 	return DefaultWindow
 }

@@ -202,7 +202,7 @@ func (c *Client) Upload(ctx context.Context, key string, src io.Reader, size int
 	if err != nil {
 		return nil, err
 	}
-	return c.sendBlocks(ctx, plan, src, nil, nil, o, c.UploadWindow())
+	return c.sendBlocks(ctx, plan, src, nil, nil, o, c.UploadWindow(plan.BlockSize))
 }
 
 // UploadFile uploads the file at path under key (empty: the server
@@ -308,7 +308,7 @@ func (c *Client) sendFile(ctx context.Context, plan Plan, f *os.File, j *journal
 	// copy less of every byte.
 	mapped, unmap := mapFile(f, plan.Size)
 	defer unmap()
-	res, err := c.sendBlocks(ctx, plan, f, mapped, j, &first, c.UploadWindow())
+	res, err := c.sendBlocks(ctx, plan, f, mapped, j, &first, c.UploadWindow(plan.BlockSize))
 	var oos *OutOfStepError
 	if !errors.As(err, &oos) || res.Window <= 1 || ctx.Err() != nil {
 		return res, err
@@ -786,7 +786,7 @@ func (c *Client) downloadFile(ctx context.Context, key, dest string, o *Transfer
 // returns the number of blocks received and records it, the window and
 // the peak of requests in flight in res.
 func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.File, sink func(i int64, b []byte) error, o *TransferOptions, res *DownloadResult) (n int64, err error) {
-	window := c.DownloadWindow()
+	window := c.DownloadWindow(plan.BlockSize)
 	var peak atomic.Int64
 	res.Window = window
 	defer func() { res.Received, res.PeakInFlight = n, peak.Load() }()

@@ -25,8 +25,9 @@ func TestAutomaticWindowWithOverReadingServer(t *testing.T) {
 	s.overRead = overReadSeg
 	addr := s.start()
 	c := login(t, addr, &Options{ReplyTimeout: 5 * time.Second})
-	if c.Pipelining() || c.UploadWindow() != 1 || c.DownloadWindow() != DefaultWindow {
-		t.Fatalf("pipelining %v, upload window %d, download window %d", c.Pipelining(), c.UploadWindow(), c.DownloadWindow())
+	bs := int64(spec.DefaultBlockSize)
+	if c.Pipelining() || c.UploadWindow(bs) != 1 || c.DownloadWindow(bs) != DefaultWindow {
+		t.Fatalf("pipelining %v, upload window %d, download window %d", c.Pipelining(), c.UploadWindow(bs), c.DownloadWindow(bs))
 	}
 	ctx := context.Background()
 	data := testData(3<<20+5, 41)
@@ -98,8 +99,8 @@ func TestUploadFileRetriesInStep(t *testing.T) {
 				o.JournalDir = filepath.Join(t.TempDir(), "j")
 			}
 			c := login(t, addr, o)
-			if c.UploadWindow() < 2 {
-				t.Fatalf("upload window %d", c.UploadWindow())
+			if c.UploadWindow(spec.DefaultBlockSize) < 2 {
+				t.Fatalf("upload window %d", c.UploadWindow(spec.DefaultBlockSize))
 			}
 			data := testData(2<<20+77, 43)
 			var progress atomic.Int64
@@ -126,7 +127,7 @@ func TestUploadFileRetriesInStep(t *testing.T) {
 }
 
 // refserver advertises pipelining (EXT-6): the automatic window keeps
-// DefaultWindow blocks in flight there. A client given only a token knows
+// about 4 MiB of blocks in flight there (AutoWindow), 204 of 20480 bytes. A client given only a token knows
 // nothing of the server and sends one block at a time.
 func TestAutomaticWindowWithRefserver(t *testing.T) {
 	addr, _ := refserver.StartTest(t, refserver.Config{})
@@ -134,8 +135,11 @@ func TestAutomaticWindowWithRefserver(t *testing.T) {
 	if c.MaxBlockSize() <= 0 {
 		t.Fatalf("refserver advertised no max_block_size")
 	}
-	if !c.Pipelining() || c.UploadWindow() != DefaultWindow {
-		t.Fatalf("pipelining %v, upload window %d", c.Pipelining(), c.UploadWindow())
+	want := AutoWindow(spec.DefaultBlockSize)
+	if !c.Pipelining() || c.UploadWindow(spec.DefaultBlockSize) != want || want != 204 ||
+		c.DownloadWindow(spec.DefaultBlockSize) != want || AutoWindow(DefaultBlockSize) != DefaultWindow {
+		t.Fatalf("pipelining %v, upload window %d, download window %d, want %d", c.Pipelining(),
+			c.UploadWindow(spec.DefaultBlockSize), c.DownloadWindow(spec.DefaultBlockSize), want)
 	}
 	ctx := context.Background()
 	data := testData(3<<20+1, 44)
@@ -143,7 +147,7 @@ func TestAutomaticWindowWithRefserver(t *testing.T) {
 	if err != nil || !up.Verified {
 		t.Fatalf("upload: %+v %v", up, err)
 	}
-	if up.Window != DefaultWindow || up.PeakInFlight < 2 {
+	if up.Window != want || up.PeakInFlight < 2 {
 		t.Fatalf("upload not pipelined: window %d, peak %d", up.Window, up.PeakInFlight)
 	}
 
@@ -153,8 +157,8 @@ func TestAutomaticWindowWithRefserver(t *testing.T) {
 	}
 	defer tc.Close()
 	tc.SetToken(c.Token())
-	if tc.Pipelining() || tc.UploadWindow() != 1 {
-		t.Fatalf("token-only client: pipelining %v, upload window %d", tc.Pipelining(), tc.UploadWindow())
+	if tc.Pipelining() || tc.UploadWindow(spec.DefaultBlockSize) != 1 {
+		t.Fatalf("token-only client: pipelining %v, upload window %d", tc.Pipelining(), tc.UploadWindow(spec.DefaultBlockSize))
 	}
 	up, err = tc.Upload(ctx, "small.bin", bytes.NewReader(data[:100000]), 100000, nil)
 	if err != nil || !up.Verified || up.PeakInFlight != 1 {

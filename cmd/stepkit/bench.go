@@ -75,7 +75,7 @@ operation, and every error with its count, as text or --json.`,
 	f.StringVar(&o.op, "op", benchUpload, "operation: upload, download or mixed (alternating)")
 	f.DurationVarP(&o.duration, "duration", "d", 0, "run for this long (default 10s unless --requests is given)")
 	f.IntVarP(&o.requests, "requests", "n", 0, "stop after this many operations in total")
-	f.IntVar(&o.window, "window", 0, fmt.Sprintf("blocks in flight per connection (default: automatic, %d for downloads and for uploads to a server that advertises pipelining, else 1)", refclient.DefaultWindow))
+	f.IntVar(&o.window, "window", 0, fmt.Sprintf("blocks in flight per connection (default: automatic, about 4 MiB of blocks (%d at least) on a server that advertises pipelining, else %d for downloads and 1 for uploads)", refclient.DefaultWindow, refclient.DefaultWindow))
 	f.IntVar(&o.conns, "conns", 1, "connections per transfer")
 	f.DurationVar(&o.timeout, "timeout", refclient.DefaultReplyTimeout, "time allowed for each response")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON")
@@ -215,8 +215,6 @@ func (r *benchRun) connect(ctx context.Context) (*refclient.Client, error) {
 		c.Close()
 		return nil, fmt.Errorf("login: %w", err)
 	}
-	r.upWindow.Store(int64(c.UploadWindow()))
-	r.downWindow.Store(int64(c.DownloadWindow()))
 	return c, nil
 }
 
@@ -272,8 +270,12 @@ func (r *benchRun) client(ctx context.Context, w int) {
 		switch op {
 		case benchUpload:
 			key := fmt.Sprintf("stepkit-bench-%s-%d-%d", r.runID, w, i)
-			_, err = c.Upload(ctx, key, bytes.NewReader(r.data), r.size, nil)
+			var res *refclient.UploadResult
+			res, err = c.Upload(ctx, key, bytes.NewReader(r.data), r.size, nil)
 			d := time.Since(start)
+			if res != nil && res.Window > 0 {
+				r.upWindow.Store(int64(res.Window))
+			}
 			r.record(op, d, err)
 			if err == nil || refclient.IsStatus(err, spec.StatusKeyExists) {
 				if derr := c.DeleteFile(ctx, key); derr != nil {
@@ -281,7 +283,11 @@ func (r *benchRun) client(ctx context.Context, w int) {
 				}
 			}
 		case benchDownload:
-			_, err = c.Download(ctx, r.seedKey, io.Discard, nil)
+			var res *refclient.DownloadResult
+			res, err = c.Download(ctx, r.seedKey, io.Discard, nil)
+			if res != nil && res.Window > 0 {
+				r.downWindow.Store(int64(res.Window))
+			}
 			r.record(op, time.Since(start), err)
 		}
 	}

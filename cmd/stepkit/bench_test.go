@@ -8,6 +8,7 @@ import (
 
 	"github.com/stepkit/stepkit/refclient"
 	"github.com/stepkit/stepkit/refserver"
+	"github.com/stepkit/stepkit/spec"
 )
 
 func TestBenchMixedJSON(t *testing.T) {
@@ -26,7 +27,7 @@ func TestBenchMixedJSON(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 	// refserver advertises pipelining: the automatic window pipelines both.
-	if rep.Window != 0 || rep.UpWindow != refclient.DefaultWindow || rep.DownWindow != refclient.DefaultWindow {
+	if rep.Window != 0 || rep.UpWindow != refclient.AutoWindow(spec.DefaultBlockSize) || rep.DownWindow != refclient.AutoWindow(refclient.DefaultBlockSize) {
 		t.Fatalf("windows: asked %d, uploads %d, downloads %d", rep.Window, rep.UpWindow, rep.DownWindow)
 	}
 	byOp := map[string]benchOpReport{}

@@ -64,7 +64,7 @@ func (f *clientFlags) register(fs *pflag.FlagSet, transfer bool) {
 	fs.DurationVar(&f.replyTimeout, "timeout", refclient.DefaultReplyTimeout, "time allowed for each response")
 	fs.IntVar(&f.retries, "retries", refclient.DefaultRateLimitRetries, "times a request refused with 429 (rate limit) is sent again, waiting 0.25s, 0.5s, 1s, ... (0: never)")
 	if transfer {
-		fs.IntVar(&f.window, "window", 0, fmt.Sprintf("blocks in flight per connection (1: one request at a time; default: automatic, %d for downloads and for uploads to a server that advertises pipelining, else 1)", refclient.DefaultWindow))
+		fs.IntVar(&f.window, "window", 0, fmt.Sprintf("blocks in flight per connection (1: one request at a time; default: automatic, about 4 MiB of blocks (%d at least) on a server that advertises pipelining, else %d for downloads and 1 for uploads)", refclient.DefaultWindow, refclient.DefaultWindow))
 		fs.IntVar(&f.conns, "conns", 1, "connections per transfer (some course servers serve one connection at a time)")
 		fs.Int64Var(&f.blockSize, "block-size", 0, fmt.Sprintf("block_size to ask of a server that lets clients choose (STEP.md EXT-7; default %d, capped by the server; other servers are never asked)", refclient.DefaultBlockSize))
 		fs.StringVar(&f.journalDir, "journal-dir", "", "where resume journals live (env "+envJournal+"; default: the user cache dir)")
@@ -329,7 +329,8 @@ the server reports with the local one.
 
 Blocks go one at a time unless the server advertised pipelining when logging
 in (stepkit serve does; the course server does not, and misreads pipelined
-blocks), then 16 at a time; --window N sets the number in flight. An upload
+blocks), then about 4 MiB of blocks at a time (16 at least); --window N sets
+the number in flight. An upload
 whose server loses step with several blocks in flight is finished once more
 with one block in flight.
 

@@ -469,11 +469,11 @@ func TestCLIAutomaticWindow(t *testing.T) {
 		args []string
 		want int
 	}{
-		{[]string{"upload", "--server", addr, "--user", "u"}, refclient.DefaultWindow},
+		{[]string{"upload", "--server", addr, "--user", "u"}, refclient.AutoWindow(spec.DefaultBlockSize)},
 		{[]string{"upload", "--server", plain, "--user", "u"}, 1},
 		{[]string{"upload", "--server", plain, "--user", "u", "--window", "4"}, 4},
 		{[]string{"course-client", "--server_ip", plain, "--id", "2362202", "--f"}, 1},
-		{[]string{"course-client", "--server_ip", addr, "--id", "2362202", "--f"}, refclient.DefaultWindow},
+		{[]string{"course-client", "--server_ip", addr, "--id", "2362202", "--f"}, refclient.AutoWindow(spec.DefaultBlockSize)},
 	} {
 		path, data := randomFile(t, dir, "w"+strconv.Itoa(i)+".bin", 200000+i, uint64(20+i))
 		code, out, errs := runCLI(t, "", append(tc.args, path, "--json")...)
