@@ -35,7 +35,7 @@ type cgroups struct {
 func newCgroups() (*cgroups, error) {
 	var id [6]byte
 	rand.Read(id[:])
-	name := "stepkit-sandbox-" + hex.EncodeToString(id[:])
+	name := stalePrefix + ownerTag() + "-" + hex.EncodeToString(id[:])
 	cg := &cgroups{}
 	for _, x := range []struct {
 		ctrl string

@@ -76,7 +76,8 @@
 // death signal) and the holder's init, which reads a pipe only the grader
 // writes, ends; the kernel then kills everything in the namespaces. Only
 // the scratch folder (stepkit-sandbox-* in the temporary folder) and the
-// empty cgroups (stepkit-sandbox-*) are left.
+// empty cgroups (stepkit-sandbox-*) are left, named after the grader's
+// pid and start time; the next sandbox made on the machine removes them.
 //
 // Isolation needs root (nsenter, setpriv, the chown of the scratch
 // folder) and bwrap, nsenter, setpriv, prlimit and cat on PATH (Debian:

@@ -189,6 +189,7 @@ func New(ctx context.Context, cfg Config) (*Sandbox, error) {
 			return nil, fmt.Errorf("sandbox: folder to copy: %s is not a directory", cfg.Dir)
 		}
 	}
+	sweepStale()
 	s := &Sandbox{cfg: cfg, netns: -1, initFD: -1}
 	ok, why := available(&cfg)
 	if !ok && !cfg.Fallback {
@@ -224,7 +225,7 @@ func New(ctx context.Context, cfg Config) (*Sandbox, error) {
 // makeWorkDir makes the scratch folder and copies cfg.Dir into it, owned
 // by the unprivileged uid when the sandbox is isolated.
 func (s *Sandbox) makeWorkDir() error {
-	dir, err := os.MkdirTemp("", "stepkit-sandbox-")
+	dir, err := os.MkdirTemp("", stalePrefix+ownerTag()+"-")
 	if err != nil {
 		return fmt.Errorf("sandbox: scratch folder: %w", err)
 	}

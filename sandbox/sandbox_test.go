@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -533,11 +534,46 @@ func TestGraderDeathEndsItsSandboxes(t *testing.T) {
 	var left []string
 	for range 300 {
 		if left = processesWith(t, marker); len(left) == 0 {
-			return
+			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("processes 30s after the grader died: %q", left)
+	if len(left) > 0 {
+		t.Fatalf("processes 30s after the grader died: %q", left)
+	}
+	// The next sandbox made on the machine removes what the dead grader
+	// left behind.
+	s, err := New(context.Background(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for _, p := range append([]string{lines[1]}, strings.Fields(lines[2])...) {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s, left by the dead grader, is still there: %v", p, err)
+		}
+	}
+}
+
+// Leftovers are taken only from sandboxes whose maker is gone: not from
+// a live one, not from one whose pid was taken again by another process,
+// and never by a name without an owner.
+func TestOrphaned(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want bool
+	}{
+		{stalePrefix + ownerTag() + "-123", false},
+		{fmt.Sprintf("%s%d-1-123", stalePrefix, os.Getpid()), true}, // another start time
+		{stalePrefix + "999999999-5-1", true},                       // no such process
+		{stalePrefix + "123456", false},
+		{stalePrefix + "x-1-2", false},
+		{"other-1-2-3", false},
+	} {
+		if got := orphaned(tc.name); got != tc.want {
+			t.Errorf("orphaned(%q) = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }
 
 func TestProgramCannotReachAnotherSandbox(t *testing.T) {
