@@ -113,8 +113,8 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.5em;overflow-x:auto;white-
 <h2 id="sec-{{.Name}}">{{.Name}}</h2>
 <table>
 <tr><th style="width:9em">case</th><th style="width:8em">outcome</th><th>what it checks</th><th style="width:6em">time</th></tr>
-{{range .Cases}}<tr>
-<td>{{.ID}}</td>
+{{range .Cases}}<tr id="case-{{.ID}}">
+<td><a href="#case-{{.ID}}">{{.ID}}</a></td>
 <td class="o {{lower .Outcome}}">{{.Outcome}}</td>
 <td><details{{if or (eq .Outcome "FAIL") (eq .Outcome "ERROR")}} open{{end}}><summary>{{.Title}}</summary>
 {{range .Requirements}}<div class="req"><b>{{.ID}}</b> ({{.Level}}): {{.Text}}</div>{{end}}

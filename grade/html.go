@@ -80,6 +80,19 @@ type htmlCell struct {
 	Rank                              int
 }
 
+// caseAnchor is the place in a student's report.html that shows why v is
+// what it is: the first case that found it broken, else the first case
+// citing it, else its section.
+func caseAnchor(v conformance.RequirementVerdict, section string) string {
+	switch {
+	case len(v.Broken) > 0:
+		return "case-" + v.Broken[0]
+	case len(v.Cases) > 0:
+		return "case-" + v.Cases[0]
+	}
+	return "sec-" + section
+}
+
 type htmlRow struct {
 	R        *Result
 	Baseline bool
@@ -108,7 +121,7 @@ func (c *Class) WriteHTML(w io.Writer) error {
 				cell := htmlCell{Verdict: "—", Class: "none", Mark: "", Rank: -1, Title: r.ID + " " + col.ID + ": not judged"}
 				if ok {
 					cell = htmlCell{Verdict: v.Verdict, Class: cssClass(v.Verdict), Mark: mark(v.Verdict), Rank: verdictRank(v.Verdict),
-						Link:  escapePath(dir) + "/report.html#sec-" + col.Section,
+						Link:  escapePath(dir) + "/report.html#" + caseAnchor(v, col.Section),
 						Title: fmt.Sprintf("%s %s: %s", r.ID, col.ID, v.Verdict)}
 					if len(v.Broken) > 0 {
 						cell.Title += " in " + strings.Join(v.Broken, ", ")

@@ -45,8 +45,28 @@ func checkIndex(t *testing.T, out string, class *grade.Class) {
 		t.Fatal("index.html links to no report")
 	}
 	for _, l := range links {
-		if _, err := os.Stat(filepath.Join(out, filepath.FromSlash(l[1]))); err != nil {
+		target, err := os.ReadFile(filepath.Join(out, filepath.FromSlash(l[1])))
+		if err != nil {
 			t.Errorf("index.html links to %s, which is not there", l[1])
+			continue
+		}
+		// A cell's link lands on the case that decided it.
+		if frag := strings.TrimPrefix(l[2], "#"); frag != "" && !strings.Contains(string(target), `id="`+frag+`"`) {
+			t.Errorf("index.html links to %s%s, but that page has no such place", l[1], l[2])
+		}
+	}
+	for _, r := range class.Results {
+		if r.Report == nil {
+			continue
+		}
+		for _, v := range r.Report.Requirements {
+			if len(v.Broken) == 0 {
+				continue
+			}
+			cell := regexp.MustCompile(`title="` + regexp.QuoteMeta(r.ID+" "+v.ID+":") + `[^"]*"><a href="([^"]*)"`).FindStringSubmatch(page)
+			if cell == nil || !strings.HasSuffix(cell[1], "/report.html#case-"+v.Broken[0]) {
+				t.Errorf("%s's %s cell links to %q, not to the case that found it broken (%s)", r.ID, v.ID, cell, v.Broken[0])
+			}
 		}
 	}
 	cols := class.Columns()
