@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
 
 	"github.com/stepkit/stepkit/refclient"
 	"github.com/stepkit/stepkit/refserver"
@@ -16,7 +19,10 @@ import (
 // BenchmarkTransfer256MiB uploads and downloads one 256 MiB file through
 // a server on the local folder and through a server on SeaweedFS, in the
 // same run, with the same client settings, and reports each rate and the
-// ratios S3 / local (x-local-upload, x-local-download).
+// ratios S3 / local (x-local-upload, x-local-download). It also reports
+// the store's own limit, measured in the same run: one PUT of the 256 MiB
+// straight to SeaweedFS and one GET of it (store-put-MB/s,
+// store-get-MB/s), and the upload's rate against that PUT (x-store-put).
 //
 //	go test ./refserver/storage/s3 -run '^$' -bench Transfer256MiB -benchtime 1x
 func BenchmarkTransfer256MiB(b *testing.B) {
@@ -35,7 +41,11 @@ func BenchmarkTransfer256MiB(b *testing.B) {
 					down[j] += d
 				}
 			}
+			put, get := storeRates(b, w, data)
 			rate := func(d time.Duration) float64 { return float64(b.N) * size / d.Seconds() / 1e6 }
+			b.ReportMetric(put/1e6, "store-put-MB/s")
+			b.ReportMetric(get/1e6, "store-get-MB/s")
+			b.ReportMetric(rate(up[1])*1e6/put, "x-store-put")
 			b.ReportMetric(rate(up[0]), "local-up-MB/s")
 			b.ReportMetric(rate(up[1]), "s3-up-MB/s")
 			b.ReportMetric(rate(down[0]), "local-down-MB/s")
@@ -76,4 +86,31 @@ func transfer(b *testing.B, addr string, o refclient.Options, key string, data [
 		b.Fatal(err)
 	}
 	return up, down
+}
+
+// storeRates puts data as one object straight into the store and gets it
+// back, and returns both rates in bytes per second: what the store takes
+// and gives when nothing else runs.
+func storeRates(b *testing.B, w *weedtest.Server, data []byte) (put, get float64) {
+	ctx := context.Background()
+	cl := w.Client()
+	start := time.Now()
+	if _, err := cl.PutObject(ctx, w.Bucket, "bench-raw/object", bytes.NewReader(data), int64(len(data)),
+		minio.PutObjectOptions{DisableContentSha256: true, DisableMultipart: true}); err != nil {
+		b.Fatal(err)
+	}
+	put = float64(len(data)) / time.Since(start).Seconds()
+	start = time.Now()
+	obj, err := cl.GetObject(ctx, w.Bucket, "bench-raw/object", minio.GetObjectOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, obj)
+	obj.Close()
+	if err != nil || n != int64(len(data)) {
+		b.Fatalf("get: %d bytes, %v", n, err)
+	}
+	get = float64(n) / time.Since(start).Seconds()
+	cl.RemoveObject(ctx, w.Bucket, "bench-raw/object", minio.RemoveObjectOptions{})
+	return put, get
 }
