@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -384,5 +385,28 @@ func TestCharCountLengthServer(t *testing.T) {
 	}
 	if err := c.DeleteFile(ctx, key); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A download over several connections whose one connection dies: the
+// blocks the others hold for their turn give up at once, and the
+// download fails with the error, without waiting for anything.
+func TestDownloadConnectionLostWhileOthersWait(t *testing.T) {
+	s := newFake(t)
+	s.cutAfterBlocks = 6
+	data := testData(40*20480, 9)
+	sum := md5.Sum(data)
+	s.files["k"] = &fakeFile{size: int64(len(data)), data: data, got: make([]bool, 40), done: true, digest: hex.EncodeToString(sum[:])}
+	addr := s.start()
+	// Only a block waiting for its turn could make the download wait for
+	// the reply timeout.
+	c := login(t, addr, &Options{Window: 4, Conns: 3, ReplyTimeout: time.Minute})
+	start := time.Now()
+	_, err := c.Download(context.Background(), "k", io.Discard, nil)
+	if err == nil {
+		t.Fatal("download succeeded through a connection that was closed")
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("download failed after %v, waiting for blocks that could not come: %v", d, err)
 	}
 }

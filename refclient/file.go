@@ -803,12 +803,11 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	conns, release := c.transferConns(ctx, missing, window)
 	defer release()
 
-	// ahead bounds how far delivery may run ahead of the in-order sink,
-	// which keeps the blocks that arrive early in memory.
+	// ahead bounds how far the requests handed out may run ahead of the
+	// in-order sink.
 	ahead := make(chan struct{}, 2*len(conns)*window)
 	seq := &sequencer{
 		total:   plan.TotalBlock,
-		pending: make(map[int64][]byte),
 		sink:    sink,
 		before:  before,
 		release: func() { <-ahead },
@@ -818,6 +817,7 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 			return b, err
 		},
 	}
+	seq.turn.L = &seq.mu
 	if err := seq.advance(); err != nil {
 		return 0, err
 	}
@@ -830,6 +830,8 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 
 	jobs := make(chan job)
 	g, gctx := errgroup.WithContext(ctx)
+	// A block waiting for its turn gives up when the transfer fails.
+	defer context.AfterFunc(gctx, func() { seq.abort(context.Cause(gctx)) })()
 	g.Go(func() error {
 		defer close(jobs)
 		for i := int64(0); i < plan.TotalBlock; i++ {
@@ -901,31 +903,37 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	return received, err
 }
 
-// sequencer passes blocks that arrive in any order to sink in index order.
+// sequencer passes blocks to sink in index order. A connection whose
+// block comes before its turn waits with it, the block still in its frame
+// buffer, until the blocks before it are passed: it is never copied, and
+// since each connection receives its blocks in increasing order, the one
+// holding the next block is never the one waiting.
 type sequencer struct {
 	mu      sync.Mutex
+	turn    sync.Cond // broadcast when next moves or the transfer stops
 	next    int64
 	total   int64
-	pending map[int64][]byte // blocks that came early, copied
-	free    [][]byte         // buffers of pending blocks, for reuse
 	sink    func(i int64, b []byte) error
 	before  []bool                        // blocks already on disk
 	load    func(i int64) ([]byte, error) // reads such a block
 	release func()                        // called once per block put
+	stop    error                         // why waiting blocks give up
 }
 
-// put hands over block i; b is copied if it must wait for its turn.
+// put hands over block i once every block before it was handed over.
 func (s *sequencer) put(i int64, b []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if i != s.next {
-		var buf []byte
-		if n := len(s.free); n > 0 {
-			buf, s.free = s.free[n-1], s.free[:n-1]
-		}
-		s.pending[i] = append(buf[:0], b...)
-		return nil
+	if i < s.next {
+		return fmt.Errorf("block %d delivered twice", i)
 	}
+	for i != s.next && s.stop == nil {
+		s.turn.Wait()
+	}
+	if s.stop != nil {
+		return s.stop
+	}
+	defer s.turn.Broadcast()
 	if err := s.sink(i, b); err != nil {
 		return err
 	}
@@ -934,31 +942,32 @@ func (s *sequencer) put(i int64, b []byte) error {
 	return s.advanceLocked()
 }
 
+// abort wakes the blocks waiting for their turn, with err: the transfer
+// ended without the blocks they wait for.
+func (s *sequencer) abort(err error) {
+	s.mu.Lock()
+	if s.stop == nil {
+		s.stop = err
+	}
+	s.turn.Broadcast()
+	s.mu.Unlock()
+}
+
 func (s *sequencer) advance() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.advanceLocked()
 }
 
+// advanceLocked passes the blocks already on disk that come next.
 func (s *sequencer) advanceLocked() error {
-	for s.next < s.total {
-		if b, ok := s.pending[s.next]; ok {
-			delete(s.pending, s.next)
-			if err := s.sink(s.next, b); err != nil {
-				return err
-			}
-			s.free = append(s.free, b)
-			s.release()
-		} else if s.before[s.next] {
-			b, err := s.load(s.next)
-			if err != nil {
-				return fmt.Errorf("read back block %d: %w", s.next, err)
-			}
-			if err := s.sink(s.next, b); err != nil {
-				return err
-			}
-		} else {
-			return nil
+	for s.next < s.total && s.before[s.next] {
+		b, err := s.load(s.next)
+		if err != nil {
+			return fmt.Errorf("read back block %d: %w", s.next, err)
+		}
+		if err := s.sink(s.next, b); err != nil {
+			return err
 		}
 		s.next++
 	}

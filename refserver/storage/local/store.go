@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,6 +108,8 @@ type upload struct {
 	early      map[int64]*earlyBlock
 	earlyBytes int64
 	earlyFree  []*earlyBlock
+	earlyIdx   []int64  // writeEarly's, kept for reuse
+	earlyVec   [][]byte // writeEarly's, kept for reuse
 	// dirty counts the bytes written since writeback was last started.
 	dirty  int64
 	active atomic.Int64 // unix nanoseconds of the last block
@@ -732,8 +735,10 @@ type earlyBlock struct {
 	written bool // b is in the file
 }
 
-// earlyMax is the most an upload keeps of blocks that arrived early.
-const earlyMax = 2 << 20
+// earlyMax is the most an upload keeps of blocks that arrived early:
+// about what a client keeps in flight on a connection (refclient's
+// automatic window holds 4 MiB), twice.
+const earlyMax = 8 << 20
 
 // keepEarly keeps a copy of block index, which arrived ahead of the
 // hash, if there is room, and reports whether it did. The block is not
@@ -775,17 +780,36 @@ func (u *upload) dropEarly(index int64, e *earlyBlock) {
 }
 
 // writeEarly writes to the file the early blocks not written yet; their
-// copies stay for the hash.
+// copies stay for the hash. Blocks next to each other in the file go in
+// one system call: another connection's blocks come in runs.
 func (u *upload) writeEarly() error {
+	idx := u.earlyIdx[:0]
 	for i, e := range u.early {
-		if e.written {
-			continue
+		if !e.written {
+			idx = append(idx, i)
 		}
-		if _, err := u.f.WriteAt(e.b, i*u.plan.BlockSize); err != nil {
-			return fmt.Errorf("write block %d: %w", i, err)
+	}
+	slices.Sort(idx)
+	u.earlyIdx = idx
+	for len(idx) > 0 {
+		n := 1
+		for n < len(idx) && idx[n] == idx[n-1]+1 {
+			n++
 		}
-		e.written = true
-		u.dirty += int64(len(e.b))
+		bufs := u.earlyVec[:0]
+		for _, i := range idx[:n] {
+			bufs = append(bufs, u.early[i].b)
+		}
+		u.earlyVec = bufs
+		if err := writeVec(u.f, bufs, idx[0]*u.plan.BlockSize); err != nil {
+			return fmt.Errorf("write blocks %d to %d: %w", idx[0], idx[n-1], err)
+		}
+		for _, i := range idx[:n] {
+			u.early[i].written = true
+			u.dirty += int64(len(u.early[i].b))
+		}
+		clear(bufs)
+		idx = idx[n:]
 	}
 	return nil
 }
