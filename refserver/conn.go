@@ -75,6 +75,7 @@ type conn struct {
 	br          *bufio.Reader // under r, when runs is set
 	collect     *[]uploadItem
 	pending     bool
+	flights     []*flight // runs on their way to the storage, oldest first
 	pendReq     *spec.Message
 	pendErr     error
 	pendTraffic int
@@ -114,6 +115,7 @@ func (c *conn) serve() {
 	s.met.connOpened()
 	c.log.Info("connection opened", "remote", c.nc.RemoteAddr().String())
 	defer func() {
+		c.waitFlights()
 		if c.dlFile != nil {
 			c.dlFile.Close()
 		}
@@ -135,8 +137,16 @@ func (c *conn) loop() string {
 	s := c.srv
 	cfg := &s.cfg
 	for {
-		// Answers held back for a pipelined request go out before any
-		// wait for the peer (send holds them only while one is whole).
+		// Answers held back for a pipelined request, and those of runs
+		// being stored, go out before any wait for the peer (they are
+		// held only while the next request is whole).
+		// One at a time: the answers to the oldest let the client send
+		// more while the others are stored.
+		for len(c.flights) > 0 && !c.nextReady() {
+			if !c.land(1) {
+				return "write failed"
+			}
+		}
 		if len(c.wbuf) > 0 && !c.nextReady() && !c.flush(nil) {
 			return "write failed"
 		}
@@ -210,11 +220,15 @@ func (c *conn) loop() string {
 		}
 		c.idle.Store(false)
 		c.requests++
-		if c.runs && startsRun(req) && c.r.FrameBuffered() {
+		if c.runs && startsRun(req) {
 			if !c.serveRun(req) {
 				return "write failed"
 			}
 			continue
+		}
+		// Any other request is answered after the runs before it.
+		if !c.landAll() {
+			return "write failed"
 		}
 		resp, closeAfter := c.handle(req)
 		if !c.send(resp, closeAfter) {

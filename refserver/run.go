@@ -11,6 +11,30 @@ import (
 // maxRun is the most pipelined UPLOADs taken together.
 const maxRun = 16
 
+// maxFlights is how many runs a connection may have on their way to the
+// storage while it reads the next: a store that takes writes in parallel
+// (an object store) is then kept busy by one client.
+const maxFlights = 4
+
+// flight is a run whose blocks are on their way to the storage. Its
+// answers are sent, in order, once they are stored (land).
+type flight struct {
+	reqs   []*spec.Message
+	resps  []*spec.Message // nil where the answer waits for the storage
+	groups []runGroup
+	done   chan struct{} // closed once every group is stored
+}
+
+// runGroup is the blocks of one upload in a run, stored with one write.
+type runGroup struct {
+	user, key string
+	u         storage.Upload
+	index     []int64
+	blocks    [][]byte
+	m         *storage.FileMeta // set when the write completed the file
+	err       error
+}
+
 // uploadItem is a block of a run of UPLOADs, checked and waiting to be
 // stored with the others.
 type uploadItem struct {
@@ -48,11 +72,13 @@ func continuesRun(run []*spec.Message, next *spec.Message) bool {
 	return true
 }
 
-// serveRun answers first and the UPLOADs of other blocks of its key that
-// follow it and have arrived whole, storing their blocks with one write: a
-// client that pipelines its blocks then costs the storage one request per
-// run, not per block. Each request is checked and answered as it would be
-// alone, in order. It reports false when a response could not be sent.
+// serveRun takes first and the UPLOADs of other blocks of its key that
+// follow it and have arrived whole, and sends their blocks to the storage
+// with one write, as a flight: a client that pipelines its blocks then
+// costs the storage one request per run, not per block, and up to
+// maxFlights runs are stored at once while the connection reads the next.
+// Each request is checked as it would be alone, and answered in order
+// (land). It reports false when a response could not be sent.
 func (c *conn) serveRun(first *spec.Message) bool {
 	s := c.srv
 	reqs := []*spec.Message{first.Clone()}
@@ -78,16 +104,139 @@ func (c *conn) serveRun(first *spec.Message) bool {
 		resps[i], _ = c.dispatch(req) // nil: collected
 	}
 	c.collect = nil
-	stored := c.storeRun(items)
-	for i, req := range reqs {
-		if resps[i] == nil {
-			resps[i], stored = stored[0], stored[1:]
+	f := &flight{reqs: reqs, resps: resps, groups: groupRun(items), done: make(chan struct{})}
+	// Stored while the connection reads on; only the storage is touched
+	// there, the answers are made by land.
+	go func() {
+		defer close(f.done)
+		w := s.store.(storage.RunWriter)
+		for i := range f.groups {
+			g := &f.groups[i]
+			g.m, g.err = w.WriteBlocks(g.user, g.key, g.u, g.index, g.blocks, s.cfg.Now())
 		}
-		c.count(req, resps[i])
+	}()
+	c.flights = append(c.flights, f)
+	if len(c.flights) > maxFlights {
+		return c.land(1)
 	}
-	// One write for the run's answers: the client then refills its window
-	// at once, and the next run finds more of it buffered.
-	return c.sendAll(resps)
+	return true
+}
+
+// groupRun splits the collected blocks of a run into groups of one upload.
+func groupRun(items []uploadItem) []runGroup {
+	var groups []runGroup
+	for len(items) > 0 {
+		n := 1
+		for n < len(items) && items[n].u == items[0].u {
+			n++
+		}
+		g := runGroup{user: items[0].user, key: items[0].key, u: items[0].u, index: make([]int64, n), blocks: make([][]byte, n)}
+		for j := range n {
+			g.index[j], g.blocks[j] = items[j].index, items[j].block
+		}
+		groups = append(groups, g)
+		items = items[n:]
+	}
+	return groups
+}
+
+// land waits for the n oldest flights to be stored and answers their
+// requests, in order, a flight's answers with one write. It reports false
+// when they could not be sent.
+func (c *conn) land(n int) bool {
+	for ; n > 0 && len(c.flights) > 0; n-- {
+		f := c.flights[0]
+		c.flights[0] = nil
+		c.flights = c.flights[1:]
+		<-f.done
+		c.passCompletion(f)
+		stored := c.answers(f.groups)
+		for i, req := range f.reqs {
+			if f.resps[i] == nil {
+				f.resps[i], stored = stored[0], stored[1:]
+			}
+			c.count(req, f.resps[i])
+		}
+		// One write for the run's answers: the client then refills its
+		// window at once, and the next run finds more of it buffered.
+		if !c.sendAll(f.resps) {
+			return false
+		}
+	}
+	return true
+}
+
+// passCompletion moves the news that a group of f completed its file to
+// the last group of the same upload in the flights after f, if their
+// blocks were stored: the runs of one connection are stored at once and
+// may finish in any order, but the client is told of the completion, as
+// without flights, in the answer to its last block.
+func (c *conn) passCompletion(f *flight) {
+	for i := range f.groups {
+		g := &f.groups[i]
+		if g.m == nil {
+			continue
+		}
+		var last *runGroup
+		for _, later := range c.flights {
+			same := false
+			for j := range later.groups {
+				same = same || later.groups[j].u == g.u // set before the flight left
+			}
+			if !same {
+				continue
+			}
+			// Its blocks of the upload were stored before the completion,
+			// which needed them (or they came again after it): the flight
+			// is finishing, if not done.
+			<-later.done
+			for j := range later.groups {
+				if h := &later.groups[j]; h.u == g.u && h.err == nil && h.m == nil {
+					last = h
+				}
+			}
+		}
+		if last != nil {
+			last.m, g.m = g.m, nil
+		}
+	}
+}
+
+// landAll answers every flight; it reports false when an answer could
+// not be sent.
+func (c *conn) landAll() bool { return c.land(len(c.flights)) }
+
+// waitFlights waits until no flight is on its way, without answering:
+// the connection is closing.
+func (c *conn) waitFlights() {
+	for _, f := range c.flights {
+		<-f.done
+	}
+	c.flights = nil
+}
+
+// answers are the answers to the blocks of stored groups, in order.
+func (c *conn) answers(groups []runGroup) []*spec.Message {
+	var out []*spec.Message
+	for _, g := range groups {
+		for j := range g.index {
+			var resp *spec.Message
+			switch {
+			case g.err == nil:
+				var done *storage.FileMeta
+				if j == len(g.index)-1 {
+					done = g.m
+				}
+				resp = c.uploaded(g.user, g.key, g.index[j], done)
+			case errors.Is(g.err, storage.ErrNotFound):
+				resp = c.noPlan(g.user, g.key)
+			default:
+				resp = c.internal(spec.OpUpload, spec.TypeFile, "store block", g.err)
+			}
+			out = append(out, resp)
+		}
+	}
+	return out
 }
 
 // pollWait is how long frameReady waits for bytes already on their way.
@@ -110,42 +259,4 @@ func (c *conn) frameReady() bool {
 		}
 	}
 	return true
-}
-
-// storeRun stores the collected blocks of each upload in one write and
-// returns their answers in order.
-func (c *conn) storeRun(items []uploadItem) []*spec.Message {
-	s := c.srv
-	out := make([]*spec.Message, 0, len(items))
-	for len(items) > 0 {
-		n := 1
-		for n < len(items) && items[n].u == items[0].u {
-			n++
-		}
-		it := items[0]
-		index := make([]int64, n)
-		blocks := make([][]byte, n)
-		for j := range n {
-			index[j], blocks[j] = items[j].index, items[j].block
-		}
-		m, err := s.store.(storage.RunWriter).WriteBlocks(it.user, it.key, it.u, index, blocks, s.cfg.Now())
-		for j := range n {
-			var resp *spec.Message
-			switch {
-			case err == nil:
-				var done *storage.FileMeta
-				if j == n-1 {
-					done = m
-				}
-				resp = c.uploaded(it.user, it.key, index[j], done)
-			case errors.Is(err, storage.ErrNotFound):
-				resp = c.noPlan(it.user, it.key)
-			default:
-				resp = c.internal(spec.OpUpload, spec.TypeFile, "store block", err)
-			}
-			out = append(out, resp)
-		}
-		items = items[n:]
-	}
-	return out
 }
