@@ -60,7 +60,7 @@ func extensionCases(r *registrar) {
 			}
 			var held []*Session
 			for i := 0; i < max; i++ {
-				held = append(held, t.LoginAs(randomOr(t)))
+				held = append(held, t.holdLogin())
 			}
 			// The next case must find the server below its limit again.
 			t.Defer(func() {
@@ -276,6 +276,26 @@ func stringIs(r *Reply, field, want string) bool {
 // waitBelowLimit waits, for up to the read timeout, until a new connection
 // is served with something other than 503: a server notices closed
 // connections a moment after the client closes them.
+// holdLogin logs a user in on a new connection, for EXT-3 to hold. A
+// server at its limit answers a new connection 503 at once, and the
+// connections of the run's earlier cases may still be closing on its
+// side: a 503 is tried again, for the read timeout (a second at least),
+// before the LOGIN is judged.
+func (t *T) holdLogin() *Session {
+	deadline := time.Now().Add(max(t.cfg.ReadTimeout, time.Second))
+	for {
+		u := randomOr(t)
+		c := t.Dial()
+		r := t.DoOn(c, loginReq(spec.FieldUsername, u.User, spec.FieldPassword, u.Password), "LOGIN-5")
+		if r.Status() == spec.StatusServiceBusy && time.Now().Before(deadline) {
+			c.Close()
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		return t.loggedIn(c, u, r)
+	}
+}
+
 func (t *T) waitBelowLimit() {
 	deadline := time.Now().Add(t.cfg.ReadTimeout)
 	for time.Now().Before(deadline) {

@@ -170,7 +170,11 @@ func (t *T) LoginOn(c *Conn, u Creds) *Session {
 	req := spec.NewRequest(spec.OpLogin, spec.TypeAuth)
 	req.Set(spec.FieldUsername, u.User)
 	req.Set(spec.FieldPassword, u.Password)
-	r := t.DoOn(c, req, "LOGIN-5")
+	return t.loggedIn(c, u, t.DoOn(c, req, "LOGIN-5"))
+}
+
+// loggedIn judges r, the answer to u's LOGIN on c, and returns the session.
+func (t *T) loggedIn(c *Conn, u Creds, r *Reply) *Session {
 	if u.Course && !t.cfg.courseLogin() && r.Status() != spec.StatusOK {
 		// A made-up user on a server with real accounts: the run lacks a
 		// second account, which is no fault of the server.

@@ -1,11 +1,13 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // A scratch folder and a cgroup are named after the process that made
@@ -86,8 +88,9 @@ func sweepStale() {
 	}
 }
 
-// sweepGroup removes a cgroup and the groups under it, once, killing
-// what is left in them.
+// sweepGroup removes a cgroup and the groups under it, killing what is
+// left in them. Killed tasks leave a group a moment later, so removal is
+// tried for sweepWait; a group still busy then is left to the next sweep.
 func sweepGroup(dir string) {
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
@@ -95,6 +98,14 @@ func sweepGroup(dir string) {
 			sweepGroup(filepath.Join(dir, e.Name()))
 		}
 	}
-	killGroup(dir)
-	os.Remove(dir)
+	for deadline := time.Now().Add(sweepWait); ; {
+		killGroup(dir)
+		if err := os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
+
+// sweepWait bounds the wait for one stale group to empty.
+const sweepWait = time.Second
