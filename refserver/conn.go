@@ -139,9 +139,9 @@ func (c *conn) loop() string {
 	for {
 		// Answers held back for a pipelined request, and those of runs
 		// being stored, go out before any wait for the peer (they are
-		// held only while the next request is whole).
-		// One at a time: the answers to the oldest let the client send
-		// more while the others are stored.
+		// held only while the next request is whole). Runs land one at
+		// a time: the answers to the oldest let the client send more
+		// while the others are stored.
 		for len(c.flights) > 0 && !c.nextReady() {
 			if !c.land(1) {
 				return "write failed"
