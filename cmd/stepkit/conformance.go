@@ -200,15 +200,32 @@ func runConformance(ctx context.Context, cmd *cobra.Command, o conformanceOption
 }
 
 func listCases(w io.Writer, cases []*conformance.Case) error {
+	rows := make([]caseRow, len(cases))
+	for i, c := range cases {
+		rows[i] = caseRow{c.ID, string(c.Level()), c.Reqs, c.Title}
+	}
+	return listRows(w, rows, "cases")
+}
+
+// caseRow is a line of --list: a server case or a client case.
+type caseRow struct {
+	id, level string
+	reqs      []string
+	title     string
+}
+
+// listRows prints the cases of --list as a table, then how many there
+// are, as "N noun".
+func listRows(w io.Writer, rows []caseRow, noun string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CASE\tLEVEL\tREQUIREMENTS\tWHAT IT CHECKS")
-	for _, c := range cases {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.ID, c.Level(), strings.Join(c.Reqs, ","), c.Title)
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.id, r.level, strings.Join(r.reqs, ","), r.title)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%d cases\n", len(cases))
+	_, err := fmt.Fprintf(w, "%d %s\n", len(rows), noun)
 	return err
 }
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -128,14 +127,9 @@ func runClientConformance(ctx context.Context, cmd *cobra.Command, o conformance
 }
 
 func listClientCases(w io.Writer, cases []*judge.Case) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CASE\tLEVEL\tREQUIREMENTS\tWHAT IT CHECKS")
-	for _, c := range cases {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.ID, c.Level(), strings.Join(c.Reqs, ","), c.Title)
+	rows := make([]caseRow, len(cases))
+	for i, c := range cases {
+		rows[i] = caseRow{c.ID, string(c.Level()), c.Reqs, c.Title}
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	_, err := fmt.Fprintf(w, "%d client cases\n", len(cases))
-	return err
+	return listRows(w, rows, "client cases")
 }
