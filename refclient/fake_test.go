@@ -37,6 +37,8 @@ type fakeServer struct {
 	advertise      bool  // advertise pipelining at login (EXT-6), truthfully or not
 	refuseBlock    int64 // UPLOAD of this block is refused with 408 (-1: none)
 	silentRefusal  bool  // after refusing refuseBlock, answer nothing more on that connection
+	stallBlock     int64 // UPLOAD of this block is answered stallFor late, on its connection only
+	stallFor       time.Duration
 
 	mu       sync.Mutex
 	files    map[string]*fakeFile
@@ -45,6 +47,11 @@ type fakeServer struct {
 	uploads  int // UPLOAD blocks accepted
 	requests []spec.Operation
 	conns    int
+	// Of UPLOAD blocks: which were answered, how many from block 0 on
+	// all were, and how far ahead of those a block ever came.
+	upAnswered map[int64]bool
+	upPrefix   int64
+	maxSpread  int64
 }
 
 type fakeFile struct {
@@ -129,6 +136,15 @@ func (s *fakeServer) serve(conn net.Conn) {
 			time.Sleep(s.delay)
 		}
 		op := req.Operation()
+		upIndex, upErr := req.BlockIndex()
+		if op == spec.OpUpload && upErr == nil {
+			s.mu.Lock()
+			s.maxSpread = max(s.maxSpread, upIndex-s.upPrefix)
+			s.mu.Unlock()
+			if s.stallFor > 0 && upIndex == s.stallBlock {
+				time.Sleep(s.stallFor)
+			}
+		}
 		if op == spec.OpUpload || op == spec.OpDownload {
 			blocks++
 			if s.cutAfterBlocks > 0 && blocks > s.cutAfterBlocks {
@@ -155,6 +171,19 @@ func (s *fakeServer) serve(conn net.Conn) {
 		}
 		if resp == nil {
 			continue
+		}
+		if op == spec.OpUpload && upErr == nil {
+			// Marked before the answer leaves: the client may send
+			// the next block as soon as it arrives.
+			s.mu.Lock()
+			if s.upAnswered == nil {
+				s.upAnswered = map[int64]bool{}
+			}
+			s.upAnswered[upIndex] = true
+			for s.upAnswered[s.upPrefix] {
+				s.upPrefix++
+			}
+			s.mu.Unlock()
 		}
 		if s.charCount {
 			js := resp.AppendJSON(nil)

@@ -367,9 +367,11 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 	// Blocks read and hashed ahead wait here, so that the reader and the
 	// connections rarely wait for one another.
 	jobs := make(chan job, len(conns)*window)
+	sp := newSpread(len(conns) * window)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(jobs)
+		var seq int64
 		for i := int64(0); i < plan.TotalBlock; i += per {
 			last := min(i+per, plan.TotalBlock)
 			n := min(last*plan.BlockSize, plan.Size) - i*plan.BlockSize
@@ -403,11 +405,15 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 					}
 					continue
 				}
+				if len(conns) > 1 && !sp.take(gctx) {
+					return nil
+				}
 				if sl != nil {
 					sl.refs.Add(1)
 				}
 				select {
-				case jobs <- job{index: k, data: blk, slab: sl}:
+				case jobs <- job{index: k, seq: seq, data: blk, slab: sl}:
+					seq++
 				case <-gctx.Done():
 					return nil
 				}
@@ -447,6 +453,9 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 			}
 			if err := j.ack(jb.index); err != nil {
 				return err
+			}
+			if len(conns) > 1 {
+				sp.ack(jb.seq)
 			}
 			sentMu.Lock()
 			sent++
@@ -490,6 +499,45 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 	}
 	res.Verified = true
 	return res, nil
+}
+
+// spread bounds how far the blocks an upload hands out to its connections
+// run ahead of the oldest one not yet acknowledged. The server hashes a
+// file in order: while one connection is slow, the blocks another sends
+// meanwhile wait in the server's memory, or on its disk to be read back
+// if there are too many, and a block's turn never comes sooner for it.
+type spread struct {
+	credits chan struct{} // a token for each job handed out and not behind the oldest unacknowledged
+	mu      sync.Mutex
+	oldest  int64  // the seq of the oldest job not acknowledged
+	acked   []bool // by seq modulo cap(credits): acknowledged out of order
+}
+
+func newSpread(n int) *spread {
+	return &spread{credits: make(chan struct{}, n), acked: make([]bool, n)}
+}
+
+// take waits until one more job may be handed out, or ctx ends.
+func (s *spread) take(ctx context.Context) bool {
+	select {
+	case s.credits <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// ack records that job seq was acknowledged.
+func (s *spread) ack(seq int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := int64(len(s.acked))
+	s.acked[seq%n] = true
+	for s.acked[s.oldest%n] {
+		s.acked[s.oldest%n] = false
+		s.oldest++
+		<-s.credits
+	}
 }
 
 // errShrank is the failure of an upload whose mapped file shrank.

@@ -11,6 +11,7 @@ import (
 // job is one block request of a transfer.
 type job struct {
 	index int64
+	seq   int64  // upload: the order in which the job was handed out
 	data  []byte // upload: the block; nil for downloads
 	slab  *slab  // upload: the buffer data is in
 }

@@ -199,3 +199,31 @@ func TestRefusalWhilePipelining(t *testing.T) {
 		}
 	}
 }
+
+// The blocks of an upload on several connections stay within the windows
+// of all of them from the oldest block not yet acknowledged: while one
+// connection waits for an answer, the others do not run ahead. The server
+// hashes the file in order and would have to keep what they send meanwhile
+// in memory, or read it back from its disk.
+func TestUploadSpreadOverConnsIsBounded(t *testing.T) {
+	s := newFake(t)
+	s.blockSize = 1000
+	s.stallBlock, s.stallFor = 20, 300*time.Millisecond
+	addr := s.start()
+	const window, conns = 4, 2
+	c := login(t, addr, &Options{Window: window, Conns: conns})
+	data := testData(400*1000+7, 5)
+	res, err := c.UploadFile(context.Background(), writeTemp(t, "in", data), "f.bin", nil)
+	if err != nil || !res.Verified {
+		t.Fatalf("upload: %+v, %v", res, err)
+	}
+	s.mu.Lock()
+	spread, used := s.maxSpread, s.conns
+	s.mu.Unlock()
+	if used < conns {
+		t.Fatalf("%d connections, want %d", used, conns)
+	}
+	if spread >= window*conns {
+		t.Fatalf("a block came %d blocks ahead of the first unanswered one; the windows hold %d", spread, window*conns)
+	}
+}

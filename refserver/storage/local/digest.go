@@ -6,6 +6,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"slices"
 	"sync"
 )
 
@@ -20,22 +21,54 @@ import (
 // The chunk also gathers the blocks that arrive in order before they are
 // written to the file (writeBlock): a chunk of them costs one write
 // system call, not one per block.
+//
+// A chunk covers a fixed span of the file, [idx*digestChunk,
+// (idx+1)*digestChunk). Blocks that arrive ahead of the hash (from another
+// connection of the same transfer) are copied straight to their place in
+// the chunks that follow (stash), up to aheadChunks of them: when the hash
+// reaches them they are already where it reads, so an out-of-order block
+// costs one copy, like an in-order one, and no read back from the file.
 type digest struct {
 	h    hash.Hash
-	pool *sync.Pool // of *[]byte, digestChunk bytes each
-	ch   chan *[]byte
+	pool *sync.Pool // of *chunk
+	ch   chan *chunk
 	done chan struct{}
-	cur  *[]byte // the chunk being filled
-	// inline hashes on the caller's goroutine, without chunks.
+	cur  *chunk // the chunk being filled: the hash is at n, in it
+	// inline hashes on the caller's goroutine, without chunks for the
+	// blocks in order.
 	inline bool
 
 	f *os.File // where the bytes queued belong, from offset 0
 	n int64    // bytes queued since the last reset: the offset of the next
-	// Bytes [dirtyLo, dirtyHi) of cur are not written to f yet.
-	dirtyLo, dirtyHi int
+	// ahead holds the chunks after cur (inline: from the hash's own) that
+	// blocks arrived early were copied into, at their index modulo
+	// aheadChunks.
+	ahead [aheadChunks]*chunk
 	// err is the first failure to write them: sticky, since blocks were
 	// marked as received that f does not hold.
 	err error
+}
+
+// chunk is a span of the file in memory.
+type chunk struct {
+	b   []byte // digestChunk bytes of capacity; cur's length is the hash's place
+	idx int64  // the span covered: [idx*digestChunk, (idx+1)*digestChunk)
+	// from is where the hash begins in b: above 0 only for a chunk begun
+	// where a previous sum stopped mid-chunk.
+	from int
+	// dirty are the spans of b not written to the file yet.
+	dirty []span
+}
+
+type span struct{ lo, hi int }
+
+// addDirty marks b[lo:hi] as not written to the file yet.
+func (c *chunk) addDirty(lo, hi int) {
+	if k := len(c.dirty); k > 0 && c.dirty[k-1].hi == lo {
+		c.dirty[k-1].hi = hi // in order, the common case
+		return
+	}
+	c.dirty = append(c.dirty, span{lo, hi})
 }
 
 // digestChunk is the size of the chunks handed to the hashing goroutine.
@@ -45,6 +78,13 @@ const digestChunk = 256 << 10
 // scheduling hiccups, few enough to bound the memory of each upload.
 const digestQueue = 4
 
+// aheadChunks is how many chunks past the hash's own may hold blocks that
+// arrived early: 9 MiB, a little more than two connections keep in flight
+// with refclient's automatic window (4 MiB each), which bounds how far
+// its blocks spread. Blocks further ahead are written to the file and
+// read back when their turn comes.
+const aheadChunks = 36
+
 // inlineBelow is the size under which an upload is hashed on the
 // connection's own goroutine as its blocks arrive: a small file costs
 // little to hash, and many small uploads at once would otherwise each hold
@@ -53,6 +93,16 @@ const inlineBelow = 4 << 20
 
 func newDigest(pool *sync.Pool, size int64) *digest {
 	return &digest{h: md5.New(), pool: pool, inline: size < inlineBelow}
+}
+
+// getChunk returns an empty chunk for span idx.
+func (d *digest) getChunk(idx int64) *chunk {
+	c, _ := d.pool.Get().(*chunk)
+	if c == nil {
+		c = &chunk{b: make([]byte, 0, digestChunk)}
+	}
+	c.b, c.idx, c.from, c.dirty = c.b[:0], idx, 0, c.dirty[:0]
+	return c
 }
 
 // writeBlock queues p, the bytes of f that follow those queued, to be
@@ -67,146 +117,264 @@ func (d *digest) writeBlock(p []byte) (int64, error) {
 		}
 		d.h.Write(p)
 		d.n += int64(len(p))
-		return int64(len(p)), nil
+		return int64(len(p)) + d.passInline(), d.err
 	}
 	var written int64
 	for len(p) > 0 {
 		d.chunk()
-		b := *d.cur
-		if d.dirtyLo == d.dirtyHi {
-			d.dirtyLo = len(b)
-		}
-		n := copy(b[len(b):cap(b)], p)
-		*d.cur = b[:len(b)+n]
-		d.dirtyHi = len(b) + n
+		c := d.cur
+		l := len(c.b)
+		n := copy(c.b[l:cap(c.b)], p)
+		c.b = c.b[:l+n]
+		c.addDirty(l, l+n)
 		d.n += int64(n)
 		p = p[n:]
-		if len(*d.cur) == cap(*d.cur) {
-			w, err := d.flush()
+		if len(c.b) == cap(c.b) {
+			w, err := d.send()
 			written += w
 			if err != nil {
 				return written, err
 			}
-			d.send()
 		}
 	}
 	return written, nil
 }
 
-// flush writes to f the bytes queued by writeBlock that are not written
-// yet, and returns how many it wrote.
+// stash copies p, the bytes of f at off, which lie ahead of the hash, to
+// their place in the chunks ahead, to be written to f by flush and hashed
+// when the hash reaches them (advance). It reports false, copying
+// nothing, when they lie beyond the chunks ahead.
+func (d *digest) stash(off int64, p []byte) bool {
+	if off < d.n || len(p) == 0 {
+		return false
+	}
+	first, last := off/digestChunk, (off+int64(len(p))-1)/digestChunk
+	if last >= d.n/digestChunk+aheadChunks {
+		return false
+	}
+	for ci := first; ci <= last; ci++ {
+		c := d.chunkAt(ci)
+		lo := max(off, ci*digestChunk) - ci*digestChunk
+		n := copy(c.b[lo:cap(c.b)], p)
+		c.addDirty(int(lo), int(lo)+n)
+		off, p = off+int64(n), p[n:]
+	}
+	return true
+}
+
+// chunkAt returns the chunk of span ci, which is the hash's own or one of
+// the chunks ahead, making it if need be.
+func (d *digest) chunkAt(ci int64) *chunk {
+	if !d.inline && ci == d.n/digestChunk {
+		d.chunk()
+		return d.cur
+	}
+	slot := &d.ahead[ci%aheadChunks]
+	if *slot == nil {
+		*slot = d.getChunk(ci)
+	}
+	return *slot
+}
+
+// advance moves the hash over the n bytes at its place, which stash put
+// in the chunks ahead. It returns the number of bytes written to f.
+func (d *digest) advance(n int64) (int64, error) {
+	if d.inline {
+		var written int64
+		for n > 0 {
+			c := d.ahead[(d.n/digestChunk)%aheadChunks]
+			lo := int(d.n % digestChunk)
+			m := min(int64(digestChunk-lo), n)
+			d.h.Write(c.b[lo : lo+int(m)])
+			d.n, n = d.n+m, n-m
+			written += d.passInline()
+		}
+		return written, d.err
+	}
+	var written int64
+	for n > 0 {
+		d.chunk()
+		c := d.cur
+		m := min(int64(cap(c.b)-len(c.b)), n)
+		c.b = c.b[:len(c.b)+int(m)]
+		d.n, n = d.n+m, n-m
+		if len(c.b) == cap(c.b) {
+			w, err := d.send()
+			written += w
+			if err != nil {
+				return written, err
+			}
+		}
+	}
+	return written, nil
+}
+
+// passInline drops the chunks ahead that the inline hash has passed,
+// once written, and returns the number of bytes it wrote.
+func (d *digest) passInline() int64 {
+	var written int64
+	ci := d.n / digestChunk
+	for i, c := range d.ahead {
+		if c != nil && c.idx < ci {
+			written += d.flushChunk(c)
+			d.pool.Put(c)
+			d.ahead[i] = nil
+		}
+	}
+	return written
+}
+
+// flushChunk writes the dirty spans of c to f and returns the number of
+// bytes it wrote; a failure is the sticky err.
+func (d *digest) flushChunk(c *chunk) int64 {
+	if len(c.dirty) == 0 {
+		return 0
+	}
+	if d.err != nil {
+		c.dirty = c.dirty[:0]
+		return 0
+	}
+	if len(c.dirty) > 1 {
+		// Blocks sent again can overlap: write each byte once.
+		slices.SortFunc(c.dirty, func(a, b span) int { return a.lo - b.lo })
+		m := c.dirty[:1]
+		for _, s := range c.dirty[1:] {
+			if last := &m[len(m)-1]; s.lo <= last.hi {
+				last.hi = max(last.hi, s.hi)
+			} else {
+				m = append(m, s)
+			}
+		}
+		c.dirty = m
+	}
+	var written int64
+	base := c.idx * digestChunk
+	for _, s := range c.dirty {
+		if _, err := d.f.WriteAt(c.b[s.lo:s.hi], base+int64(s.lo)); err != nil {
+			d.err = fmt.Errorf("write %d bytes at %d: %w", s.hi-s.lo, base+int64(s.lo), err)
+			break
+		}
+		written += int64(s.hi - s.lo)
+	}
+	c.dirty = c.dirty[:0]
+	return written
+}
+
+// flush writes to f the bytes queued or stashed that are not written yet,
+// and returns how many it wrote.
 func (d *digest) flush() (int64, error) {
 	if d.err != nil {
 		return 0, d.err
 	}
-	if d.dirtyLo == d.dirtyHi {
-		return 0, nil
+	var written int64
+	if d.cur != nil {
+		written += d.flushChunk(d.cur)
 	}
-	b := (*d.cur)[d.dirtyLo:d.dirtyHi]
-	off := d.n - int64(len(*d.cur)) + int64(d.dirtyLo)
-	d.dirtyLo, d.dirtyHi = 0, 0
-	if _, err := d.f.WriteAt(b, off); err != nil {
-		d.err = fmt.Errorf("write %d bytes at %d: %w", len(b), off, err)
-		return 0, d.err
-	}
-	return int64(len(b)), nil
-}
-
-// write queues p to be hashed.
-func (d *digest) write(p []byte) {
-	if d.inline {
-		d.n += int64(len(p))
-		d.h.Write(p)
-		return
-	}
-	for len(p) > 0 {
-		d.chunk()
-		b := *d.cur
-		n := copy(b[len(b):cap(b)], p)
-		*d.cur = b[:len(b)+n]
-		d.n += int64(n)
-		p = p[n:]
-		if len(*d.cur) == cap(*d.cur) {
-			d.send()
+	for _, c := range d.ahead {
+		if c != nil {
+			written += d.flushChunk(c)
 		}
 	}
+	return written, d.err
 }
 
 // readAt queues n bytes of r at off to be hashed, read straight into the
 // chunk being filled.
 func (d *digest) readAt(r io.ReaderAt, off, n int64) error {
 	if d.inline {
-		d.n += n
-		d.chunk()
-		defer func() { d.pool.Put(d.cur); d.cur = nil }()
-		for buf := (*d.cur)[:cap(*d.cur)]; n > 0; {
+		c := d.getChunk(0)
+		defer d.pool.Put(c)
+		for buf := c.b[:cap(c.b)]; n > 0; {
 			b := buf[:min(int64(len(buf)), n)]
 			if _, err := r.ReadAt(b, off); err != nil {
 				return fmt.Errorf("read back %d bytes at %d: %w", len(b), off, err)
 			}
 			d.h.Write(b)
+			d.n += int64(len(b))
 			off, n = off+int64(len(b)), n-int64(len(b))
+			d.passInline()
 		}
-		return nil
+		return d.err
 	}
 	for n > 0 {
 		d.chunk()
-		b := *d.cur
-		m := min(int64(cap(b)-len(b)), n)
-		if _, err := r.ReadAt(b[len(b):len(b)+int(m)], off); err != nil {
+		c := d.cur
+		l := len(c.b)
+		m := min(int64(cap(c.b)-l), n)
+		if _, err := r.ReadAt(c.b[l:l+int(m)], off); err != nil {
 			return fmt.Errorf("read back %d bytes at %d: %w", m, off, err)
 		}
-		*d.cur = b[:len(b)+int(m)]
+		c.b = c.b[:l+int(m)]
 		d.n += m
 		off, n = off+m, n-m
-		if len(*d.cur) == cap(*d.cur) {
-			d.send()
+		if len(c.b) == cap(c.b) {
+			if _, err := d.send(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-// chunk makes sure a chunk is being filled.
+// chunk makes sure a chunk is being filled: the chunk ahead of span
+// n/digestChunk when blocks were stashed there, or a new one.
 func (d *digest) chunk() {
 	if d.cur != nil {
 		return
 	}
-	bp, _ := d.pool.Get().(*[]byte)
-	if bp == nil {
-		b := make([]byte, 0, digestChunk)
-		bp = &b
+	ci := d.n / digestChunk
+	slot := &d.ahead[ci%aheadChunks]
+	if c := *slot; c != nil && c.idx == ci {
+		d.cur, *slot = c, nil
+	} else {
+		d.cur = d.getChunk(ci)
 	}
-	*bp = (*bp)[:0]
-	d.cur = bp
+	// After a sum taken mid-chunk the hash resumes inside the span.
+	d.cur.from = int(d.n % digestChunk)
+	d.cur.b = d.cur.b[:d.cur.from]
 }
 
-// send hands the current chunk to the hashing goroutine, once its bytes
-// are written to f.
-func (d *digest) send() {
-	if d.cur == nil || len(*d.cur) == 0 {
-		return
+// send writes the current chunk's dirty spans to f, hands its bytes to
+// the hashing goroutine and returns the number of bytes written.
+func (d *digest) send() (int64, error) {
+	c := d.cur
+	if c == nil {
+		return 0, d.err
 	}
-	d.flush()
+	written := d.flushChunk(c)
+	d.cur = nil
+	if len(c.b) == c.from {
+		d.pool.Put(c)
+		return written, d.err
+	}
 	if d.ch == nil {
-		d.ch = make(chan *[]byte, digestQueue)
+		d.ch = make(chan *chunk, digestQueue)
 		d.done = make(chan struct{})
 		go d.run(d.ch, d.done)
 	}
-	d.ch <- d.cur
-	d.cur = nil
+	d.ch <- c
+	return written, d.err
 }
 
-func (d *digest) run(ch <-chan *[]byte, done chan<- struct{}) {
-	for bp := range ch {
-		d.h.Write(*bp)
-		d.pool.Put(bp)
+func (d *digest) run(ch <-chan *chunk, done chan<- struct{}) {
+	for c := range ch {
+		d.h.Write(c.b[c.from:])
+		d.pool.Put(c)
 	}
 	close(done)
 }
 
-// wait lets the goroutine hash everything queued and stop.
+// wait writes every byte queued or stashed to f, lets the goroutine hash
+// everything queued and stop, and forgets the chunks ahead.
 func (d *digest) wait() {
+	d.flush()
 	d.send()
+	for i, c := range d.ahead {
+		if c != nil {
+			d.pool.Put(c)
+			d.ahead[i] = nil
+		}
+	}
 	if d.ch != nil {
 		close(d.ch)
 		<-d.done
@@ -215,7 +383,7 @@ func (d *digest) wait() {
 }
 
 // reset starts the hash again from the first byte of f; the bytes queued
-// are written to f first.
+// or stashed are written to f first.
 func (d *digest) reset() {
 	d.wait()
 	d.h.Reset()

@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,7 +71,7 @@ type Store struct {
 	last     [lockStripes]lastUpload
 	lastFile [lockStripes]lastCompleted
 
-	blockPool sync.Pool // *[]byte buffers of blocks waiting to be hashed
+	blockPool sync.Pool // *chunk: the digests' spans of uploads in memory
 
 	files   sync.Map // user/key -> *fileMeta, completed files
 	uploads sync.Map // user/key -> *upload, uploads in progress
@@ -95,21 +94,12 @@ type upload struct {
 	received []byte
 	count    int64
 	// The MD5 covers blocks [0, hashed) as they arrive in order; blocks
-	// that arrive early are hashed when their turn comes, from early or
-	// else read back from the file.
-	d      *digest
-	hashed int64
-	// early keeps copies of blocks that arrived ahead of the hash (from
-	// another connection of the same transfer), up to earlyMax bytes. A
-	// copy not yet in f joins the in-order write when its turn comes,
-	// or is written by commitBlocks before its record, whichever is
-	// first; so out-of-order blocks cost neither a write of their own
-	// nor a read back.
-	early      map[int64]*earlyBlock
-	earlyBytes int64
-	earlyFree  []*earlyBlock
-	earlyIdx   []int64  // writeEarly's, kept for reuse
-	earlyVec   [][]byte // writeEarly's, kept for reuse
+	// that arrive early are hashed when their turn comes, from the
+	// digest's chunks ahead (stashed marks them) or else read back from
+	// the file.
+	d       *digest
+	hashed  int64
+	stashed []uint64 // a bit per block, made at the first block stashed
 	// dirty counts the bytes written since writeback was last started.
 	dirty  int64
 	active atomic.Int64 // unix nanoseconds of the last block
@@ -598,6 +588,7 @@ func (s *Store) writeBlockBatched(user, key string, u *upload, index int64, bloc
 		// bytes: hash the file again from the start.
 		u.d.reset()
 		u.hashed = 0
+		clear(u.stashed)
 	}
 	var written int64
 	var err error
@@ -606,8 +597,10 @@ func (s *Store) writeBlockBatched(user, key string, u *upload, index int64, bloc
 		// In order: the block joins the chunk that the digest writes
 		// to the file whole, at the latest before its record.
 		written, err = u.d.writeBlock(block)
-	case u.keepEarly(index, block):
-		// Written with the in-order blocks, or by commitBlocks.
+	case u.d.stash(index*u.plan.BlockSize, block):
+		// Ahead of the hash: in its place in the chunks ahead, written
+		// with them, at the latest before its record.
+		u.setStashed(index)
 	default:
 		_, err = u.f.WriteAt(block, index*u.plan.BlockSize)
 		written = want
@@ -676,10 +669,6 @@ func (s *Store) commitBlocks(user, key string, u *upload) error {
 		s.forget(user, key, u)
 		return fmt.Errorf("write blocks: %w", err)
 	}
-	if err := u.writeEarly(); err != nil {
-		s.forget(user, key, u)
-		return fmt.Errorf("write blocks: %w", err)
-	}
 	if s.syncBlocks {
 		if err := u.f.Sync(); err != nil {
 			return fmt.Errorf("sync blocks: %w", err)
@@ -699,119 +688,43 @@ func (s *Store) commitBlocks(user, key string, u *upload) error {
 }
 
 // hashArrived feeds the MD5 with the blocks that follow the ones hashed
-// and arrived earlier (out of order, from another connection), read back
-// from the file: the hash keeps up with the upload instead of reading
-// them all at the end. A block that cannot be read back is left to
-// hashRest, which fails the upload if it still cannot.
+// and arrived earlier (out of order, from another connection): from the
+// digest's chunks ahead, or else read back from the file. The hash keeps
+// up with the upload instead of reading them all at the end. A block
+// that cannot be read back is left to hashRest, which fails the upload
+// if it still cannot.
 func (u *upload) hashArrived() {
 	for u.hashed < u.plan.TotalBlock && u.received[u.hashed] != 0 {
-		if e := u.early[u.hashed]; e != nil {
-			if e.written {
-				u.d.write(e.b)
-			} else {
-				// A failure is the digest's sticky error: commitBlocks
-				// reports it before any record.
-				n, _ := u.d.writeBlock(e.b)
-				u.dirty += n
-			}
-			u.dropEarly(u.hashed, e)
+		n := spec.BlockLen(u.plan.Size, u.plan.BlockSize, u.hashed)
+		if u.isStashed(u.hashed) {
+			// A failure is the digest's sticky error: commitBlocks
+			// reports it before any record.
+			w, _ := u.d.advance(n)
+			u.dirty += w
+			u.stashed[u.hashed/64] &^= 1 << (u.hashed % 64)
 			u.hashed++
 			continue
 		}
 		off := u.hashed * u.plan.BlockSize
-		n := spec.BlockLen(u.plan.Size, u.plan.BlockSize, u.hashed)
 		if err := u.d.readAt(u.f, off, n); err != nil {
 			u.d.reset()
 			u.hashed = 0
+			clear(u.stashed)
 			return
 		}
 		u.hashed++
 	}
 }
 
-// earlyBlock is a copy of a block that arrived ahead of the hash.
-type earlyBlock struct {
-	b       []byte
-	written bool // b is in the file
+func (u *upload) setStashed(index int64) {
+	if u.stashed == nil {
+		u.stashed = make([]uint64, (u.plan.TotalBlock+63)/64)
+	}
+	u.stashed[index/64] |= 1 << (index % 64)
 }
 
-// earlyMax is the most an upload keeps of blocks that arrived early:
-// about what a client keeps in flight on a connection (refclient's
-// automatic window holds 4 MiB), twice.
-const earlyMax = 8 << 20
-
-// keepEarly keeps a copy of block index, which arrived ahead of the
-// hash, if there is room, and reports whether it did. The block is not
-// written yet.
-func (u *upload) keepEarly(index int64, block []byte) bool {
-	if index < u.hashed {
-		return false
-	}
-	if e := u.early[index]; e != nil {
-		// Sent again: the newest bytes count.
-		e.b = append(e.b[:0], block...)
-		e.written = false
-		return true
-	}
-	if u.earlyBytes+int64(len(block)) > earlyMax {
-		return false
-	}
-	var e *earlyBlock
-	if n := len(u.earlyFree); n > 0 {
-		e, u.earlyFree = u.earlyFree[n-1], u.earlyFree[:n-1]
-	} else {
-		e = &earlyBlock{}
-	}
-	e.b = append(e.b[:0], block...)
-	e.written = false
-	if u.early == nil {
-		u.early = make(map[int64]*earlyBlock)
-	}
-	u.early[index] = e
-	u.earlyBytes += int64(len(block))
-	return true
-}
-
-// dropEarly forgets the copy e of block index, keeping its buffer.
-func (u *upload) dropEarly(index int64, e *earlyBlock) {
-	delete(u.early, index)
-	u.earlyBytes -= int64(len(e.b))
-	u.earlyFree = append(u.earlyFree, e)
-}
-
-// writeEarly writes to the file the early blocks not written yet; their
-// copies stay for the hash. Blocks next to each other in the file go in
-// one system call: another connection's blocks come in runs.
-func (u *upload) writeEarly() error {
-	idx := u.earlyIdx[:0]
-	for i, e := range u.early {
-		if !e.written {
-			idx = append(idx, i)
-		}
-	}
-	slices.Sort(idx)
-	u.earlyIdx = idx
-	for len(idx) > 0 {
-		n := 1
-		for n < len(idx) && idx[n] == idx[n-1]+1 {
-			n++
-		}
-		bufs := u.earlyVec[:0]
-		for _, i := range idx[:n] {
-			bufs = append(bufs, u.early[i].b)
-		}
-		u.earlyVec = bufs
-		if err := writeVec(u.f, bufs, idx[0]*u.plan.BlockSize); err != nil {
-			return fmt.Errorf("write blocks %d to %d: %w", idx[0], idx[n-1], err)
-		}
-		for _, i := range idx[:n] {
-			u.early[i].written = true
-			u.dirty += int64(len(u.early[i].b))
-		}
-		clear(bufs)
-		idx = idx[n:]
-	}
-	return nil
+func (u *upload) isStashed(index int64) bool {
+	return u.stashed != nil && u.stashed[index/64]&(1<<(index%64)) != 0
 }
 
 // finish completes an upload whose blocks have all arrived: it finishes
@@ -853,9 +766,6 @@ func (s *Store) finish(user, key string, u *upload) (*fileMeta, error) {
 func (u *upload) hashRest() error {
 	if u.hashed == u.plan.TotalBlock {
 		return nil
-	}
-	if err := u.writeEarly(); err != nil {
-		return err
 	}
 	off := u.hashed * u.plan.BlockSize
 	if err := u.d.readFrom(io.NewSectionReader(u.f, off, u.plan.Size-off)); err != nil {
