@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // digest is the MD5 of an upload, computed on its own goroutine so that
@@ -25,15 +26,17 @@ import (
 // A chunk covers a fixed span of the file, [idx*digestChunk,
 // (idx+1)*digestChunk). Blocks that arrive ahead of the hash (from another
 // connection of the same transfer) are copied straight to their place in
-// the chunks that follow (stash), up to aheadChunks of them: when the hash
-// reaches them they are already where it reads, so an out-of-order block
-// costs one copy, like an in-order one, and no read back from the file.
+// the chunks that follow (stash), up to aheadChunks of them and within the
+// store's budget: when the hash reaches them they are already where it
+// reads, so an out-of-order block costs one copy, like an in-order one,
+// and no read back from the file.
 type digest struct {
-	h    hash.Hash
-	pool *sync.Pool // of *chunk
-	ch   chan *chunk
-	done chan struct{}
-	cur  *chunk // the chunk being filled: the hash is at n, in it
+	h      hash.Hash
+	pool   *sync.Pool // of *chunk
+	budget *aheadBudget
+	ch     chan *chunk
+	done   chan struct{}
+	cur    *chunk // the chunk being filled: the hash is at n, in it
 	// inline hashes on the caller's goroutine, without chunks for the
 	// blocks in order.
 	inline bool
@@ -91,8 +94,37 @@ const aheadChunks = 36
 // a chunk of memory and a goroutine.
 const inlineBelow = 4 << 20
 
-func newDigest(pool *sync.Pool, size int64) *digest {
-	return &digest{h: md5.New(), pool: pool, inline: size < inlineBelow}
+func newDigest(pool *sync.Pool, budget *aheadBudget, size int64) *digest {
+	return &digest{h: md5.New(), pool: pool, budget: budget, inline: size < inlineBelow}
+}
+
+// aheadBudget bounds the chunks ahead that all the uploads of a store hold
+// together: a client that sends blocks out of order on purpose, on many
+// uploads, gets its blocks written and read back instead of held.
+type aheadBudget struct {
+	held atomic.Int64 // chunks
+	max  int64
+}
+
+// defaultAheadBudget is 64 MiB of chunks ahead: seven uploads at once with
+// their chunks ahead full.
+const defaultAheadBudget = 256
+
+func (b *aheadBudget) take() bool {
+	if b.held.Add(1) > b.max {
+		b.held.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (b *aheadBudget) release() { b.held.Add(-1) }
+
+// dropAhead returns the chunk in slot i of the chunks ahead to the pool.
+func (d *digest) dropAhead(i int) {
+	d.pool.Put(d.ahead[i])
+	d.ahead[i] = nil
+	d.budget.release()
 }
 
 // getChunk returns an empty chunk for span idx.
@@ -153,6 +185,11 @@ func (d *digest) stash(off int64, p []byte) bool {
 		return false
 	}
 	for ci := first; ci <= last; ci++ {
+		if d.chunkAt(ci) == nil {
+			return false
+		}
+	}
+	for ci := first; ci <= last; ci++ {
 		c := d.chunkAt(ci)
 		lo := max(off, ci*digestChunk) - ci*digestChunk
 		n := copy(c.b[lo:cap(c.b)], p)
@@ -163,7 +200,8 @@ func (d *digest) stash(off int64, p []byte) bool {
 }
 
 // chunkAt returns the chunk of span ci, which is the hash's own or one of
-// the chunks ahead, making it if need be.
+// the chunks ahead, making it if need be; nil when the store's budget has
+// no room for another chunk ahead.
 func (d *digest) chunkAt(ci int64) *chunk {
 	if !d.inline && ci == d.n/digestChunk {
 		d.chunk()
@@ -171,6 +209,9 @@ func (d *digest) chunkAt(ci int64) *chunk {
 	}
 	slot := &d.ahead[ci%aheadChunks]
 	if *slot == nil {
+		if !d.budget.take() {
+			return nil
+		}
 		*slot = d.getChunk(ci)
 	}
 	return *slot
@@ -217,8 +258,7 @@ func (d *digest) passInline() int64 {
 	for i, c := range d.ahead {
 		if c != nil && c.idx < ci {
 			written += d.flushChunk(c)
-			d.pool.Put(c)
-			d.ahead[i] = nil
+			d.dropAhead(i)
 		}
 	}
 	return written
@@ -326,6 +366,7 @@ func (d *digest) chunk() {
 	slot := &d.ahead[ci%aheadChunks]
 	if c := *slot; c != nil && c.idx == ci {
 		d.cur, *slot = c, nil
+		d.budget.release() // no longer ahead
 	} else {
 		d.cur = d.getChunk(ci)
 	}
@@ -371,8 +412,7 @@ func (d *digest) wait() {
 	d.send()
 	for i, c := range d.ahead {
 		if c != nil {
-			d.pool.Put(c)
-			d.ahead[i] = nil
+			d.dropAhead(i)
 		}
 	}
 	if d.ch != nil {
