@@ -363,10 +363,12 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 	// system call and one MD5 write for a slab, not for each block. A
 	// slab goes back to the pool once every block of it is written.
 	per := max(1, slabBytes/plan.BlockSize)
-	pool := make(chan *slab, (2*int64(len(conns)*window)+2)/per+2)
+	// Enough for the blocks queued and those in flight.
+	pool := make(chan *slab, (5*int64(len(conns)*window)+2)/per+2)
 	// Blocks read and hashed ahead wait here, so that the reader and the
-	// connections rarely wait for one another.
-	jobs := make(chan job, len(conns)*window)
+	// connections rarely wait for one another: several windows' worth,
+	// since the hash shares the cores with everything else.
+	jobs := make(chan job, 4*len(conns)*window)
 	sp := newSpread(len(conns) * window)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -1048,8 +1050,11 @@ type partWriter struct {
 const partChunk = 1 << 20
 
 // partChunks is how many chunks a partWriter uses: one being filled, the
-// others waiting for or under the hash.
-const partChunks = 4
+// others waiting for or under the hash. The hash shares the cores with the
+// network and the disk (and, on one machine, with the server): a queue
+// that holds what arrives over a few of the scheduler's time slices keeps
+// every core busy, where one of 3 MiB left one idle now and then.
+const partChunks = 16
 
 func newPartWriter(f *os.File, j *journal, plan Plan, h hash.Hash) *partWriter {
 	w := &partWriter{f: f, j: j, h: h, free: make(chan []byte, partChunks), full: make(chan []byte, partChunks),

@@ -230,3 +230,112 @@ func procCPU(b *testing.B, pid int) time.Duration {
 	const ticks = 100 // USER_HZ on Linux
 	return time.Duration(ut+st) * time.Second / ticks
 }
+
+// BenchmarkCLIConns compares "--conns 2" with "--conns 1" for one 256 MiB
+// file, upload and download, 20480-byte blocks and negotiated ones, the
+// server's root on tmpfs and on disk. The two are measured in pairs, in
+// the order 1, 2, 2, 1 within each iteration, so that a machine whose
+// speed drifts during the run (writeback, another process) weighs on both
+// alike; x-conns1 is the rate with two connections over the rate with
+// one, both summed over the same iterations.
+//
+//	go test ./cmd/stepkit -run '^$' -bench CLIConns -benchtime 3x
+func BenchmarkCLIConns(b *testing.B) {
+	size := int64(256 << 20)
+	if s := os.Getenv("STEPKIT_BENCH_SIZE"); s != "" {
+		n, err := parseBytes(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = n
+	}
+	fileDir := b.TempDir()
+	src := filepath.Join(fileDir, "src.bin")
+	writePattern(b, src, size)
+	for _, root := range []struct{ name, dir string }{{"tmpfs", "/dev/shm"}, {"disk", ""}} {
+		dir := b.TempDir()
+		if root.dir != "" {
+			if fi, err := os.Stat(root.dir); err != nil || !fi.IsDir() {
+				continue
+			}
+			d, err := os.MkdirTemp(root.dir, "stepkit-bench-")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { os.RemoveAll(d) })
+			dir = d
+		}
+		b.Run("root="+root.name, func(b *testing.B) {
+			_, addr, _, _ := startServeProcess(b, dir)
+			for _, block := range []string{"20480", "auto"} {
+				args := func(conns string) []string {
+					a := []string{"--server", addr, "--user", "bench", "--conns", conns, "--no-progress"}
+					if block != "auto" {
+						a = append(a, "--block-size", block)
+					}
+					return a
+				}
+				b.Run("block="+block+"/op=upload", func(b *testing.B) {
+					n := 0
+					benchPairs(b, size, func(conns string) time.Duration {
+						n++
+						key := fmt.Sprintf("pair-%s-%d", block, n)
+						d := timeCLI(b, fileDir, append([]string{"upload", src, "--key", key, "--json"}, args(conns)...)...)
+						stepkitRun(b, fileDir, append([]string{"rm", key}, args(conns)[:4]...)...)
+						return d
+					})
+				})
+				b.Run("block="+block+"/op=download", func(b *testing.B) {
+					key := "pair-" + block
+					if code, out, errs := stepkitRun(b, fileDir, append([]string{"upload", src, "--key", key}, args("1")...)...); code != exitOK {
+						b.Fatalf("upload: exit %d %s %s", code, out, errs)
+					}
+					dst := filepath.Join(fileDir, "dst.bin")
+					benchPairs(b, size, func(conns string) time.Duration {
+						os.Remove(dst)
+						return timeCLI(b, fileDir, append([]string{"download", key, "-o", dst, "--json"}, args(conns)...)...)
+					})
+					os.Remove(dst)
+					stepkitRun(b, fileDir, append([]string{"rm", key}, args("1")[:4]...)...)
+				})
+			}
+		})
+	}
+}
+
+// benchPairs runs transfer("1") and transfer("2") twice each per
+// iteration, in the order 1, 2, 2, 1, and reports both rates and their
+// ratio.
+func benchPairs(b *testing.B, size int64, transfer func(conns string) time.Duration) {
+	b.SetBytes(4 * size)
+	var one, two time.Duration
+	for i := 0; i < b.N; i++ {
+		one += transfer("1")
+		two += transfer("2")
+		two += transfer("2")
+		one += transfer("1")
+	}
+	moved := float64(2*size) * float64(b.N)
+	b.ReportMetric(moved/one.Seconds()/1e6, "conns1-MB/s")
+	b.ReportMetric(moved/two.Seconds()/1e6, "conns2-MB/s")
+	b.ReportMetric(one.Seconds()/two.Seconds(), "x-conns1")
+}
+
+// timeCLI runs stepkit with args, which must report a verified transfer
+// in JSON, and returns how long it took.
+func timeCLI(b *testing.B, dir string, args ...string) time.Duration {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	p := stepkitCmd(b, ctx, dir, args...)
+	start := time.Now()
+	err := p.cmd.Run()
+	d := time.Since(start)
+	if err != nil {
+		b.Fatalf("stepkit %v: %v\n%s%s", args, err, p.stdout.String(), p.stderr)
+	}
+	var rep struct{ Verified bool }
+	if json.Unmarshal(p.stdout.Bytes(), &rep) != nil || !rep.Verified {
+		b.Fatalf("stepkit %v: not verified: %s", args, p.stdout.String())
+	}
+	return d
+}

@@ -33,10 +33,14 @@ import (
 type digest struct {
 	h      hash.Hash
 	pool   *sync.Pool // of *chunk
-	budget *aheadBudget
-	ch     chan *chunk
-	done   chan struct{}
-	cur    *chunk // the chunk being filled: the hash is at n, in it
+	budget *chunkBudget
+	// slots holds a token for each chunk queued without one of the
+	// budget's: digestQueue of them at most.
+	slots chan struct{}
+	lent  atomic.Int32 // chunks queued with a token of the budget
+	ch    chan *chunk
+	done  chan struct{}
+	cur   *chunk // the chunk being filled: the hash is at n, in it
 	// inline hashes on the caller's goroutine, without chunks for the
 	// blocks in order.
 	inline bool
@@ -61,6 +65,7 @@ type chunk struct {
 	from int
 	// dirty are the spans of b not written to the file yet.
 	dirty []span
+	lent  bool // queued for the hash with a token of the store's budget
 }
 
 type span struct{ lo, hi int }
@@ -77,9 +82,16 @@ func (c *chunk) addDirty(lo, hi int) {
 // digestChunk is the size of the chunks handed to the hashing goroutine.
 const digestChunk = 256 << 10
 
-// digestQueue is how many chunks may wait to be hashed: enough to ride out
-// scheduling hiccups, few enough to bound the memory of each upload.
-const digestQueue = 4
+// digestQueue is how many chunks may wait to be hashed on an upload's own
+// account; digestLent more may wait on the store's budget. The hash and
+// the rest of a transfer (both ends of it, on a small machine) share the
+// cores: a queue that holds what arrives over a few of the scheduler's
+// time slices keeps every core busy, where one of 1 MiB left one idle
+// about a tenth of the time.
+const (
+	digestQueue = 4
+	digestLent  = 28
+)
 
 // aheadChunks is how many chunks past the hash's own may hold blocks that
 // arrived early: 9 MiB, a little more than two connections keep in flight
@@ -94,23 +106,24 @@ const aheadChunks = 36
 // a chunk of memory and a goroutine.
 const inlineBelow = 4 << 20
 
-func newDigest(pool *sync.Pool, budget *aheadBudget, size int64) *digest {
+func newDigest(pool *sync.Pool, budget *chunkBudget, size int64) *digest {
 	return &digest{h: md5.New(), pool: pool, budget: budget, inline: size < inlineBelow}
 }
 
-// aheadBudget bounds the chunks ahead that all the uploads of a store hold
-// together: a client that sends blocks out of order on purpose, on many
-// uploads, gets its blocks written and read back instead of held.
-type aheadBudget struct {
+// chunkBudget bounds the chunks that all the uploads of a store hold
+// beyond their own few: chunks ahead, and chunks queued for the hash past
+// digestQueue. A client that sends blocks out of order on purpose, on many
+// uploads, gets its blocks written and read back instead of held; many
+// uploads at once wait for their hash sooner.
+type chunkBudget struct {
 	held atomic.Int64 // chunks
 	max  int64
 }
 
-// defaultAheadBudget is 64 MiB of chunks ahead: seven uploads at once with
-// their chunks ahead full.
-const defaultAheadBudget = 256
+// defaultChunkBudget is 64 MiB of chunks.
+const defaultChunkBudget = 256
 
-func (b *aheadBudget) take() bool {
+func (b *chunkBudget) take() bool {
 	if b.held.Add(1) > b.max {
 		b.held.Add(-1)
 		return false
@@ -118,7 +131,7 @@ func (b *aheadBudget) take() bool {
 	return true
 }
 
-func (b *aheadBudget) release() { b.held.Add(-1) }
+func (b *chunkBudget) release() { b.held.Add(-1) }
 
 // dropAhead returns the chunk in slot i of the chunks ahead to the pool.
 func (d *digest) dropAhead(i int) {
@@ -389,9 +402,23 @@ func (d *digest) send() (int64, error) {
 		return written, d.err
 	}
 	if d.ch == nil {
-		d.ch = make(chan *chunk, digestQueue)
+		d.ch = make(chan *chunk, digestQueue+digestLent)
+		d.slots = make(chan struct{}, digestQueue)
 		d.done = make(chan struct{})
 		go d.run(d.ch, d.done)
+	}
+	// The upload's own slots first, then the budget's; with neither
+	// free, wait for one of its own.
+	c.lent = false
+	select {
+	case d.slots <- struct{}{}:
+	default:
+		if d.lent.Load() < digestLent && d.budget.take() {
+			d.lent.Add(1)
+			c.lent = true
+		} else {
+			d.slots <- struct{}{}
+		}
 	}
 	d.ch <- c
 	return written, d.err
@@ -400,6 +427,12 @@ func (d *digest) send() (int64, error) {
 func (d *digest) run(ch <-chan *chunk, done chan<- struct{}) {
 	for c := range ch {
 		d.h.Write(c.b[c.from:])
+		if c.lent {
+			d.lent.Add(-1)
+			d.budget.release()
+		} else {
+			<-d.slots
+		}
 		d.pool.Put(c)
 	}
 	close(done)

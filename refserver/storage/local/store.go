@@ -71,8 +71,8 @@ type Store struct {
 	last     [lockStripes]lastUpload
 	lastFile [lockStripes]lastCompleted
 
-	blockPool sync.Pool // *chunk: the digests' spans of uploads in memory
-	ahead     aheadBudget
+	blockPool sync.Pool   // *chunk: the digests' spans of uploads in memory
+	spare     chunkBudget // chunks of uploads beyond their own few
 
 	files   sync.Map // user/key -> *fileMeta, completed files
 	uploads sync.Map // user/key -> *upload, uploads in progress
@@ -123,7 +123,7 @@ func Open(dir string, syncBlocks bool) (*Store, error) {
 		return nil, fmt.Errorf("open storage root: %w", err)
 	}
 	s := &Store{root: root, dir: dir, syncBlocks: syncBlocks, seed: maphash.MakeSeed()}
-	s.ahead.max = defaultAheadBudget
+	s.spare.max = defaultChunkBudget
 	if onTmpfs(dir) {
 		s.ledger = newLedger(dir)
 	}
@@ -455,7 +455,7 @@ func (s *Store) uploadLocked(user, key string) (*upload, error) {
 		s.root.RemoveAll(dir)
 		return nil, errNotFound
 	}
-	u := &upload{plan: plan, d: newDigest(&s.blockPool, &s.ahead, plan.Size)}
+	u := &upload{plan: plan, d: newDigest(&s.blockPool, &s.spare, plan.Size)}
 	u.f, err = s.root.OpenFile(filepath.Join(dir, upBlocks), os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		// The file was moved to file/ by a completion the crash
@@ -518,7 +518,7 @@ func (s *Store) planUpload(user, key string, size, blockSize int64, now time.Tim
 	if err := s.root.MkdirAll(dir, 0o755); err != nil {
 		return uploadPlan{}, 0, fmt.Errorf("create upload folder: %w", err)
 	}
-	u := &upload{plan: plan, d: newDigest(&s.blockPool, &s.ahead, plan.Size), received: make([]byte, plan.TotalBlock)}
+	u := &upload{plan: plan, d: newDigest(&s.blockPool, &s.spare, plan.Size), received: make([]byte, plan.TotalBlock)}
 	var err error
 	// The file and its progress take their whole space now, so that an
 	// upload the disk cannot hold is refused at once rather than at some

@@ -1,8 +1,12 @@
 package local
 
 import (
+	"bytes"
 	"crypto/md5"
 	"fmt"
+	"hash"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +23,7 @@ func TestAheadBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	s.ahead.max = 3
+	s.spare.max = 3
 	const bs = 20480
 	size := 40*bs + 11 // about three chunks: hashed on the caller's goroutine
 	big := 600*bs + 11 // hashed in chunks
@@ -43,11 +47,11 @@ func TestAheadBudget(t *testing.T) {
 			if _, err := s.WriteBlockBatched("u", key, u, int64(i), data[i*bs:min((i+1)*bs, n)], time.Now()); err != nil {
 				t.Fatal(err)
 			}
-			peak = max(peak, s.ahead.held.Load())
+			peak = max(peak, s.spare.held.Load())
 		}
 	}
-	if peak != s.ahead.max {
-		t.Fatalf("at most %d chunks ahead were held, want the budget, %d", peak, s.ahead.max)
+	if peak != s.spare.max {
+		t.Fatalf("at most %d chunks ahead were held, want the budget, %d", peak, s.spare.max)
 	}
 	// The first two complete; the others are removed.
 	for k, n := range []int{big, size} {
@@ -76,7 +80,68 @@ func TestAheadBudget(t *testing.T) {
 			t.Fatalf("%s: removed as if completed", key)
 		}
 	}
-	if n := s.ahead.held.Load(); n != 0 {
+	if n := s.spare.held.Load(); n != 0 {
 		t.Fatalf("%d chunks ahead still held", n)
+	}
+}
+
+// gatedHash is an MD5 whose writes wait until gate is closed: a hash that
+// cannot keep up.
+type gatedHash struct {
+	hash.Hash
+	gate chan struct{}
+}
+
+func (g *gatedHash) Write(p []byte) (int, error) {
+	<-g.gate
+	return g.Hash.Write(p)
+}
+
+// While the hash lags, an upload queues its own few chunks for it, then
+// as many more as the store's budget lends, and then waits; every chunk
+// lent is given back once hashed, and the sum is right.
+func TestDigestQueueBorrowsFromTheBudget(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "blocks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	budget := &chunkBudget{max: 10}
+	var pool sync.Pool
+	d := newDigest(&pool, budget, 64<<20)
+	d.f = f
+	gate := make(chan struct{})
+	d.h = &gatedHash{Hash: md5.New(), gate: gate}
+	data := storagetest.Pattern(40*digestChunk+5, 3)
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.writeBlock(data)
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for budget.held.Load() < budget.max {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d chunks lent while the hash waits, want %d", budget.held.Load(), budget.max)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("all 40 chunks queued (%v) past the upload's %d and the budget's %d", err, digestQueue, budget.max)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprintf("%x", d.sum()), fmt.Sprintf("%x", md5.Sum(data)); got != want {
+		t.Fatalf("sum %s, want %s", got, want)
+	}
+	if n := budget.held.Load(); n != 0 {
+		t.Fatalf("%d chunks still lent", n)
+	}
+	got, err := os.ReadFile(f.Name())
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the file differs from the blocks written (%v)", err)
 	}
 }
