@@ -52,6 +52,7 @@ type fakeServer struct {
 	upAnswered map[int64]bool
 	upPrefix   int64
 	maxSpread  int64
+	blocksOn   map[int][]int64 // UPLOAD and DOWNLOAD block indexes, by connection
 }
 
 type fakeFile struct {
@@ -88,11 +89,12 @@ func (s *fakeServer) start() string {
 			}
 			s.mu.Lock()
 			s.conns++
+			id := s.conns
 			s.mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				s.serve(conn)
+				s.serve(conn, id)
 			}()
 		}
 	}()
@@ -100,7 +102,7 @@ func (s *fakeServer) start() string {
 	return s.ln.Addr().String()
 }
 
-func (s *fakeServer) serve(conn net.Conn) {
+func (s *fakeServer) serve(conn net.Conn, id int) {
 	defer conn.Close()
 	stop := make(chan struct{})
 	defer close(stop)
@@ -137,6 +139,14 @@ func (s *fakeServer) serve(conn net.Conn) {
 		}
 		op := req.Operation()
 		upIndex, upErr := req.BlockIndex()
+		if (op == spec.OpUpload || op == spec.OpDownload) && upErr == nil {
+			s.mu.Lock()
+			if s.blocksOn == nil {
+				s.blocksOn = map[int][]int64{}
+			}
+			s.blocksOn[id] = append(s.blocksOn[id], upIndex)
+			s.mu.Unlock()
+		}
 		if op == spec.OpUpload && upErr == nil {
 			s.mu.Lock()
 			s.maxSpread = max(s.maxSpread, upIndex-s.upPrefix)

@@ -368,11 +368,11 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 	// Blocks read and hashed ahead wait here, so that the reader and the
 	// connections rarely wait for one another: several windows' worth,
 	// since the hash shares the cores with everything else.
-	jobs := make(chan job, 4*len(conns)*window)
+	jobs := newRuns(len(conns), 4*window, window)
 	sp := newSpread(len(conns) * window)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		defer close(jobs)
+		defer jobs.close()
 		var seq int64
 		for i := int64(0); i < plan.TotalBlock; i += per {
 			last := min(i+per, plan.TotalBlock)
@@ -413,12 +413,11 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 				if sl != nil {
 					sl.refs.Add(1)
 				}
-				select {
-				case jobs <- job{index: k, seq: seq, data: blk, slab: sl}:
-					seq++
-				case <-gctx.Done():
+				if !jobs.send(gctx, job{index: k, seq: seq, data: blk, slab: sl}) {
+					sl.release()
 					return nil
 				}
+				seq++
 			}
 			sl.release()
 		}
@@ -468,8 +467,8 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 			return nil
 		},
 	}
-	for _, cc := range conns {
-		g.Go(func() error { return cc.pipeline(gctx, jobs, st) })
+	for k, cc := range conns {
+		g.Go(func() error { return cc.pipeline(gctx, jobs.out[k], st) })
 	}
 	err := g.Wait()
 	if mapped != nil && mapFault(err) {
@@ -501,6 +500,45 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 	}
 	res.Verified = true
 	return res, nil
+}
+
+// runs hands a transfer's jobs to its connections in runs of consecutive
+// blocks, a connection's window's worth at a time. One file's blocks pass
+// through one MD5 in order on each side, so while one connection's run is
+// delivered the next one waits; runs make that hand-over rare, where
+// blocks dealt one at a time made one for nearly every block, and keep
+// the blocks a connection carries next to each other in the file.
+type runs struct {
+	out  []chan job
+	size int // jobs in a run
+	k, n int // the connection taking jobs, and how many it took of its run
+}
+
+func newRuns(conns, queue, size int) *runs {
+	r := &runs{out: make([]chan job, conns), size: max(1, size)}
+	for k := range r.out {
+		r.out[k] = make(chan job, queue)
+	}
+	return r
+}
+
+// send hands j to the connection whose run it falls in, unless ctx ends.
+func (r *runs) send(ctx context.Context, j job) bool {
+	select {
+	case r.out[r.k] <- j:
+	case <-ctx.Done():
+		return false
+	}
+	if r.n++; r.n == r.size {
+		r.k, r.n = (r.k+1)%len(r.out), 0
+	}
+	return true
+}
+
+func (r *runs) close() {
+	for _, c := range r.out {
+		close(c)
+	}
 }
 
 // spread bounds how far the blocks an upload hands out to its connections
@@ -878,12 +916,12 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	// requests that say which (EXT-7).
 	askBS := c.askBlockSize() > 0
 
-	jobs := make(chan job)
+	jobs := newRuns(len(conns), 0, window)
 	g, gctx := errgroup.WithContext(ctx)
 	// A block waiting for its turn gives up when the transfer fails.
 	defer context.AfterFunc(gctx, func() { seq.abort(context.Cause(gctx)) })()
 	g.Go(func() error {
-		defer close(jobs)
+		defer jobs.close()
 		for i := int64(0); i < plan.TotalBlock; i++ {
 			if before[i] {
 				continue
@@ -893,9 +931,7 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 			case <-gctx.Done():
 				return nil
 			}
-			select {
-			case jobs <- job{index: i}:
-			case <-gctx.Done():
+			if !jobs.send(gctx, job{index: i}) {
 				return nil
 			}
 		}
@@ -943,8 +979,8 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 			return nil
 		},
 	}
-	for _, cc := range conns {
-		g.Go(func() error { return cc.pipeline(gctx, jobs, st) })
+	for k, cc := range conns {
+		g.Go(func() error { return cc.pipeline(gctx, jobs.out[k], st) })
 	}
 	err = g.Wait()
 	if err == nil && seq.next != plan.TotalBlock {

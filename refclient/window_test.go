@@ -227,3 +227,36 @@ func TestUploadSpreadOverConnsIsBounded(t *testing.T) {
 		t.Fatalf("a block came %d blocks ahead of the first unanswered one; the windows hold %d", spread, window*conns)
 	}
 }
+
+// A transfer on several connections deals its blocks in runs of a window
+// each, in turn: every connection carries runs of neighbouring blocks,
+// upload and download alike.
+func TestTransferDealsRuns(t *testing.T) {
+	s := newFake(t)
+	s.blockSize = 1000
+	addr := s.start()
+	const window, conns = 4, 2
+	c := login(t, addr, &Options{Window: window, Conns: conns})
+	data := testData(50*1000+7, 9)
+	if res, err := c.UploadFile(context.Background(), writeTemp(t, "in", data), "f.bin", nil); err != nil || !res.Verified {
+		t.Fatalf("upload: %+v, %v", res, err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if res, err := c.DownloadFile(context.Background(), "f.bin", out, nil); err != nil || !res.Verified {
+		t.Fatalf("download: %+v, %v", res, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.blocksOn) < conns { // the extra one of each transfer is its own
+		t.Fatalf("blocks on %d connections, want %d at least", len(s.blocksOn), conns)
+	}
+	for id, idx := range s.blocksOn {
+		for k, i := range idx {
+			// Runs start at multiples of the window; within one, each
+			// block follows the one before.
+			if i%window != 0 && (k == 0 || idx[k-1] != i-1) {
+				t.Fatalf("connection %d: block %d after %v: not in a run of %d", id, i, idx[max(0, k-3):k], window)
+			}
+		}
+	}
+}
