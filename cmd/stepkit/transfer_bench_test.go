@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -304,21 +305,29 @@ func BenchmarkCLIConns(b *testing.B) {
 }
 
 // benchPairs runs transfer("1") and transfer("2") twice each per
-// iteration, in the order 1, 2, 2, 1, and reports both rates and their
-// ratio.
+// iteration, in the order 1, 2, 2, 1, and reports both rates, their
+// ratio, and the lowest and highest ratio of a single iteration.
 func benchPairs(b *testing.B, size int64, transfer func(conns string) time.Duration) {
 	b.SetBytes(4 * size)
 	var one, two time.Duration
+	lo, hi := math.Inf(1), math.Inf(-1)
 	for i := 0; i < b.N; i++ {
-		one += transfer("1")
-		two += transfer("2")
-		two += transfer("2")
-		one += transfer("1")
+		a1 := transfer("1")
+		a2 := transfer("2")
+		b2 := transfer("2")
+		b1 := transfer("1")
+		one, two = one+a1+b1, two+a2+b2
+		r := (a1 + b1).Seconds() / (a2 + b2).Seconds()
+		lo, hi = min(lo, r), max(hi, r)
 	}
 	moved := float64(2*size) * float64(b.N)
 	b.ReportMetric(moved/one.Seconds()/1e6, "conns1-MB/s")
 	b.ReportMetric(moved/two.Seconds()/1e6, "conns2-MB/s")
 	b.ReportMetric(one.Seconds()/two.Seconds(), "x-conns1")
+	// The spread of the iterations' own ratios: a difference inside it
+	// is the machine's, not the connections'.
+	b.ReportMetric(lo, "x-conns1-min")
+	b.ReportMetric(hi, "x-conns1-max")
 }
 
 // timeCLI runs stepkit with args, which must report a verified transfer
