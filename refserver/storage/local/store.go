@@ -611,12 +611,7 @@ func (s *Store) writeBlockBatched(user, key string, u *upload, index int64, bloc
 		s.forget(user, key, u)
 		return nil, fmt.Errorf("write block %d: %w", index, err)
 	}
-	if !s.syncBlocks {
-		if u.dirty += written; u.dirty >= writebackEvery {
-			startWriteback(u.f)
-			u.dirty = 0
-		}
-	}
+	u.wroteBack(written, s.syncBlocks)
 	if u.received[index] == 0 {
 		u.received[index] = 1
 		u.count++
@@ -640,6 +635,20 @@ func (s *Store) writeBlockBatched(user, key string, u *upload, index int64, bloc
 		return nil, nil
 	}
 	return s.finish(user, key, u)
+}
+
+// wroteBack counts n bytes written to the file and, every writebackEvery
+// bytes, asks the kernel to start writing them to disk, so that the fsync
+// that completes the upload has little left to do. Blocks fsynced as they
+// come need none of it.
+func (u *upload) wroteBack(n int64, synced bool) {
+	if synced {
+		return
+	}
+	if u.dirty += n; u.dirty >= writebackEvery {
+		startWriteback(u.f)
+		u.dirty = 0
+	}
 }
 
 // forget drops u from memory after a failure to write blocks it marked
@@ -667,10 +676,12 @@ func (s *Store) commitBlocks(user, key string, u *upload) error {
 	if u.closed || u.heldLo == u.heldHi {
 		return nil
 	}
-	if _, err := u.d.flush(); err != nil {
+	written, err := u.d.flush()
+	if err != nil {
 		s.forget(user, key, u)
 		return fmt.Errorf("write blocks: %w", err)
 	}
+	u.wroteBack(written, s.syncBlocks)
 	if s.syncBlocks {
 		if err := u.f.Sync(); err != nil {
 			return fmt.Errorf("sync blocks: %w", err)
