@@ -27,36 +27,13 @@ import (
 //
 // STEPKIT_BENCH_SIZE sets the file size (default 256MiB).
 func BenchmarkCLITransfer(b *testing.B) {
-	size := int64(256 << 20)
-	if s := os.Getenv("STEPKIT_BENCH_SIZE"); s != "" {
-		n, err := parseBytes(s)
-		if err != nil {
-			b.Fatal(err)
-		}
-		size = n
-	}
-	fileDir := b.TempDir() // on disk
-	src := filepath.Join(fileDir, "src.bin")
-	writePattern(b, src, size)
-
-	roots := []struct{ name, dir string }{{"tmpfs", "/dev/shm"}, {"disk", ""}}
-	for _, root := range roots {
-		if root.dir != "" {
-			if fi, err := os.Stat(root.dir); err != nil || !fi.IsDir() {
-				continue
-			}
+	fileDir, src, size := benchSource(b)
+	for _, root := range benchRoots() {
+		if !root.available() {
+			continue
 		}
 		b.Run("root="+root.name, func(b *testing.B) {
-			dir := b.TempDir()
-			if root.dir != "" {
-				d, err := os.MkdirTemp(root.dir, "stepkit-bench-")
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { os.RemoveAll(d) })
-				dir = d
-			}
-			srv, addr, _, _ := startServeProcess(b, dir)
+			srv, addr, _, _ := startServeProcess(b, root.make(b))
 			for _, block := range []string{"20480", "auto"} {
 				for _, conns := range []string{"1", "2"} {
 					args := []string{"--server", addr, "--user", "bench", "--conns", conns, "--no-progress"}
@@ -92,6 +69,50 @@ func BenchmarkCLITransfer(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchSource writes the file the transfer benchmarks move, on disk:
+// STEPKIT_BENCH_SIZE bytes, 256 MiB by default.
+func benchSource(b *testing.B) (dir, path string, size int64) {
+	size = 256 << 20
+	if s := os.Getenv("STEPKIT_BENCH_SIZE"); s != "" {
+		n, err := parseBytes(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = n
+	}
+	dir = b.TempDir()
+	path = filepath.Join(dir, "src.bin")
+	writePattern(b, path, size)
+	return dir, path, size
+}
+
+// benchRoot is where a transfer benchmark's server keeps its files: under
+// dir, or in a test folder on disk when dir is empty.
+type benchRoot struct{ name, dir string }
+
+func benchRoots() []benchRoot { return []benchRoot{{"tmpfs", "/dev/shm"}, {"disk", ""}} }
+
+func (r benchRoot) available() bool {
+	if r.dir == "" {
+		return true
+	}
+	fi, err := os.Stat(r.dir)
+	return err == nil && fi.IsDir()
+}
+
+// make returns a new empty folder under the root, removed after b.
+func (r benchRoot) make(b *testing.B) string {
+	if r.dir == "" {
+		return b.TempDir()
+	}
+	d, err := os.MkdirTemp(r.dir, "stepkit-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(d) })
+	return d
 }
 
 // benchCLI runs the command cmd(i) b.N times, timed, each followed by the
@@ -242,32 +263,13 @@ func procCPU(b *testing.B, pid int) time.Duration {
 //
 //	go test ./cmd/stepkit -run '^$' -bench CLIConns -benchtime 3x
 func BenchmarkCLIConns(b *testing.B) {
-	size := int64(256 << 20)
-	if s := os.Getenv("STEPKIT_BENCH_SIZE"); s != "" {
-		n, err := parseBytes(s)
-		if err != nil {
-			b.Fatal(err)
-		}
-		size = n
-	}
-	fileDir := b.TempDir()
-	src := filepath.Join(fileDir, "src.bin")
-	writePattern(b, src, size)
-	for _, root := range []struct{ name, dir string }{{"tmpfs", "/dev/shm"}, {"disk", ""}} {
-		dir := b.TempDir()
-		if root.dir != "" {
-			if fi, err := os.Stat(root.dir); err != nil || !fi.IsDir() {
-				continue
-			}
-			d, err := os.MkdirTemp(root.dir, "stepkit-bench-")
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { os.RemoveAll(d) })
-			dir = d
+	fileDir, src, size := benchSource(b)
+	for _, root := range benchRoots() {
+		if !root.available() {
+			continue
 		}
 		b.Run("root="+root.name, func(b *testing.B) {
-			_, addr, _, _ := startServeProcess(b, dir)
+			_, addr, _, _ := startServeProcess(b, root.make(b))
 			for _, block := range []string{"20480", "auto"} {
 				args := func(conns string) []string {
 					a := []string{"--server", addr, "--user", "bench", "--conns", conns, "--no-progress"}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepkit/stepkit/refserver/storage"
 	"github.com/stepkit/stepkit/refserver/storage/storagetest"
 )
 
@@ -34,42 +35,37 @@ func TestAheadBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Every upload gets its odd blocks first, all ahead of the hash.
-	for k, n := range []int{big, size, big, size} {
+	// send stores every other block of upload k, from block first on,
+	// and returns what the last one completed.
+	send := func(k, n, first int) *storage.FileMeta {
+		t.Helper()
 		key := fmt.Sprint("k", k)
 		data := storagetest.Pattern(n, byte(k))
-		total := (n + bs - 1) / bs
 		u, err := s.Upload("u", key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := 1; i < total; i += 2 {
-			if _, err := s.WriteBlockBatched("u", key, u, int64(i), data[i*bs:min((i+1)*bs, n)], time.Now()); err != nil {
+		var m *storage.FileMeta
+		for i := first; i*bs < n; i += 2 {
+			if m, err = s.WriteBlockBatched("u", key, u, int64(i), data[i*bs:min((i+1)*bs, n)], time.Now()); err != nil {
 				t.Fatal(err)
 			}
 			peak = max(peak, s.spare.held.Load())
 		}
+		return m
+	}
+	// Every upload gets its odd blocks first, all ahead of the hash.
+	for k, n := range []int{big, size, big, size} {
+		send(k, n, 1)
 	}
 	if peak != s.spare.max {
 		t.Fatalf("at most %d chunks ahead were held, want the budget, %d", peak, s.spare.max)
 	}
 	// The first two complete; the others are removed.
 	for k, n := range []int{big, size} {
-		key := fmt.Sprint("k", k)
-		data := storagetest.Pattern(n, byte(k))
-		total := (n + bs - 1) / bs
-		u, err := s.Upload("u", key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := 0; i < total; i += 2 {
-			m, err := s.WriteBlockBatched("u", key, u, int64(i), data[i*bs:min((i+1)*bs, n)], time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if i+2 >= total && (m == nil || m.MD5 != fmt.Sprintf("%x", md5.Sum(data))) {
-				t.Fatalf("%s completed: %+v, want MD5 %x", key, m, md5.Sum(data))
-			}
+		want := md5.Sum(storagetest.Pattern(n, byte(k)))
+		if m := send(k, n, 0); m == nil || m.MD5 != fmt.Sprintf("%x", want) {
+			t.Fatalf("k%d completed: %+v, want MD5 %x", k, m, want)
 		}
 	}
 	for _, key := range []string{"k2", "k3"} {

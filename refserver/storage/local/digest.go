@@ -170,19 +170,28 @@ func (d *digest) writeBlock(p []byte) (int64, error) {
 		c := d.cur
 		l := len(c.b)
 		n := copy(c.b[l:cap(c.b)], p)
-		c.b = c.b[:l+n]
 		c.addDirty(l, l+n)
-		d.n += int64(n)
 		p = p[n:]
-		if len(c.b) == cap(c.b) {
-			w, err := d.send()
-			written += w
-			if err != nil {
-				return written, err
-			}
+		w, err := d.fill(n)
+		written += w
+		if err != nil {
+			return written, err
 		}
 	}
 	return written, nil
+}
+
+// fill moves the hash over the next n bytes of the chunk being filled,
+// which are in place, and hands the chunk on once it is full. It returns
+// the number of bytes written to f.
+func (d *digest) fill(n int) (int64, error) {
+	c := d.cur
+	c.b = c.b[:len(c.b)+n]
+	d.n += int64(n)
+	if len(c.b) < cap(c.b) {
+		return 0, nil
+	}
+	return d.send()
 }
 
 // stash copies p, the bytes of f at off, which lie ahead of the hash, to
@@ -248,16 +257,12 @@ func (d *digest) advance(n int64) (int64, error) {
 	var written int64
 	for n > 0 {
 		d.chunk()
-		c := d.cur
-		m := min(int64(cap(c.b)-len(c.b)), n)
-		c.b = c.b[:len(c.b)+int(m)]
-		d.n, n = d.n+m, n-m
-		if len(c.b) == cap(c.b) {
-			w, err := d.send()
-			written += w
-			if err != nil {
-				return written, err
-			}
+		m := min(int64(cap(d.cur.b)-len(d.cur.b)), n)
+		n -= m
+		w, err := d.fill(int(m))
+		written += w
+		if err != nil {
+			return written, err
 		}
 	}
 	return written, nil
@@ -357,13 +362,9 @@ func (d *digest) readAt(r io.ReaderAt, off, n int64) error {
 		if _, err := r.ReadAt(c.b[l:l+int(m)], off); err != nil {
 			return fmt.Errorf("read back %d bytes at %d: %w", m, off, err)
 		}
-		c.b = c.b[:l+int(m)]
-		d.n += m
 		off, n = off+m, n-m
-		if len(c.b) == cap(c.b) {
-			if _, err := d.send(); err != nil {
-				return err
-			}
+		if _, err := d.fill(int(m)); err != nil {
+			return err
 		}
 	}
 	return nil

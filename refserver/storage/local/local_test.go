@@ -18,14 +18,18 @@ import (
 func TestContract(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) func() storage.Backend {
 		dir := t.TempDir()
-		return func() storage.Backend {
-			s, err := local.Open(dir, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		}
+		return func() storage.Backend { return openStore(t, dir) }
 	})
+}
+
+// openStore opens the store in dir, as a server starting there would.
+func openStore(t *testing.T, dir string) *local.Store {
+	t.Helper()
+	s, err := local.Open(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // TestEarlyBlocks: blocks that arrive ahead of the hash (from another
@@ -38,13 +42,7 @@ func TestEarlyBlocks(t *testing.T) {
 	const bs = 1000
 	data := storagetest.Pattern(12*bs+5, 7)
 	dir := t.TempDir()
-	open := func() *local.Store {
-		s, err := local.Open(dir, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	open := func() *local.Store { return openStore(t, dir) }
 	write := func(s *local.Store, idx ...int64) *storage.FileMeta {
 		t.Helper()
 		u, err := s.Upload("u", "k")
@@ -120,13 +118,7 @@ func TestBlocksInAnyOrder(t *testing.T) {
 			t.Run(fmt.Sprintf("size=%d/block=%d/crash=%v", tc.size, tc.bs, crash), func(t *testing.T) {
 				rng := rand.New(rand.NewPCG(uint64(k), 7))
 				dir := t.TempDir()
-				open := func() *local.Store {
-					s, err := local.Open(dir, false)
-					if err != nil {
-						t.Fatal(err)
-					}
-					return s
-				}
+				open := func() *local.Store { return openStore(t, dir) }
 				s := open()
 				if _, _, err := s.PlanUpload("u", "k", int64(tc.size), tc.bs, time.Now()); err != nil {
 					t.Fatal(err)
