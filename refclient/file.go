@@ -371,10 +371,19 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 	jobs := newRuns(len(conns), 4*window, window)
 	sp := newSpread(len(conns) * window)
 	g, gctx := errgroup.WithContext(ctx)
+	// The mapping's pages far behind the blocks handed out are unmapped
+	// on the way (dropMapped): the blocks queued and in flight on every
+	// connection lie within lag bytes of them.
+	lag := int64(len(conns)) * 6 * int64(window) * plan.BlockSize
+	var dropped int64
 	g.Go(func() error {
 		defer jobs.close()
 		var seq int64
 		for i := int64(0); i < plan.TotalBlock; i += per {
+			for mapped != nil && i*plan.BlockSize-lag-dropped >= dropStep {
+				dropMapped(mapped[dropped : dropped+dropStep])
+				dropped += dropStep
+			}
 			last := min(i+per, plan.TotalBlock)
 			n := min(last*plan.BlockSize, plan.Size) - i*plan.BlockSize
 			var sl *slab
@@ -599,6 +608,9 @@ func hashMapped(h hash.Hash, b []byte) (err error) {
 	h.Write(b)
 	return nil
 }
+
+// dropStep is how much of a mapped file an upload unmaps at once.
+const dropStep = 16 << 20
 
 // slabBytes is how much of the local file an upload reads at once.
 const slabBytes = 256 << 10

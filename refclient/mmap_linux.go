@@ -23,6 +23,12 @@ func mapFile(f *os.File, size int64) (data []byte, unmap func()) {
 	return data, func() { unix.Munmap(data) }
 }
 
+// dropMapped lets the kernel forget the page table entries of b, part of
+// a mapping of a file, as it would at munmap: b stays readable (from the
+// page cache). Done during a transfer, it spares its end the unmapping of
+// the whole file.
+func dropMapped(b []byte) { unix.Madvise(b, unix.MADV_DONTNEED) }
+
 // mapFault reports whether err is a write of blocks from a mapping
 // that no longer holds them: the file shrank under it.
 func mapFault(err error) bool { return errors.Is(err, unix.EFAULT) }
