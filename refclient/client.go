@@ -65,9 +65,13 @@ type Options struct {
 	// Window of 1 or more is used as given for both directions; 1 means
 	// strictly one request at a time.
 	Window int
-	// Conns is the number of connections a transfer uses. Extra
-	// connections are dialled for the transfer and reuse the token. Some
-	// course servers serve one connection at a time, so the default is 1.
+	// Conns is the most connections a transfer uses. Extra connections
+	// are dialled for the transfer and reuse the token. A file's first
+	// block goes alone; the others go over every connection only if its
+	// answer took too long for one connection's window to carry the file
+	// as fast as it is hashed, and over the first connection otherwise
+	// (see probe). Some course servers serve one connection at a time, so
+	// the default is 1.
 	Conns int
 	// BlockSize is the block_size asked of a server that advertised
 	// max_block_size at LOGIN (STEP.md EXT-7), in FILE SAVE, FILE GET and

@@ -86,7 +86,7 @@ func TestFakeServerRoundTrips(t *testing.T) {
 	}{
 		{"window1", 20480, Options{Window: 1}},
 		{"window16", 20480, Options{Window: 16}},
-		{"conns3", 20480, Options{Window: 4, Conns: 3}},
+		{"conns3", 20480, Options{Window: 2, Conns: 3}}, // too little in flight for one connection to do
 		{"block12800", 12800, Options{Window: 8}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -400,7 +400,8 @@ func TestDownloadConnectionLostWhileOthersWait(t *testing.T) {
 	addr := s.start()
 	// Only a block waiting for its turn could make the download wait for
 	// the reply timeout.
-	c := login(t, addr, &Options{Window: 4, Conns: 3, ReplyTimeout: time.Minute})
+	// Windows of 2 blocks: too little in flight for one connection to do.
+	c := login(t, addr, &Options{Window: 2, Conns: 3, ReplyTimeout: time.Minute})
 	start := time.Now()
 	_, err := c.Download(context.Background(), "k", io.Discard, nil)
 	if err == nil {

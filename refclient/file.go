@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -62,6 +63,9 @@ type UploadResult struct {
 	// ever sent and not yet answered on one connection.
 	Window       int   `json:"window"`
 	PeakInFlight int64 `json:"peak_in_flight"`
+	// Conns is the number of connections the blocks went over (see
+	// Options.Conns).
+	Conns int `json:"conns"`
 	// Retried says the upload lost step with several blocks in flight
 	// and was finished on a new connection with one block in flight.
 	Retried bool `json:"retried,omitempty"`
@@ -75,9 +79,10 @@ type DownloadResult struct {
 	Verified bool   `json:"verified"` // the plan carried an MD5 and it matched
 	Resumed  bool   `json:"resumed"`
 	Received int64  `json:"blocks_received"`
-	// Window and PeakInFlight are as in UploadResult.
+	// Window, PeakInFlight and Conns are as in UploadResult.
 	Window       int   `json:"window"`
 	PeakInFlight int64 `json:"peak_in_flight"`
+	Conns        int   `json:"conns"`
 }
 
 // parsePlan reads a plan from resp. key and size are what was asked for
@@ -358,6 +363,16 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 	missing := plan.TotalBlock - j.count()
 	conns, release := c.transferConns(ctx, missing, window)
 	defer release()
+	res.Conns = len(conns)
+	// With several connections, the first block goes alone (probe); its
+	// answer says whether the others are of use.
+	var pr *probe
+	var spreading atomic.Bool // the blocks handed out take credits of sp
+	if len(conns) > 1 {
+		pr = newProbe()
+		spreading.Store(true)
+	}
+	first := pr // pr is the reader's; first, the connections'
 
 	// The file is read a slab of several blocks at a time: one read
 	// system call and one MD5 write for a slab, not for each block. A
@@ -416,17 +431,34 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 					}
 					continue
 				}
-				if len(conns) > 1 && !sp.take(gctx) {
+				if spreading.Load() && !sp.take(gctx) {
 					return nil
 				}
 				if sl != nil {
 					sl.refs.Add(1)
+				}
+				if pr != nil {
+					pr.start = time.Now()
 				}
 				if !jobs.send(gctx, job{index: k, seq: seq, data: blk, slab: sl}) {
 					sl.release()
 					return nil
 				}
 				seq++
+				if pr != nil {
+					one, ok := pr.oneConn(gctx, window, plan.BlockSize)
+					if !ok {
+						sl.release()
+						return nil
+					}
+					if one {
+						// Its credit came back with its answer.
+						spreading.Store(false)
+						jobs.only()
+						res.Conns = 1
+					}
+					pr = nil
+				}
 			}
 			sl.release()
 		}
@@ -464,7 +496,7 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 			if err := j.ack(jb.index); err != nil {
 				return err
 			}
-			if len(conns) > 1 {
+			if spreading.Load() {
 				sp.ack(jb.seq)
 			}
 			sentMu.Lock()
@@ -472,6 +504,9 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 			sentMu.Unlock()
 			if o.Progress != nil {
 				o.Progress(int64(len(jb.data)))
+			}
+			if first != nil {
+				first.answered()
 			}
 			return nil
 		},
@@ -521,6 +556,8 @@ type runs struct {
 	out  []chan job
 	size int // jobs in a run
 	k, n int // the connection taking jobs, and how many it took of its run
+	// single: every job goes to the first connection (only)
+	single bool
 }
 
 func newRuns(conns, queue, size int) *runs {
@@ -533,16 +570,22 @@ func newRuns(conns, queue, size int) *runs {
 
 // send hands j to the connection whose run it falls in, unless ctx ends.
 func (r *runs) send(ctx context.Context, j job) bool {
+	if r.single {
+		r.k = 0
+	}
 	select {
 	case r.out[r.k] <- j:
 	case <-ctx.Done():
 		return false
 	}
-	if r.n++; r.n == r.size {
+	if r.n++; r.n == r.size && !r.single {
 		r.k, r.n = (r.k+1)%len(r.out), 0
 	}
 	return true
 }
+
+// only hands every job from now on to the first connection.
+func (r *runs) only() { r.single = true }
 
 func (r *runs) close() {
 	for _, c := range r.out {
@@ -653,9 +696,9 @@ func rawField(m *spec.Message, f string) string {
 }
 
 // transferConns returns the connections a transfer of n blocks with window
-// requests in flight per connection uses: c and, when Options.Conns asks
-// for more and there is work for them, extra connections carrying c's
-// token (and what its login learnt of the server). release says BYE on
+// requests in flight per connection may use: c and, when Options.Conns
+// asks for more and there is work for them, extra connections carrying
+// c's token (and what its login learnt of the server). release says BYE on
 // the extra ones. Connections that cannot be opened are done without.
 func (c *Client) transferConns(ctx context.Context, n int64, window int) ([]*Client, func()) {
 	conns := []*Client{c}
@@ -671,6 +714,54 @@ func (c *Client) transferConns(ctx context.Context, n int64, window int) ([]*Cli
 		for _, cc := range conns[1:] {
 			_ = cc.Bye()
 		}
+	}
+}
+
+// oneConnRate is a rate, in bytes per second, beyond which no transfer of
+// a single file goes: about twice what one core hashes with MD5 on today's
+// machines.
+const oneConnRate = 2e9
+
+// oneConnEnough reports whether a window of inFlight bytes carries a file
+// at oneConnRate when a block takes took to be answered.
+func oneConnEnough(took time.Duration, inFlight int64) bool {
+	return took > 0 && float64(inFlight)/took.Seconds() >= oneConnRate
+}
+
+// probe times the answer to the first block of a transfer that may use
+// several connections, before a second connection gets any. A file goes
+// through one MD5 in order at each end, so another connection helps only
+// where one connection's window cannot carry the file as fast as it is
+// hashed: over a long round trip, or to a server slow to answer each
+// block (an object store, one block in flight). Elsewhere, as on one
+// machine, the second connection's blocks would only wait for the
+// first's, and cost hand-overs between them (1 to 8 % of the rate).
+type probe struct {
+	start time.Time
+	took  time.Duration
+	once  sync.Once
+	done  chan struct{}
+}
+
+func newProbe() *probe { return &probe{done: make(chan struct{})} }
+
+// answered records that the first answer came; later calls do nothing.
+func (p *probe) answered() {
+	p.once.Do(func() {
+		p.took = time.Since(p.start)
+		close(p.done)
+	})
+}
+
+// oneConn waits for the first answer (false if ctx ends first) and
+// reports whether a single connection with window blocks of blockSize
+// bytes in flight suffices.
+func (p *probe) oneConn(ctx context.Context, window int, blockSize int64) (one, ok bool) {
+	select {
+	case <-p.done:
+		return oneConnEnough(p.took, int64(window)*blockSize), true
+	case <-ctx.Done():
+		return false, false
 	}
 }
 
@@ -902,6 +993,14 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 	}
 	conns, release := c.transferConns(ctx, missing, window)
 	defer release()
+	res.Conns = len(conns)
+	// With several connections, the first block goes alone (probe); its
+	// answer says whether the others are of use.
+	var pr *probe
+	if len(conns) > 1 {
+		pr = newProbe()
+	}
+	first := pr // pr is the dealer's; first, the connections'
 
 	// ahead bounds how far the requests handed out may run ahead of the
 	// in-order sink.
@@ -943,8 +1042,22 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 			case <-gctx.Done():
 				return nil
 			}
+			if pr != nil {
+				pr.start = time.Now()
+			}
 			if !jobs.send(gctx, job{index: i}) {
 				return nil
+			}
+			if pr != nil {
+				one, ok := pr.oneConn(gctx, window, plan.BlockSize)
+				if !ok {
+					return nil
+				}
+				if one {
+					jobs.only()
+					res.Conns = 1
+				}
+				pr = nil
 			}
 		}
 		return nil
@@ -987,6 +1100,9 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 			mu.Unlock()
 			if o.Progress != nil {
 				o.Progress(want)
+			}
+			if first != nil {
+				first.answered()
 			}
 			return nil
 		},

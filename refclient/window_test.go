@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -257,6 +258,84 @@ func TestTransferDealsRuns(t *testing.T) {
 			if i%window != 0 && (k == 0 || idx[k-1] != i-1) {
 				t.Fatalf("connection %d: block %d after %v: not in a run of %d", id, i, idx[max(0, k-3):k], window)
 			}
+		}
+	}
+}
+
+// A file whose first block is answered fast enough that one window
+// carries it faster than any core hashes it (oneConnRate) goes over one
+// connection, upload and download, even with Conns 2: the other's blocks
+// would only wait for the first's at both ends.
+func TestOneConnectionWhereItIsEnough(t *testing.T) {
+	s := newFake(t)
+	s.blockSize = 256 << 10
+	addr := s.start()
+	// 32 MiB in flight: one connection is enough unless the first
+	// block takes over 16 ms to be answered.
+	const window = 128
+	c := login(t, addr, &Options{Window: window, Conns: 2})
+	data := testData(window*int(s.blockSize)+7, 31)
+	up, err := c.UploadFile(context.Background(), writeTemp(t, "in", data), "f.bin", nil)
+	if err != nil || !up.Verified || up.Conns != 1 {
+		t.Fatalf("upload: %+v, %v; want it verified over 1 connection", up, err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	down, err := c.DownloadFile(context.Background(), "f.bin", out, nil)
+	if err != nil || !down.Verified || down.Conns != 1 {
+		t.Fatalf("download: %+v, %v; want it verified over 1 connection", down, err)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
+		t.Fatal("the file downloaded differs")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.blocksOn) != 1 {
+		t.Fatalf("blocks on %d connections, want all on the first", len(s.blocksOn))
+	}
+	for _, idx := range s.blocksOn {
+		if want := 2 * (window + 1); len(idx) != want {
+			t.Fatalf("%d blocks on the connection, want %d", len(idx), want)
+		}
+	}
+}
+
+// A first block slow to be answered (a long round trip, a slow store)
+// means one window cannot carry the file fast: the blocks go over every
+// connection.
+func TestMoreConnectionsWhereTheFirstBlockIsSlow(t *testing.T) {
+	s := newFake(t)
+	s.blockSize = 1000
+	s.stallBlock, s.stallFor = 0, 50*time.Millisecond
+	addr := s.start()
+	const window, conns = 4, 2
+	c := login(t, addr, &Options{Window: window, Conns: conns})
+	data := testData(100*1000+7, 32)
+	up, err := c.UploadFile(context.Background(), writeTemp(t, "in", data), "f.bin", nil)
+	if err != nil || !up.Verified || up.Conns != conns {
+		t.Fatalf("upload: %+v, %v; want it verified over %d connections", up, err, conns)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.blocksOn) != conns {
+		t.Fatalf("blocks on %d connections, want %d", len(s.blocksOn), conns)
+	}
+}
+
+func TestOneConnEnough(t *testing.T) {
+	for _, tc := range []struct {
+		took     time.Duration
+		inFlight int64
+		want     bool
+	}{
+		{0, 4 << 20, false}, // not measured
+		{100 * time.Microsecond, 4 << 20, true},
+		{2 * time.Millisecond, 4 << 20, true},
+		{3 * time.Millisecond, 4 << 20, false},
+		{100 * time.Microsecond, 20480, false},  // one block in flight
+		{20 * time.Millisecond, 4 << 20, false}, // a long round trip
+	} {
+		if got := oneConnEnough(tc.took, tc.inFlight); got != tc.want {
+			t.Errorf("oneConnEnough(%v, %d) = %v, want %v", tc.took, tc.inFlight, got, tc.want)
 		}
 	}
 }

@@ -65,7 +65,7 @@ func (f *clientFlags) register(fs *pflag.FlagSet, transfer bool) {
 	fs.IntVar(&f.retries, "retries", refclient.DefaultRateLimitRetries, "times a request refused with 429 (rate limit) is sent again, waiting 0.25s, 0.5s, 1s, ... (0: never)")
 	if transfer {
 		fs.IntVar(&f.window, "window", 0, fmt.Sprintf("blocks in flight per connection (1: one request at a time; default: automatic, about 4 MiB of blocks (%d at least) on a server that advertises pipelining, else %d for downloads and 1 for uploads)", refclient.DefaultWindow, refclient.DefaultWindow))
-		fs.IntVar(&f.conns, "conns", 1, "connections per transfer (some course servers serve one connection at a time)")
+		fs.IntVar(&f.conns, "conns", 1, "most connections per transfer (default 1: some course servers serve one connection at a time); a single file uses more than one only where its first block is answered too slowly for one connection's window to keep up with its MD5 (a long round trip, a slow store, one block in flight)")
 		fs.Int64Var(&f.blockSize, "block-size", 0, fmt.Sprintf("block_size to ask of a server that lets clients choose (STEP.md EXT-7; default %d, capped by the server; other servers are never asked)", refclient.DefaultBlockSize))
 		fs.StringVar(&f.journalDir, "journal-dir", "", "where resume journals live (env "+envJournal+"; default: the user cache dir)")
 		fs.StringVar(&f.journalAge, "journal-max-age", refclient.DefaultJournalMaxAge.String(), "remove journals of transfers untouched for longer, and their partial downloads (env "+envJournalAge+"; 0: never)")
@@ -309,6 +309,7 @@ type uploadReport struct {
 	Verified   bool    `json:"verified"`
 	Resumed    bool    `json:"resumed"`
 	Window     int     `json:"window,omitempty"`  // blocks allowed in flight per connection
+	Conns      int     `json:"conns,omitempty"`   // connections the blocks went over
 	Retried    bool    `json:"retried,omitempty"` // finished with one block in flight after the server lost step
 	Seconds    float64 `json:"seconds"`
 	Error      string  `json:"error,omitempty"`
@@ -543,7 +544,7 @@ func uploadOne(ctx context.Context, f *clientFlags, c **refclient.Client, file, 
 		rep.Key, rep.BlockSize, rep.TotalBlock = p.Key, p.BlockSize, p.TotalBlock
 		rep.BlocksSent, rep.MD5, rep.ServerMD5 = res.Sent, res.MD5, res.ServerMD5
 		rep.Verified, rep.Resumed = res.Verified, res.Resumed
-		rep.Window, rep.Retried = res.Window, res.Retried
+		rep.Window, rep.Conns, rep.Retried = res.Window, res.Conns, res.Retried
 	}
 	if err != nil {
 		err = classify(fmt.Errorf("upload %s: %w", file, err))
@@ -592,6 +593,7 @@ type downloadReport struct {
 	BlockSize  int64   `json:"block_size,omitempty"`
 	TotalBlock int64   `json:"total_block"`
 	Received   int64   `json:"blocks_received"`
+	Conns      int     `json:"conns,omitempty"` // connections the blocks came over
 	MD5        string  `json:"md5,omitempty"`
 	ServerMD5  string  `json:"server_md5,omitempty"`
 	Verified   bool    `json:"verified"`
@@ -670,6 +672,7 @@ Exit codes: 2 usage, 3 network, 4 refused by the server, 5 MD5 mismatch.`,
 				p := res.Plan
 				rep.Size, rep.BlockSize, rep.TotalBlock, rep.ServerMD5 = p.Size, p.BlockSize, p.TotalBlock, p.MD5
 				rep.Received, rep.MD5, rep.Verified, rep.Resumed = res.Received, res.MD5, res.Verified, res.Resumed
+				rep.Conns = res.Conns
 			}
 			if err != nil {
 				err = classify(fmt.Errorf("download %q: %w", key, err))
