@@ -280,12 +280,12 @@ func BenchmarkCLIConns(b *testing.B) {
 				}
 				b.Run("block="+block+"/op=upload", func(b *testing.B) {
 					n := 0
-					benchPairs(b, size, func(conns string) time.Duration {
+					benchPairs(b, size, func(conns string) (time.Duration, int) {
 						n++
 						key := fmt.Sprintf("pair-%s-%d", block, n)
-						d := timeCLI(b, fileDir, append([]string{"upload", src, "--key", key, "--json"}, args(conns)...)...)
+						d, used := timeCLI(b, fileDir, append([]string{"upload", src, "--key", key, "--json"}, args(conns)...)...)
 						stepkitRun(b, fileDir, append([]string{"rm", key}, args(conns)[:4]...)...)
-						return d
+						return d, used
 					})
 				})
 				b.Run("block="+block+"/op=download", func(b *testing.B) {
@@ -294,7 +294,7 @@ func BenchmarkCLIConns(b *testing.B) {
 						b.Fatalf("upload: exit %d %s %s", code, out, errs)
 					}
 					dst := filepath.Join(fileDir, "dst.bin")
-					benchPairs(b, size, func(conns string) time.Duration {
+					benchPairs(b, size, func(conns string) (time.Duration, int) {
 						os.Remove(dst)
 						return timeCLI(b, fileDir, append([]string{"download", key, "-o", dst, "--json"}, args(conns)...)...)
 					})
@@ -308,17 +308,19 @@ func BenchmarkCLIConns(b *testing.B) {
 
 // benchPairs runs transfer("1") and transfer("2") twice each per
 // iteration, in the order 1, 2, 2, 1, and reports both rates, their
-// ratio, and the lowest and highest ratio of a single iteration.
-func benchPairs(b *testing.B, size int64, transfer func(conns string) time.Duration) {
+// ratio, the lowest and highest ratio of a single iteration, and how many
+// connections "--conns 2" used on average (transfer returns it).
+func benchPairs(b *testing.B, size int64, transfer func(conns string) (time.Duration, int)) {
 	b.SetBytes(4 * size)
 	var one, two time.Duration
+	var used int
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for i := 0; i < b.N; i++ {
-		a1 := transfer("1")
-		a2 := transfer("2")
-		b2 := transfer("2")
-		b1 := transfer("1")
-		one, two = one+a1+b1, two+a2+b2
+		a1, _ := transfer("1")
+		a2, u2 := transfer("2")
+		b2, v2 := transfer("2")
+		b1, _ := transfer("1")
+		one, two, used = one+a1+b1, two+a2+b2, used+u2+v2
 		r := (a1 + b1).Seconds() / (a2 + b2).Seconds()
 		lo, hi = min(lo, r), max(hi, r)
 	}
@@ -330,11 +332,116 @@ func benchPairs(b *testing.B, size int64, transfer func(conns string) time.Durat
 	// is the machine's, not the connections'.
 	b.ReportMetric(lo, "x-conns1-min")
 	b.ReportMetric(hi, "x-conns1-max")
+	b.ReportMetric(float64(used)/float64(2*b.N), "conns2-used")
+}
+
+// BenchmarkCLIConnsRTT is BenchmarkCLIConns over a path with a round trip
+// of 20 ms (a relay holds every byte 10 ms each way), negotiated blocks,
+// a 64 MiB file: there, one connection's window (about 4 MiB) carries at
+// most about 200 MB/s, and a second connection doubles what is in flight.
+//
+//	go test ./cmd/stepkit -run '^$' -bench CLIConnsRTT -benchtime 2x
+func BenchmarkCLIConnsRTT(b *testing.B) {
+	if os.Getenv("STEPKIT_BENCH_SIZE") == "" {
+		b.Setenv("STEPKIT_BENCH_SIZE", "64MiB")
+	}
+	fileDir, src, size := benchSource(b)
+	root := benchRoots()[0]
+	if !root.available() {
+		root = benchRoots()[1]
+	}
+	_, addr, _, _ := startServeProcess(b, root.make(b))
+	addr = delayRelay(b, addr, 10*time.Millisecond)
+	args := func(conns string) []string {
+		return []string{"--server", addr, "--user", "bench", "--conns", conns, "--no-progress"}
+	}
+	b.Run("op=upload", func(b *testing.B) {
+		n := 0
+		benchPairs(b, size, func(conns string) (time.Duration, int) {
+			n++
+			key := fmt.Sprintf("rtt-%d", n)
+			d, used := timeCLI(b, fileDir, append([]string{"upload", src, "--key", key, "--json"}, args(conns)...)...)
+			stepkitRun(b, fileDir, append([]string{"rm", key}, args(conns)[:4]...)...)
+			return d, used
+		})
+	})
+	b.Run("op=download", func(b *testing.B) {
+		if code, out, errs := stepkitRun(b, fileDir, append([]string{"upload", src, "--key", "rtt"}, args("1")...)...); code != exitOK {
+			b.Fatalf("upload: exit %d %s %s", code, out, errs)
+		}
+		dst := filepath.Join(fileDir, "dst.bin")
+		benchPairs(b, size, func(conns string) (time.Duration, int) {
+			os.Remove(dst)
+			return timeCLI(b, fileDir, append([]string{"download", "rtt", "-o", dst, "--json"}, args(conns)...)...)
+		})
+		os.Remove(dst)
+		stepkitRun(b, fileDir, append([]string{"rm", "rtt"}, args("1")[:4]...)...)
+	})
+}
+
+// delayRelay forwards the TCP connections it accepts to target, holding
+// every byte oneWay in each direction: a path with a round trip of
+// 2*oneWay, on one machine. It stops with tb.
+func delayRelay(tb testing.TB, target string, oneWay time.Duration) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.DialTimeout("tcp", target, 5*time.Second)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go delayCopy(s, c, oneWay)
+			go delayCopy(c, s, oneWay)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// delayCopy copies src to dst, each piece oneWay after it was read, and
+// closes both at the end.
+func delayCopy(dst, src net.Conn, oneWay time.Duration) {
+	type piece struct {
+		b  []byte
+		at time.Time
+	}
+	q := make(chan piece, 4096)
+	go func() {
+		defer close(q)
+		for {
+			b := make([]byte, 64<<10)
+			n, err := src.Read(b)
+			if n > 0 {
+				q <- piece{b[:n], time.Now().Add(oneWay)}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for p := range q {
+		time.Sleep(time.Until(p.at))
+		if _, err := dst.Write(p.b); err != nil {
+			break
+		}
+	}
+	dst.Close()
+	src.Close()
+	for range q { // let the reader end
+	}
 }
 
 // timeCLI runs stepkit with args, which must report a verified transfer
-// in JSON, and returns how long it took.
-func timeCLI(b *testing.B, dir string, args ...string) time.Duration {
+// in JSON, and returns how long it took and over how many connections.
+func timeCLI(b *testing.B, dir string, args ...string) (time.Duration, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	p := stepkitCmd(b, ctx, dir, args...)
@@ -344,9 +451,12 @@ func timeCLI(b *testing.B, dir string, args ...string) time.Duration {
 	if err != nil {
 		b.Fatalf("stepkit %v: %v\n%s%s", args, err, p.stdout.String(), p.stderr)
 	}
-	var rep struct{ Verified bool }
+	var rep struct {
+		Verified bool
+		Conns    int
+	}
 	if json.Unmarshal(p.stdout.Bytes(), &rep) != nil || !rep.Verified {
 		b.Fatalf("stepkit %v: not verified: %s", args, p.stdout.String())
 	}
-	return d
+	return d, rep.Conns
 }
