@@ -148,6 +148,11 @@ type Client struct {
 	// not read to its end): every later exchange fails with it.
 	broken error
 
+	// connRate is the rate beyond which one connection carries a file
+	// (oneConnRate; lowered by tests that need one connection whatever
+	// the machine's speed).
+	connRate float64
+
 	tokMu      sync.Mutex
 	token      string
 	username   string
@@ -172,7 +177,8 @@ func NewClient(conn net.Conn, opts *Options) *Client {
 }
 
 func newClient(addr string, o Options, conn net.Conn) *Client {
-	return &Client{addr: addr, opts: o, conn: conn, r: spec.NewReader(conn, o.Limits), w: spec.NewWriter(conn)}
+	return &Client{addr: addr, opts: o, conn: conn, r: spec.NewReader(conn, o.Limits), w: spec.NewWriter(conn),
+		connRate: oneConnRate}
 }
 
 // Addr is the server address the client was dialled to.

@@ -446,7 +446,7 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 				}
 				seq++
 				if pr != nil {
-					one, ok := pr.oneConn(gctx, window, plan.BlockSize)
+					one, ok := pr.oneConn(gctx, window, plan.BlockSize, c.connRate)
 					if !ok {
 						sl.release()
 						return nil
@@ -723,9 +723,9 @@ func (c *Client) transferConns(ctx context.Context, n int64, window int) ([]*Cli
 const oneConnRate = 2e9
 
 // oneConnEnough reports whether a window of inFlight bytes carries a file
-// at oneConnRate when a block takes took to be answered.
-func oneConnEnough(took time.Duration, inFlight int64) bool {
-	return took > 0 && float64(inFlight)/took.Seconds() >= oneConnRate
+// at rate bytes per second when a block takes took to be answered.
+func oneConnEnough(took time.Duration, inFlight int64, rate float64) bool {
+	return took > 0 && float64(inFlight)/took.Seconds() >= rate
 }
 
 // probe times the answer to the first block of a transfer that may use
@@ -755,11 +755,11 @@ func (p *probe) answered() {
 
 // oneConn waits for the first answer (false if ctx ends first) and
 // reports whether a single connection with window blocks of blockSize
-// bytes in flight suffices.
-func (p *probe) oneConn(ctx context.Context, window int, blockSize int64) (one, ok bool) {
+// bytes in flight carries the file at rate bytes per second.
+func (p *probe) oneConn(ctx context.Context, window int, blockSize int64, rate float64) (one, ok bool) {
 	select {
 	case <-p.done:
-		return oneConnEnough(p.took, int64(window)*blockSize), true
+		return oneConnEnough(p.took, int64(window)*blockSize, rate), true
 	case <-ctx.Done():
 		return false, false
 	}
@@ -1049,7 +1049,7 @@ func (c *Client) fetchBlocks(ctx context.Context, plan Plan, j *journal, f *os.F
 				return nil
 			}
 			if pr != nil {
-				one, ok := pr.oneConn(gctx, window, plan.BlockSize)
+				one, ok := pr.oneConn(gctx, window, plan.BlockSize, c.connRate)
 				if !ok {
 					return nil
 				}

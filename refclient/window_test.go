@@ -263,18 +263,18 @@ func TestTransferDealsRuns(t *testing.T) {
 }
 
 // A file whose first block is answered fast enough that one window
-// carries it faster than any core hashes it (oneConnRate) goes over one
-// connection, upload and download, even with Conns 2: the other's blocks
-// would only wait for the first's at both ends.
+// carries it faster than it is hashed goes over one connection, upload
+// and download, even with Conns 2: the other's blocks would only wait for
+// the first's at both ends.
 func TestOneConnectionWhereItIsEnough(t *testing.T) {
 	s := newFake(t)
-	s.blockSize = 256 << 10
+	s.blockSize = 1000
 	addr := s.start()
-	// 32 MiB in flight: one connection is enough unless the first
-	// block takes over 16 ms to be answered.
-	const window = 128
+	const window = 4
 	c := login(t, addr, &Options{Window: window, Conns: 2})
-	data := testData(window*int(s.blockSize)+7, 31)
+	// Whatever the machine's speed, the window is enough.
+	c.connRate = 1
+	data := testData(100*1000+7, 31)
 	up, err := c.UploadFile(context.Background(), writeTemp(t, "in", data), "f.bin", nil)
 	if err != nil || !up.Verified || up.Conns != 1 {
 		t.Fatalf("upload: %+v, %v; want it verified over 1 connection", up, err)
@@ -293,7 +293,7 @@ func TestOneConnectionWhereItIsEnough(t *testing.T) {
 		t.Fatalf("blocks on %d connections, want all on the first", len(s.blocksOn))
 	}
 	for _, idx := range s.blocksOn {
-		if want := 2 * (window + 1); len(idx) != want {
+		if want := 2 * 101; len(idx) != want {
 			t.Fatalf("%d blocks on the connection, want %d", len(idx), want)
 		}
 	}
@@ -334,7 +334,7 @@ func TestOneConnEnough(t *testing.T) {
 		{100 * time.Microsecond, 20480, false},  // one block in flight
 		{20 * time.Millisecond, 4 << 20, false}, // a long round trip
 	} {
-		if got := oneConnEnough(tc.took, tc.inFlight); got != tc.want {
+		if got := oneConnEnough(tc.took, tc.inFlight, oneConnRate); got != tc.want {
 			t.Errorf("oneConnEnough(%v, %d) = %v, want %v", tc.took, tc.inFlight, got, tc.want)
 		}
 	}
