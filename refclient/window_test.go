@@ -329,8 +329,8 @@ func TestOneConnEnough(t *testing.T) {
 	}{
 		{0, 4 << 20, false}, // not measured
 		{100 * time.Microsecond, 4 << 20, true},
-		{2 * time.Millisecond, 4 << 20, true},
-		{3 * time.Millisecond, 4 << 20, false},
+		{4 * time.Millisecond, 4 << 20, true},
+		{5 * time.Millisecond, 4 << 20, false},
 		{100 * time.Microsecond, 20480, false},  // one block in flight
 		{20 * time.Millisecond, 4 << 20, false}, // a long round trip
 	} {
