@@ -70,8 +70,9 @@ type Options struct {
 	// block goes alone; the others go over every connection only if its
 	// answer took too long for one connection's window to carry the file
 	// as fast as it is hashed, and over the first connection otherwise
-	// (see probe). Some course servers serve one connection at a time, so
-	// the default is 1.
+	// (see probe). An upload to a server that did not advertise pipelining
+	// uses one connection (STEP.md A.21). Some course servers serve one
+	// connection at a time, so the default is 1.
 	Conns int
 	// BlockSize is the block_size asked of a server that advertised
 	// max_block_size at LOGIN (STEP.md EXT-7), in FILE SAVE, FILE GET and

@@ -210,6 +210,7 @@ func TestUploadSpreadOverConnsIsBounded(t *testing.T) {
 	s := newFake(t)
 	s.blockSize = 1000
 	s.stallBlock, s.stallFor = 20, 300*time.Millisecond
+	s.advertise = true // several connections upload one key only to such a server
 	addr := s.start()
 	const window, conns = 4, 2
 	c := login(t, addr, &Options{Window: window, Conns: conns})
@@ -235,6 +236,7 @@ func TestUploadSpreadOverConnsIsBounded(t *testing.T) {
 func TestTransferDealsRuns(t *testing.T) {
 	s := newFake(t)
 	s.blockSize = 1000
+	s.advertise = true
 	addr := s.start()
 	const window, conns = 4, 2
 	c := login(t, addr, &Options{Window: window, Conns: conns})
@@ -269,6 +271,7 @@ func TestTransferDealsRuns(t *testing.T) {
 func TestOneConnectionWhereItIsEnough(t *testing.T) {
 	s := newFake(t)
 	s.blockSize = 1000
+	s.advertise = true
 	addr := s.start()
 	const window = 4
 	c := login(t, addr, &Options{Window: window, Conns: 2})
@@ -306,6 +309,7 @@ func TestMoreConnectionsWhereTheFirstBlockIsSlow(t *testing.T) {
 	s := newFake(t)
 	s.blockSize = 1000
 	s.stallBlock, s.stallFor = 0, 50*time.Millisecond
+	s.advertise = true
 	addr := s.start()
 	const window, conns = 4, 2
 	c := login(t, addr, &Options{Window: window, Conns: conns})
@@ -337,5 +341,26 @@ func TestOneConnEnough(t *testing.T) {
 		if got := oneConnEnough(tc.took, tc.inFlight, oneConnRate); got != tc.want {
 			t.Errorf("oneConnEnough(%v, %d) = %v, want %v", tc.took, tc.inFlight, got, tc.want)
 		}
+	}
+}
+
+// An upload to a server that did not advertise pipelining goes over one
+// connection whatever Conns says: the course server's record of an
+// upload's blocks races between connections uploading one key (STEP.md
+// A.21), and can crash the thread of one of them.
+func TestUploadToCourseLikeServerUsesOneConnection(t *testing.T) {
+	s := newFake(t)
+	s.blockSize = 1000
+	addr := s.start()
+	c := login(t, addr, &Options{Conns: 2})
+	data := testData(50*1000+7, 33)
+	up, err := c.UploadFile(context.Background(), writeTemp(t, "in", data), "f.bin", nil)
+	if err != nil || !up.Verified || up.Window != 1 || up.Conns != 1 {
+		t.Fatalf("upload: %+v, %v; want it verified, one block at a time, over 1 connection", up, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.blocksOn) != 1 {
+		t.Fatalf("blocks on %d connections, want 1", len(s.blocksOn))
 	}
 }
