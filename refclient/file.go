@@ -1301,6 +1301,11 @@ func (w *partWriter) flush() error {
 // too, for a resume, but a failure to do so is not its error.
 func (w *partWriter) close(failed bool) error {
 	err := w.flush()
+	// The disk writes what is left while the hash ends: the fsync that
+	// completes the download then has little to wait for.
+	if err == nil && w.dirty > 0 {
+		startWriteback(w.f)
+	}
 	close(w.full)
 	<-w.done
 	if failed {

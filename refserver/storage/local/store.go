@@ -746,6 +746,12 @@ func (s *Store) finish(user, key string, u *upload) (*fileMeta, error) {
 	if err := u.hashRest(); err != nil {
 		return nil, err
 	}
+	// The disk writes the last blocks while the hash ends: the fsync then
+	// has little left to wait for.
+	if !s.syncBlocks {
+		startWriteback(u.f)
+	}
+	sum := u.d.sum()
 	if err := u.f.Sync(); err != nil {
 		return nil, fmt.Errorf("sync upload: %w", err)
 	}
@@ -753,7 +759,7 @@ func (s *Store) finish(user, key string, u *upload) (*fileMeta, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stat upload: %w", err)
 	}
-	m := &fileMeta{Size: u.plan.Size, MD5: hex.EncodeToString(u.d.sum()), ModTime: fi.ModTime().UnixNano()}
+	m := &fileMeta{Size: u.plan.Size, MD5: hex.EncodeToString(sum), ModTime: fi.ModTime().UnixNano()}
 	b, _ := json.Marshal(m)
 	if err := s.writeAtomic(p(dirMeta, user, key), b, false); err != nil {
 		return nil, err
