@@ -395,7 +395,7 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 	g, gctx := errgroup.WithContext(ctx)
 	// The mapping's pages far behind the blocks handed out are unmapped
 	// on the way (dropMapped): the blocks queued and in flight on every
-	// connection lie within lag bytes of them.
+	// connection used lie within lag bytes of them.
 	lag := int64(len(conns)) * 6 * int64(window) * plan.BlockSize
 	var dropped int64
 	g.Go(func() error {
@@ -463,6 +463,7 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, mappe
 						spreading.Store(false)
 						jobs.only()
 						res.Conns = 1
+						lag /= int64(len(conns))
 					}
 					pr = nil
 				}
