@@ -364,3 +364,24 @@ func TestUploadToCourseLikeServerUsesOneConnection(t *testing.T) {
 		t.Fatalf("blocks on %d connections, want 1", len(s.blocksOn))
 	}
 }
+
+// A first block refused on a transfer that may use several connections
+// ends it with the refusal at once: nothing waits for an answer that
+// will not say how many connections to use.
+func TestFirstBlockRefusedEndsTheProbe(t *testing.T) {
+	s := newFake(t)
+	s.blockSize = 1000
+	s.advertise = true
+	s.refuseBlock = 0
+	addr := s.start()
+	c := login(t, addr, &Options{Window: 4, Conns: 2, ReplyTimeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := c.UploadFile(ctx, writeTemp(t, "in", testData(50*1000, 34)), "f.bin", nil)
+	if !IsStatus(err, 408) {
+		t.Fatalf("upload whose first block is refused with 408: %v, want that refusal", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the upload waited for its deadline")
+	}
+}

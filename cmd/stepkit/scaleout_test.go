@@ -162,9 +162,9 @@ func TestScaleOut(t *testing.T) {
 	t.Run("KillMidUpload", func(t *testing.T) {
 		const size = 64 << 20
 		path, data := randomFile(t, dir, "thesis.pdf", size, 8)
-		// Windows of 4 blocks: too little in flight for one connection to
-		// carry the file, so both are used.
-		args := append([]string{"upload", path, "--json", "--conns", "2", "--window", "4", "--timeout", "10s"}, conn...)
+		// One block in flight: too little for one connection to carry the
+		// file, so both are used, in turn.
+		args := append([]string{"upload", path, "--json", "--conns", "2", "--window", "1", "--timeout", "10s"}, conn...)
 		up := stepkitCmd(t, context.Background(), dir, args...)
 		if err := up.cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -49,7 +49,9 @@ const (
 // STEP.md state: 64 MiB for the program, twice the frame memory budget (a
 // buffer grows by doubling) and 384 KiB per connection open at once (its
 // read buffer, its free frame allowance, a growth step, a goroutine, the
-// socket, with the collector's headroom).
+// socket, with the collector's headroom). The 64 MiB they add for upload
+// blocks held for the hash is left out: the soak uploads small files in
+// order on one connection each, hashed as they arrive, which hold none.
 func rssBound(frameMemory int64, conns int) int64 {
 	return 64<<20 + 2*frameMemory + int64(conns)*(384<<10)
 }

@@ -28,47 +28,41 @@ import (
 // STEPKIT_BENCH_SIZE sets the file size (default 256MiB).
 func BenchmarkCLITransfer(b *testing.B) {
 	fileDir, src, size := benchSource(b)
-	for _, root := range benchRoots() {
-		if !root.available() {
-			continue
-		}
-		b.Run("root="+root.name, func(b *testing.B) {
-			srv, addr, _, _ := startServeProcess(b, root.make(b))
-			for _, block := range []string{"20480", "auto"} {
-				for _, conns := range []string{"1", "2"} {
-					args := []string{"--server", addr, "--user", "bench", "--conns", conns, "--no-progress"}
-					if block != "auto" {
-						args = append(args, "--block-size", block)
-					}
-					name := "block=" + block + "/conns=" + conns
-					key := fmt.Sprintf("bench-%s-%s", block, conns)
-					b.Run(name+"/op=upload", func(b *testing.B) {
-						benchCLI(b, srv, size, func(i int) []string {
-							return append([]string{"upload", src, "--key", fmt.Sprintf("%s-%d", key, i), "--json"}, args...)
-						}, func(i int) []string {
-							return append([]string{"rm", fmt.Sprintf("%s-%d", key, i)}, args[:4]...)
-						})
-					})
-					b.Run(name+"/op=download", func(b *testing.B) {
-						if code, out, errs := stepkitRun(b, fileDir, append([]string{"upload", src, "--key", key}, args...)...); code != exitOK {
-							b.Fatalf("upload: exit %d %s %s", code, out, errs)
-						}
-						dst := filepath.Join(fileDir, "dst.bin")
-						benchCLI(b, srv, size, func(int) []string {
-							return append([]string{"download", key, "-o", dst, "--json"}, args...)
-						}, func(int) []string {
-							// A fresh destination each time: replacing a
-							// large file would time its removal too.
-							os.Remove(dst)
-							return nil
-						})
-						os.Remove(dst)
-						stepkitRun(b, fileDir, append([]string{"rm", key}, args[:4]...)...)
-					})
+	eachRoot(b, func(b *testing.B, srv *stepkitProc, addr string) {
+		for _, block := range []string{"20480", "auto"} {
+			for _, conns := range []string{"1", "2"} {
+				args := []string{"--server", addr, "--user", "bench", "--conns", conns, "--no-progress"}
+				if block != "auto" {
+					args = append(args, "--block-size", block)
 				}
+				name := "block=" + block + "/conns=" + conns
+				key := fmt.Sprintf("bench-%s-%s", block, conns)
+				b.Run(name+"/op=upload", func(b *testing.B) {
+					benchCLI(b, srv, size, func(i int) []string {
+						return append([]string{"upload", src, "--key", fmt.Sprintf("%s-%d", key, i), "--json"}, args...)
+					}, func(i int) []string {
+						return append([]string{"rm", fmt.Sprintf("%s-%d", key, i)}, args[:4]...)
+					})
+				})
+				b.Run(name+"/op=download", func(b *testing.B) {
+					if code, out, errs := stepkitRun(b, fileDir, append([]string{"upload", src, "--key", key}, args...)...); code != exitOK {
+						b.Fatalf("upload: exit %d %s %s", code, out, errs)
+					}
+					dst := filepath.Join(fileDir, "dst.bin")
+					benchCLI(b, srv, size, func(int) []string {
+						return append([]string{"download", key, "-o", dst, "--json"}, args...)
+					}, func(int) []string {
+						// A fresh destination each time: replacing a
+						// large file would time its removal too.
+						os.Remove(dst)
+						return nil
+					})
+					os.Remove(dst)
+					stepkitRun(b, fileDir, append([]string{"rm", key}, args[:4]...)...)
+				})
 			}
-		})
-	}
+		}
+	})
 }
 
 // benchSource writes the file the transfer benchmarks move, on disk:
@@ -264,46 +258,62 @@ func procCPU(b *testing.B, pid int) time.Duration {
 //	go test ./cmd/stepkit -run '^$' -bench CLIConns -benchtime 3x
 func BenchmarkCLIConns(b *testing.B) {
 	fileDir, src, size := benchSource(b)
-	for _, root := range benchRoots() {
-		if !root.available() {
-			continue
-		}
-		b.Run("root="+root.name, func(b *testing.B) {
-			_, addr, _, _ := startServeProcess(b, root.make(b))
-			for _, block := range []string{"20480", "auto"} {
-				args := func(conns string) []string {
+	eachRoot(b, func(b *testing.B, _ *stepkitProc, addr string) {
+		for _, block := range []string{"20480", "auto"} {
+			b.Run("block="+block, func(b *testing.B) {
+				benchPairOps(b, fileDir, src, size, "pair-"+block, func(conns string) []string {
 					a := []string{"--server", addr, "--user", "bench", "--conns", conns, "--no-progress"}
 					if block != "auto" {
 						a = append(a, "--block-size", block)
 					}
 					return a
-				}
-				b.Run("block="+block+"/op=upload", func(b *testing.B) {
-					n := 0
-					benchPairs(b, size, func(conns string) (time.Duration, int) {
-						n++
-						key := fmt.Sprintf("pair-%s-%d", block, n)
-						d, used := timeCLI(b, fileDir, append([]string{"upload", src, "--key", key, "--json"}, args(conns)...)...)
-						stepkitRun(b, fileDir, append([]string{"rm", key}, args(conns)[:4]...)...)
-						return d, used
-					})
 				})
-				b.Run("block="+block+"/op=download", func(b *testing.B) {
-					key := "pair-" + block
-					if code, out, errs := stepkitRun(b, fileDir, append([]string{"upload", src, "--key", key}, args("1")...)...); code != exitOK {
-						b.Fatalf("upload: exit %d %s %s", code, out, errs)
-					}
-					dst := filepath.Join(fileDir, "dst.bin")
-					benchPairs(b, size, func(conns string) (time.Duration, int) {
-						os.Remove(dst)
-						return timeCLI(b, fileDir, append([]string{"download", key, "-o", dst, "--json"}, args(conns)...)...)
-					})
-					os.Remove(dst)
-					stepkitRun(b, fileDir, append([]string{"rm", key}, args("1")[:4]...)...)
-				})
-			}
+			})
+		}
+	})
+}
+
+// eachRoot runs body under "root=NAME" for every benchmark root there is,
+// with a stepkit serve process on a new folder of it.
+func eachRoot(b *testing.B, body func(b *testing.B, srv *stepkitProc, addr string)) {
+	for _, root := range benchRoots() {
+		if !root.available() {
+			continue
+		}
+		b.Run("root="+root.name, func(b *testing.B) {
+			srv, addr, _, _ := startServeProcess(b, root.make(b))
+			body(b, srv, addr)
 		})
 	}
+}
+
+// benchPairOps runs benchPairs for the upload of src ("op=upload") and
+// the download of its copy ("op=download"), with args(conns) as the
+// server, user and connection flags (the first four: --server and --user)
+// and keys that begin with key.
+func benchPairOps(b *testing.B, fileDir, src string, size int64, key string, args func(conns string) []string) {
+	b.Run("op=upload", func(b *testing.B) {
+		n := 0
+		benchPairs(b, size, func(conns string) (time.Duration, int) {
+			n++
+			k := fmt.Sprintf("%s-%d", key, n)
+			d, used := timeCLI(b, fileDir, append([]string{"upload", src, "--key", k, "--json"}, args(conns)...)...)
+			stepkitRun(b, fileDir, append([]string{"rm", k}, args(conns)[:4]...)...)
+			return d, used
+		})
+	})
+	b.Run("op=download", func(b *testing.B) {
+		if code, out, errs := stepkitRun(b, fileDir, append([]string{"upload", src, "--key", key}, args("1")...)...); code != exitOK {
+			b.Fatalf("upload: exit %d %s %s", code, out, errs)
+		}
+		dst := filepath.Join(fileDir, "dst.bin")
+		benchPairs(b, size, func(conns string) (time.Duration, int) {
+			os.Remove(dst)
+			return timeCLI(b, fileDir, append([]string{"download", key, "-o", dst, "--json"}, args(conns)...)...)
+		})
+		os.Remove(dst)
+		stepkitRun(b, fileDir, append([]string{"rm", key}, args("1")[:4]...)...)
+	})
 }
 
 // benchPairs runs transfer("1") and transfer("2") twice each per
@@ -352,30 +362,8 @@ func BenchmarkCLIConnsRTT(b *testing.B) {
 	}
 	_, addr, _, _ := startServeProcess(b, root.make(b))
 	addr = delayRelay(b, addr, 10*time.Millisecond)
-	args := func(conns string) []string {
+	benchPairOps(b, fileDir, src, size, "rtt", func(conns string) []string {
 		return []string{"--server", addr, "--user", "bench", "--conns", conns, "--no-progress"}
-	}
-	b.Run("op=upload", func(b *testing.B) {
-		n := 0
-		benchPairs(b, size, func(conns string) (time.Duration, int) {
-			n++
-			key := fmt.Sprintf("rtt-%d", n)
-			d, used := timeCLI(b, fileDir, append([]string{"upload", src, "--key", key, "--json"}, args(conns)...)...)
-			stepkitRun(b, fileDir, append([]string{"rm", key}, args(conns)[:4]...)...)
-			return d, used
-		})
-	})
-	b.Run("op=download", func(b *testing.B) {
-		if code, out, errs := stepkitRun(b, fileDir, append([]string{"upload", src, "--key", "rtt"}, args("1")...)...); code != exitOK {
-			b.Fatalf("upload: exit %d %s %s", code, out, errs)
-		}
-		dst := filepath.Join(fileDir, "dst.bin")
-		benchPairs(b, size, func(conns string) (time.Duration, int) {
-			os.Remove(dst)
-			return timeCLI(b, fileDir, append([]string{"download", "rtt", "-o", dst, "--json"}, args(conns)...)...)
-		})
-		os.Remove(dst)
-		stepkitRun(b, fileDir, append([]string{"rm", "rtt"}, args("1")[:4]...)...)
 	})
 }
 
