@@ -2,6 +2,7 @@ package judge
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/stepkit/stepkit/spec"
 )
@@ -189,6 +192,12 @@ func caseList() []*Case {
 				r.user = "zoë-" + r.user[1:]
 			},
 			judge: judgeNonASCII,
+		},
+		{
+			Reqs:  []string{"TOKEN-5", "CLIENT-5"},
+			Title: "a valid token whose time part is not the client's now (the server's clock reads 2021-09-01 08:00:00): the client sends it back unchanged and uploads",
+			setup: func(r *caseRun) { withFile(r, "old-token.bin", blk+13); r.b.clock = staleClock },
+			judge: judgeStaleToken,
 		},
 	}
 }
@@ -380,6 +389,102 @@ func (r *caseRun) checkUpload(blame ...string) {
 	}
 }
 
+// staleClock is the judging server's clock in the TOKEN-5 case: a fixed
+// moment long past, so that the tokens it issues (which course-mode
+// servers accept for ever, TOKEN-11) never carry the client's now, on any
+// run. A client that treats the token as opaque cannot tell.
+func staleClock() time.Time { return time.Date(2021, time.September, 1, 8, 0, 0, 0, time.Local) }
+
+// judgeStaleToken judges a client given a token it cannot rebuild from its
+// own clock. TOKEN-5 asks it to send the token back unchanged whatever the
+// token holds: stopping after the LOGIN, sending another token, or saying
+// the token is wrong FAILs TOKEN-5. The rest is judged as the course flow.
+func judgeStaleToken(r *caseRun) {
+	reqs := r.srv.requests()
+	r.srv.mu.Lock()
+	nbad := len(r.srv.bad)
+	r.srv.mu.Unlock()
+	login := -1
+	issued := map[string]bool{}
+	for i, q := range reqs {
+		if q.is(spec.OpLogin, spec.TypeAuth) && q.status() == spec.StatusOK {
+			if login < 0 {
+				login = i
+			}
+			if t, err := q.resp.Token(); err == nil {
+				issued[t] = true
+			}
+		}
+	}
+	if login < 0 || nbad > 0 {
+		// No login, or a frame that cannot be read: judged, and named, as
+		// in the course flow.
+		r.checkUpload()
+		return
+	}
+	lq := reqs[login]
+	tok, _ := lq.resp.Token()
+	exchange := describe(lq) + "\nanswered: " + lq.resp.JSONString()
+	expected := "the token sent back unchanged in FILE SAVE and every UPLOAD, whatever time it carries"
+	var next *request
+	for _, q := range reqs[login+1:] {
+		if !q.is(spec.OpLogin, spec.TypeAuth) && q.op() != spec.OpBye {
+			next = q
+			break
+		}
+	}
+	if next == nil {
+		msg := fmt.Sprintf("the client sent nothing after the LOGIN response whose token is %s (valid on this server, but not stamped with the client's now): it stopped (%s)",
+			tokenShown(tok), r.run.Exit)
+		if l := r.lastWords(); l != "" {
+			msg += fmt.Sprintf("; its last words: %q", l)
+		}
+		r.fail("TOKEN-5", msg, expected, exchange)
+	}
+	for _, q := range reqs[login+1:] {
+		if q.is(spec.OpLogin, spec.TypeAuth) || q.op() == spec.OpBye {
+			continue
+		}
+		if t, err := q.msg.Token(); err != nil || !issued[t] {
+			sent := "no token"
+			if q.msg.Has(spec.FieldToken) {
+				sent = "the token " + tokenShown(rawField(q, spec.FieldToken))
+			}
+			r.fail("TOKEN-5", fmt.Sprintf("a %s %s request carries %s in place of the one issued, %s", q.op(), q.typ(), sent, tokenShown(tok)),
+				expected, describe(q))
+		}
+	}
+	r.checkUpload()
+	for _, line := range strings.Split(r.output(), "\n") {
+		if strings.Contains(strings.ToLower(line), "token") && failureWords.MatchString(line) {
+			r.fail("TOKEN-5", fmt.Sprintf("the client sent the token back, yet printed %q: it judged the token by what it holds", strings.TrimSpace(line)),
+				"no verdict on the token's contents", exchange)
+		}
+	}
+}
+
+// tokenShown is a token as a finding shows it: as sent, and decoded when it
+// is base64 of printable text.
+func tokenShown(tok string) string {
+	t := strings.Trim(tok, `"`)
+	b, err := base64.StdEncoding.DecodeString(t)
+	if err != nil || !utf8.Valid(b) || strings.ContainsFunc(string(b), func(c rune) bool { return !unicode.IsPrint(c) }) {
+		return strconv.Quote(t)
+	}
+	return fmt.Sprintf("%q (%s)", t, b)
+}
+
+// lastWords is the client's last line of output, on stderr or else stdout.
+func (r *caseRun) lastWords() string {
+	if r.run == nil {
+		return ""
+	}
+	if l := lastLine(r.run.Stderr); l != "" {
+		return l
+	}
+	return lastLine(r.run.Stdout)
+}
+
 // neverConnected ends the case with an ERROR when the client never
 // connected: like a server that cannot be reached, a client that cannot
 // run (a missing module, a wrong template) is not judged, and every case
@@ -389,9 +494,7 @@ func (r *caseRun) neverConnected() {
 		return
 	}
 	msg := fmt.Sprintf("the client never connected to the judge (%s)", r.run.Exit)
-	if l := lastLine(r.run.Stderr); l != "" {
-		msg += fmt.Sprintf("; its last words: %q", l)
-	} else if l := lastLine(r.run.Stdout); l != "" {
+	if l := r.lastWords(); l != "" {
 		msg += fmt.Sprintf("; its last words: %q", l)
 	}
 	r.errorf("%s", msg)

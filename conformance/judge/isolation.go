@@ -9,9 +9,16 @@ import (
 
 // clientEnv is the client's environment besides what the place sets
 // (PATH, HOME, a UTF-8 locale): unbuffered Python output, so that what a
-// killed client printed last is not lost, then the run's own variables.
+// killed client printed last is not lost, the judge's TZ when it has one,
+// then the run's own variables.
 func clientEnv(o *Options) []string {
 	env := []string{"PYTHONUNBUFFERED=1", "PYTHONIOENCODING=utf-8", "PYTHONDONTWRITEBYTECODE=1"}
+	// Course tokens carry the login time in the server's zone, and course
+	// clients rebuild them in theirs: the judging server's zone is the
+	// client's too (TZ if set, else the /etc/localtime both see).
+	if tz, ok := os.LookupEnv("TZ"); ok {
+		env = append(env, "TZ="+tz)
+	}
 	return append(env, o.Env...)
 }
 

@@ -179,6 +179,10 @@ func TestBrokenClients(t *testing.T) {
 		{modeTokenless, []string{"CLIENT-5"}, map[string]verdict{
 			"CLIENT-5": {conformance.Fail, []string{"TOKEN-5"}},
 		}},
+		{modeOwnToken, []string{"TOKEN-5"}, map[string]verdict{
+			"CLIENT-5": pass,
+			"TOKEN-5":  {conformance.Fail, []string{"TOKEN-5"}},
+		}},
 		{modeNotJSON, []string{"CLIENT-5"}, map[string]verdict{
 			"CLIENT-5": {conformance.Fail, []string{"FRAME-3"}},
 		}},

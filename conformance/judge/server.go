@@ -39,6 +39,11 @@ type behaviour struct {
 	silent func(r *request) bool
 	// alter changes a server response before it goes out.
 	alter func(r *request, resp *spec.Message)
+	// clock, when set, is the judging server's clock, which stamps the
+	// tokens it issues; nil is the host's clock, with every LOGIN
+	// answered so that its token's second is still the client's when the
+	// response has reached it whole (see tokenWait).
+	clock func() time.Time
 }
 
 // request is one request the client sent, as the judge saw it.
@@ -132,7 +137,7 @@ func startServer(b behaviour, l net.Listener, start time.Time) (*server, error) 
 		return nil, fmt.Errorf("judge storage: %w", err)
 	}
 	srv, err := refserver.New(refserver.Config{Root: root, BlockSize: b.blockSize,
-		ReadTimeout: 10 * time.Minute, IdleTimeout: 10 * time.Minute, UploadMaxAge: -1})
+		ReadTimeout: 10 * time.Minute, IdleTimeout: 10 * time.Minute, UploadMaxAge: -1, Now: b.clock})
 	if err != nil {
 		os.RemoveAll(root)
 		return nil, fmt.Errorf("judging server: %w", err)
@@ -347,6 +352,12 @@ func (s *server) relay(nc net.Conn, id int) {
 			}
 		}
 		if resp == nil {
+			if r.is(spec.OpLogin, spec.TypeAuth) && s.b.clock == nil {
+				if d := tokenWait(time.Now(), s.loginSpan()); d > 0 {
+					s.note(id, "the judge answers this LOGIN %v later, just after the clock's second changes, so that the second its token is stamped with lasts until the response has reached the client whole", d.Round(time.Millisecond))
+					time.Sleep(d)
+				}
+			}
 			resp, err = forward(bc, br, msg)
 			if err != nil {
 				s.note(id, "judge error: the judging server did not answer: %v", err)
@@ -402,6 +413,51 @@ func (s *server) relay(nc net.Conn, id int) {
 			return
 		}
 	}
+}
+
+// Course tokens carry the second of the login (TOKEN-8), and some course
+// clients rebuild the token from their own clock as soon as they have read
+// the LOGIN response, and stop when the two differ. That is their defect
+// (TOKEN-5), judged by a case of its own; every other case must not depend
+// on whether a second boundary falls between the moment the judging server
+// stamps the token and the moment the client has read it whole, or the
+// same client passes a case in one run and fails it in the next, blamed on
+// whatever the case is about. So a LOGIN is answered at once only when the
+// current second has room for the whole response (its pieces and pauses in
+// a cut-up case) and tokenMargin more for the client to read it and look at
+// its clock; otherwise the judge waits for the next second to begin, and
+// the token is stamped with a second that lasts until the client has read
+// it. The clocks are one (the client runs on the judge's machine), and the
+// zone is one (TZ is passed on to the client, /etc/localtime is shared).
+//
+// A client that builds its expected token before sending LOGIN is not
+// helped by this (the judge cannot move the moment it sends); course
+// clients build it after reading the response.
+const (
+	tokenMargin = 300 * time.Millisecond
+	// tokenSkew is how far past the boundary the judge waits, so that the
+	// server's clock, read a moment later, is surely in the new second.
+	tokenSkew = 5 * time.Millisecond
+)
+
+// tokenWait is how long to wait, at now, before a LOGIN is answered whose
+// response takes span to write: zero when the current second has room for
+// span and tokenMargin, else until just after the next second begins.
+func tokenWait(now time.Time, span time.Duration) time.Duration {
+	left := now.Truncate(time.Second).Add(time.Second).Sub(now)
+	if left > span+tokenMargin {
+		return 0
+	}
+	return left + tokenSkew
+}
+
+// loginSpan is how long the judge takes to write a LOGIN response: the
+// pauses between its pieces when responses are cut up (see pieces).
+func (s *server) loginSpan() time.Duration {
+	if s.b.segment {
+		return 2 * segmentPause
+	}
+	return 0
 }
 
 // forward sends msg to the backend and reads its response.

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/stepkit/stepkit/refserver"
 	"github.com/stepkit/stepkit/spec"
 )
 
@@ -35,6 +36,7 @@ const (
 	modeStaleBlock  = "stale-block"  // the file's first bytes in every block (CLIENT-5)
 	modeByeEarly    = "bye-early"    // BYE sent with the last block, before its response: breaks nothing
 	modeByeWait     = "bye-wait"     // waits for BYE's answer, without a timeout (BYE-1)
+	modeOwnToken    = "own-token"    // sends the token it rebuilds from its clock, not the one issued (TOKEN-5)
 )
 
 // testClient is the client's main: --server host:port --user U --file F.
@@ -123,6 +125,10 @@ func testClient(mode string, args []string) int {
 		return fail("login: %v", err)
 	}
 	token, _ := resp.Token()
+	if mode == modeOwnToken {
+		// Rebuilt as soon as the response is read, as course clients do.
+		token = refserver.CourseToken(*user, time.Now())
+	}
 	save := spec.NewRequest(spec.OpSave, spec.TypeFile).Set(spec.FieldToken, token).
 		Set(spec.FieldKey, filepath.Base(*file)).Set(spec.FieldSize, len(data))
 	plan, err := do(save)
