@@ -230,7 +230,7 @@ func TestJudgeBadCommandLines(t *testing.T) {
 		}
 	}
 	code, stdout, _ := stepkitRun(t, dir, "conformance", "--client", "course", "--list")
-	if code != 0 || !strings.Contains(stdout, "CLIENT-6.3") || !strings.Contains(stdout, "client cases") {
+	if code != 0 || !strings.Contains(stdout, "CLIENT-6.3") || !strings.Contains(stdout, "TOKEN-5 ") || !strings.Contains(stdout, "client cases") {
 		t.Errorf("--client course --list: exit %d\n%s", code, stdout)
 	}
 }
