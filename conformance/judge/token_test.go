@@ -2,6 +2,7 @@ package judge
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,7 +88,11 @@ func TestTokenRebuildingClient(t *testing.T) {
 		// Each run starts at another fifth of the second, so that over the
 		// runs the LOGIN responses meet the second's end at every phase.
 		now := time.Now()
-		time.Sleep(now.Truncate(time.Second).Add(time.Second + time.Duration(i)*time.Second/runs).Sub(now))
+		at := now.Truncate(time.Second).Add(time.Duration(i) * time.Second / runs)
+		if at.Before(now) {
+			at = at.Add(time.Second)
+		}
+		time.Sleep(at.Sub(now))
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		rep, err := Run(ctx, Options{Template: tp, Dir: dir, Timeout: 10 * time.Second, Isolation: Host,
 			Selectors: []string{"TOKEN-5", "FRAME-4"}})
@@ -98,7 +103,9 @@ func TestTokenRebuildingClient(t *testing.T) {
 		if len(rep.Cases) != len(want) {
 			t.Fatalf("run %d: %d cases, want %d", i+1, len(rep.Cases), len(want))
 		}
+		var got []string
 		for _, c := range rep.Cases {
+			got = append(got, fmt.Sprintf("%s %s", c.ID, c.Outcome))
 			if c.Outcome != want[c.ID] {
 				t.Errorf("run %d, case %s: %s %v, want %s", i+1, c.ID, c.Outcome, c.Broken, want[c.ID])
 			}
@@ -111,9 +118,40 @@ func TestTokenRebuildingClient(t *testing.T) {
 				t.Errorf("run %d, case TOKEN-5: broken %v, finding %+v; want TOKEN-5 alone, with the client's words and the token sent", i+1, c.Broken, f)
 			}
 		}
+		t.Logf("run %d, started at .%03d: %s", i+1, at.Nanosecond()/1e6, strings.Join(got, ", "))
 		if t.Failed() {
 			dump(t, rep)
 			return
 		}
+	}
+
+	// The same client told to go on after complaining sends the token
+	// back, and still FAILs TOKEN-5 for its verdict on the token.
+	tp, err = ParseTemplate(python + " client.py --server_ip {host} --port {port} --id {user} -f {file} --go-on")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(context.Background(), Options{Template: tp, Dir: dir, Timeout: 10 * time.Second, Isolation: Host, Selectors: []string{"TOKEN-5"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := rep.Case("TOKEN-5")
+	if !ok || c.Outcome != conformance.Fail || len(c.Findings) != 1 || !strings.Contains(c.Findings[0].Message, `yet printed "Token is incorrect!"`) {
+		t.Errorf("a client that complains and goes on: %+v", c)
+		dump(t, rep)
+	}
+}
+
+// TestClientZone: the client gets the judge's TZ, so that a token's time
+// reads the same in both, unless the run sets its own.
+func TestClientZone(t *testing.T) {
+	t.Setenv("TZ", "Asia/Shanghai")
+	env := strings.Join(clientEnv(&Options{}), " ")
+	if !strings.Contains(env, "TZ=Asia/Shanghai") {
+		t.Errorf("client environment %q: no TZ=Asia/Shanghai", env)
+	}
+	env2 := clientEnv(&Options{Env: []string{"TZ=UTC"}})
+	if env2[len(env2)-1] != "TZ=UTC" {
+		t.Errorf("client environment %q: the run's own TZ does not come last", env2)
 	}
 }

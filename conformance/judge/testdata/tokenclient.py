@@ -5,7 +5,7 @@ with "Token is incorrect!" when the server's token differs. Otherwise it
 uploads as a course client should: every response read whole, the plan's
 block_size followed, the token sent back, the MD5 checked.
 
-    python3 tokenclient.py --server_ip IP [--port P] --id ID -f FILE
+    python3 tokenclient.py --server_ip IP [--port P] --id ID -f FILE [--go-on]
 """
 import argparse
 import base64
@@ -52,6 +52,8 @@ def main():
     ap.add_argument("--port", "-port", type=int, default=1379)
     ap.add_argument("--id", "-id", required=True)
     ap.add_argument("-f", "--f", dest="file", required=True)
+    ap.add_argument("--go-on", action="store_true",
+                    help="only complain about the token, then upload with it")
     a = ap.parse_args()
     data = open(a.file, "rb").read()
     sock = socket.create_connection((a.server_ip, a.port), timeout=5)
@@ -62,7 +64,8 @@ def main():
         sys.exit("login failed: %s" % r.get("status_msg"))
     if r["token"] != expected_token(a.id):
         print("Token is incorrect!")
-        return 0  # as the course clients do: give up, with exit status 0
+        if not a.go_on:
+            return 0  # as the course clients do: give up, with exit status 0
     token = r["token"]
     key = os.path.basename(a.file)
     r = request(sock, dict(base, operation="SAVE", type="FILE", token=token, key=key, size=len(data)))
