@@ -397,8 +397,9 @@ func staleClock() time.Time { return time.Date(2021, time.September, 1, 8, 0, 0,
 
 // judgeStaleToken judges a client given a token it cannot rebuild from its
 // own clock. TOKEN-5 asks it to send the token back unchanged whatever the
-// token holds: stopping after the LOGIN, sending another token, or saying
-// the token is wrong FAILs TOKEN-5. The rest is judged as the course flow.
+// token holds: stopping after the LOGIN, sending another token, or printing
+// a line that calls the token wrong FAILs TOKEN-5. The rest is judged as
+// the course flow.
 func judgeStaleToken(r *caseRun) {
 	reqs := r.srv.requests()
 	r.srv.mu.Lock()
@@ -434,8 +435,12 @@ func judgeStaleToken(r *caseRun) {
 		}
 	}
 	if next == nil {
-		msg := fmt.Sprintf("the client sent nothing after the LOGIN response whose token is %s (valid on this server, but not stamped with the client's now): it stopped (%s)",
-			tokenShown(tok), r.run.Exit)
+		how := fmt.Sprintf("it stopped (%s)", r.run.Exit)
+		if r.run.TimedOut {
+			how = fmt.Sprintf("it was still running at the case's limit of %v", r.o.Timeout)
+		}
+		msg := fmt.Sprintf("the client sent nothing after the LOGIN response whose token is %s (valid on this server, but not stamped with the client's now): %s",
+			tokenShown(tok), how)
 		if l := r.lastWords(); l != "" {
 			msg += fmt.Sprintf("; its last words: %q", l)
 		}
@@ -454,13 +459,16 @@ func judgeStaleToken(r *caseRun) {
 				expected, describe(q))
 		}
 	}
-	r.checkUpload()
+	// A verdict on the token in the output is judged before the upload:
+	// a client that gives up on the token later than the LOGIN has broken
+	// TOKEN-5, not the course flow.
 	for _, line := range strings.Split(r.output(), "\n") {
 		if strings.Contains(strings.ToLower(line), "token") && failureWords.MatchString(line) {
-			r.fail("TOKEN-5", fmt.Sprintf("the client sent the token back, yet printed %q: it judged the token by what it holds", strings.TrimSpace(line)),
+			r.fail("TOKEN-5", fmt.Sprintf("the client sent the token back, yet printed %q (%s): it judged the token by what it holds", strings.TrimSpace(line), r.run.Exit),
 				"no verdict on the token's contents", exchange)
 		}
 	}
+	r.checkUpload()
 }
 
 // tokenShown is a token as a finding shows it: as sent, and decoded when it

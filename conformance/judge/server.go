@@ -430,9 +430,10 @@ func (s *server) relay(nc net.Conn, id int) {
 // it. The clocks are one (the client runs on the judge's machine), and the
 // zone is one (TZ is passed on to the client, /etc/localtime is shared).
 //
-// A client that builds its expected token before sending LOGIN is not
-// helped by this (the judge cannot move the moment it sends); course
-// clients build it after reading the response.
+// A client that built its expected token before sending LOGIN would meet a
+// new second whenever the judge waits (the judge cannot move the moment it
+// sends); course clients build it after reading the response, and the
+// judge serves them.
 const (
 	tokenMargin = 300 * time.Millisecond
 	// tokenSkew is how far past the boundary the judge waits, so that the
