@@ -32,14 +32,22 @@
 // An untrusted command is
 //
 //	sh -c 'join cgroups' -- nsenter --net --pid --mount (the holder's) -- bwrap --ro-bind / /
-//	  --dev /dev --proc /proc --tmpfs /tmp --tmpfs /run --bind WORKDIR WORKDIR --chdir WORKDIR
+//	  --dev /dev --tmpfs /dev/shm --mqueue /dev/mqueue --proc /proc --tmpfs /tmp --tmpfs /run
+//	  --ro-bind HOSTS /etc/hosts --hostname stepkit-sandbox --bind WORKDIR WORKDIR --chdir WORKDIR
 //	  --unshare-pid --unshare-ipc --unshare-uts --die-with-parent --new-session --
 //	  setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps -all --bounding-set -all
 //	  --no-new-privs -- prlimit --cpu --nofile --fsize --core [--as] -- argv
 //
 // It runs as nobody (65534) with the scratch folder chowned to it, with a
-// PATH of /usr/local/bin:/usr/bin:/bin, HOME=WorkDir, LANG=C.UTF-8,
-// TMPDIR=/tmp and Config.Env; the caller's environment is not passed on.
+// PATH of /usr/local/bin:/usr/bin:/bin, HOME=WorkDir, USER=LOGNAME=nobody,
+// LANG=C.UTF-8, TMPDIR=/tmp and Config.Env; the caller's environment is
+// not passed on. What ordinary programs take for granted is there:
+// /dev/null and /dev/urandom, a private /dev/shm (tmpfs, mode 1777, half
+// the memory bound, its pages counted in the writer's memory cgroup) for
+// POSIX semaphores and shared memory, which Python's multiprocessing
+// queues, pools and managers need, /dev/mqueue, and an /etc/hosts that
+// resolves localhost (IPv4 only, where a judge listens) and the
+// sandbox's host name to loopback addresses.
 // /run is hidden because connecting to a unix socket works on a
 // read-only mount. bwrap runs in the holder's mount namespace too, whose
 // /proc matches the holder's pid namespace.

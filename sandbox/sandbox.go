@@ -42,9 +42,22 @@ const (
 
 // The unprivileged identity of untrusted programs ("nobody"/"nogroup").
 const (
-	untrustedUID = 65534
-	untrustedGID = 65534
+	untrustedUID  = 65534
+	untrustedGID  = 65534
+	untrustedUser = "nobody"
 )
+
+// hostName is the host name inside a sandbox. Its /etc/hosts names it
+// and localhost, as a Debian install does, so that a program resolving
+// either gets a loopback address: the host's own name and file would
+// resolve to nothing reachable, or to nothing at all.
+const hostName = "stepkit-sandbox"
+
+// hostsFile is the sandbox's /etc/hosts. localhost is IPv4 only, so that
+// a client dialling "localhost" reaches a judge on 127.0.0.1 first.
+const hostsFile = "127.0.0.1\tlocalhost\n" +
+	"127.0.1.1\t" + hostName + "\n" +
+	"::1\tip6-localhost ip6-loopback\n"
 
 // sandboxPath is the PATH of untrusted commands: the system's own tools
 // only, never the grader's (which may point into directories the
@@ -95,6 +108,7 @@ func (c *Config) cpu() time.Duration {
 type Sandbox struct {
 	cfg     Config
 	workDir string
+	hosts   string // the file bound on /etc/hosts; "" when not isolated
 	why     string // why not isolated; "" when isolated
 	tools   tools
 
@@ -203,6 +217,10 @@ func New(ctx context.Context, cfg Config) (*Sandbox, error) {
 		return nil, err
 	}
 	if ok {
+		if err := s.writeHosts(); err != nil {
+			s.Close()
+			return nil, err
+		}
 		if err := s.startHolder(ctx); err != nil {
 			s.Close()
 			return nil, err
@@ -254,6 +272,28 @@ func (s *Sandbox) makeWorkDir() error {
 	if err != nil {
 		os.RemoveAll(dir)
 		return fmt.Errorf("sandbox: scratch folder owner: %w", err)
+	}
+	return nil
+}
+
+// writeHosts writes the file untrusted commands see as /etc/hosts,
+// beside the scratch folder and named like it, so that a sweep of stale
+// sandboxes removes it too.
+func (s *Sandbox) writeHosts() error {
+	f, err := os.CreateTemp("", stalePrefix+ownerTag()+"-*.hosts")
+	if err != nil {
+		return fmt.Errorf("sandbox: hosts file: %w", err)
+	}
+	s.hosts = f.Name()
+	_, err = f.WriteString(hostsFile)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(s.hosts, 0o644)
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox: hosts file: %w", err)
 	}
 	return nil
 }
@@ -374,6 +414,11 @@ func (s *Sandbox) Limits() string {
 // env is the environment of every command.
 func (s *Sandbox) env() []string {
 	env := []string{"PATH=" + sandboxPath, "HOME=" + s.workDir, "LANG=C.UTF-8", "TMPDIR=/tmp"}
+	if s.Isolated() {
+		// Programs ask who they are (getpass.getuser, logging, temp
+		// names); the caller's name would be wrong, none at all an error.
+		env = append(env, "USER="+untrustedUser, "LOGNAME="+untrustedUser)
+	}
 	return append(env, s.cfg.Env...)
 }
 
@@ -448,9 +493,16 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *exec.Cmd {
 		s.tools.bwrap,
 		"--ro-bind", "/", "/",
 		"--dev", "/dev",
+		// POSIX semaphores and shared memory (Python's multiprocessing
+		// locks and queues) live in /dev/shm: a private tmpfs, whose
+		// pages count against the writer's memory cgroup.
+		"--perms", "1777", "--size", strconv.FormatInt(s.shmSize(), 10), "--tmpfs", "/dev/shm",
+		"--mqueue", "/dev/mqueue",
 		"--proc", "/proc",
 		"--perms", "1777", "--size", strconv.Itoa(tmpSize), "--tmpfs", "/tmp",
 		"--tmpfs", "/run", // host sockets (connect works on read-only mounts)
+		"--ro-bind", s.hosts, "/etc/hosts",
+		"--hostname", hostName,
 		"--bind", s.workDir, s.workDir,
 		"--chdir", s.workDir,
 		"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
@@ -476,6 +528,13 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *exec.Cmd {
 	}
 	c.cmd = cmd
 	return s.track(c)
+}
+
+// shmSize bounds /dev/shm: half the memory bound, as Linux bounds a
+// machine's /dev/shm to half its memory, so that a program filling it
+// gets "No space left on device" before the memory limit kills it.
+func (s *Sandbox) shmSize() int64 {
+	return s.cfg.memory() / 2
 }
 
 // Trusted returns a command for a trusted program that joins only the
@@ -700,6 +759,11 @@ func (s *Sandbox) Close() error {
 	if s.cgroups != nil {
 		if err := s.cgroups.remove(); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if s.hosts != "" {
+		if err := os.Remove(s.hosts); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("sandbox: remove hosts file: %w", err))
 		}
 	}
 	if s.workDir != "" {
