@@ -30,6 +30,9 @@ type ClientRun struct {
 	DurationMS float64  `json:"duration_ms"`
 	Stdout     string   `json:"stdout,omitempty"`
 	Stderr     string   `json:"stderr,omitempty"`
+	// Sandbox says which of the sandbox's restrictions the client ran
+	// into, in words; "" when none.
+	Sandbox string `json:"sandbox,omitempty"`
 }
 
 // String renders the run for the text and JUnit reports.
@@ -37,6 +40,9 @@ func (c *ClientRun) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "client: %s\n", strings.Join(c.Command, " "))
 	fmt.Fprintf(&b, "  ended: %s after %.0f ms\n", c.Exit, c.DurationMS)
+	if c.Sandbox != "" {
+		fmt.Fprintf(&b, "  sandbox: %s\n", c.Sandbox)
+	}
 	for _, s := range []struct{ name, text string }{{"stdout", c.Stdout}, {"stderr", c.Stderr}} {
 		if strings.TrimSpace(s.text) == "" {
 			continue

@@ -93,6 +93,7 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.5em;overflow-x:auto;white-
 <body>
 <h1>STEP conformance of {{.R.Target}}</h1>
 <div class="meta">{{.R.Started.Format "2006-01-02 15:04:05 MST"}} · {{len .R.Cases}} cases in {{secs .R.DurationMS}}{{if .R.Strict}} · strict{{end}} · {{with .R.Client}}client folder {{.Dir}} · time limit {{.TimeoutMS}} ms per case{{else}}read timeout {{.R.Settings.ReadTimeoutMS}} ms · {{if .R.Settings.Accounts}}accounts {{.R.Settings.User}}{{if .R.Settings.User2}}, {{.R.Settings.User2}}{{end}}{{else}}random users under the course login rule{{end}}{{end}}{{if .R.Preflight}} · preflight: {{.R.Preflight}}{{end}}</div>
+{{with .R.Sandbox}}<div class="meta"><b>sandbox: {{.}}</b></div>{{end}}
 {{with .R.Execution}}<div class="meta">execution: {{.Summary}}<br>silence: {{.Silence}}</div>{{end}}
 <div class="verdict {{if .R.Conformant}}ok{{else}}bad{{end}}">{{if .R.Conformant}}CONFORMANT{{else}}NOT CONFORMANT{{end}}</div>
 <table style="width:auto">
@@ -120,7 +121,7 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.5em;overflow-x:auto;white-
 {{range .Requirements}}<div class="req"><b>{{.ID}}</b> ({{.Level}}): {{.Text}}</div>{{end}}
 {{range .Findings}}<pre class="{{lower .Outcome}}">{{.String}}</pre>{{end}}
 {{range .Notes}}<div class="req">note: {{.}}</div>{{end}}
-{{with .Client}}<div class="req">client: <code>{{words .Command}}</code> · {{.Exit}} after {{msec .DurationMS}}</div>{{if .Stdout}}<pre class="out">stdout:
+{{with .Client}}<div class="req">client: <code>{{words .Command}}</code> · {{.Exit}} after {{msec .DurationMS}}</div>{{if .Sandbox}}<div class="req"><b>sandbox: {{.Sandbox}}</b></div>{{end}}{{if .Stdout}}<pre class="out">stdout:
 {{.Stdout}}</pre>{{end}}{{if .Stderr}}<pre class="out">stderr:
 {{.Stderr}}</pre>{{end}}{{end}}
 {{if .Exchange}}<details><summary>wire exchange ({{len .Exchange}} events)</summary>

@@ -23,6 +23,11 @@ type Report struct {
 	DurationMS float64   `json:"duration_ms"`
 	Strict     bool      `json:"strict"`
 	Preflight  string    `json:"preflight,omitempty"`
+	// Sandbox says which of the grader sandbox's restrictions the program
+	// under test ran into ("denied writing /var/lib/x: outside the
+	// submission's folder"), so that its failures are not read as the
+	// protocol's; "" when none.
+	Sandbox string `json:"sandbox,omitempty"`
 	// Execution says how the cases ran: side by side or one at a time
 	// (and why), and how a silence was judged.
 	Execution *Execution      `json:"execution,omitempty"`
@@ -237,6 +242,9 @@ func (r *Report) WriteText(w io.Writer, colour, verbose bool) error {
 	fmt.Fprintf(&b, "%sSTEP conformance of %s%s: %d cases in %.2fs\n", p.bold, r.Target, p.reset, len(r.Cases), r.DurationMS/1000)
 	if r.Preflight != "" {
 		fmt.Fprintf(&b, "preflight: %s\n", r.Preflight)
+	}
+	if r.Sandbox != "" {
+		fmt.Fprintf(&b, "sandbox: %s\n", r.Sandbox)
 	}
 	if e := r.Execution; e != nil {
 		fmt.Fprintf(&b, "execution: %s\n", e.Summary())

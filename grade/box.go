@@ -23,6 +23,12 @@ type Box interface {
 	Close() error
 }
 
+// explainer is a Box that can tell the failures its restrictions cause
+// from the program's own (sandbox.Sandbox.Explain).
+type explainer interface {
+	Explain(output, ended string) string
+}
+
 // BoxConfig is what a Box is made from.
 type BoxConfig struct {
 	Dir      string        // the submission's folder, copied into the box

@@ -3,6 +3,7 @@ package grade_test
 import (
 	"context"
 	"encoding/csv"
+	"html"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -68,7 +69,17 @@ func fixtureClass(t *testing.T, withAlloc bool) (string, []grade.Submission, []s
 			if r[1] != string(grade.Crashed) || !strings.Contains(r[13], "memory limit") || !strings.Contains(r[14], "listening on") {
 				t.Errorf("s08-alloc: verdict %q, problem %q, output %q; want CRASHED, killed at the memory limit, after it listened", r[1], r[13], r[14])
 			}
+			if r[19] != "killed: memory limit 256 MiB" {
+				t.Errorf("s08-alloc: sandbox %q, want killed: memory limit 256 MiB", r[19])
+			}
 		}})
+		// Only in a sandbox: on the host, as root, the write would work.
+		students = append(students, student{id: "s09-outside", run: "python3 server.py --port {port} --persist /var/lib",
+			verdict: grade.NotConformant, output: "Read-only file system: '/var/lib/", check: func(t *testing.T, r []string, _ bool) {
+				if !strings.HasPrefix(r[19], "denied writing /var/lib/") || !strings.Contains(r[19], ": outside the submission's folder") {
+					t.Errorf("s09-outside: sandbox %q, want it to say the write outside its folder was denied", r[19])
+				}
+			}})
 	}
 	var roster strings.Builder
 	roster.WriteString("id,path,run,stdin\n")
@@ -165,6 +176,24 @@ func TestGradeFixtureClass(t *testing.T) {
 		t.Errorf("class isolated %v, but isolation available %v (%s)", class.Isolated, ok, why)
 	}
 	checkRows(t, class, rows, out, students)
+	if !ok {
+		return
+	}
+	// The class page and the student's own report say it beside the
+	// output, not only the CSV.
+	for _, page := range []string{filepath.Join(out, "index.html"), filepath.Join(out, "students", "s09-outside", "report.html")} {
+		b, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(html.UnescapeString(string(b)), "sandbox: denied writing /var/lib/") {
+			t.Errorf("%s lacks the sandbox line", page)
+		}
+	}
+	rep, err := grade.ReadReport(filepath.Join(out, "students", "s09-outside", "report.json"))
+	if err != nil || !strings.HasPrefix(rep.Sandbox, "denied writing /var/lib/") {
+		t.Errorf("s09-outside's report.json: sandbox %q, %v", rep.Sandbox, err)
+	}
 }
 
 func checkRows(t *testing.T, class *grade.Class, rows [][]string, out string, students []student) {

@@ -26,13 +26,18 @@ func clientClass(t *testing.T) []grade.Submission {
 		"c02-fixed": string(src),
 		"c03-dies":  "import sys\nsys.exit('cannot read config.ini')\n",
 	}
+	roster := "id,path,run,stdin\nc01-good,,,\nc02-fixed,,python3 client.py --server_ip {host} --id {user} --f {file} --fixed-block,\nc03-dies,,,\n"
+	if ok, _ := isolationAvailable(); ok {
+		// Only in a sandbox: on the host, as root, the write would work.
+		files["c04-outside"] = "log = open('/var/log/stepclient.log', 'a')\n"
+		roster += "c04-outside,,,\n"
+	}
 	for id, body := range files {
 		os.MkdirAll(filepath.Join(dir, id), 0o755)
 		if err := os.WriteFile(filepath.Join(dir, id, "client.py"), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	roster := "id,path,run,stdin\nc01-good,,,\nc02-fixed,,python3 client.py --server_ip {host} --id {user} --f {file} --fixed-block,\nc03-dies,,,\n"
 	subs, err := grade.ReadRoster(strings.NewReader(roster), dir)
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +75,13 @@ func TestGradeClients(t *testing.T) {
 		t.Errorf("c03-dies: %s with %d PASS, want NOT CONFORMANT and no PASS", dies.Verdict, dies.Counts["PASS"])
 	}
 	ok, _ := isolationAvailable()
+	if ok {
+		// A client failing on the sandbox's restriction: the row says so.
+		outside := one.Results[3]
+		if want := "denied writing /var/log/stepclient.log: outside the submission's folder"; !strings.HasPrefix(outside.Sandbox, want) {
+			t.Errorf("c04-outside: sandbox %q, want %q", outside.Sandbox, want)
+		}
+	}
 	for i, r := range one.Results {
 		if r.Isolated != ok {
 			t.Errorf("%s: isolated %v, namespaces available %v", r.ID, r.Isolated, ok)

@@ -14,7 +14,7 @@ import (
 var CSVHeader = []string{"id", "verdict", "score", "earned", "possible",
 	"pass", "fail", "non_strict", "informational", "error", "seconds",
 	"failed", "non_strict_requirements", "problem", "output", "isolated",
-	"better_than_baseline", "worse_than_baseline", "same_bugs_as_baseline"}
+	"better_than_baseline", "worse_than_baseline", "same_bugs_as_baseline", "sandbox"}
 
 // WriteCSV writes one row per student (the baseline, if any, first, with
 // the id "baseline").
@@ -38,7 +38,7 @@ func (c *Class) WriteCSV(w io.Writer) error {
 			fmt.Sprintf("%.1f", r.Duration.Seconds()),
 			strings.Join(r.Failed, " "), strings.Join(r.NonStrict, " "), r.Problem, strings.Join(r.Output, "\n"),
 			strconv.FormatBool(r.Isolated),
-			strings.Join(r.Better, " "), strings.Join(r.Worse, " "), strings.Join(r.SameBugs, " ")}
+			strings.Join(r.Better, " "), strings.Join(r.Worse, " "), strings.Join(r.SameBugs, " "), r.Sandbox}
 		if err := cw.Write(rec); err != nil {
 			return err
 		}

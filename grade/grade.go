@@ -293,6 +293,7 @@ type process struct {
 	out      *output
 	exited   chan struct{}
 	err      error
+	stopped  bool // stop ended it: how it ended is not its own doing
 }
 
 func (p *process) running() bool {
@@ -309,6 +310,7 @@ func (p *process) running() bool {
 func (p *process) stop() {
 	p.stopOnce.Do(func() {
 		if p.running() {
+			p.stopped = true
 			_ = p.cmd.Process.Signal(syscall.SIGTERM)
 			select {
 			case <-p.exited:
@@ -388,6 +390,7 @@ func (g *grader) gradeServer(ctx context.Context, s Submission, dir string, r *R
 		return
 	}
 	defer p.stop()
+	defer g.explain(box, p, dir, r)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if err := g.waitListening(ctx, box, addr, p); err != nil {
 		p.stop()
@@ -422,6 +425,35 @@ func (g *grader) gradeServer(ctx context.Context, s Submission, dir string, r *R
 		return
 	}
 	r.fill(rep, g.o.Rubric)
+}
+
+// explain sets the row's Sandbox line when a server that was not found
+// conformant ran into one of the box's restrictions, keeps the last lines
+// of its output beside it, and adds the line to the student's reports.
+func (g *grader) explain(box Box, p *process, dir string, r *Result) {
+	x, ok := box.(explainer)
+	if !ok || r.Verdict == Conformant || r.Verdict == GraderError {
+		return
+	}
+	p.stop() // all of its output, and how it ended
+	ended := ""
+	if !p.stopped {
+		ended = p.describe()
+	}
+	r.Sandbox = x.Explain(p.out.Tail(), ended)
+	if r.Sandbox == "" {
+		return
+	}
+	if r.Output == nil {
+		r.Output = p.out.Last(tailLines)
+	}
+	if r.Report != nil {
+		r.Report.Sandbox = r.Sandbox
+		// The student's own reports say it too; they stay as the suite
+		// wrote them if they cannot be rewritten.
+		_ = conformance.WriteFile(filepath.Join(dir, "report.json"), r.Report.WriteJSON)
+		_ = conformance.WriteFile(filepath.Join(dir, "report.html"), r.Report.WriteHTML)
+	}
 }
 
 var errNeverListened = errors.New("never listened")
@@ -486,6 +518,7 @@ func (g *grader) gradeClient(ctx context.Context, s Submission, dir string, r *R
 		g.notIsolated(rep.Preflight)
 	}
 	r.fill(rep, g.o.Rubric)
+	r.Sandbox = rep.Sandbox
 }
 
 // suite runs stepkit conformance in the box's network and reads its JSON

@@ -272,10 +272,10 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.4em;margin:.3em 0;white-sp
 {{range .Counts}}<td class="n" data-v="{{.}}">{{.}}</td>{{end}}
 <td class="n" data-v="{{.R.Duration.Seconds}}">{{secs .R.Duration}}</td>
 {{if .R.Report}}{{range .Cells}}<td class="c {{.Class}}" data-v="{{.Rank}}" title="{{.Title}}">{{if .Link}}<a href="{{.Link}}">{{.Mark}}</a>{{end}}</td>{{end}}
-{{else}}<td colspan="{{len $.Cols}}" data-v="9"><span class="problem">{{.R.Problem}}</span> · <a href="{{.Dir}}/output.txt">output</a>{{if .R.Output}}<pre>{{range .R.Output}}{{.}}
+{{else}}<td colspan="{{len $.Cols}}" data-v="9"><span class="problem">{{.R.Problem}}</span>{{with .R.Sandbox}} · <span class="problem">sandbox: {{.}}</span>{{end}} · <a href="{{.Dir}}/output.txt">output</a>{{if .R.Output}}<pre>{{range .R.Output}}{{.}}
 {{end}}</pre>{{end}}</td>{{end}}
 </tr>
-{{if and .R.Report .R.Problem}}<tr><td></td><td colspan="{{add 8 (len $.Cols)}}"><span class="problem">{{.R.Problem}}</span> · <a href="{{.Dir}}/output.txt">output</a>{{if .R.Output}}<pre>{{range .R.Output}}{{.}}
+{{if and .R.Report (or .R.Problem .R.Sandbox)}}<tr><td></td><td colspan="{{add 8 (len $.Cols)}}">{{with .R.Problem}}<span class="problem">{{.}}</span> · {{end}}{{with .R.Sandbox}}<span class="problem">sandbox: {{.}}</span> · {{end}}<a href="{{.Dir}}/output.txt">output</a>{{if .R.Output}}<pre>{{range .R.Output}}{{.}}
 {{end}}</pre>{{end}}</td></tr>{{end}}
 {{if or .R.Worse .R.SameBugs .R.Better}}<tr><td></td><td colspan="{{add 8 (len $.Cols)}}">against the baseline:{{if .R.Better}} better in {{range .R.Better}}{{.}} {{end}};{{end}}{{if .R.Worse}} worse in {{range .R.Worse}}{{.}} {{end}};{{end}}{{if .R.SameBugs}} reproduces the baseline's bug in {{range .R.SameBugs}}{{.}} {{end}}{{end}}</td></tr>{{end}}
 {{end}}</tbody>

@@ -66,6 +66,13 @@ func (o *output) Close() error {
 	return o.f.Close()
 }
 
+// Tail returns the last bytes written (8 KiB at least).
+func (o *output) Tail() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return strings.ToValidUTF8(string(o.tail), "\uFFFD")
+}
+
 // Last returns the last n non-empty lines written.
 func (o *output) Last(n int) []string {
 	o.mu.Lock()

@@ -28,8 +28,13 @@ type Result struct {
 	// program ("exit status 1", "killed: memory limit"); "" when nothing did.
 	Problem string
 	// Output is the last lines of the program's output, kept when there
-	// is a Problem.
-	Output   []string
+	// is a Problem or a Sandbox line.
+	Output []string
+	// Sandbox says in words which of the sandbox's restrictions the
+	// program ran into ("denied writing /var/lib/x: outside the
+	// submission's folder", "killed: memory limit 256 MiB"), so that the
+	// failure is not read as the protocol's; "" when none.
+	Sandbox  string
 	Counts   map[conformance.Outcome]int
 	Score    Score
 	Duration time.Duration

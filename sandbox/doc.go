@@ -116,4 +116,13 @@
 // signal is reported by bwrap as exit status 128+signal; Sandbox.Describe
 // reads it as the signal, so a program that exits with such a status on
 // its own is reported as killed.
+//
+// Sandbox.Explain says in words which restriction a program ran into,
+// from how it ended and the error lines of common runtimes at the end of
+// its output ("denied writing /var/lib/x: outside the submission's
+// folder", "killed: memory limit 256 MiB"), so that a report does not
+// read it as the program's own failure. Check makes a sandbox from a
+// Config, runs a probe program (one that calls Probe, copied into the
+// scratch folder) inside it and reports what a program there can and
+// cannot do, and the limits in force.
 package sandbox

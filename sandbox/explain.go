@@ -64,6 +64,7 @@ var errorKinds = []struct {
 	{"tasks", regexp.MustCompile(`(?i)can't start new thread|pthread_create failed|fork: retry|Resource temporarily unavailable|\bEAGAIN\b|\[Errno 11\]`)},
 	{"network", regexp.MustCompile(`(?i)network is unreachable|\bENETUNREACH\b|\[Errno 101\]|temporary failure in name resolution|name or service not known|\bEAI_AGAIN\b|getaddrinfo ENOTFOUND`)},
 	{"nodev", regexp.MustCompile(`(?i)(no such file or directory|\bENOENT\b|\[Errno 2\]).*['"]?/dev/|/dev/\S+.*(no such file or directory|\bENOENT\b)`)},
+	{"noent", regexp.MustCompile(`(?i)no such file or directory|\bENOENT\b|\[Errno 2\]`)},
 }
 
 // quotedPath and barePath find the path an error names.
@@ -144,6 +145,13 @@ func (s *Sandbox) explainLine(line, before string) string {
 			return ""
 		}
 		return "no network: the sandbox has only loopback (127.0.0.1); only localhost and its own host name resolve"
+	case "noent":
+		// A folder outside its own that the student made on their machine
+		// (sudo mkdir /var/lib/x) is not here, and cannot be made.
+		if !isolated || path == "" || mine || !filepath.IsAbs(path) {
+			return ""
+		}
+		return fmt.Sprintf("no %s in the sandbox: outside the submission's folder, which alone is copied in (the system's folders are read-only)", path)
 	case "nodev":
 		if !isolated || within(path, "/dev/shm") || within(path, "/dev/mqueue") {
 			return ""

@@ -158,6 +158,10 @@ func TestDevShmIsPrivateBoundedAndCounted(t *testing.T) {
 		t.Errorf("a fresh command's /dev/shm: %q, %v, want empty and mode 1777", out, err)
 	}
 
+	if out, err := s.Command(ctx, []string{"stat", "-f", "-c", "%T", "/dev/shm", "/dev/mqueue"}).Output(); err != nil || string(out) != "tmpfs\nmqueue\n" {
+		t.Errorf("file systems of /dev/shm and /dev/mqueue: %q, %v, want tmpfs and mqueue", out, err)
+	}
+
 	// Bounded: 128 MiB, half the memory bound.
 	cmd := s.Command(ctx, []string{"sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=160 2>&1"})
 	out, err = cmd.Output()

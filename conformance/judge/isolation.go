@@ -53,8 +53,21 @@ func (s sandboxPlace) describe(err error, state *os.ProcessState) string {
 	return s.Sandbox.Describe(err, state)
 }
 
+// explain says which of the sandbox's restrictions the client ran into.
+func (s sandboxPlace) explain(output, ended string) string {
+	return s.Sandbox.Explain(output, ended)
+}
+
 var _ place = sandboxPlace{}
 var _ describer = sandboxPlace{}
+var _ explainer = sandboxPlace{}
+
+// explainer is a place that can tell a failure its restrictions caused
+// ("denied writing /etc/x: outside the submission's folder") from the
+// program's own.
+type explainer interface {
+	explain(output, ended string) string
+}
 
 // describer is a place that can say how a command ended better than its
 // exit status alone (a limit that killed it).

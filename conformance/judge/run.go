@@ -154,6 +154,12 @@ func Run(ctx context.Context, o Options) (*conformance.Report, error) {
 	settings := conformance.Settings{CaseTimeoutMS: o.Timeout.Milliseconds()}
 	rep := conformance.NewClientReport("client `"+o.Template.String()+"`", started, time.Since(started), settings, cs, preflight, reports, o.Strict)
 	rep.Execution = clientExecution(parallel, isolated, port, o.Timeout)
+	for _, c := range rep.Cases {
+		if c.Client != nil && c.Client.Sandbox != "" {
+			rep.Sandbox = fmt.Sprintf("%s (case %s)", c.Client.Sandbox, c.ID)
+			break
+		}
+	}
 	return rep, nil
 }
 
@@ -332,6 +338,9 @@ func (r *caseRun) runClient(p place, argv []string) *conformance.ClientRun {
 		}
 	default:
 		run.Exit = err.Error()
+	}
+	if x, ok := p.(explainer); ok && !run.TimedOut {
+		run.Sandbox = x.explain(run.Stdout+"\n"+run.Stderr, run.Exit)
 	}
 	if r.ctx.Err() != nil {
 		r.run = run

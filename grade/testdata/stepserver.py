@@ -12,14 +12,18 @@ misbehave the ways students' servers do:
   --hang        never listen
   --mute OPS    never answer FILE requests of these operations (UPLOAD,DOWNLOAD);
                 the connection stays open
+  --persist DIR also write every DATA SAVE to DIR/KEY.json; when that fails,
+                print the traceback and answer 400
 """
 import hashlib
 import json
+import os
 import socket
 import struct
 import sys
 import threading
 import time
+import traceback
 import uuid
 
 
@@ -93,6 +97,13 @@ class Server:
                 if key in store:
                     return self.reply(req, 402, "key exists", key=key)
                 doc = {k: v for k, v in req.items() if k not in ("operation", "direction", "type", "token", "key")}
+                if self.opts.get("persist"):
+                    try:
+                        with open(os.path.join(self.opts["persist"], key + ".json"), "w") as f:
+                            json.dump(doc, f)
+                    except OSError:
+                        traceback.print_exc()
+                        return self.reply(req, 400, "could not store the value")
                 store[key] = doc
                 return self.reply(req, 200, "OK", key=key)
             if key not in store:
@@ -149,6 +160,9 @@ def main(argv):
             i += 1
         elif a == "--mute":
             opts["mute"] = argv[i + 1].split(",")
+            i += 1
+        elif a == "--persist":
+            opts["persist"] = argv[i + 1]
             i += 1
         else:
             opts[a.lstrip("-").replace("-", "_")] = True
