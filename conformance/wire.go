@@ -169,14 +169,23 @@ type readWait struct {
 	why       string        // what the confirmation found
 }
 
-// dialConn connects to addr with the read timeout as the connect timeout.
+// minConnectTimeout is the least time a connect is given: long enough for
+// TCP's retries of a SYN at 1 s, 3 s and 7 s. A server whose listen backlog
+// is short (socketserver's is 5, many a listen(5) as well) drops the SYNs
+// of connections that cases running side by side open at once, which a
+// run one case at a time never does; a connect that gets in on a retry
+// is not the server's failure.
+const minConnectTimeout = 10 * time.Second
+
+// dialConn connects to addr, giving the connect the read timeout or
+// minConnectTimeout, whichever is longer.
 func dialConn(ctx context.Context, addr string, id int, readTimeout time.Duration, log *wireLog) (*Conn, error) {
 	return dialConnNet(ctx, "tcp", addr, id, readTimeout, log)
 }
 
 // dialConnNet is dialConn over a given network ("tcp4" for CONN-6).
 func dialConnNet(ctx context.Context, network, addr string, id int, readTimeout time.Duration, log *wireLog) (*Conn, error) {
-	d := net.Dialer{Timeout: readTimeout}
+	d := net.Dialer{Timeout: max(readTimeout, minConnectTimeout)}
 	nc, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)

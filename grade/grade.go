@@ -76,6 +76,10 @@ type Options struct {
 	ReadTimeout, CaseTimeout time.Duration
 	Strict                   bool
 	Selectors                []string
+	// Parallel is how many of a server's cases run at once (the suite's
+	// --parallel; 0: the suite's default). 1 runs them as a student runs
+	// the suite by hand with --serial.
+	Parallel int
 	// StartTimeout bounds the wait for a server to listen.
 	StartTimeout time.Duration
 	// RunTimeout bounds a submission's whole grading.
@@ -530,6 +534,9 @@ func (g *grader) suite(ctx context.Context, command func(context.Context, []stri
 		"--no-color")
 	if g.o.Kind == Servers {
 		argv = append(argv, "--read-timeout", g.o.ReadTimeout.String(), "--case-timeout", g.o.CaseTimeout.String())
+		if g.o.Parallel > 0 {
+			argv = append(argv, "--parallel", strconv.Itoa(g.o.Parallel))
+		}
 	}
 	if g.o.Strict {
 		argv = append(argv, "--strict")

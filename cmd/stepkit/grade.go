@@ -30,6 +30,7 @@ type gradeOptions struct {
 	cpu                           time.Duration
 	requireIsolation              bool
 	noProgress                    bool
+	serial                        bool
 }
 
 func newGradeCmd() *cobra.Command {
@@ -96,6 +97,7 @@ whatever its verdict; 1 when grading itself failed; 2 for a usage error.`,
 	f.DurationVar(&o.cpu, "cpu", 2*time.Minute, "CPU-time bound of each submission")
 	f.BoolVar(&o.requireIsolation, "require-isolation", false, "fail rather than run submissions on the host network when namespaces are not available")
 	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar, even on a terminal")
+	f.BoolVar(&o.serial, "serial", false, "run each server's cases one at a time, as stepkit conformance --serial does by hand: slower, but a server that forks or spawns a process per connection is never asked for more connections at once than one case needs")
 	return cmd
 }
 
@@ -152,6 +154,9 @@ func runGrade(ctx context.Context, cmd *cobra.Command, o gradeOptions, selectors
 	if o.clients != "" {
 		kind, dir = grade.Clients, o.clients
 	}
+	if o.serial && kind != grade.Servers {
+		return usageErrorf("--serial is for --servers")
+	}
 	var subs []grade.Submission
 	if o.roster != "" {
 		f, err := os.Open(o.roster)
@@ -170,6 +175,9 @@ func runGrade(ctx context.Context, cmd *cobra.Command, o gradeOptions, selectors
 		ReadTimeout: o.readTimeout, CaseTimeout: o.caseTimeout, Strict: o.strict, Selectors: selectors,
 		StartTimeout: o.startTimeout, RunTimeout: o.runTimeout, Memory: mem, CPU: o.cpu,
 		RequireIsolation: o.requireIsolation}
+	if o.serial {
+		opts.Parallel = 1
+	}
 	if o.baseline != "" {
 		info, err := os.Stat(o.baseline)
 		if err != nil || !info.IsDir() {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stepkit/stepkit/grade"
 )
 
 // TestGradeUsageErrors checks that every mistake on grade's command line
@@ -39,6 +41,7 @@ func TestGradeUsageErrors(t *testing.T) {
 		{[]string{"grade", "--servers", class, "--out", out, "NO-SUCH-SECTION"}, "names no requirement, case or section"},
 		{[]string{"grade", "--servers", class, "--out", out, "--baseline", filepath.Join(class, "nope")}, "--baseline"},
 		{[]string{"grade", "--from-reports", empty, "--out", out}, "holds no report"},
+		{[]string{"grade", "--clients", class, "--out", out, "--serial"}, "--serial is for --servers"},
 	} {
 		code, stdout, stderr := runCmd(t, c.args...)
 		lines := strings.Split(strings.TrimSpace(stderr), "\n")
@@ -70,7 +73,7 @@ func TestGradeCommand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	p := stepkitCmd(t, ctx, t.TempDir(), "grade", "--servers", class, "--roster", roster, "--out", out,
-		"--jobs", "2", "--start-timeout", "20s", "LOGIN", "DATA-GET")
+		"--jobs", "2", "--start-timeout", "20s", "--serial", "LOGIN", "DATA-GET")
 	p.cmd.Env = append(p.cmd.Env, asStepkit+"=1")
 	if err := p.cmd.Run(); err != nil {
 		t.Fatalf("stepkit grade: %v\nstdout:\n%s\nstderr:\n%s", err, p.stdout.String(), p.stderr.String())
@@ -85,6 +88,13 @@ func TestGradeCommand(t *testing.T) {
 	if len(rows) != 3 || rows[1][0] != "dies" || rows[1][1] != "DID NOT START" || rows[1][13] != "exit status 2" ||
 		!strings.Contains(rows[1][14], "cannot open logs/server.log") || rows[2][0] != "good" || rows[2][1] != "CONFORMANT" {
 		t.Errorf("class.csv:\n%q", rows)
+	}
+
+	// --serial: the suite ran the server's cases one at a time.
+	if rep, err := grade.ReadReport(filepath.Join(out, "students", "good", "report.json")); err != nil {
+		t.Error(err)
+	} else if rep.Execution == nil || rep.Execution.Mode != "serial" || rep.Execution.Workers != 1 {
+		t.Errorf("with --serial, the suite ran %+v", rep.Execution)
 	}
 
 	// The reports collected as a course's CI would: one folder per student.
