@@ -303,6 +303,9 @@ func (t *TextWriter) Summary(conns []*Conn, st *Stats) {
 		}
 		fmt.Fprintf(t.w, "capture: %s, %s, %d packets, %d connections, %d messages%s\n",
 			st.Format, st.LinkType, st.Packets, len(conns), st.Messages, ports)
+		if l := st.Live; l != nil {
+			fmt.Fprintf(t.w, "kernel: %d packets passed the filter, %d dropped\n", l.Received, l.Dropped)
+		}
 	}
 }
 

@@ -1,0 +1,299 @@
+package stepdump
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// ErrNoPrivilege marks a live capture refused for want of root or
+// CAP_NET_RAW.
+var ErrNoPrivilege = errors.New("live capture needs root or the CAP_NET_RAW capability")
+
+// LiveOptions say where to capture and when to stop.
+type LiveOptions struct {
+	Interface string
+	// Port, with OnlyPort, is the one TCP port the kernel lets through.
+	// Otherwise every TCP packet is captured, so that STEP found on other
+	// ports by its bytes is decoded too.
+	Port     int
+	OnlyPort bool
+	// Count ends the capture after so many packets (0: no limit).
+	Count int64
+	// Duration ends it after so long (0: no limit). Cancelling the
+	// context (Ctrl-C) ends it too.
+	Duration time.Duration
+	// Save, when not nil, receives every packet captured as pcapng.
+	Save io.Writer
+}
+
+// LiveStats counts what a live capture saw.
+type LiveStats struct {
+	Interface string
+	Captured  int64 // packets read
+	// Received and Dropped are the kernel's counts (PACKET_STATISTICS):
+	// packets that passed the filter, and those the socket's buffer had
+	// no room for.
+	Received int64
+	Dropped  int64
+}
+
+// liveSource reads packets from an AF_PACKET socket: no libpcap, no cgo.
+type liveSource struct {
+	h     *pcapgo.EthernetHandle
+	opts  LiveOptions
+	save  *pcapgo.NgWriter
+	stats LiveStats
+	start time.Time
+
+	mu     sync.Mutex
+	closed bool
+	stop   func() bool
+	cancel context.CancelFunc // of the duration's timer
+}
+
+// packetSocketError says why a packet socket cannot be opened, naming the
+// privilege it takes when that is what is missing.
+func packetSocketError(iface string, err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("%w (capturing on %s); grant it with: sudo setcap cap_net_raw+ep %s", ErrNoPrivilege, iface, executable())
+	}
+	return fmt.Errorf("open packet socket on %s: %w", iface, err)
+}
+
+func executable() string {
+	if p, err := os.Executable(); err == nil {
+		return p
+	}
+	return "$(command -v stepkit)"
+}
+
+// openLive opens the capture: it checks the interface and the privilege
+// first, so that each failure says what to do.
+func openLive(ctx context.Context, o LiveOptions) (*liveSource, error) {
+	ifi, err := net.InterfaceByName(o.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("no interface %q (%s)", o.Interface, interfaceNames())
+	}
+	// The handle reads frames with their link-layer header: Ethernet, and
+	// loopback, which Linux gives an all-zero Ethernet header.
+	if t := arphrd(ifi.Name); t != unix.ARPHRD_ETHER && t != unix.ARPHRD_LOOPBACK {
+		return nil, fmt.Errorf("interface %s is neither Ethernet nor loopback (hardware type %d): capture it with tcpdump -w - | stepkit dump -", ifi.Name, t)
+	}
+	// pcapgo hides the socket's errno in a string: open one first to
+	// tell a missing privilege from other failures.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, packetSocketError(ifi.Name, err)
+	}
+	unix.Close(fd)
+	h, err := pcapgo.NewEthernetHandle(ifi.Name)
+	if err != nil {
+		return nil, fmt.Errorf("capture on %s: %w", ifi.Name, err)
+	}
+	filter, err := bpf.Assemble(stepFilter(o.Port, o.OnlyPort, ifi.Flags&net.FlagLoopback != 0))
+	if err == nil {
+		err = h.SetBPF(filter)
+	}
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("attach the capture filter on %s: %w", ifi.Name, err)
+	}
+	// Packets that arrived between the socket's bind and the filter were
+	// not filtered; counters restart here too.
+	_, _ = h.Stats()
+	s := &liveSource{h: h, opts: o, start: time.Now()}
+	s.stats.Interface = ifi.Name
+	if o.Save != nil {
+		intf := pcapgo.DefaultNgInterface
+		intf.Name, intf.LinkType, intf.SnapLength = ifi.Name, layers.LinkTypeEthernet, uint32(h.GetCaptureLength())
+		opt := pcapgo.DefaultNgWriterOptions
+		opt.SectionInfo.Application = "stepkit dump"
+		if s.save, err = pcapgo.NewNgWriterInterface(o.Save, intf, opt); err != nil {
+			h.Close()
+			return nil, fmt.Errorf("write capture: %w", err)
+		}
+	}
+	if o.Duration > 0 {
+		ctx, s.cancel = context.WithTimeout(ctx, o.Duration)
+	}
+	s.stop = context.AfterFunc(ctx, s.close)
+	return s, nil
+}
+
+// close ends the capture: a read waiting for a packet returns.
+func (s *liveSource) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	// The kernel's counters are read before the socket goes.
+	if st, err := s.h.Stats(); err == nil {
+		s.stats.Received += int64(st.Packets)
+		s.stats.Dropped += int64(st.Drops)
+	}
+	s.h.Close()
+}
+
+// ZeroCopyReadPacketData returns the next packet, io.EOF once the capture
+// has ended.
+func (s *liveSource) ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
+	if s.opts.Count > 0 && s.stats.Captured >= s.opts.Count {
+		s.close()
+		return nil, gopacket.CaptureInfo{}, io.EOF
+	}
+	data, ci, err := s.h.ZeroCopyReadPacketData()
+	if err != nil {
+		s.mu.Lock()
+		closed := s.closed
+		s.mu.Unlock()
+		if closed {
+			return nil, gopacket.CaptureInfo{}, io.EOF
+		}
+		return nil, ci, fmt.Errorf("capture on %s: %w", s.stats.Interface, err)
+	}
+	s.stats.Captured++
+	// The VLAN the kernel stripped is of no use to the decoder, and the
+	// saved file has one interface.
+	ci.AncillaryData = nil
+	ci.InterfaceIndex = 0
+	if s.save != nil {
+		if err := s.save.WritePacket(ci, data); err != nil {
+			return nil, ci, fmt.Errorf("save packet: %w", err)
+		}
+	}
+	return data, ci, nil
+}
+
+// finish stops the capture and completes the saved file with the
+// kernel's counts, as dumpcap does.
+func (s *liveSource) finish() error {
+	s.stop()
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.close()
+	if s.save == nil {
+		return nil
+	}
+	now := time.Now()
+	if err := s.save.WriteInterfaceStats(0, pcapgo.NgInterfaceStatistics{LastUpdate: now, StartTime: s.start, EndTime: now,
+		PacketsReceived: uint64(s.stats.Received), PacketsDropped: uint64(s.stats.Dropped)}); err != nil {
+		return fmt.Errorf("save capture: %w", err)
+	}
+	if err := s.save.Flush(); err != nil {
+		return fmt.Errorf("save capture: %w", err)
+	}
+	return nil
+}
+
+// stepFilter is the kernel filter of a capture, for frames with an
+// Ethernet header: IPv4 and IPv6 TCP, on port alone when onlyPort. On
+// loopback every packet passes the packet socket twice, going out and
+// coming in; like libpcap, the outgoing copy is dropped.
+func stepFilter(port int, onlyPort, loopback bool) []bpf.Instruction {
+	const (
+		accept = 0x40000
+		ethLen = 14
+	)
+	var p []bpf.Instruction
+	// Jumps are to labels, resolved once the program is laid out.
+	type jump struct {
+		at          int
+		true, false string
+	}
+	var jumps []jump
+	labels := map[string]int{}
+	cond := func(c bpf.JumpTest, v uint32, t, f string) {
+		jumps = append(jumps, jump{len(p), t, f})
+		p = append(p, bpf.JumpIf{Cond: c, Val: v})
+	}
+	label := func(name string) { labels[name] = len(p) }
+	if loopback {
+		p = append(p, bpf.LoadExtension{Num: bpf.ExtType})
+		cond(bpf.JumpEqual, unix.PACKET_OUTGOING, "drop", "")
+	}
+	p = append(p, bpf.LoadAbsolute{Off: 12, Size: 2})
+	cond(bpf.JumpEqual, 0x0800, "", "ip6")
+	// IPv4: TCP, not a later fragment (it has no TCP header).
+	p = append(p, bpf.LoadAbsolute{Off: ethLen + 9, Size: 1})
+	cond(bpf.JumpEqual, 6, "", "drop")
+	if !onlyPort {
+		p = append(p, bpf.RetConstant{Val: accept})
+	} else {
+		p = append(p, bpf.LoadAbsolute{Off: ethLen + 6, Size: 2})
+		cond(bpf.JumpBitsSet, 0x1fff, "drop", "")
+		p = append(p, bpf.LoadMemShift{Off: ethLen})
+		p = append(p, bpf.LoadIndirect{Off: ethLen, Size: 2})
+		cond(bpf.JumpEqual, uint32(port), "pass", "")
+		p = append(p, bpf.LoadIndirect{Off: ethLen + 2, Size: 2})
+		cond(bpf.JumpEqual, uint32(port), "pass", "drop")
+	}
+	label("ip6")
+	p = append(p, bpf.LoadAbsolute{Off: 12, Size: 2})
+	cond(bpf.JumpEqual, 0x86dd, "", "drop")
+	p = append(p, bpf.LoadAbsolute{Off: ethLen + 6, Size: 1})
+	cond(bpf.JumpEqual, 6, "", "drop")
+	if onlyPort {
+		p = append(p, bpf.LoadAbsolute{Off: ethLen + 40, Size: 2})
+		cond(bpf.JumpEqual, uint32(port), "pass", "")
+		p = append(p, bpf.LoadAbsolute{Off: ethLen + 42, Size: 2})
+		cond(bpf.JumpEqual, uint32(port), "pass", "drop")
+	}
+	label("pass")
+	p = append(p, bpf.RetConstant{Val: accept})
+	label("drop")
+	p = append(p, bpf.RetConstant{Val: 0})
+	for _, j := range jumps {
+		in := p[j.at].(bpf.JumpIf)
+		skip := func(name string) uint8 {
+			if name == "" {
+				return 0
+			}
+			return uint8(labels[name] - j.at - 1)
+		}
+		in.SkipTrue, in.SkipFalse = skip(j.true), skip(j.false)
+		p[j.at] = in
+	}
+	return p
+}
+
+// arphrd is an interface's hardware type, from sysfs.
+func arphrd(name string) int {
+	b, err := os.ReadFile("/sys/class/net/" + name + "/type")
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+func interfaceNames() string {
+	ifs, err := net.Interfaces()
+	if err != nil || len(ifs) == 0 {
+		return "no interface found"
+	}
+	var names []string
+	for _, i := range ifs {
+		names = append(names, i.Name)
+	}
+	return "interfaces: " + strings.Join(names, ", ")
+}
