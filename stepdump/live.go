@@ -38,6 +38,9 @@ type LiveOptions struct {
 	Duration time.Duration
 	// Save, when not nil, receives every packet captured as pcapng.
 	Save io.Writer
+	// Started, when set, is called once the kernel filters and keeps
+	// packets for the capture.
+	Started func()
 }
 
 // LiveStats counts what a live capture saw.
@@ -131,6 +134,9 @@ func openLive(ctx context.Context, o LiveOptions) (*liveSource, error) {
 		ctx, s.cancel = context.WithTimeout(ctx, o.Duration)
 	}
 	s.stop = context.AfterFunc(ctx, s.close)
+	if o.Started != nil {
+		o.Started()
+	}
 	return s, nil
 }
 
