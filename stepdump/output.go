@@ -79,7 +79,10 @@ type TextWriter struct {
 	Quiet bool
 	// LineBuffered flushes after every line, for a live capture on a pipe.
 	LineBuffered bool
-	start        time.Time
+	// Times, when set, adds each connection's in-flight, latency and
+	// stall numbers to its summary.
+	Times []TimeStats
+	start time.Time
 }
 
 // NewTextWriter writes to w; call Flush at the end.
@@ -259,6 +262,21 @@ func (t *TextWriter) Note(n *Note) {
 // ConnEnd does nothing: summaries are printed at the end.
 func (t *TextWriter) ConnEnd(*Conn) {}
 
+// timeSummary prints the numbers behind a connection's graphs.
+func (t *TextWriter) timeSummary(s TimeStats) {
+	if s.BlockRequests > 0 {
+		fmt.Fprintf(t.w, "  in flight   %s\n", s.inFlightText())
+	}
+	if s.Answers > 0 {
+		fmt.Fprintf(t.w, "  latency     p50 %s, p90 %s, p99 %s, max %s (%d answers)\n",
+			fmtLatency(s.P50), fmtLatency(s.P90), fmtLatency(s.P99), fmtLatency(s.MaxLatency), s.Answers)
+	}
+	if s.Stall > 0 {
+		fmt.Fprintf(t.w, "  stall       %s at %.6f, after %s (packet %d), before %s (packet %d)\n",
+			fmtLatency(s.Stall), t.rel(s.StallFrom.Time), s.StallFrom.Label, s.StallFrom.Packet, s.StallTo.Label, s.StallTo.Packet)
+	}
+}
+
 // Summary prints one block per connection.
 func (t *TextWriter) Summary(conns []*Conn, st *Stats) {
 	for _, c := range conns {
@@ -285,6 +303,11 @@ func (t *TextWriter) Summary(conns []*Conn, st *Stats) {
 		if s.DuplicateBytes > 0 || s.LostBytes > 0 {
 			fmt.Fprintf(t.w, "  tcp         %d bytes seen twice (retransmitted or overlapping), %d bytes missing from the capture\n",
 				s.DuplicateBytes, s.LostBytes)
+		}
+		for _, ts := range t.Times {
+			if ts.Conn == c {
+				t.timeSummary(ts)
+			}
 		}
 		errc := ansiGreen
 		if s.Errors > 0 || s.Unanswered > 0 {

@@ -21,6 +21,7 @@ type Config struct {
 	Color    bool
 	Extract  string // directory, or ""
 	Diagram  string // file, or ""
+	Graphs   string // file for the graphs over time, or ""
 	// LineBuffered writes each line at once: for a capture read live from
 	// a pipe (tcpdump -w - | stepkit dump -).
 	LineBuffered bool
@@ -73,6 +74,11 @@ func Run(ctx context.Context, r io.Reader, out io.Writer, cfg Config) (*Result, 
 		dia = NewDiagram(filepath.Base(cfg.Name))
 		handlers = append(handlers, dia)
 	}
+	var tl *Timeline
+	if cfg.Graphs != "" || cfg.Summary {
+		tl = NewTimeline()
+		handlers = append(handlers, tl)
+	}
 	opts := Options{Port: cfg.Port, OnlyPort: cfg.OnlyPort, HashBinary: cfg.Verbose, ExtractDir: cfg.Extract}
 	var st *Stats
 	var err error
@@ -102,6 +108,7 @@ func Run(ctx context.Context, r io.Reader, out io.Writer, cfg Config) (*Result, 
 		}
 	} else {
 		if cfg.Summary {
+			text.Times = tl.Stats()
 			text.Summary(conns, st)
 		}
 		for _, x := range st.Extracted {
@@ -125,6 +132,15 @@ func Run(ctx context.Context, r io.Reader, out io.Writer, cfg Config) (*Result, 
 		}
 		if err := os.WriteFile(cfg.Diagram, b.Bytes(), 0o644); err != nil {
 			return nil, fmt.Errorf("write diagram: %w", err)
+		}
+	}
+	if cfg.Graphs != "" {
+		var b bytes.Buffer
+		if err := tl.WriteHTML(&b, filepath.Base(cfg.Name)); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(cfg.Graphs, b.Bytes(), 0o644); err != nil {
+			return nil, fmt.Errorf("write graphs: %w", err)
 		}
 	}
 	return res, nil

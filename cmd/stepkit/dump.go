@@ -22,6 +22,7 @@ type dumpFlags struct {
 	verbose  bool
 	extract  string
 	diagram  string
+	graphs   string
 	color    string
 	iface    string
 	write    string
@@ -63,6 +64,7 @@ how many the kernel dropped. It needs root or CAP_NET_RAW.`,
   stepkit dump --summary --extract out/ capture.pcap
   stepkit dump --json -v capture.pcap | jq .
   stepkit dump --diagram ladder.html capture.pcap
+  stepkit dump --summary --graphs time.html capture.pcap
   stepkit dump --port 8000 capture.pcap        # port 8000 alone`,
 		Args: maxArgs(1, "one capture"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -77,6 +79,7 @@ how many the kernel dropped. It needs root or CAP_NET_RAW.`,
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "show each message's whole JSON and its binary's length and MD5")
 	fl.StringVar(&f.extract, "extract", "", "write every file uploaded or downloaded to `DIR`, rebuilt from its blocks and checked against the server's MD5")
 	fl.StringVar(&f.diagram, "diagram", "", "write a ladder diagram of each connection to `FILE` (self-contained HTML/SVG)")
+	fl.StringVar(&f.graphs, "graphs", "", "write graphs of each connection over time to `FILE` (self-contained HTML/SVG): requests sent and answered, bytes per second, latency")
 	fl.StringVar(&f.color, "color", "auto", "colour the text output: auto (on a terminal), always, never")
 	fl.StringVarP(&f.iface, "interface", "i", "", "capture live on `IFACE` (lo, eth0: loopback or Ethernet) instead of reading a file; needs root or CAP_NET_RAW")
 	fl.StringVarP(&f.write, "write", "w", "", "with -i, also save the packets captured to `FILE` (pcapng)")
@@ -139,7 +142,7 @@ func runDump(cmd *cobra.Command, args []string, f dumpFlags) error {
 	}
 	only := cmd.Flags().Changed("port") && !f.anyPort
 	cfg := stepdump.Config{Name: name, Port: f.port, OnlyPort: only, JSON: f.json, Summary: f.summary,
-		Verbose: f.verbose, Color: color, Extract: f.extract, Diagram: f.diagram, LineBuffered: live}
+		Verbose: f.verbose, Color: color, Extract: f.extract, Diagram: f.diagram, Graphs: f.graphs, LineBuffered: live}
 	res, err := stepdump.Run(cmd.Context(), in, cmd.OutOrStdout(), cfg)
 	if err != nil {
 		return withExit(exitFailure, fmt.Errorf("%s: %w", name, err))
@@ -159,7 +162,7 @@ func runLiveDump(cmd *cobra.Command, args []string, f dumpFlags, color bool) err
 	}
 	only := cmd.Flags().Changed("port") && !f.anyPort
 	cfg := stepdump.Config{Name: f.iface, Port: f.port, OnlyPort: only, JSON: f.json, Summary: f.summary,
-		Verbose: f.verbose, Color: color, Extract: f.extract, Diagram: f.diagram,
+		Verbose: f.verbose, Color: color, Extract: f.extract, Diagram: f.diagram, Graphs: f.graphs,
 		Interface: f.iface, Count: f.count, Duration: f.duration, Save: f.write}
 	res, err := stepdump.Run(cmd.Context(), nil, cmd.OutOrStdout(), cfg)
 	if err != nil {
