@@ -195,10 +195,10 @@ func writeUploadCapture(tb testing.TB, path string, mib, blockSize int) int64 {
 }
 
 // timeCommand runs a command with its output thrown away and returns its
-// wall time and peak resident memory. The peak is the kernel's high-water
+// wall time, its CPU time (user and system) and peak resident memory. The peak is the kernel's high-water
 // mark of the program's own memory (VmHWM), sampled until it exits: the
 // rusage of a child counts the memory of the process that forked it.
-func timeCommand(tb testing.TB, name string, args ...string) (time.Duration, int64) {
+func timeCommand(tb testing.TB, name string, args ...string) (time.Duration, time.Duration, int64) {
 	tb.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), "HOME="+tb.TempDir())
@@ -220,7 +220,8 @@ func timeCommand(tb testing.TB, name string, args ...string) (time.Duration, int
 			if err != nil {
 				tb.Fatalf("%s %v: %v\n%s", name, args, err, errb.Bytes())
 			}
-			return time.Since(start), hwm
+			ps := cmd.ProcessState
+			return time.Since(start), ps.UserTime() + ps.SystemTime(), hwm
 		case <-tick.C:
 			b, _ := os.ReadFile(status)
 			if i := bytes.Index(b, []byte("VmHWM:")); i >= 0 {
@@ -267,17 +268,19 @@ func BenchmarkDumpJSONAgainstTshark(b *testing.B) {
 	}
 	out := filepath.Join(dir, "out.json")
 
-	var ours, theirs time.Duration
+	var ours, theirs, oursCPU, theirsCPU time.Duration
 	var oursRSS, theirsRSS int64
 	b.SetBytes(size)
 	b.ResetTimer()
 	for b.Loop() {
 		// Alternate, so both see the same machine and the same page cache.
-		el, rss := timeCommand(b, tshark, "-n", "-q", "-r", path)
+		el, cpu, rss := timeCommand(b, tshark, "-n", "-q", "-r", path)
 		theirs += el
+		theirsCPU += cpu
 		theirsRSS = max(theirsRSS, rss)
-		el, rss = timeCommand(b, "sh", "-c", `exec "$0" dump --json "$1" >"$2"`, bin, path, out)
+		el, cpu, rss = timeCommand(b, "sh", "-c", `exec "$0" dump --json "$1" >"$2"`, bin, path, out)
 		ours += el
+		oursCPU += cpu
 		oursRSS = max(oursRSS, rss)
 	}
 	b.StopTimer()
@@ -287,9 +290,12 @@ func BenchmarkDumpJSONAgainstTshark(b *testing.B) {
 	}
 	n := time.Duration(b.N)
 	ratio := ours.Seconds() / theirs.Seconds()
+	cpuRatio := oursCPU.Seconds() / theirsCPU.Seconds()
 	b.ReportMetric(ratio, "time-of-tshark")
+	b.ReportMetric(cpuRatio, "cpu-of-tshark")
 	b.ReportMetric(float64(oursRSS)/(1<<20), "stepkit-MiB")
 	b.ReportMetric(float64(theirsRSS)/(1<<20), "tshark-MiB")
-	b.Logf("capture %d MB: stepkit dump --json %.3fs, %.0f MiB; tshark -r -q %.3fs, %.0f MiB; time ratio %.2f",
-		size/1e6, (ours / n).Seconds(), float64(oursRSS)/(1<<20), (theirs / n).Seconds(), float64(theirsRSS)/(1<<20), ratio)
+	b.Logf("capture %d MB: stepkit dump --json %.3fs (CPU %.3fs), %.0f MiB; tshark -r -q %.3fs (CPU %.3fs), %.0f MiB; ratio %.2f of the time, %.2f of the CPU time",
+		size/1e6, (ours / n).Seconds(), (oursCPU / n).Seconds(), float64(oursRSS)/(1<<20),
+		(theirs / n).Seconds(), (theirsCPU / n).Seconds(), float64(theirsRSS)/(1<<20), ratio, cpuRatio)
 }
