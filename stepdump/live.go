@@ -62,6 +62,13 @@ type liveSource struct {
 	stats LiveStats
 	start time.Time
 
+	// A goroutine reads the socket into packets, so that the kernel's
+	// buffer is emptied while the decoder works (as dumpcap does for
+	// tshark); readErr is why it stopped, when not closed.
+	packets chan livePacket
+	done    chan struct{}
+	readErr error
+
 	mu     sync.Mutex
 	closed bool
 	stop   func() bool
@@ -118,7 +125,7 @@ func openLive(ctx context.Context, o LiveOptions) (*liveSource, error) {
 	// Packets that arrived between the socket's bind and the filter were
 	// not filtered; counters restart here too.
 	_, _ = h.Stats()
-	s := &liveSource{h: h, opts: o, start: time.Now()}
+	s := &liveSource{h: h, opts: o, start: time.Now(), packets: make(chan livePacket, livePackets), done: make(chan struct{})}
 	s.stats.Interface = ifi.Name
 	if o.Save != nil {
 		intf := pcapgo.DefaultNgInterface
@@ -134,10 +141,42 @@ func openLive(ctx context.Context, o LiveOptions) (*liveSource, error) {
 		ctx, s.cancel = context.WithTimeout(ctx, o.Duration)
 	}
 	s.stop = context.AfterFunc(ctx, s.close)
+	go s.read()
 	if o.Started != nil {
 		o.Started()
 	}
 	return s, nil
+}
+
+type livePacket struct {
+	data []byte
+	ci   gopacket.CaptureInfo
+}
+
+// livePackets bounds the packets read but not yet decoded: up to 16 MiB
+// of loopback's 64 KiB packets. Beyond, the kernel's buffer holds them,
+// then drops and counts them.
+const livePackets = 256
+
+// read moves packets from the socket to the decoder until it is closed.
+func (s *liveSource) read() {
+	defer close(s.packets)
+	for {
+		data, ci, err := s.h.ZeroCopyReadPacketData()
+		if err != nil {
+			s.mu.Lock()
+			if !s.closed {
+				s.readErr = fmt.Errorf("capture on %s: %w", s.stats.Interface, err)
+			}
+			s.mu.Unlock()
+			return
+		}
+		select {
+		case s.packets <- livePacket{data: append([]byte(nil), data...), ci: ci}:
+		case <-s.done:
+			return
+		}
+	}
 }
 
 // close ends the capture: a read waiting for a packet returns.
@@ -148,6 +187,7 @@ func (s *liveSource) close() {
 		return
 	}
 	s.closed = true
+	close(s.done)
 	// The kernel's counters are read before the socket goes.
 	if st, err := s.h.Stats(); err == nil {
 		s.stats.Received += int64(st.Packets)
@@ -157,22 +197,23 @@ func (s *liveSource) close() {
 }
 
 // ZeroCopyReadPacketData returns the next packet, io.EOF once the capture
-// has ended.
+// has ended and the packets read before are decoded.
 func (s *liveSource) ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
 	if s.opts.Count > 0 && s.stats.Captured >= s.opts.Count {
 		s.close()
 		return nil, gopacket.CaptureInfo{}, io.EOF
 	}
-	data, ci, err := s.h.ZeroCopyReadPacketData()
-	if err != nil {
+	p, ok := <-s.packets
+	if !ok {
 		s.mu.Lock()
-		closed := s.closed
+		err := s.readErr
 		s.mu.Unlock()
-		if closed {
-			return nil, gopacket.CaptureInfo{}, io.EOF
+		if err != nil {
+			return nil, gopacket.CaptureInfo{}, err
 		}
-		return nil, ci, fmt.Errorf("capture on %s: %w", s.stats.Interface, err)
+		return nil, gopacket.CaptureInfo{}, io.EOF
 	}
+	data, ci := p.data, p.ci
 	s.stats.Captured++
 	// The VLAN the kernel stripped is of no use to the decoder, and the
 	// saved file has one interface.

@@ -296,3 +296,45 @@ func TestLiveCaptureNeedsPrivilege(t *testing.T) {
 		t.Fatalf("stdout %q", stdout.String())
 	}
 }
+
+// TestLiveCaptureEndsAtCountOrDuration: --count ends the capture after so
+// many packets, --duration after so long, both as a file's end does.
+func TestLiveCaptureEndsAtCountOrDuration(t *testing.T) {
+	requireRoot(t)
+	addr := startServer(t)
+	_, port, _ := net.SplitHostPort(addr)
+	var p int
+	fmt.Sscan(port, &p)
+	opts := stepdump.Options{Port: p, OnlyPort: true}
+
+	h := &lineHandler{}
+	done := make(chan struct{})
+	var st *stepdump.Stats
+	var err error
+	started := make(chan struct{})
+	go func() {
+		defer close(done)
+		st, err = stepdump.DecodeLive(context.Background(), stepdump.LiveOptions{Interface: "lo", Port: p, OnlyPort: true, Count: 3,
+			Started: func() { close(started) }}, opts, h)
+	}()
+	<-started
+	// A connection's handshake alone is three packets.
+	upload(t, addr, "counted", 100, 1)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("--count 3 did not end the capture")
+	}
+	if err != nil || st.Live.Captured != 3 || st.Packets != 3 {
+		t.Fatalf("count: %v, %+v", err, st)
+	}
+
+	start := time.Now()
+	st, err = stepdump.DecodeLive(context.Background(), stepdump.LiveOptions{Interface: "lo", Port: p, OnlyPort: true, Duration: 300 * time.Millisecond}, opts, &lineHandler{})
+	if el := time.Since(start); err != nil || el < 300*time.Millisecond || el > 10*time.Second {
+		t.Fatalf("duration 300ms: %v after %v", err, el)
+	}
+	if st.Live == nil || st.Live.Interface != "lo" {
+		t.Fatalf("stats %+v", st)
+	}
+}
