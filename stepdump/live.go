@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/afpacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"golang.org/x/net/bpf"
@@ -54,9 +55,10 @@ type LiveStats struct {
 	Dropped  int64
 }
 
-// liveSource reads packets from an AF_PACKET socket: no libpcap, no cgo.
+// liveSource reads packets from an AF_PACKET socket through the memory
+// ring the kernel fills (TPACKET_V3, as libpcap uses): no libpcap, no cgo.
 type liveSource struct {
-	h     *pcapgo.EthernetHandle
+	h     *afpacket.TPacket
 	opts  LiveOptions
 	save  *pcapgo.NgWriter
 	stats LiveStats
@@ -66,7 +68,8 @@ type liveSource struct {
 	// buffer is emptied while the decoder works (as dumpcap does for
 	// tshark); readErr is why it stopped, when not closed.
 	packets chan livePacket
-	done    chan struct{}
+	done    chan struct{} // closed to stop the reader
+	exited  chan struct{} // closed once it has, and the ring is gone
 	readErr error
 
 	mu     sync.Mutex
@@ -103,16 +106,10 @@ func openLive(ctx context.Context, o LiveOptions) (*liveSource, error) {
 	if t := arphrd(ifi.Name); t != unix.ARPHRD_ETHER && t != unix.ARPHRD_LOOPBACK {
 		return nil, fmt.Errorf("interface %s is neither Ethernet nor loopback (hardware type %d): capture it with tcpdump -w - | stepkit dump -", ifi.Name, t)
 	}
-	// pcapgo hides the socket's errno in a string: open one first to
-	// tell a missing privilege from other failures.
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	h, err := afpacket.NewTPacket(afpacket.OptInterface(ifi.Name), afpacket.OptBlockSize(ringBlock), afpacket.OptNumBlocks(ringBlocks),
+		afpacket.OptBlockTimeout(10*time.Millisecond), afpacket.OptPollTimeout(pollEvery))
 	if err != nil {
 		return nil, packetSocketError(ifi.Name, err)
-	}
-	unix.Close(fd)
-	h, err := pcapgo.NewEthernetHandle(ifi.Name)
-	if err != nil {
-		return nil, fmt.Errorf("capture on %s: %w", ifi.Name, err)
 	}
 	filter, err := bpf.Assemble(stepFilter(o.Port, o.OnlyPort, ifi.Flags&net.FlagLoopback != 0))
 	if err == nil {
@@ -122,14 +119,14 @@ func openLive(ctx context.Context, o LiveOptions) (*liveSource, error) {
 		h.Close()
 		return nil, fmt.Errorf("attach the capture filter on %s: %w", ifi.Name, err)
 	}
-	// Packets that arrived between the socket's bind and the filter were
-	// not filtered; counters restart here too.
-	_, _ = h.Stats()
-	s := &liveSource{h: h, opts: o, start: time.Now(), packets: make(chan livePacket, livePackets), done: make(chan struct{})}
+	// Counters restart once the filter is on.
+	_ = h.InitSocketStats()
+	s := &liveSource{h: h, opts: o, start: time.Now(), packets: make(chan livePacket, livePackets),
+		done: make(chan struct{}), exited: make(chan struct{})}
 	s.stats.Interface = ifi.Name
 	if o.Save != nil {
 		intf := pcapgo.DefaultNgInterface
-		intf.Name, intf.LinkType, intf.SnapLength = ifi.Name, layers.LinkTypeEthernet, uint32(h.GetCaptureLength())
+		intf.Name, intf.LinkType, intf.SnapLength = ifi.Name, layers.LinkTypeEthernet, ringBlock
 		opt := pcapgo.DefaultNgWriterOptions
 		opt.SectionInfo.Application = "stepkit dump"
 		if s.save, err = pcapgo.NewNgWriterInterface(o.Save, intf, opt); err != nil {
@@ -154,15 +151,36 @@ type livePacket struct {
 }
 
 // livePackets bounds the packets read but not yet decoded: up to 16 MiB
-// of loopback's 64 KiB packets. Beyond, the kernel's buffer holds them,
-// then drops and counts them.
+// of loopback's 64 KiB packets. Beyond, the kernel's ring holds them, then
+// drops and counts them.
 const livePackets = 256
 
-// read moves packets from the socket to the decoder until it is closed.
+// The ring: 8 blocks of 1 MiB, as large as libpcap's default buffer and
+// more, filled by the kernel while the decoder works. A block is handed
+// over when full or after 10 ms; the reader looks for the end of the
+// capture at least every pollEvery.
+const (
+	ringBlock  = 1 << 20
+	ringBlocks = 8
+	pollEvery  = 100 * time.Millisecond
+)
+
+// read moves packets from the ring to the decoder until the capture is
+// closed; then it lets the ring go, which no read may then touch.
 func (s *liveSource) read() {
+	defer close(s.exited)
+	defer s.h.Close()
 	defer close(s.packets)
 	for {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
 		data, ci, err := s.h.ZeroCopyReadPacketData()
+		if errors.Is(err, afpacket.ErrTimeout) {
+			continue
+		}
 		if err != nil {
 			s.mu.Lock()
 			if !s.closed {
@@ -179,7 +197,7 @@ func (s *liveSource) read() {
 	}
 }
 
-// close ends the capture: a read waiting for a packet returns.
+// close ends the capture: the reader stops within pollEvery.
 func (s *liveSource) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -187,13 +205,12 @@ func (s *liveSource) close() {
 		return
 	}
 	s.closed = true
-	close(s.done)
-	// The kernel's counters are read before the socket goes.
-	if st, err := s.h.Stats(); err == nil {
-		s.stats.Received += int64(st.Packets)
-		s.stats.Dropped += int64(st.Drops)
+	// The kernel's counters are read while the socket is open.
+	if st, st3, err := s.h.SocketStats(); err == nil {
+		s.stats.Received = int64(st.Packets() + st3.Packets())
+		s.stats.Dropped = int64(st.Drops() + st3.Drops())
 	}
-	s.h.Close()
+	close(s.done)
 }
 
 // ZeroCopyReadPacketData returns the next packet, io.EOF once the capture
@@ -235,6 +252,7 @@ func (s *liveSource) finish() error {
 		s.cancel()
 	}
 	s.close()
+	<-s.exited
 	if s.save == nil {
 		return nil
 	}
