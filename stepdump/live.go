@@ -64,9 +64,9 @@ type liveSource struct {
 	stats LiveStats
 	start time.Time
 
-	// A goroutine reads the socket into packets, so that the kernel's
-	// buffer is emptied while the decoder works (as dumpcap does for
-	// tshark); readErr is why it stopped, when not closed.
+	// A goroutine empties the kernel's ring into packets while the
+	// decoder works (as dumpcap does for tshark); readErr is why it
+	// stopped, when not closed.
 	packets chan livePacket
 	done    chan struct{} // closed to stop the reader
 	exited  chan struct{} // closed once it has, and the ring is gone
