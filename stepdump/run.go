@@ -75,7 +75,7 @@ func Run(ctx context.Context, r io.Reader, out io.Writer, cfg Config) (*Result, 
 		handlers = append(handlers, dia)
 	}
 	var tl *Timeline
-	if cfg.Graphs != "" || cfg.Summary {
+	if cfg.Graphs != "" || cfg.Summary && !cfg.JSON {
 		tl = NewTimeline()
 		handlers = append(handlers, tl)
 	}
