@@ -142,6 +142,7 @@ func TestLabGuide(t *testing.T) {
 		"uploaded report.bin (50000 bytes, 3 blocks)", // the client ran against the reference server
 		"the file on the wire is the file on disk",    // dump --extract rebuilt it
 		"LOGIN", "SAVE", "UPLOAD", // dump's lines
+		`UPLOAD FILE key="notes.bin"`, "packets captured, 0 dropped by the kernel", // dump -i lo
 		"NOT CONFORMANT", "exit status 1", // the suite judged the (partial) server
 		"FRAME-2", // stepkit spec
 		// stepkit sandbox check
@@ -151,7 +152,7 @@ func TestLabGuide(t *testing.T) {
 			t.Errorf("the guide's output lacks %q:\n%s", want, out)
 		}
 	}
-	for _, f := range []string{"client.pcap", "ladder.html", "client-report.html", "server-report.html", "server-report.json"} {
+	for _, f := range []string{"client.pcap", "live.pcapng", "ladder.html", "client-report.html", "server-report.html", "server-report.json"} {
 		if info, err := os.Stat(filepath.Join(dir, f)); err != nil || info.Size() == 0 {
 			t.Errorf("the guide did not make %s: %v", f, err)
 		}

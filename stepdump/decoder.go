@@ -69,6 +69,8 @@ type Stats struct {
 	Messages    int64
 	First, Last time.Time
 	Extracted   []Extracted
+	// Live is set for a live capture (DecodeLive).
+	Live *LiveStats
 }
 
 // PortCount is a server port and the STEP connections found on it.
@@ -81,11 +83,40 @@ type PortCount struct {
 // order. It returns an error only when the input is not a capture at all or
 // cannot be read; damage inside a capture is reported as notes.
 func Decode(ctx context.Context, r io.Reader, opts Options, h Handler) (*Stats, error) {
-	d, err := newDecoder(r, opts, h)
+	c, err := openCapture(r)
 	if err != nil {
 		return nil, err
 	}
-	return d.run(ctx)
+	return newDecoder(c, opts, h).run(ctx)
+}
+
+// DecodeLive captures packets on an interface and decodes them as they
+// arrive, as Decode does a file, until lo's count or duration is reached
+// or ctx is cancelled; then it ends as a capture file would, with
+// Stats.Live saying what the kernel counted.
+func DecodeLive(ctx context.Context, lo LiveOptions, opts Options, h Handler) (*Stats, error) {
+	if opts.Port == 0 {
+		opts.Port = spec.DefaultPort
+	}
+	if lo.Port == 0 {
+		lo.Port = opts.Port
+	}
+	src, err := openLive(ctx, lo)
+	if err != nil {
+		return nil, err
+	}
+	c := &capture{src: src, linkType: layers.LinkTypeEthernet, format: "live capture on " + src.stats.Interface}
+	// The source ends at EOF when the capture is to stop: the decoder
+	// then finishes its connections as at a file's end.
+	st, err := newDecoder(c, opts, h).run(context.Background())
+	if ferr := src.finish(); err == nil && ferr != nil {
+		err = ferr
+	}
+	if st != nil {
+		live := src.stats
+		st.Live = &live
+	}
+	return st, err
 }
 
 // pktCtx travels with every segment through reassembly, so that delivered
@@ -138,7 +169,7 @@ type deferredEvent struct {
 	end  *Conn
 }
 
-func newDecoder(r io.Reader, opts Options, h Handler) (*decoder, error) {
+func newDecoder(c *capture, opts Options, h Handler) *decoder {
 	if opts.Port == 0 {
 		opts.Port = spec.DefaultPort
 	}
@@ -153,10 +184,6 @@ func newDecoder(r io.Reader, opts Options, h Handler) (*decoder, error) {
 	}
 	if opts.GapTimeout == 0 {
 		opts.GapTimeout = 2 * time.Second
-	}
-	c, err := openCapture(r)
-	if err != nil {
-		return nil, err
 	}
 	d := &decoder{opts: opts, h: h, cap: c, conns: make(map[flowKey]*connState), ports: make(map[uint16]int)}
 	d.files = newFileTracker(d)
@@ -173,7 +200,7 @@ func newDecoder(r io.Reader, opts Options, h Handler) (*decoder, error) {
 	// beyond, the hole is given up on, which bounds memory per connection.
 	d.asm.MaxBufferedPagesPerConnection = 4096
 	d.asm.MaxBufferedPagesTotal = 65536
-	return d, nil
+	return d
 }
 
 func (d *decoder) run(ctx context.Context) (*Stats, error) {

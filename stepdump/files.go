@@ -1,6 +1,7 @@
 package stepdump
 
 import (
+	"bytes"
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
@@ -62,6 +63,23 @@ type fileTracker struct {
 	files     map[fileID]*fileState
 	order     []*fileState
 	extracted []Extracted
+
+	lastToken []byte
+	lastUser  string
+}
+
+// user is userOf(m), remembered for the last token seen: every block
+// request of a transfer carries the same token, decoded once.
+func (t *fileTracker) user(m *spec.Message) string {
+	raw, ok := m.Raw(spec.FieldToken)
+	if !ok || m.Operation() == spec.OpLogin {
+		return userOf(m)
+	}
+	if !bytes.Equal(raw, t.lastToken) {
+		t.lastToken = append(t.lastToken[:0], raw...)
+		t.lastUser = userOf(m)
+	}
+	return t.lastUser
 }
 
 func newFileTracker(d *decoder) *fileTracker {
@@ -72,7 +90,7 @@ func newFileTracker(d *decoder) *fileTracker {
 const maxTrackedBlocks = 1 << 24
 
 func (t *fileTracker) get(c *connState, req *Message, key string, upload bool) *fileState {
-	user := userOf(req.Msg)
+	user := t.user(req.Msg)
 	if user == "" {
 		user = c.conn.Summary.User
 	}

@@ -2,13 +2,16 @@ package stepdump
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stepkit/stepkit/spec"
 )
@@ -79,7 +82,10 @@ type TextWriter struct {
 	Quiet bool
 	// LineBuffered flushes after every line, for a live capture on a pipe.
 	LineBuffered bool
-	start        time.Time
+	// Times, when set, adds each connection's in-flight, latency and
+	// stall numbers to its summary.
+	Times []TimeStats
+	start time.Time
 }
 
 // NewTextWriter writes to w; call Flush at the end.
@@ -259,6 +265,21 @@ func (t *TextWriter) Note(n *Note) {
 // ConnEnd does nothing: summaries are printed at the end.
 func (t *TextWriter) ConnEnd(*Conn) {}
 
+// timeSummary prints the numbers behind a connection's graphs.
+func (t *TextWriter) timeSummary(s TimeStats) {
+	if s.BlockRequests > 0 {
+		fmt.Fprintf(t.w, "  in flight   %s\n", s.inFlightText())
+	}
+	if s.Answers > 0 {
+		fmt.Fprintf(t.w, "  latency     p50 %s, p90 %s, p99 %s, max %s (%d answers)\n",
+			fmtLatency(s.P50), fmtLatency(s.P90), fmtLatency(s.P99), fmtLatency(s.MaxLatency), s.Answers)
+	}
+	if s.Stall > 0 {
+		fmt.Fprintf(t.w, "  stall       %s at %.6f, after %s (packet %d), before %s (packet %d)\n",
+			fmtLatency(s.Stall), t.rel(s.StallFrom.Time), s.StallFrom.Label, s.StallFrom.Packet, s.StallTo.Label, s.StallTo.Packet)
+	}
+}
+
 // Summary prints one block per connection.
 func (t *TextWriter) Summary(conns []*Conn, st *Stats) {
 	for _, c := range conns {
@@ -286,6 +307,11 @@ func (t *TextWriter) Summary(conns []*Conn, st *Stats) {
 			fmt.Fprintf(t.w, "  tcp         %d bytes seen twice (retransmitted or overlapping), %d bytes missing from the capture\n",
 				s.DuplicateBytes, s.LostBytes)
 		}
+		for _, ts := range t.Times {
+			if ts.Conn == c {
+				t.timeSummary(ts)
+			}
+		}
 		errc := ansiGreen
 		if s.Errors > 0 || s.Unanswered > 0 {
 			errc = ansiRed
@@ -303,6 +329,9 @@ func (t *TextWriter) Summary(conns []*Conn, st *Stats) {
 		}
 		fmt.Fprintf(t.w, "capture: %s, %s, %d packets, %d connections, %d messages%s\n",
 			st.Format, st.LinkType, st.Packets, len(conns), st.Messages, ports)
+		if l := st.Live; l != nil {
+			fmt.Fprintf(t.w, "kernel: %d packets passed the filter, %d dropped\n", l.Received, l.Dropped)
+		}
 	}
 }
 
@@ -349,6 +378,11 @@ type JSONWriter struct {
 	// LineBuffered flushes after every line, for a live capture on a pipe.
 	LineBuffered bool
 	start        time.Time
+
+	buf      []byte // the line being written
+	lastConn *Conn  // whose endpoints are in client and server
+	client   []byte // JSON strings
+	server   []byte
 }
 
 // NewJSONWriter writes JSON lines to w; call Flush at the end.
@@ -414,6 +448,23 @@ func (j *JSONWriter) Message(m *Message) {
 	if j.Quiet {
 		return
 	}
+	if !j.Verbose && len(m.Missing) == 0 {
+		// The common line is written by hand, byte for byte what
+		// encoding/json writes, at a fraction of its cost.
+		if b, ok := j.appendMessage(j.buf[:0], m); ok {
+			j.buf = b
+			j.w.Write(b)
+			if j.LineBuffered {
+				j.w.Flush()
+			}
+			return
+		}
+	}
+	j.encodeMessage(m)
+}
+
+// encodeMessage writes m with encoding/json.
+func (j *JSONWriter) encodeMessage(m *Message) {
 	o := jsonMessage{Kind: "message", Time: m.Time.UTC().Format(time.RFC3339Nano), Rel: j.rel(m.Time), Packet: m.Packet,
 		Conn: m.Conn.ID, Client: m.Conn.Client.String(), Server: m.Conn.Server.String(),
 		Dir: dirName(m.FromClient), Seq: m.Seq, Offset: m.Offset,
@@ -538,3 +589,117 @@ func (c *Collector) Message(*Message) {}
 
 // Note is ignored.
 func (c *Collector) Note(*Note) {}
+
+// appendMessage appends m as encodeMessage writes it; false when m holds
+// something only encoding/json writes right (a float in exponent form).
+func (j *JSONWriter) appendMessage(b []byte, m *Message) ([]byte, bool) {
+	rel := j.rel(m.Time)
+	if !plainFloat(rel) {
+		return b, false
+	}
+	if m.Conn != j.lastConn {
+		j.lastConn = m.Conn
+		j.client = appendJSONString(j.client[:0], m.Conn.Client.String())
+		j.server = appendJSONString(j.server[:0], m.Conn.Server.String())
+	}
+	b = append(b, `{"kind":"message","time":"`...)
+	b = m.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","rel":`...)
+	b = strconv.AppendFloat(b, rel, 'f', -1, 64)
+	b = append(b, `,"packet":`...)
+	b = strconv.AppendInt(b, m.Packet, 10)
+	b = append(b, `,"conn":`...)
+	b = strconv.AppendInt(b, int64(m.Conn.ID), 10)
+	b = append(b, `,"client":`...)
+	b = append(b, j.client...)
+	b = append(b, `,"server":`...)
+	b = append(b, j.server...)
+	b = append(b, `,"dir":"`...)
+	b = append(b, dirName(m.FromClient)...)
+	b = append(b, `","seq":`...)
+	b = strconv.AppendInt(b, int64(m.Seq), 10)
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendInt(b, m.Offset, 10)
+	if x := m.Msg; x != nil {
+		if op := x.Operation(); op != "" {
+			b = append(b, `,"operation":`...)
+			b = appendJSONString(b, string(op))
+		}
+		if t := x.Type(); t != "" {
+			b = append(b, `,"type":`...)
+			b = appendJSONString(b, string(t))
+		}
+		if d := x.Direction(); d != "" {
+			b = append(b, `,"direction":`...)
+			b = appendJSONString(b, string(d))
+		}
+		if st, ok := x.Status(); ok {
+			b = append(b, `,"status":`...)
+			b = strconv.AppendInt(b, int64(st), 10)
+			if msg := x.StatusMsg(); msg != "" {
+				b = append(b, `,"status_msg":`...)
+				b = appendJSONString(b, msg)
+			}
+		}
+		if k, err := x.Key(); err == nil {
+			b = append(b, `,"key":`...)
+			b = appendJSONString(b, k)
+		}
+		if bi, err := x.BlockIndex(); err == nil {
+			b = append(b, `,"block_index":`...)
+			b = strconv.AppendInt(b, bi, 10)
+		}
+	}
+	b = append(b, `,"json_len":`...)
+	b = strconv.AppendUint(b, uint64(m.JSONLen), 10)
+	b = append(b, `,"binary_len":`...)
+	b = strconv.AppendUint(b, uint64(m.BinaryLen), 10)
+	if m.CharCount {
+		b = append(b, `,"char_count":true`...)
+		if m.ActualJSONLen != 0 {
+			b = append(b, `,"actual_json_len":`...)
+			b = strconv.AppendInt(b, int64(m.ActualJSONLen), 10)
+		}
+	}
+	if e := errText(m.Err); e != "" {
+		b = append(b, `,"error":`...)
+		b = appendJSONString(b, e)
+	}
+	if m.Request != nil {
+		if m.Request.Seq != 0 {
+			b = append(b, `,"request_seq":`...)
+			b = strconv.AppendInt(b, int64(m.Request.Seq), 10)
+		}
+		l := float64(m.Latency.Microseconds()) / 1000
+		if !plainFloat(l) {
+			return b, false
+		}
+		b = append(b, `,"latency_ms":`...)
+		b = strconv.AppendFloat(b, l, 'f', -1, 64)
+	}
+	b = append(b, "}\n"...)
+	return b, true
+}
+
+// plainFloat reports whether encoding/json writes f without an exponent.
+func plainFloat(f float64) bool {
+	a := math.Abs(f)
+	return a == 0 || a >= 1e-6 && a < 1e21
+}
+
+// appendJSONString appends s quoted as encoding/json does with HTML
+// escaping off: the plain case directly, the rest through the encoder.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			var w bytes.Buffer
+			enc := json.NewEncoder(&w)
+			enc.SetEscapeHTML(false)
+			_ = enc.Encode(s)
+			return append(b, bytes.TrimSuffix(w.Bytes(), []byte("\n"))...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}

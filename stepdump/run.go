@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Config is what the dump command asks for.
@@ -20,9 +21,17 @@ type Config struct {
 	Color    bool
 	Extract  string // directory, or ""
 	Diagram  string // file, or ""
+	Graphs   string // file for the graphs over time, or ""
 	// LineBuffered writes each line at once: for a capture read live from
 	// a pipe (tcpdump -w - | stepkit dump -).
 	LineBuffered bool
+	// Interface, when set, captures live there instead of reading r
+	// (see LiveOptions); lines are then written as messages are decoded.
+	Interface string
+	Count     int64
+	Duration  time.Duration
+	// Save is the pcapng file a live capture is written to, or "".
+	Save string
 }
 
 // Result is what a Run found.
@@ -37,6 +46,13 @@ func Run(ctx context.Context, r io.Reader, out io.Writer, cfg Config) (*Result, 
 	if cfg.Extract != "" {
 		if err := os.MkdirAll(cfg.Extract, 0o755); err != nil {
 			return nil, fmt.Errorf("extract directory: %w", err)
+		}
+	}
+	live := cfg.Interface != ""
+	if live {
+		cfg.LineBuffered = true
+		if cfg.Name == "" || cfg.Name == "-" {
+			cfg.Name = cfg.Interface
 		}
 	}
 	var handlers Multi
@@ -58,8 +74,19 @@ func Run(ctx context.Context, r io.Reader, out io.Writer, cfg Config) (*Result, 
 		dia = NewDiagram(filepath.Base(cfg.Name))
 		handlers = append(handlers, dia)
 	}
+	var tl *Timeline
+	if cfg.Graphs != "" || cfg.Summary && !cfg.JSON {
+		tl = NewTimeline()
+		handlers = append(handlers, tl)
+	}
 	opts := Options{Port: cfg.Port, OnlyPort: cfg.OnlyPort, HashBinary: cfg.Verbose, ExtractDir: cfg.Extract}
-	st, err := Decode(ctx, r, opts, handlers)
+	var st *Stats
+	var err error
+	if live {
+		st, err = decodeLive(ctx, cfg, opts, handlers)
+	} else {
+		st, err = Decode(ctx, r, opts, handlers)
+	}
 	if err != nil {
 		if text != nil {
 			text.Flush()
@@ -81,6 +108,7 @@ func Run(ctx context.Context, r io.Reader, out io.Writer, cfg Config) (*Result, 
 		}
 	} else {
 		if cfg.Summary {
+			text.Times = tl.Stats()
 			text.Summary(conns, st)
 		}
 		for _, x := range st.Extracted {
@@ -106,7 +134,37 @@ func Run(ctx context.Context, r io.Reader, out io.Writer, cfg Config) (*Result, 
 			return nil, fmt.Errorf("write diagram: %w", err)
 		}
 	}
+	if cfg.Graphs != "" {
+		var b bytes.Buffer
+		if err := tl.WriteHTML(&b, filepath.Base(cfg.Name)); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(cfg.Graphs, b.Bytes(), 0o644); err != nil {
+			return nil, fmt.Errorf("write graphs: %w", err)
+		}
+	}
 	return res, nil
+}
+
+func decodeLive(ctx context.Context, cfg Config, opts Options, h Handler) (*Stats, error) {
+	lo := LiveOptions{Interface: cfg.Interface, Port: cfg.Port, OnlyPort: cfg.OnlyPort, Count: cfg.Count, Duration: cfg.Duration}
+	if cfg.Save == "" {
+		return DecodeLive(ctx, lo, opts, h)
+	}
+	f, err := os.Create(cfg.Save)
+	if err != nil {
+		return nil, fmt.Errorf("save capture: %w", err)
+	}
+	lo.Save = f
+	st, err := DecodeLive(ctx, lo, opts, h)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("save capture: %w", cerr)
+	}
+	if st == nil {
+		// Nothing was captured: leave no empty file behind.
+		os.Remove(cfg.Save)
+	}
+	return st, err
 }
 
 // Line describes a rebuilt file in one line of text.

@@ -83,6 +83,11 @@ func TestDumpBadInput(t *testing.T) {
 		{[]string{"--port", "70000", notCapture}, exitUsage, "not a TCP port"},
 		{[]string{"--color", "pink", notCapture}, exitUsage, "--color"},
 		{[]string{"a.pcap", "b.pcap"}, exitUsage, "one capture"},
+		{[]string{"-w", filepath.Join(dir, "out.pcapng"), notCapture}, exitUsage, "--write goes with a live capture"},
+		{[]string{"--duration", "1s", notCapture}, exitUsage, "--duration goes with a live capture"},
+		{[]string{"-i", "lo", notCapture}, exitUsage, "give no capture file as well"},
+		{[]string{"-i", "lo", "--count", "-1"}, exitUsage, "must not be negative"},
+		{[]string{"-i", "no-such-interface0"}, exitFailure, `no interface "no-such-interface0"`},
 	} {
 		code, _, errs := dumpRun(t, nil, c.args...)
 		if code != c.code || !strings.Contains(errs, c.msg) {
