@@ -59,7 +59,7 @@ type Exchange struct {
 	RespBin  []byte
 	Detail   string // how a silence was confirmed, what was wrong with a frame
 	Latency  time.Duration
-	charsLen bool // the answer's JSON length counted characters (FRAME-2)
+	charsLen bool   // the answer's JSON length counted characters (FRAME-2)
 	tokenOf  int    // the placeholder user whose token the request carries unchanged
 	block    []byte // the binary part sent
 }

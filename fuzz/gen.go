@@ -13,7 +13,7 @@ import (
 // gen builds and mutates inputs. Every choice comes from its rng, so a
 // seed gives the same inputs against the same server.
 type gen struct {
-	rng *rand.Rand
+	rng   *rand.Rand
 	bs    int64 // the block size the server plans with
 	conns int   // the most connections an input opens
 }

@@ -50,10 +50,10 @@ type Check struct {
 	Kind string `json:"kind"` // dead, silence, hangup, status, md5, bytes, fields, frame
 	Step int    `json:"step"`
 	// Statuses a correct server may answer; Any4xx: any 4xx too.
-	Statuses []int  `json:"statuses,omitempty"`
-	Any4xx   bool   `json:"any_4xx,omitempty"`
-	MD5      string `json:"md5,omitempty"`    // the MD5 of the right bytes
-	Field    string `json:"field,omitempty"`  // the response field that carries them
+	Statuses []int    `json:"statuses,omitempty"`
+	Any4xx   bool     `json:"any_4xx,omitempty"`
+	MD5      string   `json:"md5,omitempty"`    // the MD5 of the right bytes
+	Field    string   `json:"field,omitempty"`  // the response field that carries them
 	Fields   []string `json:"fields,omitempty"` // fields the answer must carry
 }
 
@@ -340,7 +340,9 @@ func badKey(k string) bool {
 // oddKey is a key a server may refuse (empty, over 255 bytes, not UTF-8).
 func oddKey(k string) bool { return k == "" || len(k) > 255 || !isUTF8(k) }
 
-func isUTF8(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s && !strings.Contains(s, "\uFFFD") }
+func isUTF8(s string) bool {
+	return strings.ToValidUTF8(s, "\uFFFD") == s && !strings.Contains(s, "\uFFFD")
+}
 
 // intField returns an integer field; ok is false when it is absent or not
 // a JSON integer.

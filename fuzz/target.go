@@ -86,13 +86,15 @@ func (r *Remote) Dial(ctx context.Context) (net.Conn, error) {
 	var d net.Dialer
 	return d.DialContext(ctx, "tcp", r.addr)
 }
-func (r *Remote) Addr() string                  { return r.addr }
-func (r *Remote) Managed() bool                 { return false }
-func (r *Remote) Restart(context.Context) error { return errors.New("the server was not started by stepkit") }
-func (r *Remote) Exited() (bool, string)        { return false, "" }
-func (r *Remote) RSS() int64                    { return 0 }
-func (r *Remote) Output() string                { return "" }
-func (r *Remote) Close() error                  { return nil }
+func (r *Remote) Addr() string  { return r.addr }
+func (r *Remote) Managed() bool { return false }
+func (r *Remote) Restart(context.Context) error {
+	return errors.New("the server was not started by stepkit")
+}
+func (r *Remote) Exited() (bool, string) { return false, "" }
+func (r *Remote) RSS() int64             { return 0 }
+func (r *Remote) Output() string         { return "" }
+func (r *Remote) Close() error           { return nil }
 
 // DefaultStartTimeout bounds the wait for a started server to listen.
 const DefaultStartTimeout = 10 * time.Second
