@@ -41,6 +41,8 @@ type Options struct {
 	MemoryBound int64
 	// ShrinkTime bounds the shrinking of each finding.
 	ShrinkTime time.Duration
+	// StopAtFirst ends exploring at the first finding.
+	StopAtFirst bool
 	// Progress, if set, is called about four times a second.
 	Progress func(Progress)
 }
@@ -258,6 +260,10 @@ func (f *fuzzer) explore(ctx context.Context) {
 			f.res.Stopped = stop
 			return
 		}
+		if f.o.StopAtFirst && len(f.res.Findings) > 0 {
+			f.res.Stopped = "stopped at the first finding"
+			return
+		}
 	}
 	f.progress("exploring", 0)
 }
@@ -285,7 +291,15 @@ func (f *fuzzer) try(ctx context.Context, in *Input, explore bool) ([]Violation,
 	}
 	alive, v := f.alive(ctx, tr)
 	if v != nil {
-		vs = append([]Violation{*v}, vs...)
+		// A request unanswered because the server died is the death's
+		// symptom, not a finding of its own.
+		kept := []Violation{*v}
+		for _, x := range vs {
+			if x.Oracle != OracleHangup && x.Oracle != OracleSilence {
+				kept = append(kept, x)
+			}
+		}
+		vs = kept
 	}
 	if !alive {
 		if !f.o.Target.Managed() {

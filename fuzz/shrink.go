@@ -38,6 +38,8 @@ func (f *fuzzer) shrink(ctx context.Context, fd *Finding, i int) {
 	} else {
 		in = s.conns(ctx, in)
 		in = s.steps(ctx, in)
+		in = s.blocks(ctx, in)
+		in = s.steps(ctx, in)
 		in = s.fields(ctx, in)
 		fd.Minimised = true
 		if s.out() {
@@ -225,4 +227,58 @@ func answers(in *Input, tr *Trace) []Answer {
 		out = append(out, a)
 	}
 	return out
+}
+
+// blocks tries each file of the input one block shorter: its plan's size
+// less a block, that block's UPLOAD gone and the later ones renumbered,
+// so that an upload keeps its order with fewer blocks.
+func (s *shrinker) blocks(ctx context.Context, in *Input) *Input {
+	bs := s.f.res.BlockSize
+	for changed := true; changed && !s.out(); {
+		changed = false
+		for i, st := range in.Steps {
+			m, err := spec.ParseMessage([]byte(st.JSON))
+			if err != nil || m.Operation() != spec.OpSave || m.Type() != spec.TypeFile {
+				continue
+			}
+			key, err1 := m.Key()
+			size, err2 := m.Size()
+			if err1 != nil || err2 != nil || size <= bs {
+				continue
+			}
+			total := spec.TotalBlocks(size, bs)
+			for drop := int64(0); drop < total-1 && !changed && !s.out(); drop++ {
+				c := &Input{}
+				for j, o := range in.Steps {
+					if j == i {
+						cm := m.Clone()
+						cm.SetInt(spec.FieldSize, size-bs)
+						o.JSON = cm.JSONString()
+						c.Steps = append(c.Steps, o)
+						continue
+					}
+					um, err := spec.ParseMessage([]byte(o.JSON))
+					if err == nil && um.Operation() == spec.OpUpload {
+						if k, err := um.Key(); err == nil && k == key {
+							if idx, err := um.BlockIndex(); err == nil && idx >= drop {
+								if idx == drop {
+									continue
+								}
+								um.SetInt(spec.FieldBlockIndex, idx-1)
+								o.JSON = um.JSONString()
+							}
+						}
+					}
+					c.Steps = append(c.Steps, o)
+				}
+				if s.test(ctx, c) {
+					in, changed = c, true
+				}
+			}
+			if changed {
+				break
+			}
+		}
+	}
+	return in
 }
