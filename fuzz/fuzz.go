@@ -41,6 +41,10 @@ type Options struct {
 	MemoryBound int64
 	// ShrinkTime bounds the shrinking of each finding.
 	ShrinkTime time.Duration
+	// MaxInputs, if positive, ends exploring after that many inputs.
+	MaxInputs int
+	// OnInput, if set, sees each input before it is sent.
+	OnInput func(*Input)
 	// StopAtFirst ends exploring at the first finding.
 	StopAtFirst bool
 	// Progress, if set, is called about four times a second.
@@ -227,6 +231,12 @@ func (f *fuzzer) explore(ctx context.Context) {
 			}
 		} else {
 			in = f.gen.mutate(f.corpus[f.gen.pick(len(f.corpus))], f.corpus)
+		}
+		if f.o.MaxInputs > 0 && f.res.Inputs >= f.o.MaxInputs {
+			break
+		}
+		if f.o.OnInput != nil {
+			f.o.OnInput(in)
 		}
 		f.res.Inputs++
 		vs, tr, stop := f.try(ctx, in, true)

@@ -207,3 +207,9 @@ func lie(n int, by int64) uint32 {
 	v := int64(n) + by
 	return uint32(min(max(v, 0), math.MaxUint32))
 }
+
+// Key is the input as one string, to compare inputs.
+func (in *Input) Key() string {
+	b, _ := json.Marshal(in)
+	return string(b)
+}
