@@ -76,6 +76,9 @@ type Options struct {
 	ReadTimeout, CaseTimeout time.Duration
 	Strict                   bool
 	Selectors                []string
+	// Fuzz, if positive, is each server's fuzzing budget: stepkit fuzz
+	// runs against it after the suite, for the class report's fuzz column.
+	Fuzz time.Duration
 	// StartTimeout bounds the wait for a server to listen.
 	StartTimeout time.Duration
 	// RunTimeout bounds a submission's whole grading.
@@ -407,6 +410,9 @@ func (g *grader) gradeServer(ctx context.Context, s Submission, dir string, r *R
 		case <-p.exited:
 		case <-time.After(2 * time.Second):
 		}
+	}
+	if err == nil && g.o.Fuzz > 0 && p.running() {
+		r.Fuzz = g.fuzz(ctx, box.Trusted, dir, addr)
 	}
 	if !p.running() {
 		r.Verdict, r.Problem = Crashed, "died during the suite: "+p.describe()

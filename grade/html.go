@@ -162,7 +162,8 @@ func (c *Class) WriteHTML(w io.Writer) error {
 		Outcomes []conformance.Outcome
 		Tally    string
 		Students int
-	}{c, cols, teach, rows, conformance.Outcomes(), strings.Join(tally, " · "), len(c.Results)}
+		Fuzz     bool
+	}{c, cols, teach, rows, conformance.Outcomes(), strings.Join(tally, " · "), len(c.Results), c.fuzzed()}
 	return classTemplate.Execute(w, data)
 }
 
@@ -263,7 +264,7 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.4em;margin:.3em 0;white-sp
 {{end}}</table>{{end}}
 <h2>Students × requirements</h2>
 <table id="matrix">
-<thead><tr><th class="s" data-t="s">student</th><th class="s" data-t="s">verdict</th><th class="s" data-t="n">score</th>{{range .Outcomes}}<th class="s" data-t="n">{{.}}</th>{{end}}<th class="s" data-t="n">time</th>{{range .Cols}}<th class="s req" data-t="n" title="{{.ID}} ({{.Level}}): {{.Text}} — failed by {{.Failed}}">{{.ID}}</th>{{end}}</tr></thead>
+<thead><tr><th class="s" data-t="s">student</th><th class="s" data-t="s">verdict</th><th class="s" data-t="n">score</th>{{range .Outcomes}}<th class="s" data-t="n">{{.}}</th>{{end}}<th class="s" data-t="n">time</th>{{if .Fuzz}}<th class="s" data-t="n" title="distinct findings of stepkit fuzz">fuzz</th>{{end}}{{range .Cols}}<th class="s req" data-t="n" title="{{.ID}} ({{.Level}}): {{.Text}} — failed by {{.Failed}}">{{.ID}}</th>{{end}}</tr></thead>
 <tbody>
 {{range .Rows}}<tr{{if .Baseline}} class="base"{{end}}>
 <td data-v="{{.R.ID}}">{{if .R.Report}}<a href="{{.Dir}}/report.html">{{.R.ID}}</a>{{else}}{{.R.ID}}{{end}}{{if .Baseline}} (baseline){{end}}</td>
@@ -271,6 +272,7 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.4em;margin:.3em 0;white-sp
 <td class="n" data-v="{{num .R.Score.Score}}">{{num .R.Score.Score}}</td>
 {{range .Counts}}<td class="n" data-v="{{.}}">{{.}}</td>{{end}}
 <td class="n" data-v="{{.R.Duration.Seconds}}">{{secs .R.Duration}}</td>
+{{if $.Fuzz}}{{$dir := .Dir}}<td class="n" data-v="{{with .R.Fuzz}}{{.Findings}}{{end}}">{{with .R.Fuzz}}{{if .Problem}}<span title="{{.Problem}}">?</span>{{else}}<a href="{{$dir}}/{{.Report}}">{{.Findings}}</a>{{end}}{{end}}</td>{{end}}
 {{if .R.Report}}{{range .Cells}}<td class="c {{.Class}}" data-v="{{.Rank}}" title="{{.Title}}">{{if .Link}}<a href="{{.Link}}">{{.Mark}}</a>{{end}}</td>{{end}}
 {{else}}<td colspan="{{len $.Cols}}" data-v="9"><span class="problem">{{.R.Problem}}</span> · <a href="{{.Dir}}/output.txt">output</a>{{if .R.Output}}<pre>{{range .R.Output}}{{.}}
 {{end}}</pre>{{end}}</td>{{end}}
@@ -323,3 +325,13 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.4em;margin:.3em 0;white-sp
 </body>
 </html>
 `))
+
+// fuzzed reports whether any server of the class was fuzzed.
+func (c *Class) fuzzed() bool {
+	for _, r := range c.Results {
+		if r.Fuzz != nil {
+			return true
+		}
+	}
+	return false
+}

@@ -30,6 +30,7 @@ type gradeOptions struct {
 	cpu                           time.Duration
 	requireIsolation              bool
 	noProgress                    bool
+	fuzz                          time.Duration
 }
 
 func newGradeCmd() *cobra.Command {
@@ -96,6 +97,7 @@ whatever its verdict; 1 when grading itself failed; 2 for a usage error.`,
 	f.DurationVar(&o.cpu, "cpu", 2*time.Minute, "CPU-time bound of each submission")
 	f.BoolVar(&o.requireIsolation, "require-isolation", false, "fail rather than run submissions on the host network when namespaces are not available")
 	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar, even on a terminal")
+	f.DurationVar(&o.fuzz, "fuzz", 0, "also fuzz each server for this long after the suite (stepkit fuzz), for a fuzz column in the class report")
 	return cmd
 }
 
@@ -169,7 +171,7 @@ func runGrade(ctx context.Context, cmd *cobra.Command, o gradeOptions, selectors
 	opts := grade.Options{Kind: kind, Submissions: subs, Run: o.run, Jobs: o.jobs, Out: o.out, Rubric: rubric,
 		ReadTimeout: o.readTimeout, CaseTimeout: o.caseTimeout, Strict: o.strict, Selectors: selectors,
 		StartTimeout: o.startTimeout, RunTimeout: o.runTimeout, Memory: mem, CPU: o.cpu,
-		RequireIsolation: o.requireIsolation}
+		RequireIsolation: o.requireIsolation, Fuzz: o.fuzz}
 	if o.baseline != "" {
 		info, err := os.Stat(o.baseline)
 		if err != nil || !info.IsDir() {
