@@ -207,8 +207,8 @@ func writeFuzzReports(res *fuzz.Result, out, jsonReport, htmlReport string) erro
 		return fmt.Errorf("--out: %w", err)
 	}
 	for _, f := range res.Findings {
-		name := strings.ToLower(fmt.Sprintf("%s-%s-%s", f.ID, f.Oracle, strings.ReplaceAll(strings.TrimSpace(f.Operation), " ", "-")))
-		name = strings.Map(func(r rune) rune {
+		name := strings.ToLower(fmt.Sprintf("%s-%s", f.Oracle, strings.ReplaceAll(strings.TrimSpace(f.Operation), " ", "-")))
+		name = f.ID + "-" + strings.Map(func(r rune) rune {
 			if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
 				return r
 			}
