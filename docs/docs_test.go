@@ -143,13 +143,14 @@ func TestLabGuide(t *testing.T) {
 		"the file on the wire is the file on disk",    // dump --extract rebuilt it
 		"LOGIN", "SAVE", "UPLOAD", // dump's lines
 		"NOT CONFORMANT", "exit status 1", // the suite judged the (partial) server
-		"FRAME-2", // stepkit spec
+		"FRAME-2",       // stepkit spec
+		"FAILURE SHOWN", // the fuzzer's reproducer, against the partial server
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the guide's output lacks %q:\n%s", want, out)
 		}
 	}
-	for _, f := range []string{"client.pcap", "ladder.html", "client-report.html", "server-report.html", "server-report.json"} {
+	for _, f := range []string{"client.pcap", "ladder.html", "client-report.html", "server-report.html", "server-report.json", "fuzz-report/report.html"} {
 		if info, err := os.Stat(filepath.Join(dir, f)); err != nil || info.Size() == 0 {
 			t.Errorf("the guide did not make %s: %v", f, err)
 		}

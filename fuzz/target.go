@@ -104,6 +104,9 @@ type ProcessConfig struct {
 	Dir          string        // the server's folder, copied afresh at every start
 	StartTimeout time.Duration // 0: DefaultStartTimeout
 	Memory       int64         // the sandbox's memory bound; 0: its default
+	// CPU bounds the CPU time of each start of the server; 0: the
+	// sandbox's default. A run longer than that needs more.
+	CPU time.Duration
 }
 
 // Process is a server stepkit starts in a sandbox of its own, listening
@@ -141,7 +144,7 @@ func StartProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 var listenAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(spec.DefaultPort))
 
 func (p *Process) start(ctx context.Context) error {
-	box, err := sandbox.New(ctx, sandbox.Config{Dir: p.cfg.Dir, Memory: p.cfg.Memory})
+	box, err := sandbox.New(ctx, sandbox.Config{Dir: p.cfg.Dir, Memory: p.cfg.Memory, CPU: p.cfg.CPU})
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}

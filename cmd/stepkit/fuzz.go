@@ -39,7 +39,7 @@ func (o *fuzzTargetOptions) register(f interface {
 }
 
 // open returns the target, and a function that stops what was started.
-func (o *fuzzTargetOptions) open(ctx context.Context, errOut io.Writer) (fuzz.Target, func(), error) {
+func (o *fuzzTargetOptions) open(ctx context.Context, errOut io.Writer, cpu time.Duration) (fuzz.Target, func(), error) {
 	if o.target != "" && o.run != "" {
 		return nil, nil, usageErrorf("--target and --run exclude each other")
 	}
@@ -55,7 +55,7 @@ func (o *fuzzTargetOptions) open(ctx context.Context, errOut io.Writer) (fuzz.Ta
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			return nil, nil, usageErrorf("--dir %s: not a folder", o.dir)
 		}
-		p, err := fuzz.StartProcess(ctx, fuzz.ProcessConfig{Command: o.run, Dir: dir, StartTimeout: o.startTimeout})
+		p, err := fuzz.StartProcess(ctx, fuzz.ProcessConfig{Command: o.run, Dir: dir, StartTimeout: o.startTimeout, CPU: cpu})
 		if err != nil {
 			return nil, nil, withExit(exitNetwork, err)
 		}
@@ -150,7 +150,8 @@ server cannot be reached or started.`,
 			o.ReadTimeout = t.readTimeout
 			o.StopAtFirst = stopAtFirst
 			errOut := cmd.ErrOrStderr()
-			target, stop, err := t.open(ctx, errOut)
+			// The server's CPU time may not end the run before its time.
+			target, stop, err := t.open(ctx, errOut, max(2*time.Minute, 2*o.Duration+o.ShrinkTime))
 			if err != nil {
 				return err
 			}
@@ -258,7 +259,7 @@ server cannot be reached.`,
 			if !cmd.Flags().Changed("read-timeout") && r.ReadTimeoutMS > 0 {
 				t.readTimeout = time.Duration(r.ReadTimeoutMS) * time.Millisecond
 			}
-			target, stop, err := t.open(cmd.Context(), cmd.ErrOrStderr())
+			target, stop, err := t.open(cmd.Context(), cmd.ErrOrStderr(), 0)
 			if err != nil {
 				return err
 			}
