@@ -47,7 +47,7 @@ func (v Violation) Key() string { return v.Oracle + " " + v.Operation + " " + st
 
 // Check is what a reproducer checks to say the failure showed again.
 type Check struct {
-	Kind string `json:"kind"` // dead, silence, hangup, status, md5, bytes, fields, frame
+	Kind string `json:"kind"` // dead, silence, hangup, status, md5, bytes, fields, value, frame, memory
 	Step int    `json:"step"`
 	// Statuses a correct server may answer; Any4xx: any 4xx too.
 	Statuses []int    `json:"statuses,omitempty"`
@@ -55,6 +55,8 @@ type Check struct {
 	MD5      string   `json:"md5,omitempty"`    // the MD5 of the right bytes
 	Field    string   `json:"field,omitempty"`  // the response field that carries them
 	Fields   []string `json:"fields,omitempty"` // fields the answer must carry
+	// Value is the JSON value Field must have (a DATA document's field).
+	Value json.RawMessage `json:"value,omitempty"`
 }
 
 type fileState struct {
@@ -527,7 +529,7 @@ func (j *judge) dataGet(ex *Exchange, doc *spec.Message) {
 		want, _ := doc.Raw(name)
 		got, ok := ex.Resp.Raw(name)
 		if !ok || !dataEqual(got, want) {
-			j.violation(ex, OracleData, "DATA-GET-1", fmt.Sprintf("field %q came back as %s, saved as %s", name, orNone(got, ok), want), "every field as saved", Check{Kind: "fields", Fields: []string{name}})
+			j.violation(ex, OracleData, "DATA-GET-1", fmt.Sprintf("field %q came back as %s, saved as %s", name, orNone(got, ok), want), "every field as saved", Check{Kind: "value", Field: name, Value: want})
 			return
 		}
 	}
