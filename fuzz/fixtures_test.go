@@ -191,3 +191,26 @@ func summary(res *fuzz.Result) string {
 	}
 	return s
 }
+
+// A server whose memory grows without bound is a finding when stepkit
+// started it: its resident memory is read from /proc after every input.
+func TestFixtureLeakIsFound(t *testing.T) {
+	requireSandbox(t)
+	dir := buildBuggy(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	target, err := fuzz.StartProcess(ctx, fuzz.ProcessConfig{Command: "./buggy -bug leak", Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	res, err := fuzz.Run(ctx, fuzz.Options{Target: target, Duration: 60 * time.Second, Seed: 1, StopAtFirst: true,
+		MemoryBound: 48 << 20, ShrinkTime: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Findings) != 1 || res.Findings[0].Oracle != fuzz.OracleMemory {
+		t.Fatalf("want the one memory finding, got %s", summary(res))
+	}
+	t.Logf("found after %v: %s", res.Findings[0].FoundAfter.Round(time.Millisecond), res.Findings[0].Message)
+}

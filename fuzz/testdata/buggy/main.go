@@ -10,6 +10,7 @@
 //	              and that completes on a block between its first and
 //	              last stores that block with its first byte changed, so
 //	              the file's MD5 is wrong
+//	-bug leak     every FILE DOWNLOAD keeps 8 MiB of memory for good
 //	-bug none     no bug: the reference server as it is
 //
 // The conformance suite passes each of them: it never re-plans a key
@@ -45,6 +46,7 @@ type upload struct {
 
 type state struct {
 	bug     string
+	leaked  [][]byte
 	mu      sync.Mutex
 	open    map[int]bool
 	uploads map[string]*upload
@@ -54,6 +56,7 @@ func main() {
 	bug := flag.String("bug", "none", "crash, silence, md5 or none")
 	listen := flag.String("listen", "127.0.0.1:1379", "address to listen on")
 	flag.Parse()
+	fmt.Fprintf(os.Stderr, "bug: %s\n", *bug)
 	root, err := os.MkdirTemp("", "buggy-")
 	if err != nil {
 		log.Fatal(err)
@@ -194,6 +197,14 @@ func (s *state) file(id int, m *spec.Message, bin []byte, deleted map[string]boo
 				bin = append([]byte(nil), bin...)
 				bin[0] ^= 0xff
 			}
+		}
+	case spec.OpDownload:
+		if s.bug == "leak" {
+			b := make([]byte, 8<<20)
+			for i := range b {
+				b[i] = byte(i)
+			}
+			s.leaked = append(s.leaked, b)
 		}
 	case spec.OpDelete:
 		if deleted[k] && s.bug == "silence" {
