@@ -170,9 +170,12 @@ server cannot be reached or started.`,
 			if o.Progress != nil {
 				fmt.Fprint(errOut, "\r\x1b[K")
 			}
-			if err != nil {
+			if res == nil {
 				return withExit(exitNetwork, err)
 			}
+			// Stopped early (an interrupt): what was found so far is
+			// reported all the same.
+			interrupted := err
 			if err := writeFuzzReports(res, out, jsonReport, htmlReport); err != nil {
 				return err
 			}
@@ -181,6 +184,9 @@ server cannot be reached or started.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "reports: %s, %s\n", filepath.Join(out, "report.json"), filepath.Join(out, "report.html"))
+			if interrupted != nil {
+				return fmt.Errorf("stopped early: %w", interrupted)
+			}
 			if len(res.Findings) > 0 {
 				return withExit(exitFailure, fmt.Errorf("%d finding(s) against %s", len(res.Findings), res.Target))
 			}
