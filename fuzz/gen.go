@@ -120,10 +120,22 @@ func (b *builder) fileFlow(c int, key string) {
 	size := b.sizes()
 	b.send(c, req(spec.OpSave, spec.TypeFile, spec.FieldToken, tok(u), spec.FieldKey, key, spec.FieldSize, size), nil)
 	total := spec.TotalBlocks(size, b.g.bs)
+	// The orders clients use (in order; the short last block first) and
+	// those a server may not expect (in reverse, any).
 	order := b.g.rng.Perm(int(total))
-	if b.g.chance(0.4) {
+	switch r := b.g.rng.Float64(); {
+	case r < 0.25:
 		for i := range order {
 			order[i] = i
+		}
+	case r < 0.4:
+		for i := range order {
+			order[i] = int(total) - 1 - i
+		}
+	case r < 0.55 && total > 1:
+		order[0] = int(total) - 1
+		for i := 1; i < len(order); i++ {
+			order[i] = i - 1
 		}
 	}
 	same := []int{}
