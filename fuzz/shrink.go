@@ -25,7 +25,12 @@ func (f *fuzzer) shrink(ctx context.Context, fd *Finding, i int) {
 	s := &shrinker{f: f, fd: fd, deadline: time.Now().Add(f.o.ShrinkTime), last: fd.Violation}
 	f.progress("shrinking "+fd.ID, 0)
 	in := fd.Input.Clone()
-	if !s.test(ctx, in) {
+	shown := s.test(ctx, in)
+	// The bound counts from here: the first run only says whether the
+	// input shows the failure at all, and a slow server's first run
+	// would otherwise take the whole budget.
+	s.deadline = time.Now().Add(f.o.ShrinkTime)
+	if !shown {
 		// Not shown again: keep the input as found, and say so.
 		fd.ShrinkNote = "the failure did not show again when the input was replayed; the input is given as found"
 		fd.Repro = in
