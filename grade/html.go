@@ -163,7 +163,11 @@ func (c *Class) WriteHTML(w io.Writer) error {
 		Tally    string
 		Students int
 		Fuzz     bool
-	}{c, cols, teach, rows, conformance.Outcomes(), strings.Join(tally, " · "), len(c.Results), c.fuzzed()}
+		FuzzCols int // the fuzz column, when there is one
+	}{c, cols, teach, rows, conformance.Outcomes(), strings.Join(tally, " · "), len(c.Results), c.fuzzed(), 0}
+	if data.Fuzz {
+		data.FuzzCols = 1
+	}
 	return classTemplate.Execute(w, data)
 }
 
@@ -277,9 +281,9 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.4em;margin:.3em 0;white-sp
 {{else}}<td colspan="{{len $.Cols}}" data-v="9"><span class="problem">{{.R.Problem}}</span> · <a href="{{.Dir}}/output.txt">output</a>{{if .R.Output}}<pre>{{range .R.Output}}{{.}}
 {{end}}</pre>{{end}}</td>{{end}}
 </tr>
-{{if and .R.Report .R.Problem}}<tr><td></td><td colspan="{{add 8 (len $.Cols)}}"><span class="problem">{{.R.Problem}}</span> · <a href="{{.Dir}}/output.txt">output</a>{{if .R.Output}}<pre>{{range .R.Output}}{{.}}
+{{if and .R.Report .R.Problem}}<tr><td></td><td colspan="{{add (add 8 (len $.Cols)) $.FuzzCols}}"><span class="problem">{{.R.Problem}}</span> · <a href="{{.Dir}}/output.txt">output</a>{{if .R.Output}}<pre>{{range .R.Output}}{{.}}
 {{end}}</pre>{{end}}</td></tr>{{end}}
-{{if or .R.Worse .R.SameBugs .R.Better}}<tr><td></td><td colspan="{{add 8 (len $.Cols)}}">against the baseline:{{if .R.Better}} better in {{range .R.Better}}{{.}} {{end}};{{end}}{{if .R.Worse}} worse in {{range .R.Worse}}{{.}} {{end}};{{end}}{{if .R.SameBugs}} reproduces the baseline's bug in {{range .R.SameBugs}}{{.}} {{end}}{{end}}</td></tr>{{end}}
+{{if or .R.Worse .R.SameBugs .R.Better}}<tr><td></td><td colspan="{{add (add 8 (len $.Cols)) $.FuzzCols}}">against the baseline:{{if .R.Better}} better in {{range .R.Better}}{{.}} {{end}};{{end}}{{if .R.Worse}} worse in {{range .R.Worse}}{{.}} {{end}};{{end}}{{if .R.SameBugs}} reproduces the baseline's bug in {{range .R.SameBugs}}{{.}} {{end}}{{end}}</td></tr>{{end}}
 {{end}}</tbody>
 </table>
 <script>
