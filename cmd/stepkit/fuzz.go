@@ -255,7 +255,7 @@ the answers as the fuzzer did. The exit status is 1 when the reproducer's
 failure shows again, 0 when it does not, 2 for a usage error, 3 when the
 server cannot be reached.`,
 		Example: `  stepkit replay fuzz-report/F1-silence-file-delete.json --target 127.0.0.1:1379
-  stepkit replay F1-died-file-save.json --run 'python3 server.py' --dir .`,
+  stepkit replay fuzz-report/F2-died-file-save.json --run 'python3 server.py' --dir .`,
 		Args: exactArgs(1, "one reproducer FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := fuzz.ReadRepro(args[0])
