@@ -352,15 +352,10 @@ func (n *names) learn(ex *Exchange) {
 	if ex.Req == nil || ex.Req.Operation() != spec.OpLogin || ex.Resp == nil {
 		return
 	}
-	raw, ok := ex.Req.Raw(spec.FieldUsername)
-	if !ok {
+	user, err := ex.Req.String(spec.FieldUsername)
+	if err != nil {
 		return
 	}
-	var user string
-	if u, err := ex.Req.String(spec.FieldUsername); err == nil {
-		user = u
-	}
-	_ = raw
 	for i := 1; i <= maxUsers; i++ {
 		if user == n.user(i) {
 			if st, ok := ex.Resp.Status(); ok && st == spec.StatusOK {

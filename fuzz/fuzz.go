@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/stepkit/stepkit/spec"
@@ -386,6 +385,3 @@ func (f *fuzzer) alive(ctx context.Context, tr *Trace) (bool, *Violation) {
 	}
 	return true, nil
 }
-
-// seedRand is a rand for choices that do not shape inputs.
-func seedRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 1)) }

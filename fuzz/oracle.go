@@ -397,7 +397,7 @@ func (j *judge) expect(m *spec.Message, ex *Exchange) (*expectation, int, func(i
 		return exact(tokReq, why, 403), 0, noop
 	}
 	u := j.users[user]
-	keyRaw, hasKey := m.Raw(spec.FieldKey)
+	hasKey := m.Has(spec.FieldKey)
 	key, keyStr := strField(m, spec.FieldKey)
 	if hasKey && !keyStr {
 		return refuse("REQ-9", "the key is not a JSON string"), user, noop
@@ -405,7 +405,6 @@ func (j *judge) expect(m *spec.Message, ex *Exchange) (*expectation, int, func(i
 	if hasKey && badKey(key) {
 		return refuse("KEY-2", "the key holds /, \\, a control character, or is . or .."), user, noop
 	}
-	_ = keyRaw
 	odd := hasKey && oddKey(key)
 	if typS == "DATA" {
 		return j.data(m, ex, opS, u, user, hasKey, key, odd)
@@ -416,15 +415,13 @@ func (j *judge) expect(m *spec.Message, ex *Exchange) (*expectation, int, func(i
 // tokenUser says which user a request's token speaks for (0: none),
 // and if none, why and which requirement wants 403.
 func tokenUser(m *spec.Message, ex *Exchange) (int, string, string) {
-	raw, ok := m.Raw(spec.FieldToken)
-	if !ok {
+	if !m.Has(spec.FieldToken) {
 		return 0, "no token", "TOKEN-1"
 	}
 	tok, isStr := strField(m, spec.FieldToken)
 	if !isStr {
 		return 0, "the token is not a JSON string", "TOKEN-9"
 	}
-	_ = raw
 	// The token a placeholder user was issued, sent unchanged.
 	if u := ex.tokenOf; u > 0 {
 		return u, "", ""
