@@ -172,3 +172,25 @@ func jsonType(doc any) string {
 	}
 	return fmt.Sprintf("%T", doc)
 }
+
+// ValidateJSON checks doc against schema, a JSON Schema that keeps to
+// the part ValidateReport understands, refusing fields it does not
+// describe; other reports of stepkit (the fuzzer's) are checked with it.
+func ValidateJSON(schema, doc []byte) error {
+	var s map[string]any
+	if err := json.Unmarshal(schema, &s); err != nil {
+		return fmt.Errorf("the schema itself: %w", err)
+	}
+	var d any
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	if err := dec.Decode(&d); err != nil {
+		return fmt.Errorf("the document is not JSON: %w", err)
+	}
+	v := schemaValidator{root: s, closed: true}
+	v.check(s, d, "")
+	if len(v.problems) > 0 {
+		return errors.New("the document does not follow its schema: " + strings.Join(v.problems, "; "))
+	}
+	return nil
+}

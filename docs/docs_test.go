@@ -147,12 +147,13 @@ func TestLabGuide(t *testing.T) {
 		"FRAME-2", // stepkit spec
 		// stepkit sandbox check
 		"can     bind 127.0.0.1:1379", "can     write /dev/shm",
+		"FAILURE SHOWN", // the fuzzer's reproducer, against the partial server
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the guide's output lacks %q:\n%s", want, out)
 		}
 	}
-	for _, f := range []string{"client.pcap", "live.pcapng", "ladder.html", "client-report.html", "server-report.html", "server-report.json"} {
+	for _, f := range []string{"client.pcap", "live.pcapng", "ladder.html", "client-report.html", "server-report.html", "server-report.json", "fuzz-report/report.html"} {
 		if info, err := os.Stat(filepath.Join(dir, f)); err != nil || info.Size() == 0 {
 			t.Errorf("the guide did not make %s: %v", f, err)
 		}

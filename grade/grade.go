@@ -80,6 +80,9 @@ type Options struct {
 	// --parallel; 0: the suite's default). 1 runs them as a student runs
 	// the suite by hand with --serial.
 	Parallel int
+	// Fuzz, if positive, is each server's fuzzing budget: stepkit fuzz
+	// runs against it after the suite, for the class report's fuzz column.
+	Fuzz time.Duration
 	// StartTimeout bounds the wait for a server to listen.
 	StartTimeout time.Duration
 	// RunTimeout bounds a submission's whole grading.
@@ -414,6 +417,9 @@ func (g *grader) gradeServer(ctx context.Context, s Submission, dir string, r *R
 		case <-p.exited:
 		case <-time.After(2 * time.Second):
 		}
+	}
+	if err == nil && g.o.Fuzz > 0 && p.running() {
+		r.Fuzz = g.fuzz(ctx, box.Trusted, dir, addr)
 	}
 	if !p.running() {
 		r.Verdict, r.Problem = Crashed, "died during the suite: "+p.describe()

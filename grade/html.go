@@ -162,7 +162,12 @@ func (c *Class) WriteHTML(w io.Writer) error {
 		Outcomes []conformance.Outcome
 		Tally    string
 		Students int
-	}{c, cols, teach, rows, conformance.Outcomes(), strings.Join(tally, " · "), len(c.Results)}
+		Fuzz     bool
+		FuzzCols int // the fuzz column, when there is one
+	}{c, cols, teach, rows, conformance.Outcomes(), strings.Join(tally, " · "), len(c.Results), c.fuzzed(), 0}
+	if data.Fuzz {
+		data.FuzzCols = 1
+	}
 	return classTemplate.Execute(w, data)
 }
 
@@ -263,7 +268,7 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.4em;margin:.3em 0;white-sp
 {{end}}</table>{{end}}
 <h2>Students × requirements</h2>
 <table id="matrix">
-<thead><tr><th class="s" data-t="s">student</th><th class="s" data-t="s">verdict</th><th class="s" data-t="n">score</th>{{range .Outcomes}}<th class="s" data-t="n">{{.}}</th>{{end}}<th class="s" data-t="n">time</th>{{range .Cols}}<th class="s req" data-t="n" title="{{.ID}} ({{.Level}}): {{.Text}} — failed by {{.Failed}}">{{.ID}}</th>{{end}}</tr></thead>
+<thead><tr><th class="s" data-t="s">student</th><th class="s" data-t="s">verdict</th><th class="s" data-t="n">score</th>{{range .Outcomes}}<th class="s" data-t="n">{{.}}</th>{{end}}<th class="s" data-t="n">time</th>{{if .Fuzz}}<th class="s" data-t="n" title="distinct findings of stepkit fuzz">fuzz</th>{{end}}{{range .Cols}}<th class="s req" data-t="n" title="{{.ID}} ({{.Level}}): {{.Text}} — failed by {{.Failed}}">{{.ID}}</th>{{end}}</tr></thead>
 <tbody>
 {{range .Rows}}<tr{{if .Baseline}} class="base"{{end}}>
 <td data-v="{{.R.ID}}">{{if .R.Report}}<a href="{{.Dir}}/report.html">{{.R.ID}}</a>{{else}}{{.R.ID}}{{end}}{{if .Baseline}} (baseline){{end}}</td>
@@ -271,13 +276,14 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.4em;margin:.3em 0;white-sp
 <td class="n" data-v="{{num .R.Score.Score}}">{{num .R.Score.Score}}</td>
 {{range .Counts}}<td class="n" data-v="{{.}}">{{.}}</td>{{end}}
 <td class="n" data-v="{{.R.Duration.Seconds}}">{{secs .R.Duration}}</td>
+{{if $.Fuzz}}{{$dir := .Dir}}<td class="n" data-v="{{with .R.Fuzz}}{{.Findings}}{{end}}">{{with .R.Fuzz}}{{if .Problem}}<span title="{{.Problem}}">?</span>{{else}}<a href="{{$dir}}/{{.Report}}">{{.Findings}}</a>{{end}}{{end}}</td>{{end}}
 {{if .R.Report}}{{range .Cells}}<td class="c {{.Class}}" data-v="{{.Rank}}" title="{{.Title}}">{{if .Link}}<a href="{{.Link}}">{{.Mark}}</a>{{end}}</td>{{end}}
 {{else}}<td colspan="{{len $.Cols}}" data-v="9"><span class="problem">{{.R.Problem}}</span>{{with .R.Sandbox}} · <span class="problem">sandbox: {{.}}</span>{{end}} · <a href="{{.Dir}}/output.txt">output</a>{{if .R.Output}}<pre>{{range .R.Output}}{{.}}
 {{end}}</pre>{{end}}</td>{{end}}
 </tr>
-{{if and .R.Report (or .R.Problem .R.Sandbox)}}<tr><td></td><td colspan="{{add 8 (len $.Cols)}}">{{with .R.Problem}}<span class="problem">{{.}}</span> · {{end}}{{with .R.Sandbox}}<span class="problem">sandbox: {{.}}</span> · {{end}}<a href="{{.Dir}}/output.txt">output</a>{{if .R.Output}}<pre>{{range .R.Output}}{{.}}
+{{if and .R.Report (or .R.Problem .R.Sandbox)}}<tr><td></td><td colspan="{{add (add 8 (len $.Cols)) $.FuzzCols}}">{{with .R.Problem}}<span class="problem">{{.}}</span> · {{end}}{{with .R.Sandbox}}<span class="problem">sandbox: {{.}}</span> · {{end}}<a href="{{.Dir}}/output.txt">output</a>{{if .R.Output}}<pre>{{range .R.Output}}{{.}}
 {{end}}</pre>{{end}}</td></tr>{{end}}
-{{if or .R.Worse .R.SameBugs .R.Better}}<tr><td></td><td colspan="{{add 8 (len $.Cols)}}">against the baseline:{{if .R.Better}} better in {{range .R.Better}}{{.}} {{end}};{{end}}{{if .R.Worse}} worse in {{range .R.Worse}}{{.}} {{end}};{{end}}{{if .R.SameBugs}} reproduces the baseline's bug in {{range .R.SameBugs}}{{.}} {{end}}{{end}}</td></tr>{{end}}
+{{if or .R.Worse .R.SameBugs .R.Better}}<tr><td></td><td colspan="{{add (add 8 (len $.Cols)) $.FuzzCols}}">against the baseline:{{if .R.Better}} better in {{range .R.Better}}{{.}} {{end}};{{end}}{{if .R.Worse}} worse in {{range .R.Worse}}{{.}} {{end}};{{end}}{{if .R.SameBugs}} reproduces the baseline's bug in {{range .R.SameBugs}}{{.}} {{end}}{{end}}</td></tr>{{end}}
 {{end}}</tbody>
 </table>
 <script>
@@ -323,3 +329,13 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.4em;margin:.3em 0;white-sp
 </body>
 </html>
 `))
+
+// fuzzed reports whether any server of the class was fuzzed.
+func (c *Class) fuzzed() bool {
+	for _, r := range c.Results {
+		if r.Fuzz != nil {
+			return true
+		}
+	}
+	return false
+}

@@ -51,6 +51,8 @@ type Result struct {
 	// student's outcome is better or worse, and the requirements both
 	// break (a bug of the handed-out code, reproduced).
 	Better, Worse, SameBugs []string
+	// Fuzz is what stepkit fuzz found, when the class was fuzzed too.
+	Fuzz *FuzzResult
 }
 
 // Graded reports whether the suite ran to its end.

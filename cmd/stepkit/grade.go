@@ -31,6 +31,7 @@ type gradeOptions struct {
 	requireIsolation              bool
 	noProgress                    bool
 	serial                        bool
+	fuzz                          time.Duration
 }
 
 func newGradeCmd() *cobra.Command {
@@ -98,6 +99,7 @@ whatever its verdict; 1 when grading itself failed; 2 for a usage error.`,
 	f.BoolVar(&o.requireIsolation, "require-isolation", false, "fail rather than run submissions on the host network when namespaces are not available")
 	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar, even on a terminal")
 	f.BoolVar(&o.serial, "serial", false, "run each server's cases one at a time, as stepkit conformance --serial does by hand: slower, but a server that forks or spawns a process per connection is never asked for more connections at once than one case needs")
+	f.DurationVar(&o.fuzz, "fuzz", 0, "also fuzz each server for this long after the suite (stepkit fuzz), for a fuzz column in the class report")
 	return cmd
 }
 
@@ -174,7 +176,7 @@ func runGrade(ctx context.Context, cmd *cobra.Command, o gradeOptions, selectors
 	opts := grade.Options{Kind: kind, Submissions: subs, Run: o.run, Jobs: o.jobs, Out: o.out, Rubric: rubric,
 		ReadTimeout: o.readTimeout, CaseTimeout: o.caseTimeout, Strict: o.strict, Selectors: selectors,
 		StartTimeout: o.startTimeout, RunTimeout: o.runTimeout, Memory: mem, CPU: o.cpu,
-		RequireIsolation: o.requireIsolation}
+		RequireIsolation: o.requireIsolation, Fuzz: o.fuzz}
 	if o.serial {
 		opts.Parallel = 1
 	}

@@ -127,6 +127,7 @@ decoder for pcap/pcapng captures.`,
 		newVersionCmd(),
 	)
 	root.AddCommand(newClientCmds()...)
+	root.AddCommand(newFuzzCmd(), newReplayCmd())
 	root.SetHelpCommand(newHelpCmd())
 	return root
 }
