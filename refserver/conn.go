@@ -194,7 +194,11 @@ func (c *conn) loop() string {
 			var fe *spec.FrameError
 			switch {
 			case c.evicted.Load():
-				s.met.frameError("evicted")
+				// The answers to blocks already stored go out first:
+				// the client need not send them again.
+				if !c.landAll() {
+					return "write failed"
+				}
 				c.send(spec.NewResponse(spec.OpError, spec.TypeError, spec.StatusServiceBusy,
 					"Server busy: this connection was closed to make room for another address, try again later."), true)
 				lingerClose(c.nc)
