@@ -169,3 +169,42 @@ func TestFairShareAtConnectionLimit(t *testing.T) {
 		Outcome: "served; the slowest connection of the address holding the most answered ERROR/503 and closed; shares converge to equal, then both addresses are refused",
 		Lost:    "nothing: a frame that slow was not a request yet"})
 }
+
+// TestFairShareClosesSlowFramesFirst: of the connections of the address
+// holding the most, a frame arriving too slowly gives its place before an
+// idle connection, and idle connections go longest idle first.
+func TestFairShareClosesSlowFramesFirst(t *testing.T) {
+	addr, _ := refserver.StartTest(t, refserver.Config{MaxConns: 4, ReadTimeout: time.Minute})
+	var idle []*client
+	for range 3 {
+		c := dialFrom(t, "127.0.0.2", addr)
+		usable(t, c) // then idle
+		idle = append(idle, c)
+		time.Sleep(100 * time.Millisecond)
+	}
+	slow := dialFrom(t, "127.0.0.2", addr)
+	slow.sendRaw(spec.Header(64, 1<<20))
+	time.Sleep(1500 * time.Millisecond)
+
+	gone := func(c *client) bool {
+		c.nc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		m, err := c.r.ReadMessage()
+		if err != nil {
+			return false
+		}
+		wantStatus(t, m, 503)
+		closed(t, c)
+		return true
+	}
+	usable(t, dialFrom(t, "127.0.0.3", addr))
+	if !gone(slow) {
+		t.Fatal("the slow frame was not the first to give its place")
+	}
+	usable(t, dialFrom(t, "127.0.0.3", addr))
+	if !gone(idle[0]) {
+		t.Fatal("the connection idle longest was not the next to give its place")
+	}
+	for _, c := range idle[1:] {
+		usable(t, c)
+	}
+}
