@@ -340,7 +340,7 @@ func fairSlowAddress(t *testing.T, bin string) {
 	reliability.Record(t, reliability.Row{Area: "server", Times: fairGood * fairGoodCycles,
 		Input: fmt.Sprintf("%d connections from one address, each a header announcing a 1 MiB frame then a byte every half second, against the default --max-conns %d; beside them %d clients of another address, each connection an upload, download and delete of %d KiB",
 			fairSlow, refserver.DefaultMaxConns, fairGood, fairFileSize>>10),
-		Outcome: "every client served without an error, each new connection taking the place of a slow one (answered ERROR/503 and closed); the slow address refused 503 beyond its share",
+		Outcome: "every client served without an error: at the full server a new connection of theirs takes the place of a slow one, which is answered ERROR/503 and closed; the slow address is refused 503 beyond its share",
 		Lost:    "nothing: every upload downloaded intact"})
 }
 
