@@ -316,7 +316,7 @@ func (s *Store) PlanUpload(user, key string, size, blockSize int64, now time.Tim
 			return storage.Plan{}, 0, ferr
 		}
 		if attempt == planAttempts {
-			return storage.Plan{}, 0, fmt.Errorf("%w: planned again by other requests %d times", storage.ErrExists, attempt)
+			return storage.Plan{}, 0, fmt.Errorf("%w: planned again by other requests at each of %d attempts", storage.ErrExists, attempt)
 		}
 	}
 }
