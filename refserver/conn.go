@@ -30,6 +30,20 @@ type conn struct {
 	// Shutdown closes only idle connections.
 	idle atomic.Bool
 
+	// What the server looks at when another address needs its place at
+	// the connection limit (see unproductive): when it became idle, when
+	// the frame it is receiving began (0 while its request is served) and
+	// how many of its bytes arrived, whether it waits for frame memory.
+	idleSince  atomic.Int64 // unix nanoseconds
+	frameSince atomic.Int64 // unix nanoseconds
+	frameGot   atomic.Int64
+	memWait    atomic.Bool
+	// evicted is set when the connection's place was given to another
+	// address: it answers 503 and closes at its next read. uncounted (under
+	// srv.mu) says its place is no longer counted.
+	evicted   atomic.Bool
+	uncounted bool
+
 	r        *spec.Reader
 	fl       frameLimiter
 	requests int    // requests answered
@@ -123,7 +137,7 @@ func (c *conn) serve() {
 		c.releaseFrames()
 		s.mu.Lock()
 		delete(s.conns, c)
-		s.leaveLocked(c.ip)
+		s.uncountLocked(c)
 		s.mu.Unlock()
 		s.met.connClosed()
 		s.connWG.Done()
@@ -163,6 +177,8 @@ func (c *conn) loop() string {
 				c.beginFrame(n)
 			} else {
 				c.idleShrink()
+				c.frameSince.Store(0)
+				c.idleSince.Store(time.Now().UnixNano())
 				c.idle.Store(true)
 				c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
 				if s.inShutdown.Load() {
@@ -177,6 +193,16 @@ func (c *conn) loop() string {
 		if err != nil {
 			var fe *spec.FrameError
 			switch {
+			case c.evicted.Load():
+				// The answers to blocks already stored go out first:
+				// the client need not send them again.
+				if !c.landAll() {
+					return "write failed"
+				}
+				c.send(spec.NewResponse(spec.OpError, spec.TypeError, spec.StatusServiceBusy,
+					"Server busy: this connection was closed to make room for another address, try again later."), true)
+				lingerClose(c.nc)
+				return "closed to make room for another address"
 			case errors.As(err, &fe) && errors.Is(err, spec.ErrCharCountLength) && fe.Recovered != nil:
 				c.log.Warn("frame length counts characters, not bytes; serving the request it meant", "offset", fe.Offset,
 					"header_json_len", fe.JSONLen, "json_bytes", fe.ActualJSONLen)

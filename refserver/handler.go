@@ -408,9 +408,13 @@ func (c *conn) fileSave(req *spec.Message, user string) *spec.Message {
 		}
 	}
 	if errors.Is(err, storage.ErrExists) {
-		// A storage shared by several servers: another server planned
-		// the key between our look and our write.
+		// A storage shared by several servers: another server completed
+		// the key, or planned it again at each attempt, between our look
+		// and our write.
 		s.release(user, size-old)
+		if _, cerr := s.store.CompletedLocked(user, k); cerr == nil {
+			return reply(op, t, spec.StatusKeyExists, fmt.Sprintf("The key %q is existing.", k)).Set(spec.FieldKey, k)
+		}
 		return reply(op, t, spec.StatusKeyExists, fmt.Sprintf("The key %q was planned at the same time by another request.", k)).Set(spec.FieldKey, k)
 	}
 	if err != nil {

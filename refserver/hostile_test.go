@@ -2,6 +2,7 @@ package refserver_test
 
 import (
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,4 +104,107 @@ func TestMinFrameRate(t *testing.T) {
 	reliability.Record(t, reliability.Row{Area: "server", Times: 1,
 		Input:   "a frame header, then a byte every 100 ms (slower than --min-frame-rate)",
 		Outcome: "closed at the frame's deadline, unanswered; the next connection served", Lost: "nothing"})
+}
+
+// TestFairShareAtConnectionLimit: at the connection limit, a connection
+// from an address holding fewer takes the place of the least productive
+// connection of the address holding the most, which is answered 503 and
+// closed; the shares converge to equal ones, and a connection from the
+// address holding the most is refused as before.
+func TestFairShareAtConnectionLimit(t *testing.T) {
+	addr, _ := refserver.StartTest(t, refserver.Config{MaxConns: 4, ReadTimeout: time.Minute})
+	// Four connections from one address, each inside a frame that barely
+	// arrives: a header announcing a 1 MiB body, then nothing.
+	var slow []*client
+	for range 4 {
+		c := dialFrom(t, "127.0.0.2", addr)
+		c.sendRaw(spec.Header(64, 1<<20))
+		slow = append(slow, c)
+	}
+	// A frame is judged by its rate once it is a second old.
+	time.Sleep(1500 * time.Millisecond)
+
+	evicted := func() int {
+		t.Helper()
+		n := 0
+		for _, c := range slow {
+			c.nc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			m, err := c.r.ReadMessage()
+			if err != nil {
+				continue // still open, or closed in an earlier round
+			}
+			wantStatus(t, m, 503)
+			wantOpType(t, m, spec.OpError, spec.TypeError)
+			if s, _ := m.String(spec.FieldStatusMsg); !strings.Contains(s, "another address") {
+				t.Errorf("eviction message %q", s)
+			}
+			closed(t, c)
+			n++
+		}
+		return n
+	}
+	a := dialFrom(t, "127.0.0.3", addr)
+	usable(t, a)
+	if n := evicted(); n != 1 {
+		t.Fatalf("%d connections of the address holding the most closed for a new one, want 1", n)
+	}
+	// The address holding the most is refused, as at any full server.
+	x := dialFrom(t, "127.0.0.2", addr)
+	wantStatus(t, x.recv(), 503)
+	closed(t, x)
+	// A second from the new address: 2 against 2 after it.
+	b := dialFrom(t, "127.0.0.3", addr)
+	usable(t, b)
+	if n := evicted(); n != 1 {
+		t.Fatalf("second connection: %d closed, want 1", n)
+	}
+	// A third would hold more than the other address: refused.
+	y := dialFrom(t, "127.0.0.3", addr)
+	wantStatus(t, y.recv(), 503)
+	closed(t, y)
+	usable(t, a)
+	usable(t, b)
+	reliability.Record(t, reliability.Row{Area: "server", Times: 2,
+		Input:   "a new connection from another address when one address holds every place (--max-conns 4), with frames arriving slower than 1 KiB/s",
+		Outcome: "served; the slowest connection of the address holding the most answered ERROR/503 and closed; shares converge to equal, then both addresses are refused",
+		Lost:    "nothing: a frame that slow was not a request yet"})
+}
+
+// TestFairShareClosesSlowFramesFirst: of the connections of the address
+// holding the most, a frame arriving too slowly gives its place before an
+// idle connection, and idle connections go longest idle first.
+func TestFairShareClosesSlowFramesFirst(t *testing.T) {
+	addr, _ := refserver.StartTest(t, refserver.Config{MaxConns: 4, ReadTimeout: time.Minute})
+	var idle []*client
+	for range 3 {
+		c := dialFrom(t, "127.0.0.2", addr)
+		usable(t, c) // then idle
+		idle = append(idle, c)
+		time.Sleep(100 * time.Millisecond)
+	}
+	slow := dialFrom(t, "127.0.0.2", addr)
+	slow.sendRaw(spec.Header(64, 1<<20))
+	time.Sleep(1500 * time.Millisecond)
+
+	gone := func(c *client) bool {
+		c.nc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		m, err := c.r.ReadMessage()
+		if err != nil {
+			return false
+		}
+		wantStatus(t, m, 503)
+		closed(t, c)
+		return true
+	}
+	usable(t, dialFrom(t, "127.0.0.3", addr))
+	if !gone(slow) {
+		t.Fatal("the slow frame was not the first to give its place")
+	}
+	usable(t, dialFrom(t, "127.0.0.3", addr))
+	if !gone(idle[0]) {
+		t.Fatal("the connection idle longest was not the next to give its place")
+	}
+	for _, c := range idle[1:] {
+		usable(t, c)
+	}
 }

@@ -2,7 +2,6 @@ package refserver
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -35,6 +34,10 @@ func (*frameMemoryError) Timeout() bool   { return true }
 func (*frameMemoryError) Temporary() bool { return true }
 
 var errStopping = errors.New("server shutting down")
+
+// errEvicted is returned by a read of a connection whose place was given
+// to another address.
+var errEvicted = errors.New("connection closed to make room for another address")
 
 // frameBudget bounds the bytes of frames that connections hold beyond
 // their free allowance. A connection that would pass it waits, under its
@@ -138,6 +141,8 @@ func (c *conn) beginFrame(buffered int) {
 	now := time.Now()
 	c.fl.frameStart = now
 	c.fl.frameRaw = c.fl.rawIn - int64(buffered)
+	c.frameGot.Store(int64(buffered))
+	c.frameSince.Store(now.UnixNano())
 	c.fl.deadline = now.Add(c.srv.cfg.ReadTimeout)
 	c.nc.SetReadDeadline(c.fl.deadline)
 }
@@ -149,18 +154,26 @@ func (c *conn) read(p []byte) (int, error) {
 	if len(p) > maxReadChunk {
 		p = p[:maxReadChunk]
 	}
+	if c.evicted.Load() {
+		// Checked after every deadline this connection set: evict's
+		// deadline is not overwritten unseen.
+		return 0, errEvicted
+	}
 	n, err := c.nc.Read(p)
 	c.fl.rawIn += int64(n)
 	if n == 0 {
 		return n, err
 	}
 	if c.idle.Load() {
-		c.idle.Store(false)
 		c.beginFrame(n)
-	} else if rate := c.srv.cfg.MinFrameRate; rate > 0 {
+		c.idle.Store(false)
+	} else {
 		got := c.fl.rawIn - c.fl.frameRaw
-		c.fl.deadline = c.fl.frameStart.Add(c.srv.cfg.ReadTimeout + time.Duration(float64(got)/float64(rate)*float64(time.Second)))
-		c.nc.SetReadDeadline(c.fl.deadline)
+		c.frameGot.Store(got)
+		if rate := c.srv.cfg.MinFrameRate; rate > 0 {
+			c.fl.deadline = c.fl.frameStart.Add(c.srv.cfg.ReadTimeout + time.Duration(float64(got)/float64(rate)*float64(time.Second)))
+			c.nc.SetReadDeadline(c.fl.deadline)
+		}
 	}
 	if cerr := c.charge(); cerr != nil {
 		return n, cerr
@@ -178,7 +191,10 @@ func (c *conn) charge() error {
 		return nil
 	}
 	s := c.srv
-	if err := s.budget.acquire(need-c.fl.held, c.fl.deadline, s.stop); err != nil {
+	c.memWait.Store(true)
+	err := s.budget.acquire(need-c.fl.held, c.fl.deadline, s.stop)
+	c.memWait.Store(false)
+	if err != nil {
 		s.met.frameError("frame_memory")
 		return err
 	}
@@ -189,6 +205,7 @@ func (c *conn) charge() error {
 // frameDone updates the connection's share after a frame of bodyLen bytes
 // was consumed.
 func (c *conn) frameDone(bodyLen int64) {
+	c.frameSince.Store(0)
 	c.fl.retained = max(c.fl.retained, bodyLen)
 	inflight := c.fl.rawIn - c.r.Offset()
 	need := max(0, max(inflight, c.fl.retained)-freeFrameBytes)
@@ -237,69 +254,4 @@ func remoteIP(nc net.Conn) string {
 		return a.String()
 	}
 	return host
-}
-
-// admit counts a new connection against the caps, or says why it is
-// refused. The caller must call leave(ip) when an admitted connection
-// ends.
-func (s *Server) admit(ip string) (refusal string) {
-	if n := s.open.Add(1); s.cfg.MaxConns > 0 && n > int64(s.cfg.MaxConns) {
-		s.open.Add(-1)
-		return fmt.Sprintf("Server busy: %d connections open, try again later.", s.cfg.MaxConns)
-	}
-	if s.cfg.MaxConnsPerIP <= 0 {
-		return ""
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.perIP[ip] >= s.cfg.MaxConnsPerIP {
-		s.open.Add(-1)
-		return fmt.Sprintf("Server busy: %d connections open from your address, try again later.", s.cfg.MaxConnsPerIP)
-	}
-	s.perIP[ip]++
-	return ""
-}
-
-func (s *Server) leaveLocked(ip string) {
-	s.open.Add(-1)
-	if s.cfg.MaxConnsPerIP <= 0 {
-		return
-	}
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
-	}
-}
-
-// ServeConn serves one connection accepted elsewhere (or one end of a
-// net.Pipe) and returns when it ends. The connection caps apply to it as
-// to those Serve accepts.
-func (s *Server) ServeConn(nc net.Conn) {
-	if c := s.track(nc, s.nextID.Add(1)); c != nil {
-		c.serve()
-	}
-}
-
-// track admits nc and registers it as served, or refuses it (or closes it
-// when the server is shutting down) and returns nil.
-func (s *Server) track(nc net.Conn, id uint64) *conn {
-	ip := remoteIP(nc)
-	if refusal := s.admit(ip); refusal != "" {
-		s.met.connRefused()
-		go s.refuse(nc, id, refusal)
-		return nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.inShutdown.Load() {
-		s.leaveLocked(ip)
-		nc.Close()
-		return nil
-	}
-	// Made under the lock: once shutting down, finish closes the
-	// storage the connection looks at.
-	c := s.newConn(nc, id)
-	c.ip = ip
-	s.conns[c] = struct{}{}
-	s.connWG.Add(1)
-	return c
 }

@@ -14,6 +14,7 @@ type Metrics struct {
 	connections   prometheus.Counter
 	active        prometheus.Gauge
 	refused       prometheus.Counter
+	evicted       prometheus.Counter
 	requests      *prometheus.CounterVec
 	bytesIn       prometheus.Counter
 	bytesOut      prometheus.Counter
@@ -31,6 +32,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "step", Name: "connections_active", Help: "Connections open now."}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "step", Name: "connections_refused_total", Help: "Connections refused with 503 at the connection cap."}),
+		evicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "step", Name: "connections_evicted_total",
+			Help: "Connections closed with 503 at the connection cap to make room for another address."}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "step", Name: "requests_total", Help: "Requests answered, by operation and status."},
 			[]string{"operation", "status"}),
@@ -44,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "step", Name: "frame_errors_total", Help: "Frames that could not be read, by error."},
 			[]string{"error"}),
 	}
-	for _, c := range []prometheus.Collector{m.connections, m.active, m.refused, m.requests,
+	for _, c := range []prometheus.Collector{m.connections, m.active, m.refused, m.evicted, m.requests,
 		m.bytesIn, m.bytesOut, m.uploads, m.frameErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -101,6 +105,12 @@ func (m *Metrics) connClosed() {
 func (m *Metrics) connRefused() {
 	if m != nil {
 		m.refused.Inc()
+	}
+}
+
+func (m *Metrics) connEvicted() {
+	if m != nil {
+		m.evicted.Inc()
 	}
 }
 

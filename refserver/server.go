@@ -31,11 +31,11 @@ type Server struct {
 	store storage.Backend
 	met   *Metrics
 
-	budget *frameBudget   // frame memory of all connections
-	perIP  map[string]int // open connections by remote address, under mu
+	budget *frameBudget                  // frame memory of all connections
+	byIP   map[string]map[*conn]struct{} // connections counted, by remote address, under mu
 
 	nextID     atomic.Uint64
-	open       atomic.Int64 // connections being served
+	open       atomic.Int64 // connections counted against MaxConns, changed under mu
 	inShutdown atomic.Bool
 	users      sync.Map // user -> *userState
 
@@ -79,7 +79,7 @@ func New(cfg Config) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		budget:    newFrameBudget(cfg.MaxFrameMemory),
-		perIP:     make(map[string]int),
+		byIP:      make(map[string]map[*conn]struct{}),
 		stop:      make(chan struct{}),
 		sweepDone: make(chan struct{}),
 	}

@@ -125,7 +125,7 @@ STEPKIT_MAX_CONNS, ...). A flag on the command line wins.`,
 	f.DurationVar(&o.readTimeout, "read-timeout", refserver.DefaultReadTimeout, "time to receive a frame once it has begun")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", refserver.DefaultIdleTimeout, "time a connection may wait between requests")
 	f.DurationVar(&o.writeTimeout, "write-timeout", refserver.DefaultWriteTimeout, "time to send one response")
-	f.IntVar(&o.maxConns, "max-conns", refserver.DefaultMaxConns, "concurrent connections (-1: no cap); more get ERROR/503")
+	f.IntVar(&o.maxConns, "max-conns", refserver.DefaultMaxConns, "concurrent connections (-1: no cap); at the cap, a new one takes the place of a slow or idle one of the address holding the most, or gets ERROR/503")
 	f.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "concurrent connections from one address (0: no cap); more get ERROR/503")
 	f.StringVar(&o.maxFrameMemory, "max-frame-memory", "256MiB", "memory all connections together may hold in frames beyond 64KiB each; more waits")
 	f.StringVar(&o.minFrameRate, "min-frame-rate", "0", "bytes per second a frame must keep arriving at after --read-timeout, e.g. 16KiB (0: --read-timeout is the deadline of a whole frame)")

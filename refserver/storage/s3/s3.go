@@ -113,6 +113,10 @@ type Store struct {
 	files   sync.Map // user/key -> *fileEntry, completed files seen
 	uploads sync.Map // user/key -> *upload, uploads this server took blocks of
 	sums    sync.Map // ETag -> MD5 hex, of files stored without their MD5
+
+	// beforePlanWrite, if set (by tests), runs between PlanUpload's read
+	// of the plan and its conditional write.
+	beforePlanWrite func(user, key string)
 }
 
 const lockStripes = 4096

@@ -289,9 +289,41 @@ func (s *Store) refresh(user, key string, u *upload) error {
 	return nil
 }
 
+// planAttempts bounds how often PlanUpload plans again after the plan it
+// read was replaced before its conditional write.
+const planAttempts = 4
+
+// errPlanRaced is returned by planOnce when the plan it read was replaced
+// (or one was created) between its read and its conditional write.
+var errPlanRaced = errors.New("the upload plan changed between its read and its write")
+
 // PlanUpload writes a new plan with a new generation. It replaces only the
-// plan it read: if another server planned the key meanwhile, ErrExists.
+// plan it read. When another write changed the plan in between, the key is
+// planned again under the plan now there, up to planAttempts times: that
+// write may come from a request still running, or from a server that died
+// with its write in flight, and in both cases the key is an upload in
+// progress, which FILE SAVE restarts. Only a key completed meanwhile, or
+// one planned again at every attempt, gives ErrExists.
 func (s *Store) PlanUpload(user, key string, size, blockSize int64, now time.Time) (storage.Plan, int64, error) {
+	for attempt := 1; ; attempt++ {
+		p, old, err := s.planOnce(user, key, size, blockSize, now)
+		if !errors.Is(err, errPlanRaced) {
+			return p, old, err
+		}
+		if _, ferr := s.statFile(user, key); ferr == nil {
+			return storage.Plan{}, 0, storage.ErrExists
+		} else if !errors.Is(ferr, storage.ErrNotFound) {
+			return storage.Plan{}, 0, ferr
+		}
+		if attempt == planAttempts {
+			return storage.Plan{}, 0, fmt.Errorf("%w: planned again by other requests at each of %d attempts", storage.ErrExists, attempt)
+		}
+	}
+}
+
+// planOnce reads the plan of key, then writes a new one on condition that
+// the plan is still the one read; errPlanRaced if it is not.
+func (s *Store) planOnce(user, key string, size, blockSize int64, now time.Time) (storage.Plan, int64, error) {
 	var old int64
 	cond, oldID := "create", ""
 	if u, err := s.upload(user, key, true); err == nil {
@@ -301,10 +333,15 @@ func (s *Store) PlanUpload(user, key string, size, blockSize int64, now time.Tim
 	}
 	p := planDoc{Plan: storage.Plan{Size: size, BlockSize: blockSize, TotalBlock: spec.TotalBlocks(size, blockSize)}, ID: uuid.NewString()}
 	b, _ := json.Marshal(&p)
+	if s.beforePlanWrite != nil {
+		s.beforePlanWrite(user, key)
+	}
 	info, err := s.put(s.planName(user, key), b, cond, nil)
-	if isPrecondition(err) {
+	if isPrecondition(err) || cond != "create" && isNotFound(err) {
+		// Replaced, created or (If-Match on a plan gone) removed since
+		// the read: by an upload completed meanwhile, for one.
 		s.forget(user, key)
-		return storage.Plan{}, 0, storage.ErrExists
+		return storage.Plan{}, 0, errPlanRaced
 	}
 	if err != nil {
 		return storage.Plan{}, 0, fmt.Errorf("write upload plan: %w", err)
