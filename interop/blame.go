@@ -402,7 +402,9 @@ func sizeOf(w *wire, m *wireMsg) int64 {
 
 // stalledConn finds a connection the server left unserved while another
 // connection of the client was open: its first request was answered
-// never, or only once the other had closed, and not within a moment.
+// never, or only once the client had closed the other (a server serving
+// one connection at a time takes the next only then), and not within a
+// moment.
 func stalledConn(w *wire) (string, bool) {
 	for _, k := range w.Conns {
 		if k.FirstRequest < 0 {
@@ -419,7 +421,7 @@ func stalledConn(w *wire) (string, bool) {
 			if j == k || j.Responses == 0 || j.First > k.FirstRequest || j.Last < k.FirstRequest {
 				continue
 			}
-			if k.FirstResponse >= 0 && k.FirstResponse < j.Last {
+			if k.FirstResponse >= 0 && (j.ClientClosed < 0 || k.FirstResponse < j.ClientClosed) {
 				continue // answered while the other was still open
 			}
 			return fmt.Sprintf("server: serves one connection at a time; the client's %s connection waited %s while its %s was open (CONN-3)",

@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if runOut != "" && os.Getenv("INTEROP_KEEP") == "" {
+		os.RemoveAll(filepath.Dir(runOut))
+	}
 	os.Exit(code)
 }
 

@@ -1,40 +1,385 @@
 package interop_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/csv"
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stepkit/stepkit/interop"
 )
 
-func TestFixtureClassExplore(t *testing.T) {
+// The known defects of the fixture class, and the blame each must get:
+// the side, the requirement, and the words of the line. Every other pair
+// passes.
+type want struct {
+	side, req string
+	line      *regexp.Regexp
+	scenarios []string
+}
+
+var (
+	blameBlockSize = want{"client", "CLIENT-1",
+		regexp.MustCompile(`^client: ignores the plan's block_size 12800 \(CLIENT-1\): sent 20480-byte blocks, refused 406`),
+		[]string{"course", "multiblock", "nonascii"}}
+	blameCharCount = want{"client", "FRAME-2",
+		regexp.MustCompile(`^client: counts JSON lengths in characters \(FRAME-2\): the header of request #3 FILE SAVE says \d+, its JSON is \d+ bytes of UTF-8, answered 400 "bad JSON"`),
+		[]string{"nonascii"}}
+	blameOneConn = want{"server", "CONN-3",
+		regexp.MustCompile(`^server: serves one connection at a time; the client's second connection waited [0-9.]+ s while its first was open \(CONN-3\)`),
+		[]string{"course", "multiblock", "nonascii"}}
+	expected = map[[2]string]want{
+		{"plan12800", "fixedblock"}: blameBlockSize,
+		{"good", "charcount"}:       blameCharCount,
+		{"plan12800", "charcount"}:  blameCharCount,
+		{"single", "charcount"}:     blameCharCount,
+		{"threaded", "charcount"}:   blameCharCount,
+		{"single", "twoconn"}:       blameOneConn,
+	}
+)
+
+var (
+	runOnce sync.Once
+	runM    *interop.Matrix
+	runOut  string
+	runErr  error
+)
+
+// fixtureMatrix runs the whole fixture class once for the tests that read
+// its reports.
+func fixtureMatrix(t *testing.T) (*interop.Matrix, string) {
+	t.Helper()
 	requireSandbox(t)
-	dir := t.TempDir()
-	srv, cli := class(t, dir, fixtureServers, fixtureClients)
-	out := filepath.Join(dir, "out")
-	if o := os.Getenv("INTEROP_OUT"); o != "" {
-		out = o
+	runOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "stepkit-interop-class-")
+		if err != nil {
+			runErr = err
+			return
+		}
+		srv, cli := class(t, dir, fixtureServers, fixtureClients)
+		runOut = filepath.Join(dir, "out")
+		runM, runErr = interop.Run(context.Background(), interop.Options{Servers: srv, Clients: cli, Out: runOut,
+			Conformance: true, Stepkit: stepkitBin, ClientTimeout: 15 * time.Second})
+	})
+	if runErr != nil {
+		t.Fatal(runErr)
 	}
-	start := time.Now()
-	m, err := interop.Run(context.Background(), interop.Options{Servers: srv, Clients: cli, Out: out,
-		Conformance: os.Getenv("NOCONF") == "", Stepkit: stepkitBin, ClientTimeout: 10 * time.Second,
-		Phase: func(p string) { t.Logf("%s: %s", time.Since(start), p) }})
-	if err != nil {
-		t.Fatal(err)
+	return runM, runOut
+}
+
+// TestBlame runs the fixture class and checks every cell: each failing
+// pair is blamed on the side with the defect, with the requirement and
+// the evidence in its line; every pair of correct programs passes.
+func TestBlame(t *testing.T) {
+	m, _ := fixtureMatrix(t)
+	if m.Servers[0].ID != interop.ReferenceID || m.Clients[0].ID != interop.ReferenceID {
+		t.Fatalf("stepkit's own programs are not first: %s, %s", m.Servers[0].ID, m.Clients[0].ID)
 	}
-	t.Logf("took %s", time.Since(start))
 	for _, row := range m.Cells {
 		for _, c := range row {
-			t.Logf("%-10s × %-10s %-5s %s", c.Server, c.Client, c.Outcome, c.Blame)
+			w, defect := expected[[2]string{c.Server, c.Client}]
+			if !defect {
+				if c.Outcome != interop.Pass {
+					t.Errorf("%s × %s: %s, want PASS: %s", c.Server, c.Client, c.Outcome, c.Blame)
+				}
+				continue
+			}
+			if c.Outcome != interop.Fail || c.Side != w.side || c.Requirement != w.req || !w.line.MatchString(c.Blame) {
+				t.Errorf("%s × %s: %s, side %q, requirement %q, blame %q; want FAIL on the %s (%s) matching %s",
+					c.Server, c.Client, c.Outcome, c.Side, c.Requirement, c.Blame, w.side, w.req, w.line)
+			}
+			failing := map[string]bool{}
+			for _, s := range w.scenarios {
+				failing[s] = true
+			}
 			for _, r := range c.Scenarios {
-				if r.Outcome != interop.Pass {
-					t.Logf("     %s %s %s | %v", r.Scenario, r.Outcome, r.Blame, r.Evidence)
+				switch {
+				case failing[r.Scenario] && (r.Outcome != interop.Fail || !w.line.MatchString(r.Blame)):
+					t.Errorf("%s × %s, %s: %s %q, want FAIL matching %s", c.Server, c.Client, r.Scenario, r.Outcome, r.Blame, w.line)
+				case !failing[r.Scenario] && r.Outcome == interop.Fail:
+					t.Errorf("%s × %s, %s: FAIL %q, want it to pass", c.Server, c.Client, r.Scenario, r.Blame)
+				}
+			}
+			// The blamed side's own conformance agrees, and says so.
+			if !strings.Contains(c.Blame, "[own conformance: "+w.req+" FAIL]") {
+				t.Errorf("%s × %s: the blame does not quote the %s's own %s FAIL: %q", c.Server, c.Client, w.side, w.req, c.Blame)
+			}
+			// The evidence names each side against stepkit's own peer.
+			ev := strings.Join(c.Evidence, "\n")
+			if !strings.Contains(ev, "against stepkit's server: PASS") || !strings.Contains(ev, "stepkit's client against server "+c.Server+": PASS") {
+				t.Errorf("%s × %s: the evidence lacks the reference pairs:\n%s", c.Server, c.Client, ev)
+			}
+		}
+	}
+	// The download scenario ran where the template has {dir}.
+	for _, row := range m.Cells {
+		for _, c := range row {
+			last := c.Scenarios[len(c.Scenarios)-1]
+			wantNA := c.Client != "good" && c.Client != interop.ReferenceID
+			if (last.Outcome == interop.NotApplicable) != wantNA {
+				t.Errorf("%s × %s: download %s", c.Server, c.Client, last.Outcome)
+			}
+			if !wantNA && last.Outcome == interop.Pass && last.DownloadMD5 != last.WantMD5 {
+				t.Errorf("%s × %s: download passed with MD5 %s, want %s", c.Server, c.Client, last.DownloadMD5, last.WantMD5)
+			}
+		}
+	}
+}
+
+// TestCapturesDecode checks that each scenario's pcapng holds the
+// messages the relay carried: stepkit dump decodes them (the exact
+// sequence of the fixture client's course flow), and so does tshark with
+// stepkit's dissector.
+func TestCapturesDecode(t *testing.T) {
+	m, out := fixtureMatrix(t)
+	// The fixedblock client against a server planning 20480-byte blocks
+	// does the course flow exactly.
+	c := m.Cell("good", "fixedblock")
+	course := c.Scenarios[0]
+	pcap := filepath.Join(out, course.Capture)
+	dump := exec.Command(stepkitBin, "dump", "--json", pcap)
+	b, err := dump.Output()
+	if err != nil {
+		t.Fatalf("stepkit dump %s: %v", pcap, err)
+	}
+	var ops []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var msg struct {
+			Operation string `json:"operation"`
+			Dir       string `json:"dir"`
+			Status    *int   `json:"status"`
+			Kind      string `json:"kind"`
+		}
+		if err := json.Unmarshal([]byte(line), &msg); err != nil {
+			t.Fatalf("stepkit dump --json line %q: %v", line, err)
+		}
+		if msg.Operation != "" {
+			ops = append(ops, msg.Operation)
+		}
+	}
+	// LOGIN, FILE SAVE, then 16 blocks of 20480 bytes (300 KiB + 777),
+	// each request answered.
+	wantOps := []string{"LOGIN", "LOGIN", "SAVE", "SAVE"}
+	for i := 0; i < 16; i++ {
+		wantOps = append(wantOps, "UPLOAD", "UPLOAD")
+	}
+	if strings.Join(ops, " ") != strings.Join(wantOps, " ") {
+		t.Errorf("stepkit dump decodes %d messages %v, want %v", len(ops), ops, wantOps)
+	}
+	if course.Messages != len(wantOps) {
+		t.Errorf("the cell counts %d messages, want %d", course.Messages, len(wantOps))
+	}
+	// Every capture of the run decodes, and the failing ones show their
+	// diagnosis.
+	for _, row := range m.Cells {
+		for _, cell := range row {
+			for _, r := range cell.Scenarios {
+				if r.Outcome == interop.NotApplicable {
+					continue
+				}
+				if _, err := os.Stat(filepath.Join(out, r.Capture)); err != nil {
+					t.Errorf("%s × %s %s: no capture: %v", cell.Server, cell.Client, r.Scenario, err)
+				}
+				if r.Messages == 0 {
+					t.Errorf("%s × %s %s: the capture decodes to no message", cell.Server, cell.Client, r.Scenario)
 				}
 			}
 		}
 	}
-	t.Log(out)
+	cc := m.Cell("plan12800", "fixedblock").Scenarios[0]
+	if !strings.Contains(strings.Join(cc.Diagnoses, "\n"), "wrong-block-size") {
+		t.Errorf("plan12800 × fixedblock: no wrong-block-size diagnosis: %v", cc.Diagnoses)
+	}
+
+	tshark, err := exec.LookPath("tshark")
+	requireTool(t, err == nil, "tshark is not installed")
+	lua, _ := filepath.Abs("../stepdump/wireshark/step.lua")
+	for _, p := range []string{pcap, filepath.Join(out, m.Cell("good", "charcount").Scenarios[2].Capture)} {
+		ts := exec.Command(tshark, "-n", "-r", p, "-X", "lua_script:"+lua, "-Y", "step",
+			"-T", "fields", "-e", "step.summary", "-E", "occurrence=a", "-E", "aggregator=|")
+		ts.Env = append(os.Environ(), "HOME="+t.TempDir())
+		var stderr bytes.Buffer
+		ts.Stderr = &stderr
+		tb, err := ts.Output()
+		if err != nil || bytes.Contains(tb, []byte("Lua Error")) || bytes.Contains(stderr.Bytes(), []byte("Lua Error")) {
+			t.Fatalf("tshark %s: %v\n%s%s", p, err, tb, stderr.Bytes())
+		}
+		n := 0
+		for _, line := range strings.Split(string(tb), "\n") {
+			for _, s := range strings.Split(line, "|") {
+				if strings.TrimSpace(s) != "" {
+					n++
+				}
+			}
+		}
+		dm := 0
+		for _, row := range m.Cells {
+			for _, cell := range row {
+				for _, r := range cell.Scenarios {
+					if filepath.Join(out, r.Capture) == p {
+						dm = r.Messages
+					}
+				}
+			}
+		}
+		if n != dm {
+			t.Errorf("tshark with step.lua shows %d STEP messages in %s, stepdump %d:\n%s", n, p, dm, tb)
+		}
+	}
+}
+
+// TestReports checks the files of the run: the CSV has a row per pair,
+// the JSON keeps to its schema, every cell page and student page exists
+// and links what a student needs.
+func TestReports(t *testing.T) {
+	m, out := fixtureMatrix(t)
+	f, err := os.Open(filepath.Join(out, "interop.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(m.Servers) * len(m.Clients); len(recs) != n+1 {
+		t.Fatalf("interop.csv has %d rows, want %d and a header", len(recs)-1, n)
+	}
+	if recs[1][0] != "stepkit" || recs[1][1] != "stepkit" {
+		t.Errorf("interop.csv's first row is %v, want stepkit's own pair", recs[1])
+	}
+	b, err := os.ReadFile(filepath.Join(out, "interop.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var schema map[string]any
+	if err := json.Unmarshal(interop.Schema(), &schema); err != nil {
+		t.Fatal(err)
+	}
+	checkSchema(t, schema, schema, doc, "")
+
+	page, err := os.ReadFile(filepath.Join(out, "interop.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{`stepkit (reference)`, `class="c fail-client"`, `class="c fail-server"`, `id="sort-rows"`,
+		`href="cells/single/twoconn/index.html"`, "serves one connection at a time"} {
+		if !strings.Contains(string(page), s) {
+			t.Errorf("interop.html lacks %q", s)
+		}
+	}
+	cell := m.Cell("single", "twoconn")
+	cp, err := os.ReadFile(filepath.Join(out, cell.Page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"course.pcapng", "course.ladder.html", "course.client.txt", "server.txt", "CONN-3"} {
+		if !strings.Contains(string(cp), s) {
+			t.Errorf("the cell page lacks %q", s)
+		}
+	}
+	for _, p := range []string{"course.ladder.html", "course.client.txt", "server.txt", "course.dump.txt"} {
+		if _, err := os.Stat(filepath.Join(out, cell.Dir, p)); err != nil {
+			t.Errorf("cell file: %v", err)
+		}
+	}
+	sp, err := os.ReadFile(filepath.Join(out, "clients", "charcount.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(sp), "FRAME-2"); n < 4 {
+		t.Errorf("the charcount client's page shows FRAME-2 %d times, want one per student server", n)
+	}
+}
+
+// checkSchema checks doc against the parts of JSON Schema interop's schema
+// uses, and that the schema describes every field the report has.
+func checkSchema(t *testing.T, root, s map[string]any, doc any, path string) {
+	t.Helper()
+	if ref, ok := s["$ref"].(string); ok {
+		name := strings.TrimPrefix(ref, "#/$defs/")
+		def, ok := root["$defs"].(map[string]any)[name].(map[string]any)
+		if !ok {
+			t.Fatalf("%s: the schema has no %s", path, ref)
+		}
+		checkSchema(t, root, def, doc, path)
+		return
+	}
+	if c, ok := s["const"]; ok && c != doc {
+		t.Errorf("%s: %v, want %v", path, doc, c)
+	}
+	if e, ok := s["enum"].([]any); ok {
+		found := false
+		for _, v := range e {
+			found = found || v == doc
+		}
+		if !found {
+			t.Errorf("%s: %v is not one of %v", path, doc, e)
+		}
+	}
+	switch s["type"] {
+	case "object":
+		obj, ok := doc.(map[string]any)
+		if !ok {
+			t.Errorf("%s: not an object", path)
+			return
+		}
+		for _, r := range asList(s["required"]) {
+			if _, ok := obj[r.(string)]; !ok {
+				t.Errorf("%s: lacks %s", path, r)
+			}
+		}
+		props, _ := s["properties"].(map[string]any)
+		extra, _ := s["additionalProperties"].(map[string]any)
+		for k, v := range obj {
+			switch ps, ok := props[k].(map[string]any); {
+			case ok:
+				checkSchema(t, root, ps, v, path+"/"+k)
+			case extra != nil:
+				checkSchema(t, root, extra, v, path+"/"+k)
+			default:
+				t.Errorf("%s/%s: a field the schema does not describe", path, k)
+			}
+		}
+	case "array":
+		arr, ok := doc.([]any)
+		if !ok {
+			t.Errorf("%s: not an array", path)
+			return
+		}
+		if is, ok := s["items"].(map[string]any); ok {
+			for i, v := range arr {
+				checkSchema(t, root, is, v, path+"/"+string(rune('0'+i%10)))
+			}
+		}
+	case "string":
+		if _, ok := doc.(string); !ok {
+			t.Errorf("%s: %v is not a string", path, doc)
+		}
+	case "integer", "number":
+		if _, ok := doc.(float64); !ok {
+			t.Errorf("%s: %v is not a number", path, doc)
+		}
+	case "boolean":
+		if _, ok := doc.(bool); !ok {
+			t.Errorf("%s: %v is not a boolean", path, doc)
+		}
+	}
+}
+
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return l
 }

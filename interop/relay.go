@@ -31,7 +31,9 @@ type relayConn struct {
 	mu         sync.Mutex
 	chunks     []chunk
 	closed     time.Time
-	clientEOF  bool // the client closed its side first
+	// clientClosed is when the client ended its side (end of file or an
+	// error), zero while it has not.
+	clientClosed time.Time
 }
 
 func (c *relayConn) add(fromClient bool, b []byte) {
@@ -180,10 +182,10 @@ func (r *relay) serve(cc net.Conn, rc *relayConn) {
 	go func() {
 		defer wg.Done()
 		eof := copyRecorded(sc, cc, rc, true)
+		rc.mu.Lock()
+		rc.clientClosed = time.Now()
+		rc.mu.Unlock()
 		if eof {
-			rc.mu.Lock()
-			rc.clientEOF = true
-			rc.mu.Unlock()
 			closeWrite(sc)
 		} else {
 			sc.Close()
@@ -230,6 +232,28 @@ func closeWrite(c net.Conn) {
 		return
 	}
 	c.Close()
+}
+
+// clientClosed gives, by the client's port, when the client ended each
+// connection, from the recording's first connection.
+func (rec *recording) clientClosed() map[uint16]time.Duration {
+	out := map[uint16]time.Duration{}
+	var first time.Time
+	for _, rc := range rec.list() {
+		rc.mu.Lock()
+		if first.IsZero() || rc.opened.Before(first) {
+			first = rc.opened
+		}
+		rc.mu.Unlock()
+	}
+	for _, rc := range rec.list() {
+		rc.mu.Lock()
+		if !rc.clientClosed.IsZero() {
+			out[rc.clientPort] = rc.clientClosed.Sub(first)
+		}
+		rc.mu.Unlock()
+	}
+	return out
 }
 
 // Capture addresses: the client as the relay saw it, the server on the

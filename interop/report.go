@@ -248,16 +248,16 @@ func (m *Matrix) matrixView() matrixView {
 
 type scenarioView struct {
 	*ScenarioResult
-	Title                                 string
+	Title                                string
 	Capture, Diagram, Dump, ClientOutput string
 }
 
 type cellPageView struct {
 	*Cell
 	Class, ServerLink, ClientLink, ServerOut string
-	ServerConf, ClientConf                  *Conformance
-	ServerConfLink, ClientConfLink          string
-	Scenarios                               []scenarioView
+	ServerConf, ClientConf                   *Conformance
+	ServerConfLink, ClientConfLink           string
+	Scenarios                                []scenarioView
 }
 
 func (m *Matrix) program(side, id string) Program {

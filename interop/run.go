@@ -71,10 +71,10 @@ type Options struct {
 	// Conformance runs each program's own conformance checks once, with
 	// the selectors below, as evidence for blame (grade.Run, which needs
 	// Stepkit, the binary).
-	Conformance      bool
-	Stepkit          string
-	ServerSelectors  []string
-	ClientSelectors  []string
+	Conformance        bool
+	Stepkit            string
+	ServerSelectors    []string
+	ClientSelectors    []string
 	ConformanceTimeout time.Duration
 	// Progress is called after each cell, from one goroutine at a time.
 	Progress func(c *Cell, done, total int)
@@ -413,7 +413,10 @@ func runCell(ctx context.Context, o *Options, sp, cp Program) *Cell {
 	start := time.Now()
 	c := &Cell{Server: sp.ID, Client: cp.ID, Dir: cellDir(sp.ID, cp.ID)}
 	dir := filepath.Join(o.Out, c.Dir)
-	defer func() { c.Duration = time.Since(start) }()
+	defer func() {
+		c.Duration = time.Since(start)
+		c.Outcome = provisional(c)
+	}()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		c.Error = err.Error()
 		return c
@@ -481,6 +484,27 @@ func runCell(ctx context.Context, o *Options, sp, cp Program) *Cell {
 		}
 	}
 	return c
+}
+
+// provisional is a cell's outcome before blame: blame needs the
+// reference pairs, which may not have run yet.
+func provisional(c *Cell) Outcome {
+	switch {
+	case c.Error != "":
+		return Error
+	case c.ServerProblem != "":
+		return Fail
+	}
+	o := Pass
+	for _, r := range c.Scenarios {
+		switch r.Outcome {
+		case Fail:
+			return Fail
+		case Error:
+			o = Error
+		}
+	}
+	return o
 }
 
 // runScenario runs the client once through the relay and records what
@@ -555,7 +579,7 @@ func runScenario(ctx context.Context, o *Options, sc Scenario, srv *server, box 
 		return
 	}
 	w, err := decodeCapture(ctx, pcap, filepath.Join(dir, sc.ID+".dump.txt"), filepath.Join(dir, sc.ID+".ladder.html"),
-		fmt.Sprintf("%s × %s: %s", srv.id, cp.ID, sc.ID))
+		fmt.Sprintf("%s × %s: %s", srv.id, cp.ID, sc.ID), rec.clientClosed())
 	if err != nil {
 		r.Outcome, r.Error = Error, err.Error()
 		return
@@ -572,7 +596,6 @@ func runScenario(ctx context.Context, o *Options, sc Scenario, srv *server, box 
 		r.Outcome = Pass
 	}
 }
-
 
 // cellDirOf turns a cell's absolute folder into its path in the report.
 func cellDirOf(abs string) string {

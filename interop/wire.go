@@ -66,6 +66,11 @@ type wireConn struct {
 	Requests, Responses int
 	FirstRequest        time.Duration // -1: none
 	FirstResponse       time.Duration // -1: none
+	LastMessage         time.Duration
+	ClientPort          uint16
+	// ClientClosed is when the client ended the connection, as the relay
+	// saw it (-1: unknown).
+	ClientClosed time.Duration
 }
 
 // wire is a scenario's capture, decoded.
@@ -121,7 +126,7 @@ func (c *collector) rel(t time.Time) time.Duration {
 func (c *collector) conn(x *stepdump.Conn) *wireConn {
 	wc := c.conns[x.ID]
 	if wc == nil {
-		wc = &wireConn{ID: x.ID, First: c.rel(x.First), FirstRequest: -1, FirstResponse: -1}
+		wc = &wireConn{ID: x.ID, First: c.rel(x.First), FirstRequest: -1, FirstResponse: -1, ClientPort: x.Client.Port(), ClientClosed: -1}
 		c.conns[x.ID] = wc
 		c.w.Conns = append(c.w.Conns, wc)
 	}
@@ -133,6 +138,7 @@ func (c *collector) Message(m *stepdump.Message) {
 		Status: -1, BlockIndex: -1, Size: -1, BinLen: int(m.BinaryLen), CharCount: m.CharCount,
 		JSONLen: m.JSONLen, ActualJSON: m.ActualJSONLen, Undecoded: m.Msg == nil}
 	wc := c.conn(m.Conn)
+	wc.LastMessage = wm.At
 	if m.FromClient {
 		wc.Requests++
 		if wc.FirstRequest < 0 {
@@ -220,7 +226,7 @@ func (c *collector) rebuild() {
 
 // decodeCapture decodes a scenario's pcapng with stepdump, as stepkit dump
 // would, writing its text output and ladder diagram beside it.
-func decodeCapture(ctx context.Context, pcap, dumpPath, diagramPath, title string) (*wire, error) {
+func decodeCapture(ctx context.Context, pcap, dumpPath, diagramPath, title string, closed map[uint16]time.Duration) (*wire, error) {
 	f, err := os.Open(pcap)
 	if err != nil {
 		return nil, err
@@ -246,6 +252,11 @@ func decodeCapture(ctx context.Context, pcap, dumpPath, diagramPath, title strin
 		return nil, err
 	}
 	coll.rebuild()
+	for _, c := range w.Conns {
+		if t, ok := closed[c.ClientPort]; ok {
+			c.ClientClosed = t
+		}
+	}
 	var b bytes.Buffer
 	if err := dia.WriteHTML(&b); err != nil {
 		return nil, err

@@ -123,6 +123,7 @@ decoder for pcap/pcapng captures.`,
 		newBenchCmd(),
 		newSpecCmd(),
 		newGradeCmd(),
+		newInteropCmd(),
 		newVersionCmd(),
 	)
 	root.AddCommand(newClientCmds()...)
