@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stepkit/stepkit/grade"
 	"github.com/stepkit/stepkit/interop"
 )
 
@@ -382,4 +383,78 @@ func checkSchema(t *testing.T, root, s map[string]any, doc any, path string) {
 func asList(v any) []any {
 	l, _ := v.([]any)
 	return l
+}
+
+// TestMisbehavingPrograms checks the pairs where a program does not get as
+// far as a transfer: a server that never listens, a server that dies in
+// the middle, a client that never connects. Each gets a line that names
+// it, and the other side passes with stepkit's peer.
+func TestMisbehavingPrograms(t *testing.T) {
+	requireSandbox(t)
+	dir := t.TempDir()
+	srv, cli := class(t, dir, []fixture{
+		{"hang", `python3 -c "import time; time.sleep(60)"`},
+		{"crash", serverRun + " --crash-on-upload"},
+	}, []fixture{
+		{"noconnect", `python3 -c "import sys; sys.exit('no server here')" {file}`},
+	})
+	m, err := interop.Run(context.Background(), interop.Options{Servers: srv, Clients: cli, Out: filepath.Join(dir, "out"),
+		Scenarios: interop.Scenarios()[:1], StartTimeout: 2 * time.Second, ClientTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wants := map[[2]string]string{
+		{"stepkit", "stepkit"}:   "",
+		{"stepkit", "noconnect"}: `^client: never connected to 127\.0\.0\.1:1379 \(exit status 1: no server here\)$`,
+		{"hang", "stepkit"}:      `^server: never listened on 127\.0\.0\.1:1379 within 2s \(CONN-6\)$`,
+		{"hang", "noconnect"}:    `^server: never listened on 127\.0\.0\.1:1379 within 2s \(CONN-6\)$`,
+		{"crash", "stepkit"}:     `^server: died during this scenario: exit status 3`,
+		{"crash", "noconnect"}:   `^client: never connected`,
+	}
+	for _, row := range m.Cells {
+		for _, c := range row {
+			w, ok := wants[[2]string{c.Server, c.Client}]
+			if !ok {
+				t.Fatalf("unexpected cell %s × %s", c.Server, c.Client)
+			}
+			if w == "" {
+				if c.Outcome != interop.Pass {
+					t.Errorf("%s × %s: %s %q, want PASS", c.Server, c.Client, c.Outcome, c.Blame)
+				}
+				continue
+			}
+			if c.Outcome != interop.Fail || !regexp.MustCompile(w).MatchString(c.Blame) {
+				t.Errorf("%s × %s: %s %q, want FAIL matching %s", c.Server, c.Client, c.Outcome, c.Blame, w)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out", "interop.html")); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestBadOptions checks that what cannot be run is said before anything
+// runs.
+func TestBadOptions(t *testing.T) {
+	dir := t.TempDir()
+	srv, cli := class(t, dir, fixtureServers[:1], []fixture{{"nofile", "python3 client.py --server_ip {host}"}})
+	for _, tc := range []struct {
+		o    interop.Options
+		want string
+	}{
+		{interop.Options{Servers: srv, Clients: cli, Out: dir}, "has no {file}"},
+		{interop.Options{Clients: []grade.Submission{{ID: "x", Dir: dir}}, Out: dir, ClientRun: "python3 c.py {nope} {file}"}, "unknown placeholder {nope}"},
+		{interop.Options{Out: dir}, "no server and no client"},
+		{interop.Options{Servers: srv}, "no report folder"},
+	} {
+		_, err := interop.Run(context.Background(), tc.o)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Run: %v, want an error saying %q", err, tc.want)
+		}
+	}
+	stepkitStudent := []fixture{{"stepkit", serverRun}}
+	s2, _ := class(t, t.TempDir(), stepkitStudent, nil)
+	if _, err := interop.Run(context.Background(), interop.Options{Servers: s2, Out: dir}); err == nil || !strings.Contains(err.Error(), "may not be called") {
+		t.Errorf("a student called stepkit: %v", err)
+	}
 }

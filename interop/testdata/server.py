@@ -7,6 +7,7 @@ keeps completed files under ./storage/USER/KEY. Flags:
   --port N          listen on N (default 1379)
   --block-size N    plan uploads and downloads with blocks of N bytes (default 20480)
   --single          the defect: serve one connection at a time, in the main thread
+  --crash-on-upload the defect: exit with status 3 at the first UPLOAD
 """
 import hashlib
 import json
@@ -16,6 +17,8 @@ import struct
 import sys
 import threading
 import uuid
+
+CRASH_ON_UPLOAD = False
 
 
 def recv_exact(conn, n):
@@ -86,6 +89,8 @@ class Server:
             return self.reply(req, 200, "This is the upload plan.", key=key, size=size,
                               block_size=self.block_size, total_block=self.total(size)), b""
         if op == "UPLOAD":
+            if CRASH_ON_UPLOAD:
+                os._exit(3)
             idx = req.get("block_index")
             with self.lock:
                 up = self.uploads.get((user, key))
@@ -181,6 +186,7 @@ class Server:
 
 
 def main(argv):
+    global CRASH_ON_UPLOAD
     port, block_size, single = 1379, 20480, False
     i = 0
     while i < len(argv):
@@ -192,6 +198,8 @@ def main(argv):
             i += 1
         elif argv[i] == "--single":
             single = True
+        elif argv[i] == "--crash-on-upload":
+            CRASH_ON_UPLOAD = True
         i += 1
     srv = Server(block_size)
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
