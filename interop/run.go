@@ -198,7 +198,7 @@ func (o *Options) defaults() error {
 		if run == "" {
 			run = o.ClientRun
 		}
-		if _, err := parseClientTemplate(run); err != nil {
+		if _, err := ClientTemplate(run); err != nil {
 			return fmt.Errorf("client %s: %w", s.ID, err)
 		}
 	}
@@ -243,7 +243,9 @@ func (o *Options) defaults() error {
 	return nil
 }
 
-func parseClientTemplate(run string) (judge.Template, error) {
+// ClientTemplate parses a client's command template: "course" is the
+// course sheet's (judge.CourseTemplate), and {file} is required.
+func ClientTemplate(run string) (judge.Template, error) {
 	if strings.TrimSpace(run) == "course" {
 		run = judge.CourseTemplate
 	}
@@ -424,7 +426,7 @@ func runCell(ctx context.Context, o *Options, sp, cp Program) *Cell {
 	c.ServerOutput = filepath.Join(c.Dir, "server.txt")
 	var tmpl judge.Template
 	if !cp.Reference {
-		t, err := parseClientTemplate(cp.Run)
+		t, err := ClientTemplate(cp.Run)
 		if err != nil {
 			c.Error = err.Error()
 			return c

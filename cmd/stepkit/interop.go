@@ -127,6 +127,15 @@ func runInterop(ctx context.Context, cmd *cobra.Command, o interopOptions) error
 	if err != nil {
 		return usageErrorf("clients: %v", err)
 	}
+	for _, c := range clients {
+		run := c.Run
+		if run == "" {
+			run = o.clientRun
+		}
+		if _, err := interop.ClientTemplate(run); err != nil {
+			return usageErrorf("client %s: %v", c.ID, err)
+		}
+	}
 	var scenarios []interop.Scenario
 	if len(o.scenarios) > 0 {
 		known := map[string]interop.Scenario{}
