@@ -112,7 +112,7 @@ func (m *Matrix) blameScenario(s, c, i int, r *ScenarioResult) {
 	side, req, line := decide(r, refServer, refClient)
 	r.Side, r.Requirement = side, req
 	r.Blame = line
-	if r.ClientExitCode == 0 && r.falseSuccess() && side != SideClient {
+	if r.falseSuccess() && req != "CLIENT-6" {
 		r.Blame += "; the client still exited 0 (CLIENT-6)"
 	}
 	// The evidence beside the capture.
@@ -231,11 +231,19 @@ func decide(r *ScenarioResult, refServer, refClient Outcome) (side, req, line st
 		if q != nil {
 			what = fmt.Sprintf("request #%d %s", q.Seq, q.describe())
 		}
-		waited := ""
+		waited, wait := "", time.Duration(-1)
 		if q != nil {
 			if c := connOf(w, q.Conn); c != nil && c.Last > q.At {
-				waited = "; the client gave up after " + seconds(c.Last-q.At)
+				wait = c.Last - q.At
+				waited = "; the client gave up after " + seconds(wait)
 			}
+		}
+		if r.ClientTimedOut {
+			if wait < unansweredMin {
+				// The time limit ended the client, not the server's silence.
+				break
+			}
+			waited = "; the time limit ended the client after it had waited " + seconds(wait)
 		}
 		if refServer == Pass {
 			return SideServer, "REQ-6", fmt.Sprintf("server: never answered %s (REQ-6)%s", what, waited)
@@ -259,6 +267,9 @@ func decide(r *ScenarioResult, refServer, refClient Outcome) (side, req, line st
 			return SideClient, "", fmt.Sprintf("client: its %s was refused (it fails against stepkit's server too, and stepkit's client passes here)", strings.TrimPrefix(what, "request "))
 		}
 		return SideUnclear, "", fmt.Sprintf("unclear: the server refused %s; this client against stepkit's server: %s, stepkit's client against this server: %s", what, orUnknown(refServer), orUnknown(refClient))
+	}
+	if r.ClientTimedOut {
+		return SideUnclear, "", fmt.Sprintf("unclear: the time limit ended the client while it was still at work (%s); the last exchanges were answered in time", progressText(w, r.File))
 	}
 	// The upload as the capture shows it.
 	key := r.File
@@ -346,7 +357,7 @@ func blockSizes(w *wire) (side, req, line string, ok bool) {
 		}
 		if q.FromClient && q.is(spec.OpUpload, spec.TypeFile) {
 			p, planned := up[q.Key]
-			if !planned || p.bs <= 0 || q.BlockIndex < 0 || q.BlockIndex >= p.total {
+			if !planned || p.size < 0 || p.bs <= 0 || q.BlockIndex < 0 || q.BlockIndex >= p.total {
 				continue
 			}
 			if want := spec.BlockLen(p.size, p.bs, q.BlockIndex); int64(q.BinLen) != want {
@@ -356,7 +367,7 @@ func blockSizes(w *wire) (side, req, line string, ok bool) {
 		}
 		if !q.FromClient && q.is(spec.OpDownload, spec.TypeFile) && q.Status == int(spec.StatusOK) {
 			p, planned := down[q.Key]
-			if !planned || p.bs <= 0 || q.BlockIndex < 0 || q.BlockIndex >= p.total {
+			if !planned || p.size < 0 || p.bs <= 0 || q.BlockIndex < 0 || q.BlockIndex >= p.total {
 				continue
 			}
 			if want := spec.BlockLen(p.size, p.bs, q.BlockIndex); int64(q.BinLen) != want {
@@ -429,6 +440,34 @@ func stalledConn(w *wire) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// unansweredMin is how long a request must have waited, when the time
+// limit ended the client, to count as never answered: a loaded machine
+// delays an answer, not by that much.
+const unansweredMin = 5 * time.Second
+
+// progressText says how far a transfer got, from the capture.
+func progressText(w *wire, key string) string {
+	var total int64 = -1
+	sent, ok := map[int64]bool{}, 0
+	for _, q := range w.Msgs {
+		if q.Key != key {
+			continue
+		}
+		switch {
+		case !q.FromClient && q.is(spec.OpSave, spec.TypeFile) && q.Status == int(spec.StatusOK):
+			total = q.TotalBlock
+		case q.FromClient && q.is(spec.OpUpload, spec.TypeFile):
+			sent[q.BlockIndex] = true
+		case !q.FromClient && q.is(spec.OpUpload, spec.TypeFile) && q.Status == int(spec.StatusOK):
+			ok++
+		}
+	}
+	if total < 0 {
+		return fmt.Sprintf("%d messages, no upload plan yet", len(w.Msgs))
+	}
+	return fmt.Sprintf("%d of the plan's %d blocks sent, %d answered 200", len(sent), total, ok)
 }
 
 // stallMin is how long an answer must have been held back to count as a

@@ -68,7 +68,7 @@ func fixtureMatrix(t *testing.T) (*interop.Matrix, string) {
 		srv, cli := class(t, dir, fixtureServers, fixtureClients)
 		runOut = filepath.Join(dir, "out")
 		runM, runErr = interop.Run(context.Background(), interop.Options{Servers: srv, Clients: cli, Out: runOut,
-			Conformance: true, Stepkit: stepkitBin, ClientTimeout: 15 * time.Second})
+			Conformance: true, Stepkit: stepkitBin, ClientTimeout: 60 * time.Second})
 	})
 	if runErr != nil {
 		t.Fatal(runErr)
@@ -397,19 +397,23 @@ func TestMisbehavingPrograms(t *testing.T) {
 		{"crash", serverRun + " --crash-on-upload"},
 	}, []fixture{
 		{"noconnect", `python3 -c "import sys; sys.exit('no server here')" {file}`},
+		{"liar", clientRun + " --stop-after 2 --lie"},
 	})
 	m, err := interop.Run(context.Background(), interop.Options{Servers: srv, Clients: cli, Out: filepath.Join(dir, "out"),
-		Scenarios: interop.Scenarios()[:1], StartTimeout: 2 * time.Second, ClientTimeout: 10 * time.Second})
+		Scenarios: interop.Scenarios()[:1], StartTimeout: 10 * time.Second, ClientTimeout: 60 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wants := map[[2]string]string{
 		{"stepkit", "stepkit"}:   "",
 		{"stepkit", "noconnect"}: `^client: never connected to 127\.0\.0\.1:1379 \(exit status 1: no server here\)$`,
-		{"hang", "stepkit"}:      `^server: never listened on 127\.0\.0\.1:1379 within 2s \(CONN-6\)$`,
-		{"hang", "noconnect"}:    `^server: never listened on 127\.0\.0\.1:1379 within 2s \(CONN-6\)$`,
+		{"hang", "stepkit"}:      `^server: never listened on 127\.0\.0\.1:1379 within 10s \(CONN-6\)$`,
+		{"hang", "noconnect"}:    `^server: never listened on 127\.0\.0\.1:1379 within 10s \(CONN-6\)$`,
 		{"crash", "stepkit"}:     `^server: died during this scenario: exit status 3`,
 		{"crash", "noconnect"}:   `^client: never connected`,
+		{"stepkit", "liar"}:      `^client: stopped after 2 of the plan's 16 blocks, every one answered 200 \(CLIENT-5\); the client still exited 0 \(CLIENT-6\)$`,
+		{"hang", "liar"}:         `^server: never listened`,
+		{"crash", "liar"}:        `^server: died during this scenario: exit status 3; the client still exited 0 \(CLIENT-6\)$`,
 	}
 	for _, row := range m.Cells {
 		for _, c := range row {

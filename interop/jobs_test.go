@@ -40,7 +40,7 @@ func TestSameOutcomesAnyJobs(t *testing.T) {
 	var runs []map[string]string
 	for _, jobs := range []int{1, interop.DefaultJobs()} {
 		m, err := interop.Run(context.Background(), interop.Options{Servers: srv, Clients: cli, Jobs: jobs,
-			Out: filepath.Join(dir, fmt.Sprintf("out-%d", jobs)), Scenarios: scen, ClientTimeout: 15 * time.Second})
+			Out: filepath.Join(dir, fmt.Sprintf("out-%d", jobs)), Scenarios: scen, ClientTimeout: 60 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

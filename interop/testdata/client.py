@@ -11,6 +11,8 @@ students' clients:
   --char-count    write the JSON length in characters, not bytes
   --second-conn   log in on one connection, upload on a second one while
                   the first stays open (allowed; a server must serve both)
+  --stop-after N  send only the first N blocks, then claim success
+  --lie           claim success and exit 0 whatever happened
 """
 import argparse
 import hashlib
@@ -57,6 +59,8 @@ def main():
     ap.add_argument("--fixed-block", action="store_true")
     ap.add_argument("--char-count", action="store_true")
     ap.add_argument("--second-conn", action="store_true")
+    ap.add_argument("--stop-after", type=int, default=-1)
+    ap.add_argument("--lie", action="store_true")
     a = ap.parse_args()
     addr = (a.server_ip, a.port)
     data = open(a.file, "rb").read()
@@ -77,6 +81,9 @@ def main():
         size = 20480
         total = (len(data) + size - 1) // size
     for i in range(total):
+        if i == a.stop_after:
+            print("uploaded %s" % key)
+            return
         r, _ = c.call({"operation": "UPLOAD", "direction": "REQUEST", "type": "FILE",
                        "token": token, "key": key, "block_index": i}, data[i * size:(i + 1) * size])
         if r.get("status") != 200:
@@ -106,5 +113,10 @@ def main():
 if __name__ == "__main__":
     try:
         main()
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, SystemExit) as e:
+        if "--lie" in sys.argv:
+            print("uploaded")
+            sys.exit(0)
+        if isinstance(e, SystemExit):
+            raise
         sys.exit("error: %s" % e)
