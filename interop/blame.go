@@ -216,6 +216,14 @@ func decide(r *ScenarioResult, refServer, refClient Outcome) (side, req, line st
 		}
 		return who, "FRAME-2", line
 	}
+	// Bytes that are no STEP frame.
+	for _, n := range w.notes("undecodable-frame") {
+		who, req := SideClient, "FRAME-1"
+		if !n.FromClient {
+			who = SideServer
+		}
+		return who, req, fmt.Sprintf("%s: sent bytes that are not a STEP frame (FRAME-1): %s", who, n.Text)
+	}
 	// Blocks against the plan.
 	if side, req, line, ok := blockSizes(w); ok {
 		return side, req, line

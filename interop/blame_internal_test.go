@@ -66,3 +66,20 @@ func TestStalledConn(t *testing.T) {
 		t.Error("a second connection never answered is not a stall")
 	}
 }
+
+// TestBlameGarbage: bytes that are no frame are blamed on the side that
+// sent them.
+func TestBlameGarbage(t *testing.T) {
+	for _, fromClient := range []bool{true, false} {
+		w := &wire{Notes: []wireNote{{Conn: 1, FromClient: fromClient, Kind: "undecodable-frame", Text: "frame #1 at stream offset 0 (17+0 bytes) does not decode: not a JSON object"}}}
+		r := &ScenarioResult{File: "f.bin", Connections: 1, ClientExitCode: 1, wire: w}
+		side, req, line := decide(r, Pass, Pass)
+		want := SideClient
+		if !fromClient {
+			want = SideServer
+		}
+		if side != want || req != "FRAME-1" || !strings.HasPrefix(line, want+": sent bytes that are not a STEP frame (FRAME-1): frame #1") {
+			t.Errorf("garbage from the client %v: %s %s %q", fromClient, side, req, line)
+		}
+	}
+}
