@@ -65,7 +65,10 @@ type Matrix struct {
 	Cells    [][]*Cell     `json:"-"`
 	Started  time.Time     `json:"started"`
 	Duration time.Duration `json:"-"`
-	Jobs     int           `json:"jobs"`
+	// Conformance is the time each program's own checks took, before
+	// the pairs.
+	Conformance time.Duration `json:"-"`
+	Jobs        int           `json:"jobs"`
 }
 
 // Cell is one pair.

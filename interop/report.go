@@ -24,6 +24,7 @@ type report struct {
 	Version     int            `json:"version"`
 	Started     string         `json:"started"`
 	DurationSec float64        `json:"duration_s"`
+	ConfSec     float64        `json:"conformance_s"`
 	Jobs        int            `json:"jobs"`
 	Servers     []Program      `json:"servers"`
 	Clients     []Program      `json:"clients"`
@@ -55,7 +56,7 @@ func (m *Matrix) WriteReports(dir string) error {
 		}
 	}
 	rep := report{Schema: "interop.schema.json", Version: 1, Started: m.Started.UTC().Format("2006-01-02T15:04:05Z"),
-		DurationSec: m.Duration.Seconds(), Jobs: m.Jobs, Servers: m.Servers, Clients: m.Clients, Scenarios: m.Scenarios, Cells: cells}
+		DurationSec: m.Duration.Seconds(), ConfSec: m.Conformance.Seconds(), Jobs: m.Jobs, Servers: m.Servers, Clients: m.Clients, Scenarios: m.Scenarios, Cells: cells}
 	b, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err
@@ -243,6 +244,9 @@ func (m *Matrix) matrixView() matrixView {
 	}
 	v.Summary = fmt.Sprintf("%d servers × %d clients (stepkit's own first on each side), %d scenarios per pair, in %.0f s with %d jobs",
 		len(m.Servers), len(m.Clients), len(m.Scenarios), m.Duration.Seconds(), m.Jobs)
+	if m.Conformance > 0 {
+		v.Summary += fmt.Sprintf(" (each program's own conformance checks: %.0f s of it)", m.Conformance.Seconds())
+	}
 	return v
 }
 

@@ -112,9 +112,11 @@ func Run(ctx context.Context, o Options) (*Matrix, error) {
 		if o.Phase != nil {
 			o.Phase("conformance")
 		}
+		start := time.Now()
 		if err := m.runConformance(ctx, &o); err != nil {
 			return nil, err
 		}
+		m.Conformance = time.Since(start)
 	}
 	if o.Phase != nil {
 		o.Phase("matrix")
