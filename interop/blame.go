@@ -137,7 +137,11 @@ func (m *Matrix) blameScenario(s, c, i int, r *ScenarioResult) {
 		ev = append(ev, "download: MD5 "+r.DownloadMD5)
 	}
 	if !cp.Reference && s != 0 {
-		ev = append(ev, fmt.Sprintf("client %s against stepkit's server: %s%s", cp.ID, refServer, whyText(refServerWhy)))
+		note := whyText(refServerWhy)
+		if req == "FRAME-2" && side == SideClient && refServer == Pass {
+			note = " (stepkit's server recovers a frame whose JSON length counts characters, EXT-5; most servers do not)"
+		}
+		ev = append(ev, fmt.Sprintf("client %s against stepkit's server: %s%s", cp.ID, refServer, note))
 	}
 	if !sp.Reference && c != 0 {
 		ev = append(ev, fmt.Sprintf("stepkit's client against server %s: %s%s", sp.ID, refClient, whyText(refClientWhy)))
@@ -231,6 +235,21 @@ func decide(r *ScenarioResult, refServer, refClient Outcome) (side, req, line st
 	// A connection the server never served while another was open.
 	if line, ok := stalledConn(w); ok {
 		return SideServer, "CONN-3", line
+	}
+	// An answer that came after the client had given up on it: a slow
+	// server or a loaded machine, against a client's own deadline; the
+	// capture cannot say which side is wrong.
+	for _, a := range w.Msgs {
+		if a.FromClient || a.Answers == 0 {
+			continue
+		}
+		c := connOf(w, a.Conn)
+		q := requestOf(w, a)
+		if c == nil || q == nil || c.ClientClosed < 0 || a.At <= c.ClientClosed {
+			continue
+		}
+		return SideUnclear, "", fmt.Sprintf("unclear: the client gave up on request #%d %s after %s; the server answered it %s after it was sent (its own deadline against a slow server)",
+			q.Seq, q.describe(), seconds(c.ClientClosed-q.At), seconds(a.At-q.At))
 	}
 	// A request never answered.
 	for _, n := range w.notes("request-never-answered") {

@@ -83,3 +83,16 @@ func TestBlameGarbage(t *testing.T) {
 		}
 	}
 }
+
+// TestBlameLateAnswer: an answer that came after the client had closed
+// its connection is a deadline against a slow server: unclear.
+func TestBlameLateAnswer(t *testing.T) {
+	login, ok := msg(1, 1, true, 0, "LOGIN", "AUTH", -1), msg(1, 2, false, 3500*time.Millisecond, "LOGIN", "AUTH", 200)
+	w := &wire{Msgs: []*wireMsg{login, ok},
+		Conns: []*wireConn{{ID: 1, FirstRequest: 0, FirstResponse: 3500 * time.Millisecond, Last: 3600 * time.Millisecond, Requests: 1, Responses: 1, ClientClosed: 3 * time.Second}}}
+	r := &ScenarioResult{File: "f.bin", Connections: 1, ClientExitCode: 1, wire: w}
+	side, req, line := decide(r, Pass, Pass)
+	if side != SideUnclear || req != "" || line != "unclear: the client gave up on request #1 AUTH LOGIN after 3.0 s; the server answered it 3.5 s after it was sent (its own deadline against a slow server)" {
+		t.Errorf("%s %s %q", side, req, line)
+	}
+}

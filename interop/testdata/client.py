@@ -55,7 +55,7 @@ def main():
     ap.add_argument("--f", "-f", dest="file", required=True)
     ap.add_argument("--dir")
     ap.add_argument("--port", type=int, default=1379)
-    ap.add_argument("--timeout", type=float, default=3)
+    ap.add_argument("--timeout", type=float, default=10)
     ap.add_argument("--fixed-block", action="store_true")
     ap.add_argument("--char-count", action="store_true")
     ap.add_argument("--second-conn", action="store_true")
