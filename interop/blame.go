@@ -196,6 +196,9 @@ func decide(r *ScenarioResult, refServer, refClient Outcome) (side, req, line st
 	if r.RelayProblem != "" {
 		return SideServer, "CONN-1", "server: stopped accepting connections: " + r.RelayProblem + " (CONN-1)"
 	}
+	if r.Overflow != "" {
+		return r.Overflow, "", fmt.Sprintf("%s: sent more than %d MiB in one scenario of a few MiB; the relay ended the connection", r.Overflow, maxRecorded>>20)
+	}
 	if r.Connections == 0 {
 		return SideClient, "", "client: never connected to 127.0.0.1:1379 (" + r.ClientExit + lastLineText(r.ClientLast) + ")"
 	}

@@ -462,3 +462,54 @@ func TestBadOptions(t *testing.T) {
 		t.Errorf("a student called stepkit: %v", err)
 	}
 }
+
+// TestFlood: a client that streams bytes without end into a server that
+// reads them all is cut off by the relay's bound, and blamed; a server
+// that never answers is blamed for its silence.
+func TestFlood(t *testing.T) {
+	requireSandbox(t)
+	dir := t.TempDir()
+	sink := filepath.Join(dir, "servers", "sink")
+	flood := filepath.Join(dir, "clients", "flood")
+	for _, d := range []string{sink, flood} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(sink, "server.py"), []byte(`import socket, threading
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", 1379))
+l.listen(8)
+def drain(c):
+    while c.recv(1 << 16):
+        pass
+while True:
+    c, _ = l.accept()
+    threading.Thread(target=drain, args=(c,), daemon=True).start()
+`), 0o644)
+	os.WriteFile(filepath.Join(flood, "client.py"), []byte(`import socket
+s = socket.create_connection(("127.0.0.1", 1379))
+b = b"\x00\x00\x00\x10" * 16384
+for _ in range(4096):
+    s.sendall(b)
+`), 0o644)
+	m, err := interop.Run(context.Background(), interop.Options{
+		Servers: []grade.Submission{{ID: "sink", Dir: sink}}, Clients: []grade.Submission{{ID: "flood", Dir: flood, Run: "python3 client.py {file}"}},
+		Out: filepath.Join(dir, "out"), Scenarios: interop.Scenarios()[:1], ClientTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct{ server, client, re string }{
+		{"sink", "flood", `^client: sent more than 64 MiB in one scenario of a few MiB; the relay ended the connection$`},
+		{"sink", "stepkit", `^server: never answered request #1 AUTH LOGIN \(REQ-6\); the client gave up after [0-9.]+ s$`},
+	} {
+		c := m.Cell(w.server, w.client)
+		if c.Outcome != interop.Fail || !regexp.MustCompile(w.re).MatchString(c.Blame) {
+			t.Errorf("%s × %s: %s %q, want FAIL matching %s", w.server, w.client, c.Outcome, c.Blame, w.re)
+		}
+	}
+	if c := m.Cell("stepkit", "flood"); c.Outcome != interop.Fail || c.Side != "client" {
+		t.Errorf("stepkit × flood: %s %s %q, want the client blamed", c.Outcome, c.Side, c.Blame)
+	}
+}

@@ -123,9 +123,11 @@ type ScenarioResult struct {
 	ClientTime     time.Duration `json:"-"`
 	ServerDied     string        `json:"server_died,omitempty"`
 	RelayProblem   string        `json:"relay_problem,omitempty"`
-	Connections    int           `json:"connections"`
-	Messages       int           `json:"messages"`
-	Diagnoses      []string      `json:"diagnoses,omitempty"`
+	// Overflow names the side that sent more than a scenario records.
+	Overflow    string   `json:"overflow,omitempty"`
+	Connections int      `json:"connections"`
+	Messages    int      `json:"messages"`
+	Diagnoses   []string `json:"diagnoses,omitempty"`
 
 	Capture      string        `json:"capture,omitempty"`
 	Diagram      string        `json:"diagram,omitempty"`

@@ -34,6 +34,7 @@ type relayConn struct {
 	// clientClosed is when the client ended its side (end of file or an
 	// error), zero while it has not.
 	clientClosed time.Time
+	rec          *recording
 }
 
 func (c *relayConn) add(fromClient bool, b []byte) {
@@ -46,6 +47,32 @@ func (c *relayConn) add(fromClient bool, b []byte) {
 type recording struct {
 	mu    sync.Mutex
 	conns []*relayConn
+	bytes int64 // recorded so far, of maxRecorded
+	// overflow names the side whose bytes passed maxRecorded: the relay
+	// then ended the connection.
+	overflow string
+}
+
+// maxRecorded bounds the bytes a scenario records (and so relays): a
+// scenario moves a few MiB; a program that streams without end must not
+// fill the grader's memory.
+const maxRecorded = 64 << 20
+
+// take counts n bytes against the budget; false once it is spent.
+func (r *recording) take(n int, fromClient bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.bytes+int64(n) > maxRecorded {
+		if r.overflow == "" {
+			r.overflow = SideServer
+			if fromClient {
+				r.overflow = SideClient
+			}
+		}
+		return false
+	}
+	r.bytes += int64(n)
+	return true
 }
 
 func (r *recording) list() []*relayConn {
@@ -144,7 +171,7 @@ func (r *relay) accept() {
 			cc.Close()
 			continue
 		}
-		rc := &relayConn{opened: time.Now()}
+		rc := &relayConn{opened: time.Now(), rec: rec}
 		if a, ok := cc.RemoteAddr().(*net.TCPAddr); ok {
 			rc.clientPort = uint16(a.Port)
 		}
@@ -214,6 +241,9 @@ func copyRecorded(dst, src net.Conn, rc *relayConn, fromClient bool) bool {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
+			if !rc.rec.take(n, fromClient) {
+				return false
+			}
 			rc.add(fromClient, buf[:n])
 			dst.SetWriteDeadline(time.Now().Add(30 * time.Second))
 			if _, werr := dst.Write(buf[:n]); werr != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"net"
 	"os"
 	"os/exec"
@@ -552,6 +553,7 @@ func runScenario(ctx context.Context, o *Options, sc Scenario, srv *server, box 
 		runStudentClient(ctx, o, box, cp, argv, filepath.Join(dir, sc.ID+".client.txt"), r)
 	}
 	rec := rl.end(time.Second)
+	r.Overflow = rec.overflow
 	for _, rc := range rec.list() {
 		r.Connections++
 		if rc.dialErr != nil && r.RelayProblem == "" {
@@ -580,6 +582,15 @@ func runScenario(ctx context.Context, o *Options, sc Scenario, srv *server, box 
 	pcap := filepath.Join(dir, sc.ID+".pcapng")
 	if err := rec.writePcapng(pcap); err != nil {
 		r.Outcome, r.Error = Error, err.Error()
+		return
+	}
+	if r.Overflow != "" {
+		// Megabytes of what is no STEP take the decoder long to resync
+		// through, and the blame needs none of it.
+		note := fmt.Sprintf("not decoded: the %s sent more than %d MiB; stepkit dump %s decodes it (slowly)", r.Overflow, maxRecorded>>20, sc.ID+".pcapng")
+		os.WriteFile(filepath.Join(dir, sc.ID+".dump.txt"), []byte(note+"\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, sc.ID+".ladder.html"), []byte("<!doctype html><meta charset=\"utf-8\"><p>"+html.EscapeString(note)+"</p>\n"), 0o644)
+		r.Outcome = Fail
 		return
 	}
 	w, err := decodeCapture(ctx, pcap, filepath.Join(dir, sc.ID+".dump.txt"), filepath.Join(dir, sc.ID+".ladder.html"),
