@@ -224,6 +224,9 @@ func (c *collector) rebuild() {
 	}
 }
 
+// decodeLimit bounds the decoding of one scenario's capture.
+const decodeLimit = 30 * time.Second
+
 // decodeCapture decodes a scenario's pcapng with stepdump, as stepkit dump
 // would, writing its text output and ladder diagram beside it.
 func decodeCapture(ctx context.Context, pcap, dumpPath, diagramPath, title string, closed map[uint16]time.Duration) (*wire, error) {
@@ -243,9 +246,18 @@ func decodeCapture(ctx context.Context, pcap, dumpPath, diagramPath, title strin
 	w := &wire{}
 	coll := &collector{w: w, conns: map[int]*wireConn{}, plans: map[string][2]int64{},
 		blocks: map[string]map[int64][]byte{}, maxKept: 32 << 20}
-	if _, err := stepdump.Decode(ctx, bufio.NewReaderSize(f, 256<<10), stepdump.Options{Port: spec.DefaultPort},
+	// A capture of megabytes of tiny malformed frames takes the decoder
+	// long: what it decoded by the deadline is kept, and said to be partial.
+	dctx, cancel := context.WithTimeout(ctx, decodeLimit)
+	defer cancel()
+	if _, err := stepdump.Decode(dctx, bufio.NewReaderSize(f, 256<<10), stepdump.Options{Port: spec.DefaultPort},
 		stepdump.Multi{text, dia, coll}); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", pcap, err)
+		if ctx.Err() != nil || dctx.Err() == nil {
+			return nil, fmt.Errorf("decode %s: %w", pcap, err)
+		}
+		fmt.Fprintf(bw, "(decoding stopped after %s: what is above is what was decoded by then)\n", decodeLimit)
+		w.Notes = append(w.Notes, wireNote{Kind: "decoding-stopped", Severity: "warning",
+			Text: fmt.Sprintf("decoding stopped after %s; what was decoded by then is judged", decodeLimit)})
 	}
 	text.Flush()
 	if err := bw.Flush(); err != nil {
