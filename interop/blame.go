@@ -248,8 +248,8 @@ func decide(r *ScenarioResult, refServer, refClient Outcome) (side, req, line st
 		}
 		c := connOf(w, a.Conn)
 		q := requestOf(w, a)
-		if c == nil || q == nil || c.ClientClosed < 0 || a.At <= c.ClientClosed {
-			continue
+		if c == nil || q == nil || q.Op == string(spec.OpBye) || c.ClientClosed < 0 || a.At <= c.ClientClosed {
+			continue // a client closes right after BYE, as it may (BYE-1)
 		}
 		return SideUnclear, "", fmt.Sprintf("unclear: the client gave up on request #%d %s after %s; the server answered it %s after it was sent (its own deadline against a slow server)",
 			q.Seq, q.describe(), seconds(c.ClientClosed-q.At), seconds(a.At-q.At))

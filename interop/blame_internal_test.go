@@ -95,4 +95,9 @@ func TestBlameLateAnswer(t *testing.T) {
 	if side != SideUnclear || req != "" || line != "unclear: the client gave up on request #1 AUTH LOGIN after 3.0 s; the server answered it 3.5 s after it was sent (its own deadline against a slow server)" {
 		t.Errorf("%s %s %q", side, req, line)
 	}
+	// BYE is not waited for: its late answer says nothing.
+	login.Op, ok.Op = "BYE", "BYE"
+	if _, _, line := decide(r, Pass, Pass); strings.Contains(line, "gave up") {
+		t.Errorf("a BYE answered after the client closed: %q", line)
+	}
 }
