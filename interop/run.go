@@ -484,6 +484,14 @@ func runCell(ctx context.Context, o *Options, sp, cp Program) *Cell {
 			continue
 		}
 		runScenario(ctx, o, sc, srv, box, l, rl, cp, tmpl, dir, r)
+		if r.Outcome == Fail && srv.exited != nil {
+			// A server that failed the scenario may be dying right now:
+			// its exit is reported a moment after its connections end.
+			select {
+			case <-srv.exited:
+			case <-time.After(time.Second):
+			}
+		}
 		if why := srv.ended(); why != "" {
 			r.ServerDied = "died during this scenario: " + why
 		}
