@@ -124,6 +124,7 @@ decoder for pcap/pcapng captures.`,
 		newSpecCmd(),
 		newGradeCmd(),
 		newSandboxCmd(),
+		newInteropCmd(),
 		newVersionCmd(),
 	)
 	root.AddCommand(newClientCmds()...)
