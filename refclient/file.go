@@ -428,7 +428,9 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 				if pr != nil {
 					pr.start = time.Now()
 				}
-				if !jobs.send(gctx, job{index: k, seq: seq, data: blk, slab: sl}) {
+				// The probe's block is answered alone: it is not to be
+				// gathered with the blocks behind it.
+				if !jobs.send(gctx, job{index: k, seq: seq, data: blk, slab: sl, alone: pr != nil}) {
 					sl.release()
 					return nil
 				}
@@ -456,6 +458,12 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 	var sentMu sync.Mutex
 	var peak atomic.Int64
 	upReq := spec.NewRequest(spec.OpUpload, spec.TypeFile) // names the operation in errors
+	// A window that keeps the server's upload_window in flight says so in
+	// every UPLOAD (EXT-8).
+	var gather int64
+	if c.UploadGathers(window, plan.BlockSize) {
+		gather = int64(window) * plan.BlockSize
+	}
 	st := stage{
 		op:     spec.OpUpload,
 		typ:    spec.TypeFile,
@@ -465,6 +473,9 @@ func (c *Client) sendBlocks(ctx context.Context, plan Plan, src io.Reader, j *jo
 			m.ResetRequest(spec.OpUpload, spec.TypeFile).
 				SetString(spec.FieldKey, plan.Key).
 				SetInt(spec.FieldBlockIndex, jb.index)
+			if gather > 0 && !jb.alone {
+				m.SetInt(spec.FieldWindow, gather)
+			}
 			m.Binary = jb.data
 			return m
 		},
@@ -737,7 +748,7 @@ func (c *Client) Dup(ctx context.Context) (*Client, error) {
 		return nil, err
 	}
 	c.tokMu.Lock()
-	cc.token, cc.username, cc.pipelining, cc.maxBlock = c.token, c.username, c.pipelining, c.maxBlock
+	cc.token, cc.username, cc.pipelining, cc.maxBlock, cc.upWindow = c.token, c.username, c.pipelining, c.maxBlock, c.upWindow
 	c.tokMu.Unlock()
 	return cc, nil
 }
