@@ -52,7 +52,7 @@ func switchRelay(t *testing.T, target *atomic.Value) string {
 
 // TestGatheredUploadSurvivesKill: "stepkit upload" through a server on
 // SeaweedFS has its blocks gathered into multipart parts; the server is
-// killed (SIGKILL) once a part is stored, while others are being
+// killed (SIGKILL) once three parts are stored, while others are being
 // gathered; the same command again, now reaching a second server, resumes
 // from its journal: the second server finds the stored parts, and the file
 // is completed from parts, whole, with nothing left behind.
@@ -86,7 +86,7 @@ func TestGatheredUploadSurvivesKill(t *testing.T) {
 		}
 		return n
 	}
-	for deadline := time.Now().Add(2 * time.Minute); records() < 1; {
+	for deadline := time.Now().Add(2 * time.Minute); records() < 3; {
 		select {
 		case err := <-upDone:
 			t.Fatalf("upload ended before the kill (%v): %s %s", err, up.stdout.String(), up.stderr)
