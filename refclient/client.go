@@ -159,6 +159,7 @@ type Client struct {
 	username   string
 	pipelining bool  // the server advertised pipelining at login (EXT-6)
 	maxBlock   int64 // the server's max_block_size at login (EXT-7), 0 if none
+	upWindow   int64 // the server's upload_window at login (EXT-8), 0 if none
 }
 
 // Dial connects to the STEP server at addr (host:port).
@@ -207,9 +208,45 @@ func (c *Client) UploadWindow(blockSize int64) int {
 	case c.opts.Window > 0:
 		return c.opts.Window
 	case c.Pipelining():
-		return AutoWindow(blockSize)
+		w := AutoWindow(blockSize)
+		if need := c.gatherWindow(blockSize); need > w {
+			// The server stores the blocks of such a window faster:
+			// see EXT-8.
+			w = need
+		}
+		return w
 	}
 	return 1
+}
+
+// maxGatherWindow bounds the blocks an automatic window keeps in flight
+// to reach the server's upload_window.
+const maxGatherWindow = 1024
+
+// gatherWindow is the window of blocks of blockSize bytes that keeps the
+// upload_window the server advertised (EXT-8) in flight, 0 if none does.
+func (c *Client) gatherWindow(blockSize int64) int {
+	c.tokMu.Lock()
+	uw := c.upWindow
+	c.tokMu.Unlock()
+	if uw <= 0 || blockSize <= 0 {
+		return 0
+	}
+	if n := (uw + blockSize - 1) / blockSize; n <= maxGatherWindow {
+		return int(n)
+	}
+	return 0
+}
+
+// UploadGathers reports whether an upload with window blocks of blockSize
+// bytes in flight on each connection keeps the upload_window the server
+// advertised (EXT-8): its UPLOADs then say so, and the server may answer
+// its blocks only once a larger run of them arrived.
+func (c *Client) UploadGathers(window int, blockSize int64) bool {
+	c.tokMu.Lock()
+	uw := c.upWindow
+	c.tokMu.Unlock()
+	return uw > 0 && int64(window)*blockSize >= uw
 }
 
 // windowBytes is how much of a file an automatic window keeps in flight
@@ -365,9 +402,13 @@ func (c *Client) Login(ctx context.Context, username, password string) (string, 
 	if n, err := resp.Int(spec.FieldMaxBlockSize); err == nil && n > 0 {
 		maxBlock = n
 	}
+	var upWindow int64 // anything but a positive integer is none
+	if n, err := resp.Int(spec.FieldUploadWindow); err == nil && n > 0 && adv {
+		upWindow = n
+	}
 	c.tokMu.Lock()
 	c.token, c.username = tok, username
-	c.pipelining, c.maxBlock = adv, maxBlock
+	c.pipelining, c.maxBlock, c.upWindow = adv, maxBlock, upWindow
 	c.tokMu.Unlock()
 	return tok, nil
 }

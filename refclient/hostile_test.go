@@ -3,7 +3,6 @@ package refclient
 import (
 	"bytes"
 	"context"
-	"crypto/md5"
 	"errors"
 	"net"
 	"os"
@@ -186,26 +185,5 @@ func TestUploadFileThatShrinks(t *testing.T) {
 	_, err := c.UploadFile(context.Background(), path, "shrinks", o)
 	if err == nil || !strings.Contains(err.Error(), "did it shrink?") {
 		t.Fatalf("upload of a file cut to nothing under way: %v, want an error saying so", err)
-	}
-}
-
-// Hashing a mapped file that shrank is an error, not a crash.
-func TestHashMappedFileThatShrank(t *testing.T) {
-	path := writeTemp(t, "shrank", testData(1<<20, 12))
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	mapped, unmap := mapFile(f, 1<<20)
-	defer unmap()
-	if mapped == nil {
-		t.Skip("files cannot be mapped here")
-	}
-	if err := os.Truncate(path, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := hashMapped(md5.New(), mapped); !errors.Is(err, errShrank) {
-		t.Fatalf("hash of a mapped file cut to nothing: %v, want %v", err, errShrank)
 	}
 }

@@ -14,6 +14,7 @@ type job struct {
 	seq   int64  // upload: the order in which the job was handed out
 	data  []byte // upload: the block; nil for downloads
 	slab  *slab  // upload: the buffer data is in
+	alone bool   // upload: answered before the next block is sent (the probe)
 }
 
 // stage is what a transfer plugs into a pipeline.

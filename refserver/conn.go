@@ -91,6 +91,7 @@ type conn struct {
 	pending     bool
 	flights     []*flight // runs on their way to the storage, oldest first
 	pendReq     *spec.Message
+	window      int64 // the window the client keeps in flight, for gathered blocks (EXT-8)
 	pendErr     error
 	pendTraffic int
 
@@ -157,6 +158,9 @@ func (c *conn) loop() string {
 		// a time: the answers to the oldest let the client send more
 		// while the others are stored.
 		for len(c.flights) > 0 && !c.nextReady() {
+			if f := c.flights[0]; f.gathered && c.waitGathered(f) {
+				break // bytes came: maybe the rest of the flight's parts
+			}
 			if !c.land(1) {
 				return "write failed"
 			}

@@ -129,6 +129,9 @@ func (c *conn) login(req *spec.Message) *spec.Message {
 	if max := c.srv.cfg.MaxBlockSize; max > 0 {
 		resp.Set(spec.FieldMaxBlockSize, max)
 	}
+	if w := c.srv.uploadWindow(); w > 0 {
+		resp.Set(spec.FieldUploadWindow, w)
+	}
 	return resp
 }
 
@@ -494,7 +497,7 @@ func (c *conn) fileUpload(req *spec.Message, user string) *spec.Message {
 			return reply(op, t, spec.StatusBlockSize, fmt.Sprintf("The block is %d bytes; block %d of this plan has %d.",
 				len(req.Binary), i, want)).Set(spec.FieldKey, k).Set(spec.FieldBlockIndex, i)
 		}
-		*c.collect = append(*c.collect, uploadItem{user: user, key: k, u: u, index: i, block: req.Binary})
+		*c.collect = append(*c.collect, uploadItem{user: user, key: k, u: u, index: i, block: req.Binary, gather: c.gathers(req)})
 		return nil
 	}
 	// The storage takes the key's lock itself: it may store blocks of one

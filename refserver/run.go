@@ -23,6 +23,10 @@ type flight struct {
 	resps  []*spec.Message // nil where the answer waits for the storage
 	groups []runGroup
 	done   chan struct{} // closed once every group is stored
+	// gathered is set when blocks of the flight may wait for later ones
+	// (storage.Gatherer); bytes counts them.
+	gathered bool
+	bytes    int64
 }
 
 // runGroup is the blocks of one upload in a run, stored with one write.
@@ -31,6 +35,7 @@ type runGroup struct {
 	u         storage.Upload
 	index     []int64
 	blocks    [][]byte
+	gather    bool
 	m         *storage.FileMeta // set when the write completed the file
 	err       error
 }
@@ -42,6 +47,7 @@ type uploadItem struct {
 	u         storage.Upload
 	index     int64
 	block     []byte
+	gather    bool // the client keeps the upload window in flight (EXT-8)
 }
 
 // startsRun reports whether req may begin a run: a FILE UPLOAD request.
@@ -105,6 +111,15 @@ func (c *conn) serveRun(first *spec.Message) bool {
 	}
 	c.collect = nil
 	f := &flight{reqs: reqs, resps: resps, groups: groupRun(items), done: make(chan struct{})}
+	for i := range f.groups {
+		g := &f.groups[i]
+		if g.gather {
+			f.gathered = true
+			for _, b := range g.blocks {
+				f.bytes += int64(len(b))
+			}
+		}
+	}
 	// Stored while the connection reads on; only the storage is touched
 	// there, the answers are made by land.
 	go func() {
@@ -112,14 +127,83 @@ func (c *conn) serveRun(first *spec.Message) bool {
 		w := s.store.(storage.RunWriter)
 		for i := range f.groups {
 			g := &f.groups[i]
-			g.m, g.err = w.WriteBlocks(g.user, g.key, g.u, g.index, g.blocks, s.cfg.Now())
+			if g.gather {
+				g.m, g.err = s.store.(storage.Gatherer).WriteBlocksGathered(g.user, g.key, g.u, g.index, g.blocks, s.cfg.Now())
+			} else {
+				g.m, g.err = w.WriteBlocks(g.user, g.key, g.u, g.index, g.blocks, s.cfg.Now())
+			}
 		}
 	}()
 	c.flights = append(c.flights, f)
-	if len(c.flights) > maxFlights {
-		return c.land(1)
+	// Gathered blocks wait for the rest of their part, which the client
+	// sends within its window: the connection reads on while the flights
+	// hold no more than that window.
+	for len(c.flights) > maxFlights && !(f.gathered && c.gatheredBytes() <= c.window) {
+		if !c.land(1) {
+			return false
+		}
 	}
 	return true
+}
+
+// gathers reports whether the blocks of an UPLOAD may be gathered: the
+// storage gathers them (storage.Gatherer) and the client said it keeps at
+// least the window the server advertised in flight (EXT-8). It notes the
+// client's window, of which the connection keeps blocks in flights.
+func (c *conn) gathers(req *spec.Message) bool {
+	w := c.srv.uploadWindow()
+	if w <= 0 || !req.Has(spec.FieldWindow) {
+		return false
+	}
+	n, err := req.Int(spec.FieldWindow)
+	if err != nil || n < w {
+		return false
+	}
+	// More than four times the advertised window is not held.
+	c.window = min(n, 4*w)
+	return true
+}
+
+// gatheredBytes is the bytes of gathered blocks in the flights.
+func (c *conn) gatheredBytes() int64 {
+	var n int64
+	for _, f := range c.flights {
+		n += f.bytes
+	}
+	return n
+}
+
+// uploadWindow is the window a client keeps in flight for its blocks to be
+// gathered (EXT-8), 0 when the storage gathers none.
+func (s *Server) uploadWindow() int64 {
+	if g, ok := s.store.(storage.Gatherer); ok {
+		if _, runs := s.store.(storage.RunWriter); runs {
+			return g.UploadWindow()
+		}
+	}
+	return 0
+}
+
+// waitGathered waits until the oldest flight, gathered and still waiting
+// for the rest of its parts, is stored, or until bytes arrive from the
+// client, which may be those parts: it reports true when bytes arrived.
+func (c *conn) waitGathered(f *flight) bool {
+	for {
+		select {
+		case <-f.done:
+			return false
+		default:
+		}
+		n := c.br.Buffered()
+		if n == c.br.Size() {
+			return true
+		}
+		c.nc.SetReadDeadline(time.Now().Add(time.Millisecond))
+		c.br.Peek(n + 1) // a timeout is returned here and forgotten
+		if c.br.Buffered() > n {
+			return true
+		}
+	}
 }
 
 // groupRun splits the collected blocks of a run into groups of one upload.
@@ -127,10 +211,11 @@ func groupRun(items []uploadItem) []runGroup {
 	var groups []runGroup
 	for len(items) > 0 {
 		n := 1
-		for n < len(items) && items[n].u == items[0].u {
+		for n < len(items) && items[n].u == items[0].u && items[n].gather == items[0].gather {
 			n++
 		}
-		g := runGroup{user: items[0].user, key: items[0].key, u: items[0].u, index: make([]int64, n), blocks: make([][]byte, n)}
+		g := runGroup{user: items[0].user, key: items[0].key, u: items[0].u, gather: items[0].gather,
+			index: make([]int64, n), blocks: make([][]byte, n)}
 		for j := range n {
 			g.index[j], g.blocks[j] = items[j].index, items[j].block
 		}

@@ -102,6 +102,15 @@ const (
 	// a server advertises the largest block_size it plans with for a client
 	// that asks for one in FILE SAVE, FILE GET and FILE DOWNLOAD (EXT-7).
 	FieldMaxBlockSize = "max_block_size"
+	// FieldUploadWindow is the extension field of a LOGIN response by
+	// which a server advertises how many bytes of an upload a client must
+	// keep in flight on a connection for the server to gather its blocks
+	// into fewer, larger writes (EXT-8).
+	FieldUploadWindow = "upload_window"
+	// FieldWindow is the extension field of an UPLOAD request by which a
+	// client says how many bytes of the upload it keeps in flight on the
+	// connection until the upload's last block (EXT-8).
+	FieldWindow = "window"
 )
 
 // ReservedFields lists every field name STEP gives a meaning to.

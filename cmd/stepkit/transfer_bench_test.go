@@ -21,7 +21,10 @@ import (
 // as a process, the file on disk and the server's root on tmpfs or on
 // disk. Each rate is printed next to the one-core MD5 rate and a raw
 // loopback TCP copy measured in the same run (x-md5, x-tcp), with the CPU
-// seconds per GB moved of the server and of the client.
+// seconds per GB moved of the server and of the client, each also split
+// into user and system time, and their minor page faults and read and
+// write system calls per GB (from /proc: the client's read once it has
+// exited, before it is reaped).
 //
 //	go test ./cmd/stepkit -run '^$' -bench CLITransfer -benchtime 3x
 //
@@ -118,8 +121,9 @@ func benchCLI(b *testing.B, srv *stepkitProc, size int64, cmd, cleanup func(i in
 	// averaged: the load of a shared machine changes meanwhile.
 	tcp := benchTCPRate(b)
 	md5Sum, md5N := 0.0, 0
-	srvCPU := procCPU(b, srv.cmd.Process.Pid)
-	var clientCPU, elapsed time.Duration
+	srvStart := procStats(b, srv.cmd.Process.Pid)
+	var client procStat
+	var elapsed time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -128,9 +132,17 @@ func benchCLI(b *testing.B, srv *stepkitProc, size int64, cmd, cleanup func(i in
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		p := stepkitCmd(b, ctx, dir, cmd(i)...)
-		err := p.cmd.Run()
+		var st procStat
+		err := p.cmd.Start()
+		if err == nil {
+			st, err = exitedStats(p.cmd.Process.Pid)
+			if werr := p.cmd.Wait(); err == nil {
+				err = werr
+			}
+		}
 		cancel()
 		elapsed += time.Since(start)
+		client = client.add(st)
 		if err != nil {
 			b.Fatalf("stepkit %v: %v\n%s%s", cmd(i), err, p.stdout.String(), p.stderr)
 		}
@@ -138,7 +150,6 @@ func benchCLI(b *testing.B, srv *stepkitProc, size int64, cmd, cleanup func(i in
 		if json.Unmarshal(p.stdout.Bytes(), &rep) != nil || !rep.Verified {
 			b.Fatalf("stepkit %v: not verified: %s", cmd(i), p.stdout.String())
 		}
-		clientCPU += p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
 		b.StopTimer()
 		if c := cleanup(i); c != nil {
 			if code, out, errs := stepkitRun(b, dir, c...); code != exitOK {
@@ -148,7 +159,7 @@ func benchCLI(b *testing.B, srv *stepkitProc, size int64, cmd, cleanup func(i in
 		b.StartTimer()
 	}
 	b.StopTimer()
-	srvCPU = procCPU(b, srv.cmd.Process.Pid) - srvCPU // the MD5 samples are this process's, not the server's
+	server := procStats(b, srv.cmd.Process.Pid).sub(srvStart) // the MD5 samples are this process's, not the server's
 	md5Rate := (md5Sum + benchMD5Rate()) / float64(md5N+1)
 	gb := float64(size) * float64(b.N) / 1e9
 	rate := float64(size) * float64(b.N) / elapsed.Seconds()
@@ -157,8 +168,67 @@ func benchCLI(b *testing.B, srv *stepkitProc, size int64, cmd, cleanup func(i in
 	b.ReportMetric(tcp/1e6, "tcp-MB/s")
 	b.ReportMetric(rate/md5Rate, "x-md5")
 	b.ReportMetric(rate/tcp, "x-tcp")
-	b.ReportMetric(srvCPU.Seconds()/gb, "server-cpu-s/GB")
-	b.ReportMetric(clientCPU.Seconds()/gb, "client-cpu-s/GB")
+	for _, side := range []struct {
+		name string
+		st   procStat
+	}{{"server", server}, {"client", client}} {
+		b.ReportMetric((side.st.user+side.st.sys).Seconds()/gb, side.name+"-cpu-s/GB")
+		b.ReportMetric(side.st.user.Seconds()/gb, side.name+"-user-s/GB")
+		b.ReportMetric(side.st.sys.Seconds()/gb, side.name+"-sys-s/GB")
+		b.ReportMetric(float64(side.st.minflt)/gb, side.name+"-minflt/GB")
+		b.ReportMetric(float64(side.st.syscalls)/gb, side.name+"-rwcalls/GB")
+	}
+}
+
+// procStat is what a process used: CPU time, minor page faults, and read
+// and write system calls (of any kind: files, sockets).
+type procStat struct {
+	user, sys        time.Duration
+	minflt, syscalls int64
+}
+
+func (a procStat) add(b procStat) procStat {
+	return procStat{a.user + b.user, a.sys + b.sys, a.minflt + b.minflt, a.syscalls + b.syscalls}
+}
+
+func (a procStat) sub(b procStat) procStat {
+	return procStat{a.user - b.user, a.sys - b.sys, a.minflt - b.minflt, a.syscalls - b.syscalls}
+}
+
+// procStats reads what process pid has used so far from /proc.
+func procStats(b *testing.B, pid int) procStat {
+	st, err := readProcStats(pid)
+	if err != nil {
+		b.Skipf("no /proc: %v", err)
+	}
+	return st
+}
+
+func readProcStats(pid int) (procStat, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, err
+	}
+	// Fields after the command name, which is in parentheses: minflt is
+	// the 10th field of the line, utime and stime the 14th and 15th.
+	s := string(raw)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	minflt, _ := strconv.ParseInt(fields[7], 10, 64)
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	const ticks = 100 // USER_HZ on Linux
+	out := procStat{user: time.Duration(ut) * time.Second / ticks, sys: time.Duration(st) * time.Second / ticks, minflt: minflt}
+	io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return procStat{}, err
+	}
+	for _, line := range strings.Split(string(io), "\n") {
+		if k, v, ok := strings.Cut(line, ": "); ok && (k == "syscr" || k == "syscw") {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			out.syscalls += n
+		}
+	}
+	return out, nil
 }
 
 // writePattern writes a file of n bytes that does not compress.
@@ -229,22 +299,6 @@ func benchTCPRate(b *testing.B) float64 {
 	}
 	c.Close()
 	return float64(<-done) / time.Since(start).Seconds()
-}
-
-// procCPU is the user and system CPU time process pid has used.
-func procCPU(b *testing.B, pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		b.Skipf("no /proc: %v", err)
-	}
-	// Fields after the command name, which is in parentheses: utime and
-	// stime are the 14th and 15th fields of the line.
-	s := string(raw)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	ut, _ := strconv.ParseInt(fields[11], 10, 64)
-	st, _ := strconv.ParseInt(fields[12], 10, 64)
-	const ticks = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / ticks
 }
 
 // BenchmarkCLIConns compares "--conns 2" with "--conns 1" for one 256 MiB

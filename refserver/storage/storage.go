@@ -149,6 +149,23 @@ type RunWriter interface {
 	WriteBlocks(user, key string, u Upload, index []int64, blocks [][]byte, now time.Time) (*FileMeta, error)
 }
 
+// Gatherer is implemented by backends that store an upload faster when
+// they may gather its blocks into larger writes (an object store's
+// multipart parts) before acknowledging them. The server gathers only the
+// blocks of clients that keep at least UploadWindow bytes in flight on
+// their connection (STEP.md EXT-8): the rest of a part is then on its way.
+type Gatherer interface {
+	// UploadWindow is the bytes a client keeps in flight for its blocks
+	// to be gathered; 0 when the backend gathers none.
+	UploadWindow() int64
+	// WriteBlocksGathered is RunWriter.WriteBlocks for blocks that may
+	// wait for others of their upload, from this call or later ones, so
+	// that they are stored together. It returns once they are stored
+	// (with those others, or, after a while without them, alone), so
+	// acknowledged blocks are in the store as with WriteBlocks.
+	WriteBlocksGathered(user, key string, u Upload, index []int64, blocks [][]byte, now time.Time) (*FileMeta, error)
+}
+
 // Shared is implemented by backends that several servers may use at once.
 // A server then counts quotas from the storage (Backend.Usage) at each
 // request that needs them, not from what it accepted itself.

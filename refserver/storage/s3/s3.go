@@ -470,6 +470,10 @@ func (s *Store) statFile(user, key string) (*storage.FileMeta, error) {
 	if len(sum) != 32 {
 		if v, ok := s.sums.Load(info.ETag); ok {
 			sum = v.(string)
+		} else if b, _, err := s.get(s.sumDir(user, key) + info.ETag); err == nil && len(b) == 32 {
+			// A file completed from parts: its MD5 beside it.
+			sum = string(b)
+			s.sums.Store(info.ETag, sum)
 		} else if sum, err = s.hashObject(name, info); err != nil {
 			return nil, err
 		}
@@ -537,6 +541,7 @@ func (s *Store) DeleteFile(user, key string) (int64, error) {
 		return 0, fmt.Errorf("delete file: %w", err)
 	}
 	s.files.Delete(ukey(user, key))
+	s.removeAll(s.sumDir(user, key))
 	return m.Size, nil
 }
 
@@ -605,6 +610,7 @@ func (s *Store) Sweep(cutoff time.Time) []storage.Swept {
 			unlock()
 		}
 	}
+	s.sweepMultipart(cutoff)
 	return out
 }
 
@@ -626,6 +632,9 @@ func (s *Store) sweepOne(user, key string, cutoff time.Time) (storage.Swept, boo
 		return storage.Swept{}, false
 	}
 	s.forget(user, key)
+	if perr == nil {
+		s.abortGeneration(user, key, p.ID)
+	}
 	if err := s.removeAll(s.tmpDir(user, key)); err != nil {
 		return storage.Swept{}, false
 	}

@@ -58,15 +58,25 @@ type upload struct {
 	// holding block i (-1: none known).
 	runs []run
 	src  []int32
+
+	// Gathered uploads (parts.go): the multipart upload of the file ("" if
+	// none is known), the parts being gathered, and the CRC-32s of the
+	// blocks of stored parts, by the part's ETag.
+	mp    string
+	pend  map[int]*gathering
+	marks map[string][]uint32
 }
 
-// run is one block object: the blocks it lists, in that order, written
-// together at seq, which orders the writes of a block sent more than once.
+// run is one block object, or one part of the multipart upload: the blocks
+// it lists, in that order, written together at seq, which orders the
+// writes of a block sent more than once.
 type run struct {
 	name  string
 	index []int64
 	seq   uint64
-	own   bool // written by this server, so its bytes are in the spool
+	own   bool   // written by this server, so its bytes are in the spool
+	part  int    // the part number, for a part (0: a block object)
+	etag  string // of a part
 }
 
 // runName names the object of blocks index written at seq: the indexes in
@@ -152,7 +162,7 @@ func (u *upload) addRun(r run) {
 
 func newUpload(p planDoc, etag string) *upload {
 	u := &upload{plan: p.Plan, id: p.ID, etag: etag, checked: time.Now(), received: make([]bool, p.TotalBlock), h: md5.New(),
-		src: make([]int32, p.TotalBlock)}
+		src: make([]int32, p.TotalBlock), pend: make(map[int]*gathering), marks: make(map[string][]uint32)}
 	for i := range u.src {
 		u.src[i] = -1
 	}
@@ -267,7 +277,11 @@ func (s *Store) refresh(user, key string, u *upload) error {
 		known[r.name] = true
 	}
 	var last time.Time
+	parts := false
 	err := s.list(dir, false, func(o minio.ObjectInfo) bool {
+		if strings.TrimPrefix(o.Key, dir) == "multipart" {
+			parts = true
+		}
 		index, seq, ok := parseRun(strings.TrimPrefix(o.Key, dir), u.plan.TotalBlock)
 		if !ok || o.Size != runLen(u.plan, index) {
 			return true
@@ -282,6 +296,11 @@ func (s *Store) refresh(user, key string, u *upload) error {
 	})
 	if err != nil {
 		return fmt.Errorf("list blocks: %w", err)
+	}
+	if parts || u.mp != "" {
+		if err := s.loadParts(user, key, u); err != nil {
+			return err
+		}
 	}
 	if last.UnixNano() > u.active.Load() {
 		u.active.Store(last.UnixNano())
@@ -349,6 +368,7 @@ func (s *Store) planOnce(user, key string, size, blockSize int64, now time.Time)
 	if oldID != "" {
 		// The old generation's blocks are debris now; a failure here
 		// leaves them for the sweep.
+		s.abortGeneration(user, key, oldID)
 		s.removeAll(s.blockDir(user, key, oldID))
 	}
 	s.forget(user, key)
@@ -361,6 +381,7 @@ func (s *Store) planOnce(user, key string, size, blockSize int64, now time.Time)
 // DropUpload removes the plan, then its blocks.
 func (s *Store) DropUpload(user, key string, su storage.Upload) error {
 	s.forget(user, key)
+	s.abortGeneration(user, key, su.(*upload).id)
 	if err := s.remove(s.planName(user, key)); err != nil {
 		return fmt.Errorf("remove upload plan: %w", err)
 	}
@@ -382,18 +403,8 @@ func (s *Store) WriteBlock(user, key string, su storage.Upload, index int64, blo
 // blocks survive the loss of this server.
 func (s *Store) WriteBlocks(user, key string, su storage.Upload, index []int64, blocks [][]byte, now time.Time) (*storage.FileMeta, error) {
 	u := su.(*upload)
-	if len(index) == 0 || len(index) != len(blocks) {
-		return nil, fmt.Errorf("%d indexes for %d blocks", len(index), len(blocks))
-	}
-	seen := make(map[int64]bool, len(index))
-	for j, i := range index {
-		if i < 0 || i >= u.plan.TotalBlock || seen[i] {
-			return nil, fmt.Errorf("block %d is outside the plan or given twice", i)
-		}
-		seen[i] = true
-		if int64(len(blocks[j])) != spec.BlockLen(u.plan.Size, u.plan.BlockSize, i) {
-			return nil, storage.ErrBlockLen
-		}
+	if err := checkBlocks(u.plan, index, blocks); err != nil {
+		return nil, err
 	}
 	data := blocks[0]
 	if len(blocks) > 1 {
@@ -417,6 +428,18 @@ func (s *Store) WriteBlocks(user, key string, su storage.Upload, index []int64, 
 		return nil, storage.ErrNotFound // replaced meanwhile: the blocks are debris
 	}
 	u = cur
+	u.take(index, blocks)
+	u.addRun(r)
+	u.active.Store(now.UnixNano())
+	if u.count < u.plan.TotalBlock {
+		return nil, nil
+	}
+	return s.finish(user, key, u)
+}
+
+// take keeps blocks in the spool and hashes those next in order, then those
+// after them the spool holds (blocks that arrived ahead of their turn).
+func (u *upload) take(index []int64, blocks [][]byte) {
 	for j, i := range index {
 		b := blocks[j]
 		if u.spool != nil {
@@ -438,12 +461,22 @@ func (s *Store) WriteBlocks(user, key string, su storage.Upload, index []int64, 
 			u.hashed++
 		}
 	}
-	u.addRun(r)
-	u.active.Store(now.UnixNano())
-	if u.count < u.plan.TotalBlock {
-		return nil, nil
+	var buf []byte
+	for u.spool != nil && u.hashed < u.plan.TotalBlock && u.spooled[u.hashed] {
+		i := u.hashed
+		if k := u.src[i]; k >= 0 && !u.runs[k].own {
+			break // its newest bytes came through another server
+		}
+		n := spec.BlockLen(u.plan.Size, u.plan.BlockSize, i)
+		if int64(cap(buf)) < n {
+			buf = make([]byte, n)
+		}
+		if _, err := u.spool.ReadAt(buf[:n], i*u.plan.BlockSize); err != nil {
+			break
+		}
+		u.h.Write(buf[:n])
+		u.hashed++
 	}
-	return s.finish(user, key, u)
 }
 
 // completeIfWhole completes key's upload if the store holds every block,
@@ -496,6 +529,9 @@ func (s *Store) finish(user, key string, u *upload) (*storage.FileMeta, error) {
 			return m, nil // completed by another server
 		}
 		return nil, err
+	}
+	if u.mp != "" {
+		return s.finishParts(user, key, u)
 	}
 	// The file's bytes: this server's spool when it holds every block,
 	// else the blocks read back from the store.
