@@ -32,10 +32,7 @@ var pcapngMagic = []byte{0x0a, 0x0d, 0x0d, 0x0a}
 // section header block, pcap with one of four magic numbers (either byte
 // order, micro- or nanosecond timestamps). Both may be gzip-compressed.
 func openCapture(r io.Reader) (*capture, error) {
-	// Reads of 256 KiB cost no more than larger ones, and a smaller buffer
-	// leaves the garbage collector a smaller heap to grow into: on a large
-	// capture fewer pages are touched for the first time.
-	br := bufio.NewReaderSize(r, 256<<10)
+	br := bufio.NewReaderSize(r, 1<<20)
 	head, err := br.Peek(4)
 	if err != nil {
 		if len(head) == 0 {
