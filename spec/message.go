@@ -250,6 +250,20 @@ func (m *Message) Clone() *Message {
 	return c
 }
 
+// WithoutBinary returns a copy of m without its binary part, for keeping
+// a request's fields once the buffer its binary part lies in is reused.
+// Unlike Clone it copies only the list of fields and shares the values'
+// bytes, which setting a field on either message leaves alone (a value set
+// is appended to the arena, never written in place). So the values stay
+// valid as long as m's do: for a message ReadMessageInto reuses, until the
+// next read into it; Clone keeps them for good.
+func (m *Message) WithoutBinary() *Message {
+	a := len(m.arena)
+	c := &Message{fields: append([]field(nil), m.fields...), arena: m.arena[:a:a]}
+	c.reindex()
+	return c
+}
+
 // String returns field's value if it is a JSON string.
 func (m *Message) String(field string) (string, error) {
 	raw, ok := m.Raw(field)

@@ -97,3 +97,53 @@ func FuzzParseObject(f *testing.F) {
 		parseAgrees(t, b)
 	})
 }
+
+// TestWithoutBinary checks that the copy keeps every field and no binary
+// part, that the original keeps its binary part, and that setting a field
+// on either afterwards does not show in the other.
+func TestWithoutBinary(t *testing.T) {
+	for _, nfields := range []int{3, indexThreshold + 4} {
+		var b strings.Builder
+		b.WriteString(`{"operation":"UPLOAD"`)
+		for i := 1; i < nfields; i++ {
+			b.WriteString(`,"f` + string(rune('a'+i)) + `":` + strings.Repeat("1", i))
+		}
+		b.WriteString("}")
+		frame := append(header(b.Len(), 4), b.String()...)
+		frame = append(frame, "BLOB"...)
+		m, _, err := DecodeFrame(frame, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := m.WithoutBinary()
+		if c.Binary != nil || string(m.Binary) != "BLOB" {
+			t.Fatalf("%d fields: copy's binary %q, original's %q", nfields, c.Binary, m.Binary)
+		}
+		if got, want := c.Fields(), m.Fields(); strings.Join(got, ",") != strings.Join(want, ",") || len(got) != nfields {
+			t.Fatalf("%d fields: copy has %v, original %v", nfields, got, want)
+		}
+		for _, f := range m.Fields() {
+			a, _ := m.Raw(f)
+			b, _ := c.Raw(f)
+			if !bytes.Equal(a, b) {
+				t.Fatalf("%d fields: %s is %s in the copy, %s in the original", nfields, f, b, a)
+			}
+		}
+		c.SetInt("fb", 7)
+		c.SetString("key", "copy")
+		m.SetString("key", "original")
+		if k, _ := c.Key(); k != "copy" {
+			t.Fatalf("%d fields: copy's key %q after the original set its own", nfields, k)
+		}
+		if k, _ := m.Key(); k != "original" {
+			t.Fatalf("%d fields: original's key %q after the copy set its own", nfields, k)
+		}
+		if v, _ := m.Raw("fb"); string(v) != "1" {
+			t.Fatalf("%d fields: setting the copy's field changed the original", nfields)
+		}
+	}
+}
+
+func header(jlen, blen int) []byte {
+	return []byte{byte(jlen >> 24), byte(jlen >> 16), byte(jlen >> 8), byte(jlen), byte(blen >> 24), byte(blen >> 16), byte(blen >> 8), byte(blen)}
+}

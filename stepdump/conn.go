@@ -394,14 +394,12 @@ func binaryMissing(m *Message) bool {
 }
 
 // lightCopy keeps a request's fields without its binary part, which is
-// only valid during the frame's handling.
+// only valid during the frame's handling. The fields are the decoded
+// message's own: nothing here changes a message, so they are shared.
 func lightCopy(m *Message) *Message {
 	c := *m
 	if m.Msg != nil {
-		b := m.Msg.Binary
-		m.Msg.Binary = nil
-		c.Msg = m.Msg.Clone()
-		m.Msg.Binary = b
+		c.Msg = m.Msg.WithoutBinary()
 	}
 	return &c
 }

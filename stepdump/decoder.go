@@ -128,6 +128,17 @@ type pktCtx struct {
 	// origLen is the TCP payload length the IP header announces; larger
 	// than capLen for a snaplen-truncated packet.
 	origLen int
+	// anc backs ci.AncillaryData, which points back at the context, so a
+	// packet costs one allocation, not two.
+	anc [1]any
+}
+
+// newPktCtx makes the context of one segment, findable from its capture info.
+func newPktCtx(ci gopacket.CaptureInfo, num int64, capLen int) *pktCtx {
+	pc := &pktCtx{ci: ci, num: num, capLen: capLen, origLen: capLen}
+	pc.anc[0] = pc
+	pc.ci.AncillaryData = pc.anc[:]
+	return pc
 }
 
 func (c *pktCtx) GetCaptureInfo() gopacket.CaptureInfo { return c.ci }
@@ -389,8 +400,7 @@ func (d *decoder) packet(data []byte, ci gopacket.CaptureInfo) {
 		d.stats.OtherTCP++
 		return
 	}
-	pc := &pktCtx{ci: ci, num: d.pkt, capLen: len(t.Payload), origLen: len(t.Payload)}
-	pc.ci.AncillaryData = []any{pc}
+	pc := newPktCtx(ci, d.pkt, len(t.Payload))
 	if want := payloadLen - int(t.DataOffset)*4; want > len(t.Payload) && ci.CaptureLength < ci.Length {
 		// Snaplen truncation: keep the sequence space whole by padding
 		// with zeros; the stream marks those bytes as missing.

@@ -3,10 +3,13 @@ package stepdump
 import (
 	"bytes"
 	"context"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/stepkit/stepkit/spec"
 )
 
 // sameJSON writes every message through both of JSONWriter's paths.
@@ -74,6 +77,43 @@ func TestJSONLineByHandMatchesEncoder(t *testing.T) {
 		j.Flush()
 		if got := appendJSONString(nil, s); string(got)+"\n" != w.String() {
 			t.Errorf("%q: by hand %s, encoding/json %s", s, got, w.String())
+		}
+	}
+}
+
+// TestJSONKeyAndStatusCopiedOnlyWhenWrittenAsIs: a key or status message
+// copied from the frame as it is must read as encoding/json writes it; one
+// with escapes, an empty one or one that is not a string is decoded first.
+func TestJSONKeyAndStatusCopiedOnlyWhenWrittenAsIs(t *testing.T) {
+	for _, fields := range []string{
+		`"key":"plain.bin","status_msg":"Block 3 uploaded"`,
+		`"key":"a\u0041\"b","status_msg":"caf\u00e9 <ok> \\ done"`,
+		`"key":"","status_msg":""`,
+		`"key":7,"status_msg":false`,
+		`"key":"tab\there é","status_msg":"del` + "\x7f" + `"`,
+	} {
+		js := `{"type":"FILE","operation":"UPLOAD","direction":"RESPONSE","status":200,` + fields + `}`
+		frame := append([]byte{0, 0, 0, byte(len(js)), 0, 0, 0, 0}, js...)
+		msg, _, err := spec.DecodeFrame(frame, spec.Limits{})
+		if err != nil {
+			t.Fatalf("%s: %v", js, err)
+		}
+		c := &Conn{ID: 1, Client: netip.MustParseAddrPort("127.0.0.1:40000"), Server: netip.MustParseAddrPort("127.0.0.1:1379")}
+		start := time.Date(2026, 1, 15, 10, 0, 0, 0, time.UTC)
+		m := &Message{Packet: 4, Time: start.Add(time.Millisecond), Conn: c, JSONLen: uint32(len(js)), Msg: msg}
+		fast := NewJSONWriter(&bytes.Buffer{})
+		fast.start = start
+		b, ok := fast.appendMessage(nil, m)
+		if !ok {
+			t.Fatalf("%s: not written by hand", js)
+		}
+		var slow bytes.Buffer
+		w := NewJSONWriter(&slow)
+		w.start = start
+		w.encodeMessage(m)
+		w.Flush()
+		if !bytes.Equal(b, slow.Bytes()) {
+			t.Errorf("%s:\nby hand:       %s\nencoding/json: %s", js, b, slow.Bytes())
 		}
 	}
 }

@@ -636,12 +636,20 @@ func (j *JSONWriter) appendMessage(b []byte, m *Message) ([]byte, bool) {
 		if st, ok := x.Status(); ok {
 			b = append(b, `,"status":`...)
 			b = strconv.AppendInt(b, int64(st), 10)
-			if msg := x.StatusMsg(); msg != "" {
+			if raw, ok := x.Raw(spec.FieldStatusMsg); ok && writtenAsIs(raw) {
+				if len(raw) > 2 {
+					b = append(b, `,"status_msg":`...)
+					b = append(b, raw...)
+				}
+			} else if msg := x.StatusMsg(); msg != "" {
 				b = append(b, `,"status_msg":`...)
 				b = appendJSONString(b, msg)
 			}
 		}
-		if k, err := x.Key(); err == nil {
+		if raw, ok := x.Raw(spec.FieldKey); ok && writtenAsIs(raw) {
+			b = append(b, `,"key":`...)
+			b = append(b, raw...)
+		} else if k, err := x.Key(); err == nil {
 			b = append(b, `,"key":`...)
 			b = appendJSONString(b, k)
 		}
@@ -679,6 +687,21 @@ func (j *JSONWriter) appendMessage(b []byte, m *Message) ([]byte, bool) {
 	}
 	b = append(b, "}\n"...)
 	return b, true
+}
+
+// writtenAsIs reports whether raw is a JSON string that appendJSONString
+// writes back byte for byte (printable ASCII, nothing escaped), so that it
+// can be copied without being decoded into a string first.
+func writtenAsIs(raw []byte) bool {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return false
+	}
+	for _, c := range raw[1 : len(raw)-1] {
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // plainFloat reports whether encoding/json writes f without an exponent.

@@ -211,8 +211,7 @@ func (h *halfStream) fillLost(upTo int64) {
 		t := &layers.TCP{SrcPort: h.c.port(h.dir, true), DstPort: h.c.port(h.dir, false), Seq: h.seqOf(g.Start), Window: 1}
 		t.SetInternalPortsForTesting() // sets the port bytes TransportFlow reads
 		t.Payload = make([]byte, g.End-g.Start)
-		pc := &pktCtx{ci: d.cur.ci, num: d.pkt, capLen: len(t.Payload), origLen: len(t.Payload)}
-		pc.ci.AncillaryData = []any{pc}
+		pc := newPktCtx(d.cur.ci, d.pkt, len(t.Payload))
 		d.asm.AssembleWithContext(h.c.netFlowOf(h.dir), t, pc)
 	}
 }
