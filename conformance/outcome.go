@@ -122,11 +122,12 @@ func (r *result) wasUnconfirmed() bool {
 	return r.unconfirmed
 }
 
-// reset clears the result for the case to run again; its notes stay.
+// reset clears the result for the case to run again, notes included:
+// the run alone makes its own.
 func (r *result) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.outcome, r.findings, r.unconfirmed = "", nil, false
+	r.outcome, r.findings, r.notes, r.unconfirmed = "", nil, nil, false
 	r.log = &wireLog{start: time.Now()}
 }
 
