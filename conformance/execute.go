@@ -134,7 +134,10 @@ func (s *Suite) execute() {
 	// connection answers a LOGIN on a new connection while the case's own
 	// request still waits. Its verdict must be the one a run one case at
 	// a time gives, so it runs again, alone, once the others are done,
-	// and that result stands.
+	// and that result stands. Only a firm silence is not run again: a
+	// request left unanswered on a connection that had answered before,
+	// while a LOGIN on a new connection was answered promptly; load makes
+	// a server slow to answer everything, not silent on one request.
 	// A case during which the server answered nothing at all, not even a
 	// LOGIN on a new connection, says the server is swamped: the run
 	// halves how many cases it keeps going, down to one, so that it does
@@ -162,7 +165,7 @@ func (s *Suite) execute() {
 				}
 				s.runCase(c, preErr, judge)
 				res := s.results[c.ID]
-				if o, _, _ := res.snapshot(); s.exec.Workers > 1 && o != Pass && s.runCtx.Err() == nil && preErr == nil {
+				if o, _, _ := res.snapshot(); s.exec.Workers > 1 && o != Pass && !res.wasFirm() && s.runCtx.Err() == nil && preErr == nil {
 					mu.Lock()
 					again = append(again, c)
 					if res.wasUnconfirmed() && active > 1 {
@@ -357,20 +360,21 @@ func (j *silenceJudge) policy() string {
 }
 
 // confirm is called when a read reached its timeout with nothing; it
-// returns how much longer the read may wait, what it found, and whether
-// the server answered anything meanwhile.
-func (j *silenceJudge) confirm(ctx context.Context, slowest time.Duration) (time.Duration, string, bool) {
+// returns how much longer the read may wait, what it found, whether the
+// server answered anything meanwhile, and whether it answered the LOGIN
+// promptly (within a quarter of the read timeout).
+func (j *silenceJudge) confirm(ctx context.Context, slowest time.Duration) (time.Duration, string, bool, bool) {
 	if !j.probe {
 		ext := j.extension(slowest)
-		return ext, fmt.Sprintf("waited %v more, %d times the slowest answer so far (the server serves one connection at a time)", ext, paceFactor), true
+		return ext, fmt.Sprintf("waited %v more, %d times the slowest answer so far (the server serves one connection at a time)", ext, paceFactor), true, false
 	}
 	start := time.Now()
 	err := probeLogin(ctx, j.target, j.confirmWait())
 	took := time.Since(start)
 	if err != nil {
-		return j.minGrace(), fmt.Sprintf("a LOGIN on a new connection got no answer either within %v (%v): the server answered nothing meanwhile", took.Round(time.Millisecond), err), false
+		return j.minGrace(), fmt.Sprintf("a LOGIN on a new connection got no answer either within %v (%v): the server answered nothing meanwhile", took.Round(time.Millisecond), err), false, false
 	}
-	return max(2*took, j.minGrace()), fmt.Sprintf("silence confirmed: a LOGIN on a new connection was answered in %v meanwhile", took.Round(100*time.Microsecond)), true
+	return max(2*took, j.minGrace()), fmt.Sprintf("silence confirmed: a LOGIN on a new connection was answered in %v meanwhile", took.Round(100*time.Microsecond)), true, took < j.readTimeout/4
 }
 
 // probeLogin sends a LOGIN for a made-up user on a new connection and

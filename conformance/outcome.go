@@ -106,6 +106,10 @@ type result struct {
 	// unconfirmed is set when a silence could not be confirmed during
 	// the case: the server answered nothing at all for a while.
 	unconfirmed bool
+	// firm is set when a read ended in a firm silence: on a connection
+	// that had answered before, while a LOGIN on a new connection was
+	// answered promptly.
+	firm bool
 	// ready is closed when the case has run and its result is final.
 	ready chan struct{}
 }
@@ -114,6 +118,18 @@ func (r *result) markUnconfirmed() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.unconfirmed = true
+}
+
+func (r *result) markFirm() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.firm = true
+}
+
+func (r *result) wasFirm() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.firm
 }
 
 func (r *result) wasUnconfirmed() bool {
@@ -127,7 +143,7 @@ func (r *result) wasUnconfirmed() bool {
 func (r *result) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.outcome, r.findings, r.notes, r.unconfirmed = "", nil, nil, false
+	r.outcome, r.findings, r.notes, r.unconfirmed, r.firm = "", nil, nil, false, false
 	r.log = &wireLog{start: time.Now()}
 }
 
