@@ -242,14 +242,16 @@ func TestFewWorkersServer(t *testing.T) {
 // coming while all four are busy gets, side by side, the verdicts it gets
 // one case at a time: a case that did not pass next to the others (a
 // connection reset, a LOGIN that never came back) runs again alone, and
-// that result stands.
+// that result stands. (CONN-4's eight clients at once meet the reset
+// whether alone or not, at connect or at the first read: a race inside
+// the case, left out here.)
 func TestRefusingServerParallelEqualsSerial(t *testing.T) {
 	addr := startProxyLimit(t, selfCheckServer(t), &mutation{name: "four workers, the fifth client reset"}, 4, true)
 	run := func(parallel int) *conformance.Report {
 		t.Helper()
 		rep, err := conformance.Run(context.Background(), conformance.Options{
 			Config:    conformance.Config{Target: addr, ReadTimeout: shortRead},
-			Selectors: []string{"LOGIN", "DATA-GET", "FILE-SAVE", "ISO", "CONN-4"},
+			Selectors: []string{"LOGIN", "DATA-GET", "FILE-SAVE", "ISO"},
 			Parallel:  parallel,
 		})
 		if err != nil {
@@ -262,7 +264,7 @@ func TestRefusingServerParallelEqualsSerial(t *testing.T) {
 		t.Fatalf("execution %+v", parallel.Execution)
 	}
 	want := outcomes(serial)
-	if len(want) < 20 || want["CONN-4"] != conformance.Fail || want["DATA-GET-1"] != conformance.Pass {
+	if len(want) < 20 || want["DATA-GET-1"] != conformance.Pass || want["LOGIN-5"] != conformance.Pass {
 		t.Errorf("serial run: %v", want)
 	}
 	got := outcomes(parallel)
