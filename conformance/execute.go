@@ -33,6 +33,13 @@ type Execution struct {
 	// same time: their verdict rests on how the server's reads fall in
 	// time.
 	Alone []string `json:"alone,omitempty"`
+	// Down is how many cases at a time the run dropped to, when the
+	// server answered nothing at all for a while side by side (0: it did
+	// not drop).
+	Down int `json:"down_to,omitempty"`
+	// Again lists the cases that did not pass side by side and ran again
+	// alone, after the others: the result alone stands.
+	Again []string `json:"again,omitempty"`
 	// Silence says how a read that gets nothing in time is judged.
 	Silence string `json:"silence"`
 }
@@ -120,23 +127,51 @@ func (s *Suite) execute() {
 		s.runCase(c, preErr, judge)
 		s.finish(c)
 	}
-	// A case during which the server answered nothing at all, not even
-	// the LOGIN confirming a silence, may have met a server with fewer
-	// workers than the run has cases going: it runs again, alone, once
-	// the others are done, and that result stands.
+	// A case that did not pass side by side may have met the other cases
+	// rather than the server's protocol: a server with fewer workers than
+	// the run has cases going leaves connects queued or refused, answers
+	// late, or answers nothing for a while; one that starts a process per
+	// connection answers a LOGIN on a new connection while the case's own
+	// request still waits. Its verdict must be the one a run one case at
+	// a time gives, so it runs again, alone, once the others are done,
+	// and that result stands. Only a firm silence is not run again: a
+	// request left unanswered on a connection that had answered before,
+	// while a LOGIN on a new connection was answered promptly; load makes
+	// a server slow to answer everything, not silent on one request.
+	// A case during which the server answered nothing at all, not even a
+	// LOGIN on a new connection, says the server is swamped: the run
+	// halves how many cases it keeps going, down to one, so that it does
+	// not bury the server under connections every case would then wait on.
 	var mu sync.Mutex
 	var again []*Case
 	work := make(chan *Case)
 	var wg sync.WaitGroup
-	for range min(s.exec.Workers, max(len(pool), 1)) {
+	workers := min(s.exec.Workers, max(len(pool), 1))
+	active := workers
+	for i := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for c := range work {
+			for {
+				mu.Lock()
+				stop := i >= active
+				mu.Unlock()
+				if stop {
+					return
+				}
+				c, ok := <-work
+				if !ok {
+					return
+				}
 				s.runCase(c, preErr, judge)
-				if s.exec.Workers > 1 && s.results[c.ID].wasUnconfirmed() {
+				res := s.results[c.ID]
+				if o, _, _ := res.snapshot(); s.exec.Workers > 1 && o != Pass && !res.wasFirm() && s.runCtx.Err() == nil && preErr == nil {
 					mu.Lock()
 					again = append(again, c)
+					if res.wasUnconfirmed() && active > 1 {
+						active /= 2
+						s.exec.Down = active
+					}
 					mu.Unlock()
 					continue
 				}
@@ -150,20 +185,28 @@ func (s *Suite) execute() {
 	close(work)
 	wg.Wait()
 	slices.SortFunc(again, func(a, b *Case) int { return s.order[a.ID] - s.order[b.ID] })
+	if len(again) > 0 {
+		// Connections the cases side by side left queued may still be
+		// working through the server (a process started for each): a
+		// LOGIN answered on a new connection says it is free again.
+		s.settle(judge)
+	}
 	hung := false
 	for _, c := range again {
 		res := s.results[c.ID]
 		if hung {
-			res.note("not run again alone: the server answered nothing at all, even to a LOGIN on a new connection, after the case before it ran again alone")
+			res.note("not run again alone: the server answered nothing at all, even to a LOGIN on a new connection within a case timeout, after the case before it ran again alone")
 		} else {
+			why := againNote(res)
 			res.reset()
-			res.note("run again alone, after the others: side by side with other cases, the server answered nothing at all for a while, not even a LOGIN on a new connection")
+			res.note(why)
+			s.exec.Again = append(s.exec.Again, c.ID)
 			s.runCase(c, preErr, judge)
 			// Alone and still no answer: the case itself may hold every
 			// worker the server has (CONN-4's eight clients), or the
 			// server answers nothing any more. Only the latter ends the
 			// reruns.
-			hung = res.wasUnconfirmed() && probeLogin(s.runCtx, s.cfg.Target, judge.confirmWait()) != nil
+			hung = res.wasUnconfirmed() && !s.settle(judge)
 		}
 		s.finish(c)
 	}
@@ -171,6 +214,45 @@ func (s *Suite) execute() {
 		s.runCase(c, preErr, judge)
 		s.finish(c)
 	}
+}
+
+// settle waits, up to a case timeout, for the server to answer a LOGIN on
+// a new connection, and reports whether it did.
+func (s *Suite) settle(judge *silenceJudge) bool {
+	deadline := time.Now().Add(s.cfg.CaseTimeout)
+	for {
+		if probeLogin(s.runCtx, s.cfg.Target, judge.confirmWait()) == nil {
+			return true
+		}
+		if s.runCtx.Err() != nil || time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-s.runCtx.Done():
+			return false
+		case <-time.After(judge.minGrace()):
+		}
+	}
+}
+
+// againNote says why a case runs again alone, from its result side by
+// side.
+func againNote(res *result) string {
+	if res.wasUnconfirmed() {
+		return "run again alone, after the others: side by side with other cases, the server answered nothing at all for a while, not even a LOGIN on a new connection"
+	}
+	o, findings, _ := res.snapshot()
+	why := string(o)
+	for _, f := range findings {
+		if f.Outcome == o {
+			why = fmt.Sprintf("%s (%s)", o, f.Message)
+			if f.Requirement != "" {
+				why = fmt.Sprintf("%s %s (%s)", o, f.Requirement, f.Message)
+			}
+			break
+		}
+	}
+	return "run again alone, after the others: side by side with other cases it ended " + why + "; a verdict must not depend on the cases beside it, so the result alone stands"
 }
 
 // waitFor is how long the case waits on purpose under cfg.
@@ -278,20 +360,21 @@ func (j *silenceJudge) policy() string {
 }
 
 // confirm is called when a read reached its timeout with nothing; it
-// returns how much longer the read may wait, what it found, and whether
-// the server answered anything meanwhile.
-func (j *silenceJudge) confirm(ctx context.Context, slowest time.Duration) (time.Duration, string, bool) {
+// returns how much longer the read may wait, what it found, whether the
+// server answered anything meanwhile, and whether it answered the LOGIN
+// promptly (within a quarter of the read timeout).
+func (j *silenceJudge) confirm(ctx context.Context, slowest time.Duration) (time.Duration, string, bool, bool) {
 	if !j.probe {
 		ext := j.extension(slowest)
-		return ext, fmt.Sprintf("waited %v more, %d times the slowest answer so far (the server serves one connection at a time)", ext, paceFactor), true
+		return ext, fmt.Sprintf("waited %v more, %d times the slowest answer so far (the server serves one connection at a time)", ext, paceFactor), true, false
 	}
 	start := time.Now()
 	err := probeLogin(ctx, j.target, j.confirmWait())
 	took := time.Since(start)
 	if err != nil {
-		return j.minGrace(), fmt.Sprintf("a LOGIN on a new connection got no answer either within %v (%v): the server answered nothing meanwhile", took.Round(time.Millisecond), err), false
+		return j.minGrace(), fmt.Sprintf("a LOGIN on a new connection got no answer either within %v (%v): the server answered nothing meanwhile", took.Round(time.Millisecond), err), false, false
 	}
-	return max(2*took, j.minGrace()), fmt.Sprintf("silence confirmed: a LOGIN on a new connection was answered in %v meanwhile", took.Round(100*time.Microsecond)), true
+	return max(2*took, j.minGrace()), fmt.Sprintf("silence confirmed: a LOGIN on a new connection was answered in %v meanwhile", took.Round(100*time.Microsecond)), true, took < j.readTimeout/4
 }
 
 // probeLogin sends a LOGIN for a made-up user on a new connection and

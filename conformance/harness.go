@@ -137,6 +137,7 @@ func (t *T) dial(network, addr string) (*Conn, error) {
 	c.judge = t.judge
 	c.note = t.res.note
 	c.unconfirmed = t.res.markUnconfirmed
+	c.firm = t.res.markFirm
 	t.conns = append(t.conns, c)
 	// A case that runs out of time must not stay blocked in a read.
 	stop := context.AfterFunc(t.ctx, func() { _ = c.Close() })

@@ -106,6 +106,10 @@ type result struct {
 	// unconfirmed is set when a silence could not be confirmed during
 	// the case: the server answered nothing at all for a while.
 	unconfirmed bool
+	// firm is set when a read ended in a firm silence: on a connection
+	// that had answered before, while a LOGIN on a new connection was
+	// answered promptly.
+	firm bool
 	// ready is closed when the case has run and its result is final.
 	ready chan struct{}
 }
@@ -116,17 +120,30 @@ func (r *result) markUnconfirmed() {
 	r.unconfirmed = true
 }
 
+func (r *result) markFirm() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.firm = true
+}
+
+func (r *result) wasFirm() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.firm
+}
+
 func (r *result) wasUnconfirmed() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.unconfirmed
 }
 
-// reset clears the result for the case to run again; its notes stay.
+// reset clears the result for the case to run again, notes included:
+// the run alone makes its own.
 func (r *result) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.outcome, r.findings, r.unconfirmed = "", nil, false
+	r.outcome, r.findings, r.notes, r.unconfirmed, r.firm = "", nil, nil, false, false
 	r.log = &wireLog{start: time.Now()}
 }
 

@@ -24,6 +24,10 @@ type mutatingProxy struct {
 	// of workers), the others waiting their turn in the order they came.
 	serial bool
 	limit  int
+	// refuse resets a connection that comes while limit are being
+	// served, instead of letting it wait: a server with a fixed pool of
+	// workers that turns away the client one too many.
+	refuse bool
 
 	mu     sync.Mutex
 	tokens []string          // tokens issued by LOGIN responses, in order
@@ -122,7 +126,17 @@ func (px *mutatingProxy) serve() {
 			px.handle(c)
 			continue
 		}
-		if workers != nil {
+		if workers != nil && px.refuse {
+			select {
+			case workers <- struct{}{}:
+			default:
+				if tc, ok := c.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0)
+				}
+				c.Close()
+				continue
+			}
+		} else if workers != nil {
 			workers <- struct{}{}
 		}
 		px.wg.Add(1)
@@ -140,11 +154,18 @@ func (px *mutatingProxy) serve() {
 // once.
 func startProxyWorkers(t testing.TB, upstream string, m *mutation, workers int) string {
 	t.Helper()
+	return startProxyLimit(t, upstream, m, workers, false)
+}
+
+// startProxyLimit starts a proxy serving at most workers connections at
+// once; with refuse, a connection past them is reset at once.
+func startProxyLimit(t testing.TB, upstream string, m *mutation, workers int, refuse bool) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	px := &mutatingProxy{upstream: upstream, mut: m, l: l, limit: workers}
+	px := &mutatingProxy{upstream: upstream, mut: m, l: l, limit: workers, refuse: refuse}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

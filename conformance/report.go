@@ -516,6 +516,12 @@ func (e *Execution) Summary() string {
 	if len(e.Alone) > 0 {
 		s += fmt.Sprintf("; %s ran alone first (their verdicts rest on timing)", strings.Join(e.Alone, ", "))
 	}
+	if e.Down > 0 {
+		s += fmt.Sprintf(", down to %d when the server answered nothing at all for a while", e.Down)
+	}
+	if len(e.Again) > 0 {
+		s += fmt.Sprintf("; %d that did not pass side by side ran again alone, and that result stands", len(e.Again))
+	}
 	return s
 }
 

@@ -156,8 +156,10 @@ type Conn struct {
 	// unconfirmed is called when a silence could not be confirmed: the
 	// server answered nothing at all meanwhile.
 	unconfirmed func()
-	wait        readWait      // the read in progress
-	slowest     time.Duration // the longest a frame took to come, on this connection
+	// firm is called when a silence is firm (see readWait.firm).
+	firm    func()
+	wait    readWait      // the read in progress
+	slowest time.Duration // the longest a frame took to come, on this connection
 }
 
 // readWait is the state of one read: when it began and how its timeout
@@ -167,6 +169,9 @@ type readWait struct {
 	limit     time.Duration // the read's own timeout
 	confirmed bool          // the first timeout was confirmed (more time given)
 	why       string        // what the confirmation found
+	// firm: the connection had answered before and a LOGIN on a new one
+	// was answered promptly meanwhile: a silence load does not explain.
+	firm bool
 }
 
 // minConnectTimeout is the least time a connect is given: long enough for
@@ -290,6 +295,9 @@ func (c *Conn) readWithin(d time.Duration) (*spec.Message, error) {
 			note += "; " + c.wait.why
 		}
 		c.log.add(Event{Conn: c.id, Dir: "note", Note: note, Hex: dumpIf(got)})
+		if c.wait.firm && c.firm != nil {
+			c.firm()
+		}
 		if len(got) > 0 {
 			err = fmt.Errorf("%w: %d bytes of an incomplete frame arrived", ErrSilent, len(got))
 		} else {
@@ -327,8 +335,9 @@ func (c *Conn) moreTime() time.Duration {
 		return 0
 	}
 	c.wait.confirmed = true
-	more, why, answered := c.judge.confirm(c.ctx, c.slowest)
+	more, why, answered, prompt := c.judge.confirm(c.ctx, c.slowest)
 	c.wait.why = why
+	c.wait.firm = prompt && c.answered > 0
 	if !answered && c.unconfirmed != nil {
 		c.unconfirmed()
 	}
