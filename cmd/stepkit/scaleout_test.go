@@ -163,8 +163,11 @@ func TestScaleOut(t *testing.T) {
 		const size = 64 << 20
 		path, data := randomFile(t, dir, "thesis.pdf", size, 8)
 		// One block in flight: too little for one connection to carry the
-		// file, so both are used, in turn.
-		args := append([]string{"upload", path, "--json", "--conns", "2", "--window", "1", "--timeout", "10s"}, conn...)
+		// file, so both are used, in turn. The answer that completes the
+		// file comes once the server has written the whole 64 MiB object,
+		// which on a busy machine takes longer than 10 s: the client's
+		// default time for an answer.
+		args := append([]string{"upload", path, "--json", "--conns", "2", "--window", "1"}, conn...)
 		up := stepkitCmd(t, context.Background(), dir, args...)
 		if err := up.cmd.Start(); err != nil {
 			t.Fatal(err)
