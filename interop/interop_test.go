@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -511,5 +512,63 @@ for _ in range(4096):
 	}
 	if c := m.Cell("stepkit", "flood"); c.Outcome != interop.Fail || c.Side != "client" {
 		t.Errorf("stepkit × flood: %s %s %q, want the client blamed", c.Outcome, c.Side, c.Blame)
+	}
+}
+
+// TestSharedServer checks how a server process serves several cells of its
+// row in turn: each client logs in as its own user, a cell that fails on a
+// server that served others runs again on a fresh one, whose verdict it
+// keeps, and each cell's page says which server process it met.
+func TestSharedServer(t *testing.T) {
+	requireSandbox(t)
+	dir := t.TempDir()
+	good := clientRun + " --dir {dir}"
+	srv, cli := class(t, dir, []fixture{{"wornout", serverRun + " --users 2"}, {"good", serverRun}},
+		[]fixture{{"a", good}, {"b", good}, {"c", good}})
+	out := filepath.Join(dir, "out")
+	m, err := interop.Run(context.Background(), interop.Options{Servers: srv, Clients: cli, Out: out,
+		Scenarios: interop.Scenarios()[:1], ClientTimeout: 60 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := map[string]string{}
+	for _, row := range m.Cells {
+		for col, c := range row {
+			if c.Outcome != interop.Pass {
+				t.Errorf("%s × %s: %s %q", c.Server, c.Client, c.Outcome, c.Blame)
+			}
+			if want := strconv.Itoa(2362202 + col); c.User != want {
+				t.Errorf("%s × %s: logged in as %q, want %s", c.Server, c.Client, c.User, want)
+			}
+			served[c.Server+" × "+c.Client] = strings.Join(c.ServedBefore, " ") + "|" + c.Rerun
+		}
+	}
+	wants := map[string]string{
+		"stepkit × stepkit": "|", "stepkit × c": "stepkit a b|",
+		"wornout × stepkit": "|", "wornout × a": "stepkit|",
+		// The third user is refused by the worn-out server, not by a fresh one.
+		"wornout × b": "|FAIL on a server process that had served stepkit, a before this cell; run again on a fresh one, whose verdict this is",
+		"wornout × c": "b|",
+		"good × c":    "stepkit a b|",
+	}
+	for k, w := range wants {
+		if served[k] != w {
+			t.Errorf("%s: served before|rerun %q, want %q", k, served[k], w)
+		}
+	}
+	page, err := os.ReadFile(filepath.Join(out, "cells", "wornout", "c", "server.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(page), "(the server process started for the cell of client b and served b before this cell") {
+		t.Errorf("server output of wornout × c: %q", page)
+	}
+	client, err := os.ReadFile(filepath.Join(out, "cells", "wornout", "c", "course.client.txt"))
+	if err != nil || !strings.Contains(string(client), "--id 2362205") {
+		t.Errorf("client output of wornout × c: %q %v", client, err)
+	}
+	html, err := os.ReadFile(filepath.Join(out, "cells", "wornout", "b", "index.html"))
+	if err != nil || !strings.Contains(string(html), "This cell ran twice: FAIL on a server process that had served stepkit, a before this cell") {
+		t.Errorf("the page of wornout × b does not say it ran twice: %v", err)
 	}
 }

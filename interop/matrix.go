@@ -84,14 +84,22 @@ type Cell struct {
 	Evidence    []string `json:"evidence,omitempty"`
 	// ServerProblem says why the server never served (did not start,
 	// never listened); Error is the grader's own failure.
-	ServerProblem string            `json:"server_problem,omitempty"`
-	Error         string            `json:"error,omitempty"`
-	Dir           string            `json:"dir"`
-	Page          string            `json:"page"`
-	ServerOutput  string            `json:"server_output"`
-	Scenarios     []*ScenarioResult `json:"scenarios"`
-	Duration      time.Duration     `json:"-"`
-	DurationMS    int64             `json:"duration_ms"`
+	ServerProblem string `json:"server_problem,omitempty"`
+	Error         string `json:"error,omitempty"`
+	Dir           string `json:"dir"`
+	Page          string `json:"page"`
+	ServerOutput  string `json:"server_output"`
+	// User is the course id the client logged in as (each column its own).
+	User string `json:"user"`
+	// ServedBefore are the clients the server process served before this
+	// cell, in order (a server serves a few cells of its row in turn).
+	ServedBefore []string `json:"served_before,omitempty"`
+	// Rerun says why the cell ran twice: it did not pass on a server that
+	// had served other cells, so it ran again on a fresh one.
+	Rerun      string            `json:"rerun,omitempty"`
+	Scenarios  []*ScenarioResult `json:"scenarios"`
+	Duration   time.Duration     `json:"-"`
+	DurationMS int64             `json:"duration_ms"`
 }
 
 // ScenarioResult is one scenario of a cell.

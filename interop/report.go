@@ -366,7 +366,7 @@ ul.ev li{margin:.15em 0} code{font-size:.92em}
 button{margin:.5em .4em .8em 0}
 </style>`
 
-var funcs = template.FuncMap{}
+var funcs = template.FuncMap{"join": strings.Join}
 
 var matrixPage = template.Must(template.New("m").Funcs(funcs).Parse(`<!doctype html><html><head><meta charset="utf-8"><title>{{.Title}}</title>` + style + `</head><body>
 <h1>{{.Title}}</h1>
@@ -417,6 +417,7 @@ var cellPage = template.Must(template.New("c").Funcs(funcs).Parse(`<!doctype htm
 <div class="sub"><a href="../../../interop.html">the matrix</a> · the server's output: <a href="{{.ServerOut}}">{{.ServerOut}}</a>{{if .ServerConfLink}} · the server's own conformance: <a href="{{.ServerConfLink}}">{{.ServerConf.Verdict}}</a>{{end}}{{if .ClientConfLink}} · the client's own conformance: <a href="{{.ClientConfLink}}">{{.ClientConf.Verdict}}</a>{{end}}</div>
 {{if .Blame}}<div class="blame {{.Class}}">{{.Blame}}</div>{{end}}
 {{if .Evidence}}<ul class="ev">{{range .Evidence}}<li>{{.}}</li>{{end}}</ul>{{end}}
+<p class="n">The client logged in as {{.User}}.{{if .Rerun}} This cell ran twice: {{.Rerun}}.{{else if .ServedBefore}} The server process had served {{join .ServedBefore ", "}} before this cell.{{else}} The server process was started for this cell.{{end}}</p>
 <table><tr><th>scenario</th><th>outcome</th><th>blame</th><th>client</th><th>stored</th><th>files</th></tr>
 {{range .Scenarios}}<tr><td><b>{{.Scenario}}</b><br><span class="n">{{.Title}}</span></td><td class="{{if eq .Outcome "PASS"}}pass{{else if eq .Outcome "FAIL"}}fail-{{.Side}}{{else}}na{{end}}">{{.Outcome}}</td>
 <td>{{.Blame}}{{range .Diagnoses}}<br><span class="n">capture: {{.}}</span>{{end}}</td>

@@ -31,7 +31,8 @@ const ReferenceID = "stepkit"
 const (
 	DefaultClientTimeout = 20 * time.Second
 	DefaultStartTimeout  = 10 * time.Second
-	// User is the course id the clients log in as.
+	// User is the course id the first column's client logs in as; the
+	// next ones count up from it (userFor).
 	User = "2362202"
 	// downloadDir is {dir}, relative to the client's folder.
 	downloadDir = "downloads"
@@ -122,40 +123,36 @@ func Run(ctx context.Context, o Options) (*Matrix, error) {
 	if o.Phase != nil {
 		o.Phase("matrix")
 	}
-	type pair struct{ s, c int }
-	var pairs []pair
-	for s := range m.Servers {
-		for c := range m.Clients {
-			pairs = append(pairs, pair{s, c})
-		}
-	}
 	m.Cells = make([][]*Cell, len(m.Servers))
 	for s := range m.Cells {
 		m.Cells[s] = make([]*Cell, len(m.Clients))
 	}
-	work := make(chan pair)
+	segs := segments(len(m.Servers), len(m.Clients))
+	total := len(m.Servers) * len(m.Clients)
+	work := make(chan segment)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	done := 0
-	for w := 0; w < o.Jobs && w < len(pairs); w++ {
+	for w := 0; w < o.Jobs && w < len(segs); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for p := range work {
-				c := runCell(ctx, &o, m.Servers[p.s], m.Clients[p.c])
-				mu.Lock()
-				m.Cells[p.s][p.c] = c
-				done++
-				if o.Progress != nil {
-					o.Progress(c, done, len(pairs))
-				}
-				mu.Unlock()
+			for sg := range work {
+				runSegment(ctx, &o, m, sg, func(col int, c *Cell) {
+					mu.Lock()
+					m.Cells[sg.server][col] = c
+					done++
+					if o.Progress != nil {
+						o.Progress(c, done, total)
+					}
+					mu.Unlock()
+				})
 			}
 		}()
 	}
-	for _, p := range pairs {
+	for _, sg := range segs {
 		select {
-		case work <- p:
+		case work <- sg:
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
@@ -272,6 +269,8 @@ type server struct {
 	root   string
 	addr   string // where the relay dials (in the box's namespace, or the host's)
 	id     string
+	log    *serverLog
+	line   string // the command line, for each cell's output file
 }
 
 func (s *server) dial(ctx context.Context) (net.Conn, error) {
@@ -325,11 +324,14 @@ func (s *server) stop() {
 	if s.exited != nil {
 		<-s.exited
 	}
+	if s.log != nil {
+		s.log.Close()
+	}
 }
 
 // startServer starts the cell's server and waits for it to listen; the
 // error says why it did not, in the server's own terms.
-func startServer(ctx context.Context, o *Options, p Program, dir string) (*server, error) {
+func startServer(ctx context.Context, o *Options, p Program, outPath string) (*server, error) {
 	if p.Reference {
 		root, err := os.MkdirTemp("", "stepkit-interop-")
 		if err != nil {
@@ -347,10 +349,10 @@ func startServer(ctx context.Context, o *Options, p Program, dir string) (*serve
 		}
 		s := &server{ref: srv, refL: l, served: make(chan error, 1), root: root, addr: l.Addr().String()}
 		go func() { s.served <- srv.Serve(l) }()
-		os.WriteFile(filepath.Join(dir, "server.txt"), []byte("stepkit's reference server (in the grader's process)\n"), 0o644)
+		os.WriteFile(outPath, []byte(referenceServerNote), 0o644)
 		return s, nil
 	}
-	box, err := sandbox.New(ctx, sandbox.Config{Dir: p.Dir, Memory: o.Memory, CPU: o.CPU})
+	box, err := sandbox.New(ctx, sandbox.Config{Dir: p.Dir, Memory: o.Memory, CPU: o.CPU, Env: programEnv()})
 	if err != nil {
 		return nil, &setupError{fmt.Errorf("sandbox: %w", err)}
 	}
@@ -360,12 +362,13 @@ func startServer(ctx context.Context, o *Options, p Program, dir string) (*serve
 		box.Close()
 		return nil, &setupError{err}
 	}
-	out, err := newCapped(filepath.Join(dir, "server.txt"))
-	if err != nil {
+	s.line = line
+	s.log = &serverLog{}
+	if err := s.log.to(outPath, "$ "+line+"\n"); err != nil {
 		box.Close()
 		return nil, &setupError{err}
 	}
-	fmt.Fprintf(out, "$ %s\n", line)
+	out := s.log
 	s.cmd = box.Command(ctx, []string{"/bin/sh", "-c", line})
 	s.cmd.Stdout, s.cmd.Stderr = out, out
 	s.cmd.WaitDelay = time.Second
@@ -379,7 +382,6 @@ func startServer(ctx context.Context, o *Options, p Program, dir string) (*serve
 	}
 	go func() {
 		s.err = s.cmd.Wait()
-		out.Close()
 		close(s.exited)
 	}()
 	deadline := time.Now().Add(o.StartTimeout)
@@ -413,10 +415,126 @@ type setupError struct{ error }
 
 func (e *setupError) Unwrap() error { return e.error }
 
-// runCell runs every scenario of one pair.
-func runCell(ctx context.Context, o *Options, sp, cp Program) *Cell {
+// segment is a run of cells of one row whose server process serves them
+// one after another: starting a class's server once for several clients
+// instead of once a pair spares most of the run's processes. Segments are
+// cut the same way whatever the jobs, so that a cell sees the same server
+// history at --jobs 1 as at the default.
+type segment struct {
+	server  int
+	clients []int // columns, in order
+}
+
+// segmentCells is how many cells one server process serves at most:
+// enough to spare most starts, few enough that a class splits into
+// several times more segments than jobs, so that the last ones end
+// together. A row is cut into segments of equal size.
+const segmentCells = 8
+
+func segments(servers, clients int) []segment {
+	n := (clients + segmentCells - 1) / segmentCells
+	size := (clients + n - 1) / max(n, 1)
+	var out []segment
+	for s := 0; s < servers; s++ {
+		for c := 0; c < clients; c += size {
+			sg := segment{server: s}
+			for i := c; i < min(c+size, clients); i++ {
+				sg.clients = append(sg.clients, i)
+			}
+			out = append(out, sg)
+		}
+	}
+	return out
+}
+
+// host is the server process the cells of a segment share, started when
+// a cell first needs it.
+type host struct {
+	o      *Options
+	p      Program
+	srv    *server
+	served []string // the clients it served, in order, since it started
+}
+
+// serve returns the running server, starting one whose output goes to
+// outPath; a running one's output goes to outPath from now on.
+func (h *host) serve(ctx context.Context, outPath string) (*server, error) {
+	if h.srv != nil {
+		note := fmt.Sprintf("(the server process started for the cell of client %s and served %s before this cell; what it printed meanwhile is on those cells' pages)\n$ %s\n",
+			h.served[0], strings.Join(h.served, ", "), h.srv.line)
+		if h.srv.ref != nil {
+			note = referenceServerNote
+		}
+		if h.srv.log != nil {
+			return h.srv, h.srv.log.to(outPath, note)
+		}
+		return h.srv, os.WriteFile(outPath, []byte(note), 0o644)
+	}
+	srv, err := startServer(ctx, h.o, h.p, outPath)
+	if err != nil {
+		return nil, err
+	}
+	srv.id = h.p.ID
+	h.srv = srv
+	return srv, nil
+}
+
+// stop ends the server: the next cell gets a fresh one.
+func (h *host) stop() {
+	if h.srv != nil {
+		h.srv.stop()
+	}
+	h.srv, h.served = nil, nil
+}
+
+// runSegment runs a segment's cells in order and hands each to record.
+// A server is restarted after any cell that did not pass, and a cell that
+// failed on a server which had served other cells is run again on a fresh
+// one, whose verdict it keeps: no cell is judged by what an earlier client
+// left behind.
+func runSegment(ctx context.Context, o *Options, m *Matrix, sg segment, record func(col int, c *Cell)) {
+	h := &host{o: o, p: m.Servers[sg.server]}
+	defer h.stop()
+	for _, col := range sg.clients {
+		if ctx.Err() != nil {
+			return
+		}
+		cp := m.Clients[col]
+		before := h.served
+		c := runCell(ctx, o, h, cp, userFor(col))
+		if c.Outcome != Pass && len(before) > 0 && ctx.Err() == nil {
+			first := c.Outcome
+			h.stop()
+			c = runCell(ctx, o, h, cp, userFor(col))
+			c.Rerun = fmt.Sprintf("%s on a server process that had served %s before this cell; run again on a fresh one, whose verdict this is", first, strings.Join(before, ", "))
+		} else {
+			c.ServedBefore = before
+		}
+		if c.Outcome != Pass || h.srv == nil || !h.srv.running() {
+			h.stop()
+		} else {
+			h.served = append(h.served, cp.ID)
+		}
+		record(col, c)
+	}
+}
+
+// userFor is the course id the client of a column logs in as: each client
+// its own, so that the clients a server process serves in turn never meet
+// each other's files.
+func userFor(col int) string {
+	base, _ := strconv.Atoi(User)
+	return strconv.Itoa(base + col)
+}
+
+// referenceServerNote is the output page of stepkit's own server.
+const referenceServerNote = "stepkit's reference server (in the grader's process)\n"
+
+// runCell runs every scenario of one pair on the host's server.
+func runCell(ctx context.Context, o *Options, h *host, cp Program, user string) *Cell {
 	start := time.Now()
-	c := &Cell{Server: sp.ID, Client: cp.ID, Dir: cellDir(sp.ID, cp.ID)}
+	sp := h.p
+	c := &Cell{Server: sp.ID, Client: cp.ID, Dir: cellDir(sp.ID, cp.ID), User: user}
 	dir := filepath.Join(o.Out, c.Dir)
 	defer func() {
 		c.Duration = time.Since(start)
@@ -436,10 +554,7 @@ func runCell(ctx context.Context, o *Options, sp, cp Program) *Cell {
 		}
 		tmpl = t
 	}
-	srv, err := startServer(ctx, o, sp, dir)
-	if srv != nil {
-		srv.id = sp.ID
-	}
+	srv, err := h.serve(ctx, filepath.Join(dir, "server.txt"))
 	if err != nil {
 		var se *setupError
 		if errors.As(err, &se) {
@@ -449,14 +564,13 @@ func runCell(ctx context.Context, o *Options, sp, cp Program) *Cell {
 		}
 		return c
 	}
-	defer srv.stop()
 
 	var box *sandbox.Sandbox
 	var l net.Listener
 	if cp.Reference {
 		l, err = net.Listen("tcp", "127.0.0.1:0")
 	} else {
-		box, err = sandbox.New(ctx, sandbox.Config{Dir: cp.Dir, Memory: o.Memory, CPU: o.CPU})
+		box, err = sandbox.New(ctx, sandbox.Config{Dir: cp.Dir, Memory: o.Memory, CPU: o.CPU, Env: programEnv()})
 		if err == nil {
 			defer box.Close()
 			// The client finds its server where a course client looks.
@@ -483,7 +597,7 @@ func runCell(ctx context.Context, o *Options, sp, cp Program) *Cell {
 			r.ServerDied = "died before this scenario: " + why
 			continue
 		}
-		runScenario(ctx, o, sc, srv, box, l, rl, cp, tmpl, dir, r)
+		runScenario(ctx, o, sc, srv, box, l, rl, cp, tmpl, c.User, dir, r)
 		if r.Outcome == Fail && srv.exited != nil {
 			// A server that failed the scenario may be dying right now:
 			// its exit is reported a moment after its connections end.
@@ -523,7 +637,7 @@ func provisional(c *Cell) Outcome {
 // runScenario runs the client once through the relay and records what
 // happened: the capture, its decoding, the client's exit, what the server
 // stored.
-func runScenario(ctx context.Context, o *Options, sc Scenario, srv *server, box *sandbox.Sandbox, l net.Listener, rl *relay, cp Program, tmpl judge.Template, dir string, r *ScenarioResult) {
+func runScenario(ctx context.Context, o *Options, sc Scenario, srv *server, box *sandbox.Sandbox, l net.Listener, rl *relay, cp Program, tmpl judge.Template, user, dir string, r *ScenarioResult) {
 	start := time.Now()
 	defer func() { r.Duration = time.Since(start) }()
 	data := sc.data()
@@ -543,7 +657,7 @@ func runScenario(ctx context.Context, o *Options, sc Scenario, srv *server, box 
 		defer os.RemoveAll(work)
 		dlDir = filepath.Join(work, downloadDir)
 		os.Mkdir(dlDir, 0o755)
-		runReferenceClient(ctx, o, sc, data, work, l.Addr().String(), filepath.Join(dir, sc.ID+".client.txt"), r)
+		runReferenceClient(ctx, o, sc, data, work, l.Addr().String(), user, filepath.Join(dir, sc.ID+".client.txt"), r)
 	} else {
 		path := filepath.Join(box.WorkDir(), sc.Name)
 		if err := os.WriteFile(path, data, 0o644); err != nil {
@@ -557,7 +671,7 @@ func runScenario(ctx context.Context, o *Options, sc Scenario, srv *server, box 
 			os.Chmod(dlDir, 0o777)
 		}
 		argv := tmpl.Expand(map[string]string{"{host}": "127.0.0.1", "{port}": strconv.Itoa(spec.DefaultPort),
-			"{user}": User, "{file}": sc.Name, "{dir}": downloadDir})
+			"{user}": user, "{file}": sc.Name, "{dir}": downloadDir})
 		runStudentClient(ctx, o, box, cp, argv, filepath.Join(dir, sc.ID+".client.txt"), r)
 	}
 	rec := rl.end(time.Second)
@@ -570,7 +684,7 @@ func runScenario(ctx context.Context, o *Options, sc Scenario, srv *server, box 
 	}
 
 	// What the server stored, asked on a connection of the grader's own.
-	r.StoredMD5, r.StoredSize, r.StoredErr = stored(ctx, srv, sc.Name)
+	r.StoredMD5, r.StoredSize, r.StoredErr = stored(ctx, srv, user, sc.Name)
 	if sc.Download && dlDir != "" {
 		b, err := os.ReadFile(filepath.Join(dlDir, sc.Name))
 		if err != nil {
@@ -665,12 +779,12 @@ func runStudentClient(ctx context.Context, o *Options, box *sandbox.Sandbox, cp 
 
 // runReferenceClient uploads (and downloads) with stepkit's client, in the
 // grader's process, through the relay's listener.
-func runReferenceClient(ctx context.Context, o *Options, sc Scenario, data []byte, work, addr, outPath string, r *ScenarioResult) {
+func runReferenceClient(ctx context.Context, o *Options, sc Scenario, data []byte, work, addr, user, outPath string, r *ScenarioResult) {
 	ctx, cancel := context.WithTimeout(ctx, o.ClientTimeout)
 	defer cancel()
 	out, _ := newCapped(outPath)
 	defer out.Close()
-	fmt.Fprintf(out, "stepkit's reference client: upload %s (%d bytes)\n", sc.Name, len(data))
+	fmt.Fprintf(out, "stepkit's reference client: upload %s (%d bytes) as %s\n", sc.Name, len(data), user)
 	start := time.Now()
 	err := func() error {
 		path := filepath.Join(work, sc.Name)
@@ -682,7 +796,7 @@ func runReferenceClient(ctx context.Context, o *Options, sc Scenario, data []byt
 			return err
 		}
 		defer c.Close()
-		if _, err := c.Login(ctx, User, refclient.CoursePassword(User)); err != nil {
+		if _, err := c.Login(ctx, user, refclient.CoursePassword(user)); err != nil {
 			return err
 		}
 		res, err := c.UploadFile(ctx, path, sc.Name, &refclient.TransferOptions{Restart: true})
@@ -712,7 +826,7 @@ func runReferenceClient(ctx context.Context, o *Options, sc Scenario, data []byt
 
 // stored asks the server, on a connection of the grader's own, for the
 // size and MD5 of the file under key (FILE GET).
-func stored(ctx context.Context, srv *server, key string) (string, int64, string) {
+func stored(ctx context.Context, srv *server, user, key string) (string, int64, string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	conn, err := srv.dial(ctx)
@@ -721,7 +835,7 @@ func stored(ctx context.Context, srv *server, key string) (string, int64, string
 	}
 	c := refclient.NewClient(conn, &refclient.Options{ReplyTimeout: 3 * time.Second})
 	defer c.Close()
-	if _, err := c.Login(ctx, User, refclient.CoursePassword(User)); err != nil {
+	if _, err := c.Login(ctx, user, refclient.CoursePassword(user)); err != nil {
 		return "", -1, err.Error()
 	}
 	p, err := c.FileInfo(ctx, key)
@@ -802,4 +916,63 @@ func (c *capped) Close() error {
 	err := c.f.Close()
 	c.f = nil
 	return err
+}
+
+// serverLog sends a server's output to the page of the cell it serves at
+// the moment, each bounded as a program's output is.
+type serverLog struct {
+	mu  sync.Mutex
+	cur *capped
+}
+
+// to starts a cell's output file with head; what the server prints from
+// now on goes there.
+func (l *serverLog) to(path, head string) error {
+	c, err := newCapped(path)
+	if err != nil {
+		return err
+	}
+	c.Write([]byte(head))
+	l.mu.Lock()
+	old := l.cur
+	l.cur = c
+	l.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+func (l *serverLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cur != nil {
+		l.cur.Write(p)
+	}
+	return len(p), nil
+}
+
+func (l *serverLog) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cur == nil {
+		return nil
+	}
+	err := l.cur.Close()
+	l.cur = nil
+	return err
+}
+
+// programEnv is what the class's programs find in their environment
+// besides the sandbox's own: unbuffered Python output, so that each cell's
+// page shows what the server printed during that cell, and the grader's
+// TZ when it has one (course tokens carry the server's local time).
+// Bytecode may be written: a submission's own modules are compiled once
+// for all the scenarios of a cell, as on the student's machine.
+func programEnv() []string {
+	env := []string{"PYTHONUNBUFFERED=1", "PYTHONIOENCODING=utf-8"}
+	if tz, ok := os.LookupEnv("TZ"); ok {
+		env = append(env, "TZ="+tz)
+	}
+	return env
 }

@@ -8,6 +8,8 @@ keeps completed files under ./storage/USER/KEY. Flags:
   --block-size N    plan uploads and downloads with blocks of N bytes (default 20480)
   --single          the defect: serve one connection at a time, in the main thread
   --crash-on-upload the defect: exit with status 3 at the first UPLOAD
+  --users N         the defect: refuse the logins of any user after the first N
+                    users it saw (a server that wears out with use)
 """
 import hashlib
 import json
@@ -19,6 +21,7 @@ import threading
 import uuid
 
 CRASH_ON_UPLOAD = False
+MAX_USERS = 0
 
 
 def recv_exact(conn, n):
@@ -66,6 +69,9 @@ class Server:
                 return self.reply(req, 401, "wrong password"), b""
             token = uuid.uuid4().hex
             with self.lock:
+                seen = set(self.tokens.values())
+                if MAX_USERS and user not in seen and len(seen) >= MAX_USERS:
+                    return self.reply(req, 401, "too many users"), b""
                 self.tokens[token] = user
             return self.reply(req, 200, "OK", token=token), b""
         user = self.tokens.get(req.get("token")) if isinstance(req.get("token"), str) else None
@@ -186,7 +192,7 @@ class Server:
 
 
 def main(argv):
-    global CRASH_ON_UPLOAD
+    global CRASH_ON_UPLOAD, MAX_USERS
     port, block_size, single = 1379, 20480, False
     i = 0
     while i < len(argv):
@@ -200,6 +206,9 @@ def main(argv):
             single = True
         elif argv[i] == "--crash-on-upload":
             CRASH_ON_UPLOAD = True
+        elif argv[i] == "--users":
+            MAX_USERS = int(argv[i + 1])
+            i += 1
         i += 1
     srv = Server(block_size)
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
