@@ -92,3 +92,36 @@ func TestGradeClients(t *testing.T) {
 		}
 	}
 }
+
+// TestGradeClientsBounded: the class's memory bound reaches the clients,
+// which the judge runs in sandboxes of its own: a client that needs more
+// is killed there, and its row says by what.
+func TestGradeClientsBounded(t *testing.T) {
+	if ok, why := isolationAvailable(); !ok {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("network namespaces are needed under CI: %s", why)
+		}
+		t.Skipf("no network namespaces here (%s); CI runs this", why)
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "hog"), 0o755)
+	hog := "b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096):\n    b[i] = 1\n"
+	if err := os.WriteFile(filepath.Join(dir, "hog", "client.py"), []byte(hog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	subs, err := grade.ReadRoster(strings.NewReader("id,path,run,stdin\nhog,,,\n"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	class, err := grade.Run(ctx, grade.Options{Kind: grade.Clients, Submissions: subs, Out: t.TempDir(),
+		Stepkit: stepkitBin, Selectors: []string{"CLIENT-5"}, Memory: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := class.Results[0]
+	if want := "killed: memory limit 64 MiB"; !strings.HasPrefix(r.Sandbox, want) {
+		t.Errorf("hog: verdict %s, sandbox %q, problem %q: want %q", r.Verdict, r.Sandbox, r.Problem, want)
+	}
+}

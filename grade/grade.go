@@ -500,6 +500,14 @@ func (g *grader) gradeClient(ctx context.Context, s Submission, dir string, r *R
 		tmpl = g.o.Run
 	}
 	args := []string{"--client", tmpl, "--client-dir", s.Dir}
+	// The judge runs the client in sandboxes of its own: the class's
+	// bounds go with it.
+	if g.o.Memory > 0 {
+		args = append(args, "--client-memory", strconv.FormatInt(g.o.Memory, 10))
+	}
+	if g.o.CPU > 0 {
+		args = append(args, "--client-cpu", g.o.CPU.String())
+	}
 	if s.Stdin != "" {
 		in := filepath.Join(dir, "stdin.txt")
 		if err := os.WriteFile(in, []byte(s.Stdin), 0o644); err != nil {

@@ -22,6 +22,8 @@ type clientOptions struct {
 	stdin       string
 	env         []string
 	timeout     time.Duration
+	memory      string
+	cpu         time.Duration
 	hostNetwork bool
 }
 
@@ -31,6 +33,8 @@ func (c *clientOptions) register(f *pflag.FlagSet) {
 	f.StringVar(&c.stdin, "stdin", "", "give the client this `FILE` on its standard input (default: empty)")
 	f.StringArrayVar(&c.env, "client-env", nil, "set `NAME=VALUE` in the client's environment (repeatable)")
 	f.DurationVar(&c.timeout, "client-timeout", judge.DefaultTimeout, "the client's time limit in each case")
+	f.StringVar(&c.memory, "client-memory", "", "bound the client's memory in each case to `SIZE`, such as 512MiB (default: the sandbox's, 1GiB)")
+	f.DurationVar(&c.cpu, "client-cpu", 0, "bound the client's CPU time in each case (default: the sandbox's, 2m)")
 	f.BoolVar(&c.hostNetwork, "host-network", false, "run the client on the host network, without namespaces (the judge listens on a free port given through {port}, or on 1379)")
 }
 
@@ -63,7 +67,17 @@ func runClientConformance(ctx context.Context, cmd *cobra.Command, o conformance
 		return usageErrorf("--client-timeout must be positive")
 	}
 	jo := judge.Options{Template: tmpl, Dir: o.client.dir, Timeout: o.client.timeout, LabelFilter: o.labelFilter,
-		Selectors: selectors, Strict: o.strict}
+		Selectors: selectors, Strict: o.strict, CPU: o.client.cpu}
+	if o.client.memory != "" {
+		mem, err := parseBytes(o.client.memory)
+		if err != nil || mem < 16<<20 {
+			return usageErrorf("--client-memory %q: want a size of at least 16MiB, such as 512MiB or 2GiB", o.client.memory)
+		}
+		jo.Memory = mem
+	}
+	if o.client.cpu < 0 || (cmd.Flags().Changed("client-cpu") && o.client.cpu < time.Second) {
+		return usageErrorf("--client-cpu %s: want a duration of at least 1s", o.client.cpu)
+	}
 	if o.client.hostNetwork {
 		jo.Isolation = judge.Host
 	}

@@ -271,3 +271,27 @@ func TestCourseClientTimeout(t *testing.T) {
 		t.Errorf("silent server: exit %d, stderr %q; want 3 naming the 200ms timeout", code, stderr)
 	}
 }
+
+// TestJudgeClientBounds: --client-memory bounds the client in each case's
+// sandbox, and a bound too small to run anything is refused up front.
+func TestJudgeClientBounds(t *testing.T) {
+	if ok, why := judge.NamespacesAvailable(); !ok {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("network namespaces are needed under CI: %s", why)
+		}
+		t.Skipf("no network namespaces here (%s); CI runs this", why)
+	}
+	dir := t.TempDir()
+	hog := "b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096):\n    b[i] = 1\n"
+	if err := os.WriteFile(filepath.Join(dir, "hog.py"), []byte(hog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := judgeRun(t, "--client-dir", dir, "--client", "python3 hog.py {file}", "--client-memory", "64MiB", "CLIENT-5")
+	if code != 1 || !strings.Contains(out, "the client never connected to the judge (killed: memory limit (64 MiB))") {
+		t.Errorf("exit status %d, want 1 and the memory limit named:\n%s", code, out)
+	}
+	code, out, _ = judgeRun(t, "--client-dir", dir, "--client", "python3 hog.py {file}", "--client-memory", "1MiB")
+	if code != 2 || !strings.Contains(out, `--client-memory "1MiB": want a size of at least 16MiB`) {
+		t.Errorf("exit status %d, want 2 and the bound refused:\n%s", code, out)
+	}
+}

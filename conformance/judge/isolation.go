@@ -32,7 +32,7 @@ func namespacesAvailable() (bool, string) { return sandbox.Available() }
 // namespace of its own, or the host.
 func newPlace(ctx context.Context, o *Options, isolated bool) (place, error) {
 	if isolated {
-		sb, err := sandbox.New(ctx, sandbox.Config{Dir: o.Dir, Env: clientEnv(o)})
+		sb, err := sandbox.New(ctx, sandbox.Config{Dir: o.Dir, Env: clientEnv(o), Memory: o.Memory, CPU: o.CPU})
 		if err != nil {
 			return nil, err
 		}

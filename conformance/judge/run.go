@@ -52,6 +52,10 @@ type Options struct {
 	Env []string
 	// Timeout is the client's time limit in each case (0: DefaultTimeout).
 	Timeout time.Duration
+	// Memory and CPU bound the client in each case, in its sandbox (the
+	// sandbox's defaults when 0; not applied on the host).
+	Memory int64
+	CPU    time.Duration
 	// Parallel is the number of cases run at once (0: 4 when isolated).
 	Parallel int
 	// Isolation says where the client runs (default Auto).
