@@ -16,28 +16,14 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/stepkit/stepkit/grade"
+	"github.com/stepkit/stepkit/internal/testbin"
 )
 
-// binDir holds the stepkit binary the documents' commands run.
-var binDir string
+// stepkitBin is the stepkit binary the documents' commands run: its
+// folder goes first on their PATH.
+var stepkitBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "stepkit-docs-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "stepkit"), "github.com/stepkit/stepkit/cmd/stepkit")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build stepkit: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbin.Run(m, &stepkitBin)) }
 
 func requireTool(t *testing.T, name string) string {
 	t.Helper()
@@ -98,7 +84,7 @@ func inNamespace(t *testing.T, dir, script string, pidns bool) (string, error) {
 		args = append(args, "--unshare-pid", "--proc", "/proc")
 	}
 	cmd := exec.Command(bwrap, append(args, "--", "bash", path)...)
-	cmd.Env = append(os.Environ(), "PATH="+binDir+":"+os.Getenv("PATH"), "HOME="+dir, "NO_COLOR=1")
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(stepkitBin)+":"+os.Getenv("PATH"), "HOME="+dir, "NO_COLOR=1")
 	done := make(chan struct{})
 	defer close(done)
 	go func() {

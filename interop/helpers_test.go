@@ -1,13 +1,13 @@
 package interop_test
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/stepkit/stepkit/grade"
+	"github.com/stepkit/stepkit/internal/testbin"
 	"github.com/stepkit/stepkit/sandbox"
 )
 
@@ -15,20 +15,7 @@ import (
 var stepkitBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "stepkit-interop-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	stepkitBin = filepath.Join(dir, "stepkit")
-	build := exec.Command("go", "build", "-o", stepkitBin, "github.com/stepkit/stepkit/cmd/stepkit")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build stepkit: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
+	code := testbin.Run(m, &stepkitBin)
 	if runOut != "" && os.Getenv("INTEROP_KEEP") == "" {
 		os.RemoveAll(filepath.Dir(runOut))
 	}
