@@ -168,3 +168,41 @@ func BenchmarkInterop(b *testing.B) {
 			serial.Seconds()/parallel.Seconds(), parallel.Seconds(), serial.Seconds())
 	}
 }
+
+// TestSharedServersSameOutcomes runs the fixture class with a server
+// process shared by the cells of a segment, the default, and with one
+// started for every cell: every verdict and blame is the same.
+func TestSharedServersSameOutcomes(t *testing.T) {
+	requireSandbox(t)
+	dir := t.TempDir()
+	srv, cli := class(t, dir, fixtureServers, fixtureClients)
+	scen := []interop.Scenario{interop.Scenarios()[0], interop.Scenarios()[2]}
+	var runs []map[string]string
+	for _, fresh := range []bool{false, true} {
+		m, err := interop.Run(context.Background(), interop.Options{Servers: srv, Clients: cli, FreshServers: fresh,
+			Out: filepath.Join(dir, fmt.Sprintf("out-%v", fresh)), Scenarios: scen, ClientTimeout: 60 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		shared := 0
+		for _, row := range m.Cells {
+			for _, c := range row {
+				if len(c.ServedBefore) > 0 || c.Rerun != "" {
+					shared++
+				}
+			}
+		}
+		if fresh && shared > 0 || !fresh && shared == 0 {
+			t.Errorf("fresh servers %v: %d cells met a server that had served others", fresh, shared)
+		}
+		runs = append(runs, outcomes(m))
+	}
+	for k, v := range runs[0] {
+		if runs[1][k] != v {
+			t.Errorf("%s: shared server: %q, fresh server: %q", k, v, runs[1][k])
+		}
+	}
+	if len(runs[0]) != len(runs[1]) {
+		t.Errorf("%d and %d verdicts", len(runs[0]), len(runs[1]))
+	}
+}

@@ -78,6 +78,9 @@ type Options struct {
 	ServerSelectors    []string
 	ClientSelectors    []string
 	ConformanceTimeout time.Duration
+	// FreshServers starts a server for every cell instead of one for each
+	// segment of a row (see segment).
+	FreshServers bool
 	// Progress is called after each cell, from one goroutine at a time.
 	Progress func(c *Cell, done, total int)
 	// Phase is told what the run is doing ("conformance", "matrix").
@@ -127,7 +130,11 @@ func Run(ctx context.Context, o Options) (*Matrix, error) {
 	for s := range m.Cells {
 		m.Cells[s] = make([]*Cell, len(m.Clients))
 	}
-	segs := segments(len(m.Servers), len(m.Clients))
+	per := segmentCells
+	if o.FreshServers {
+		per = 1
+	}
+	segs := segments(len(m.Servers), len(m.Clients), per)
 	total := len(m.Servers) * len(m.Clients)
 	work := make(chan segment)
 	var wg sync.WaitGroup
@@ -431,8 +438,8 @@ type segment struct {
 // together. A row is cut into segments of equal size.
 const segmentCells = 8
 
-func segments(servers, clients int) []segment {
-	n := (clients + segmentCells - 1) / segmentCells
+func segments(servers, clients, per int) []segment {
+	n := (clients + per - 1) / per
 	size := (clients + n - 1) / max(n, 1)
 	var out []segment
 	for s := 0; s < servers; s++ {

@@ -28,6 +28,7 @@ type interopOptions struct {
 	cpu                         time.Duration
 	scenarios                   []string
 	noConformance, noProgress   bool
+	freshServers                bool
 }
 
 func newInteropCmd() *cobra.Command {
@@ -91,6 +92,7 @@ not be; 2 for a usage error.`,
 	f.StringSliceVar(&o.scenarios, "scenario", nil, "run only these scenarios (course, multiblock, nonascii, download)")
 	f.BoolVar(&o.noConformance, "no-conformance", false, "do not run each program's own conformance checks (blame then rests on the captures and the reference pairs)")
 	f.BoolVar(&o.noProgress, "no-progress", false, "no progress bar, even on a terminal")
+	f.BoolVar(&o.freshServers, "fresh-servers", false, "start a server for every pair, instead of one per segment of up to 8 pairs of its row (slower)")
 	return cmd
 }
 
@@ -158,7 +160,7 @@ func runInterop(ctx context.Context, cmd *cobra.Command, o interopOptions) error
 	}
 	opts := interop.Options{Servers: servers, Clients: clients, ServerRun: o.serverRun, ClientRun: o.clientRun,
 		Jobs: o.jobs, Out: o.out, Scenarios: scenarios, ClientTimeout: o.clientTimeout, StartTimeout: o.startTimeout,
-		Memory: mem, CPU: o.cpu, Conformance: !o.noConformance, Stepkit: exe}
+		Memory: mem, CPU: o.cpu, Conformance: !o.noConformance, Stepkit: exe, FreshServers: o.freshServers}
 	if opts.Jobs == 0 {
 		opts.Jobs = interop.DefaultJobs()
 	}
