@@ -3,6 +3,7 @@ package stepdump_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"image/png"
 	"net/netip"
@@ -304,4 +305,78 @@ func absDiff(a, b uint32) uint32 {
 		return a - b
 	}
 	return b - a
+}
+
+// TestJSONSummaryTiming: dump --json --summary carries the numbers the
+// text summary prints beside the graphs, connection by connection.
+func TestJSONSummaryTiming(t *testing.T) {
+	const blocks, window = 60, 6
+	capture := teachingCapture(t, blocks, window)
+	f, err := os.Open(capture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out bytes.Buffer
+	if _, err := stepdump.Run(context.Background(), f, &out, stepdump.Config{Name: capture, JSON: true, Summary: true}); err != nil {
+		t.Fatal(err)
+	}
+	type timing struct {
+		BlockRequests int     `json:"block_requests"`
+		InFlightMean  float64 `json:"in_flight_mean"`
+		InFlightMax   int     `json:"in_flight_max"`
+		Answers       int64   `json:"answers"`
+		LatencyMS     struct {
+			P50, P90, P99, Max float64
+		} `json:"latency_ms"`
+		Rate  float64 `json:"answered_bytes_per_s"`
+		Stall struct {
+			MS    float64 `json:"ms"`
+			After struct {
+				Packet  int64  `json:"packet"`
+				Message string `json:"message"`
+			} `json:"after"`
+		} `json:"stall"`
+	}
+	got := map[int]timing{}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var o struct {
+			Kind   string  `json:"kind"`
+			Conn   int     `json:"conn"`
+			Timing *timing `json:"timing"`
+		}
+		if err := json.Unmarshal([]byte(line), &o); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		if o.Kind == "summary" {
+			if o.Timing == nil {
+				t.Fatalf("connection %d's summary has no timing: %s", o.Conn, line)
+			}
+			got[o.Conn] = *o.Timing
+		}
+	}
+	sw, pl := got[1], got[2]
+	if len(got) != 2 || sw.BlockRequests != blocks || pl.BlockRequests != blocks {
+		t.Fatalf("timings %+v: want two connections of %d block requests", got, blocks)
+	}
+	if sw.InFlightMax != 1 || sw.InFlightMean != 1 || pl.InFlightMax != window || pl.InFlightMean < window-1 {
+		t.Errorf("in flight: stop-and-wait %.2f/%d, pipelined %.2f/%d; want 1/1 and about %d", sw.InFlightMean, sw.InFlightMax, pl.InFlightMean, pl.InFlightMax, window)
+	}
+	// Each answer comes a 2 ms round trip after its request.
+	for i, tm := range []timing{sw, pl} {
+		if tm.LatencyMS.P50 < 2 || tm.LatencyMS.P50 > 2.5 || tm.LatencyMS.Max < tm.LatencyMS.P99 || tm.Answers < blocks {
+			t.Errorf("connection %d: latency %+v over %d answers, want p50 about 2 ms", i+1, tm.LatencyMS, tm.Answers)
+		}
+		if tm.Stall.MS <= 0 || tm.Stall.After.Packet <= 0 || tm.Stall.After.Message == "" {
+			t.Errorf("connection %d: stall %+v, want where it was", i+1, tm.Stall)
+		}
+	}
+	if pl.Rate < 4*sw.Rate {
+		t.Errorf("answered rate: pipelined %.0f B/s, stop-and-wait %.0f B/s", pl.Rate, sw.Rate)
+	}
+	// The text summary of the same capture says the same.
+	_, _, text := writeGraphs(t, capture)
+	if want := fmt.Sprintf("%d block requests, in flight %.1f on average, %d at most (pipelined)", blocks, pl.InFlightMean, pl.InFlightMax); !strings.Contains(text, want) {
+		t.Errorf("text summary lacks %q:\n%s", want, text)
+	}
 }

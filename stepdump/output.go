@@ -377,7 +377,10 @@ type JSONWriter struct {
 	Quiet   bool
 	// LineBuffered flushes after every line, for a live capture on a pipe.
 	LineBuffered bool
-	start        time.Time
+	// Times, when set, adds each connection's in-flight, latency and
+	// stall numbers to its summary object ("timing").
+	Times []TimeStats
+	start time.Time
 
 	buf      []byte // the line being written
 	lastConn *Conn  // whose endpoints are in client and server
@@ -556,6 +559,55 @@ type jsonSummary struct {
 	Notes      int            `json:"notes"`
 	Duplicate  int64          `json:"duplicate_bytes"`
 	Lost       int64          `json:"lost_bytes"`
+	Timing     *jsonTiming    `json:"timing,omitempty"`
+}
+
+// jsonTiming is what the text summary's in-flight, latency and stall
+// lines say, with the durations in milliseconds.
+type jsonTiming struct {
+	BlockRequests int          `json:"block_requests"`
+	InFlightMean  float64      `json:"in_flight_mean"`
+	InFlightMax   int          `json:"in_flight_max"`
+	Answers       int64        `json:"answers"`
+	LatencyMS     *jsonLatency `json:"latency_ms,omitempty"`
+	Rate          float64      `json:"answered_bytes_per_s"`
+	Stall         *jsonStall   `json:"stall,omitempty"`
+}
+
+type jsonLatency struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+type jsonStall struct {
+	MS   float64      `json:"ms"`
+	From jsonStallEnd `json:"after"`
+	To   jsonStallEnd `json:"before"`
+}
+
+type jsonStallEnd struct {
+	Rel     float64 `json:"rel"`
+	Packet  int64   `json:"packet"`
+	Message string  `json:"message"`
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// timing turns a connection's numbers into the summary's object.
+func (j *JSONWriter) timing(s TimeStats) *jsonTiming {
+	o := &jsonTiming{BlockRequests: s.BlockRequests, InFlightMean: s.InFlightMean, InFlightMax: s.InFlightMax,
+		Answers: s.Answers, Rate: s.Rate}
+	if s.Answers > 0 {
+		o.LatencyMS = &jsonLatency{P50: ms(s.P50), P90: ms(s.P90), P99: ms(s.P99), Max: ms(s.MaxLatency)}
+	}
+	if s.Stall > 0 {
+		o.Stall = &jsonStall{MS: ms(s.Stall),
+			From: jsonStallEnd{Rel: j.rel(s.StallFrom.Time), Packet: s.StallFrom.Packet, Message: s.StallFrom.Label},
+			To:   jsonStallEnd{Rel: j.rel(s.StallTo.Time), Packet: s.StallTo.Packet, Message: s.StallTo.Label}}
+	}
+	return o
 }
 
 // Summary writes one object per connection.
@@ -569,6 +621,11 @@ func (j *JSONWriter) Summary(conns []*Conn) {
 			Duplicate: s.DuplicateBytes, Lost: s.LostBytes}
 		if d := c.Last.Sub(c.First); d > 0 {
 			o.Throughput = float64(s.BytesUp+s.BytesDown) / d.Seconds()
+		}
+		for _, ts := range j.Times {
+			if ts.Conn == c {
+				o.Timing = j.timing(ts)
+			}
 		}
 		_ = j.enc.Encode(o)
 	}

@@ -75,7 +75,7 @@ func Run(ctx context.Context, r io.Reader, out io.Writer, cfg Config) (*Result, 
 		handlers = append(handlers, dia)
 	}
 	var tl *Timeline
-	if cfg.Graphs != "" || cfg.Summary && !cfg.JSON {
+	if cfg.Graphs != "" || cfg.Summary {
 		tl = NewTimeline()
 		handlers = append(handlers, tl)
 	}
@@ -100,6 +100,7 @@ func Run(ctx context.Context, r io.Reader, out io.Writer, cfg Config) (*Result, 
 	conns := coll.Sorted()
 	if js != nil {
 		if cfg.Summary {
+			js.Times = tl.Stats()
 			js.Summary(conns)
 		}
 		js.Extracted(st.Extracted)
