@@ -157,13 +157,13 @@ func (ct *connTimeline) writeHTML(b *strings.Builder, sc scales) {
 	b.WriteString("</div>\n")
 }
 
-// seqSVG draws the time-sequence graph: bytes of requests sent and
-// answered against time, the gap between them shaded.
+// seqSVG draws the time-sequence graph: bytes of the exchanges sent and
+// answered against time (seqPoint), the gap between them shaded.
 func (ct *connTimeline) seqSVG(b *strings.Builder, sc scales, st TimeStats) {
 	p := plot{w: grWidth, h: grSeqH, x0: 0, x1: sc.dur.Seconds(), y0: 0, y1: float64(sc.bytes)}
 	fmt.Fprintf(b, `<h3>Time-sequence: requests sent and answered</h3><svg class="graph seq" xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img" aria-label="time-sequence graph of connection c%d" data-conn="%d" data-in-flight-max="%d" data-in-flight-mean="%.2f" data-rate="%.0f">`,
 		grWidth, grSeqH, ct.c.ID, ct.c.ID, st.InFlightMax, st.InFlightMean, st.Rate)
-	p.frame(b, "seconds from the connection's first message", "bytes of requests", fmtSeconds, siBytes, false)
+	p.frame(b, "seconds from the connection's first message", "bytes of requests and answers", fmtSeconds, siBytes, false)
 	// Step curves: a value holds until the next point.
 	var sent, acked []string
 	lastX, lastS, lastA := p.px(0), p.py(0), p.py(0)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"image/png"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -378,5 +379,64 @@ func TestJSONSummaryTiming(t *testing.T) {
 	_, _, text := writeGraphs(t, capture)
 	if want := fmt.Sprintf("%d block requests, in flight %.1f on average, %d at most (pipelined)", blocks, pl.InFlightMean, pl.InFlightMax); !strings.Contains(text, want) {
 		t.Errorf("text summary lacks %q:\n%s", want, text)
+	}
+}
+
+// TestGraphsDownloadClimbs: a download's blocks travel in the answers, and
+// its time-sequence curve and rate count them: a stop-and-wait download
+// of a file climbs as the upload of the same file does.
+func TestGraphsDownloadClimbs(t *testing.T) {
+	t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	server := netip.MustParseAddrPort("10.0.0.1:1379")
+	data := capgen.Pattern(50*20480, 5)
+	var conns []*capgen.Conn
+	for i, download := range []bool{false, true} {
+		c := capgen.NewConn(netip.AddrPortFrom(netip.MustParseAddr("10.0.0.2"), uint16(40001+i)), server, t0, 0)
+		c.Step = 5 * time.Microsecond
+		s := capgen.NewSession(c, "student")
+		s.Think = 2 * time.Millisecond
+		c.Handshake()
+		s.Login()
+		if download {
+			s.Download("data.bin", data, 20480)
+		} else {
+			s.Upload("data.bin", data, 20480)
+		}
+		s.Bye()
+		c.Close()
+		conns = append(conns, c)
+	}
+	path := filepath.Join(t.TempDir(), "updown.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := capgen.NewWriter(f, capgen.Ethernet, false, 0)
+	if err == nil {
+		err = w.WriteAll(conns...)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, page, _ := writeGraphs(t, path)
+	gs := seqGraphs(t, page)
+	up, down := gs[1], gs[2]
+	t.Logf("upload %.0f B/s, download %.0f B/s", up.rate, down.rate)
+	if down.rate < up.rate/2 || down.rate > up.rate*2 {
+		t.Errorf("download rate %.0f B/s against the upload's %.0f B/s: the blocks in the answers are not counted", down.rate, up.rate)
+	}
+	// Both curves reach the top of the shared axis: the file's bytes.
+	top := func(pts [][2]float64) float64 {
+		m := math.Inf(1)
+		for _, p := range pts {
+			m = math.Min(m, p[1])
+		}
+		return m
+	}
+	if u, d := top(up.acked), top(down.acked); math.Abs(u-d) > 0.1*(200-u) {
+		t.Errorf("answered curves top out at y=%.0f (upload) and y=%.0f (download): want about the same height", u, d)
 	}
 }

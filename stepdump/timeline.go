@@ -9,9 +9,9 @@ import (
 	"github.com/stepkit/stepkit/spec"
 )
 
-// Timeline follows each connection's exchanges over time: the bytes of
-// the requests sent and of those answered (a time-sequence graph, where
-// the gap between the two is what is in flight), the bytes carried per
+// Timeline follows each connection's exchanges over time: the bytes the
+// exchanges moved, sent and answered (a time-sequence graph, where the gap
+// between the two is what is in flight), the bytes carried per
 // interval (an I/O graph) and the latency of the answers. Its memory per
 // connection is bounded whatever the capture's length: points are thinned
 // and intervals widened as a connection goes on.
@@ -30,8 +30,11 @@ const (
 	firstIOBin   = 100 * time.Microsecond
 )
 
-// seqPoint is the state after one message: bytes of requests sent, bytes
-// of requests answered, requests in flight.
+// seqPoint is the state after one message: the bytes of the requests sent
+// and of the answers received (sent), the bytes of the exchanges answered,
+// request and answer (acked), and the requests in flight. An upload's
+// blocks count in its requests, a download's in its answers, so both
+// climb by the file's bytes; sent minus acked is the requests unanswered.
 type seqPoint struct {
 	t           time.Duration // since the connection's first message
 	sent, acked int64
@@ -110,7 +113,8 @@ func (tl *Timeline) Message(m *Message) {
 			ct.inFlightMax = max(ct.inFlightMax, ct.inFlight)
 		}
 	} else if m.Request != nil {
-		ct.acked += frameBytes(m.Request)
+		ct.sent += n
+		ct.acked += frameBytes(m.Request) + n
 		ct.inFlight = max(ct.inFlight-1, 0)
 		ct.lat.add(m.Latency)
 	}
@@ -275,8 +279,8 @@ type TimeStats struct {
 	// Latencies of the answers.
 	Answers                   int64         `json:"answers"`
 	P50, P90, P99, MaxLatency time.Duration `json:"-"`
-	// Rate is the bytes of requests answered per second, from the first
-	// message to the last.
+	// Rate is the bytes of the exchanges answered (each request with its
+	// answer) per second, from the first message to the last.
 	Rate     float64       `json:"rate_bytes_per_s"`
 	Duration time.Duration `json:"-"`
 	// Stall is the longest time the connection carried no message, from
