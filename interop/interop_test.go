@@ -541,6 +541,13 @@ func TestSharedServer(t *testing.T) {
 				t.Errorf("%s × %s: logged in as %q, want %s", c.Server, c.Client, c.User, want)
 			}
 			served[c.Server+" × "+c.Client] = strings.Join(c.ServedBefore, " ") + "|" + c.Rerun
+			// A client given {dir} finds the folder in every scenario: it
+			// downloads back and exits 0 in the course flow too.
+			for _, r := range c.Scenarios {
+				if r.ClientExitCode != 0 {
+					t.Errorf("%s × %s %s: client %s (%s)", c.Server, c.Client, r.Scenario, r.ClientExit, r.ClientLast)
+				}
+			}
 		}
 	}
 	wants := map[string]string{

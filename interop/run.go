@@ -672,7 +672,10 @@ func runScenario(ctx context.Context, o *Options, sc Scenario, srv *server, box 
 			r.Outcome, r.Error = Error, "the client's folder: "+err.Error()
 			return
 		}
-		if sc.Download {
+		if tmpl.Has("{dir}") {
+			// A client given {dir} finds it there in every scenario, as on
+			// the student's machine; only the download scenario checks
+			// what it wrote.
 			dlDir = filepath.Join(box.WorkDir(), downloadDir)
 			os.MkdirAll(dlDir, 0o777)
 			os.Chmod(dlDir, 0o777)
