@@ -91,11 +91,15 @@ type relay struct {
 	l    net.Listener
 	dial func(ctx context.Context) (net.Conn, error)
 
-	mu    sync.Mutex
-	rec   *recording
-	open  map[net.Conn]bool
-	wg    sync.WaitGroup
-	accWG sync.WaitGroup
+	mu   sync.Mutex
+	rec  *recording
+	open map[net.Conn]bool
+	// ending is set while end waits for the scenario's connections: a
+	// connection accepted then is closed, not counted in wg, since a
+	// WaitGroup must not grow while it is waited for.
+	ending bool
+	wg     sync.WaitGroup
+	accWG  sync.WaitGroup
 }
 
 func newRelay(l net.Listener, dial func(ctx context.Context) (net.Conn, error)) *relay {
@@ -116,6 +120,9 @@ func (r *relay) begin() {
 // (the client has exited; the server is still answering what it sent
 // last), then closes them and returns the scenario's recording.
 func (r *relay) end(grace time.Duration) *recording {
+	r.mu.Lock()
+	r.ending = true
+	r.mu.Unlock()
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
 	select {
@@ -130,7 +137,7 @@ func (r *relay) end(grace time.Duration) *recording {
 	}
 	r.mu.Lock()
 	rec := r.rec
-	r.rec = nil
+	r.rec, r.ending = nil, false
 	r.mu.Unlock()
 	return rec
 }
@@ -166,11 +173,14 @@ func (r *relay) accept() {
 		}
 		r.mu.Lock()
 		rec := r.rec
-		r.mu.Unlock()
-		if rec == nil { // between scenarios: nobody is being recorded
+		if rec == nil || r.ending { // between scenarios: nobody is being recorded
+			r.mu.Unlock()
 			cc.Close()
 			continue
 		}
+		r.wg.Add(1)
+		r.open[cc] = true
+		r.mu.Unlock()
 		rc := &relayConn{opened: time.Now(), rec: rec}
 		if a, ok := cc.RemoteAddr().(*net.TCPAddr); ok {
 			rc.clientPort = uint16(a.Port)
@@ -178,8 +188,6 @@ func (r *relay) accept() {
 		rec.mu.Lock()
 		rec.conns = append(rec.conns, rc)
 		rec.mu.Unlock()
-		r.wg.Add(1)
-		r.track(cc, true)
 		go func() {
 			defer r.wg.Done()
 			defer r.track(cc, false)
