@@ -16,6 +16,14 @@
 // diagnoses, and judged by what the server then reports it stored (FILE
 // GET on a connection of the grader's own) and what the client wrote.
 //
+// A server process serves up to eight cells of its row in turn (a
+// segment, cut the same way at any number of jobs), each client logging
+// in as an id of its own. A cell that does not pass ends the process; a
+// cell that failed on a process which had served other cells runs again
+// on a fresh one and keeps that verdict (Cell.Rerun), so that no cell is
+// judged by what another client left behind. Options.FreshServers starts
+// a server for every cell.
+//
 // A failing cell is blamed on one side, in one line, from the strongest
 // evidence there is: the server process dying, a framing or block-size
 // diagnosis of the capture naming the side that sent the frame, a

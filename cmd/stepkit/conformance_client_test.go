@@ -294,4 +294,8 @@ func TestJudgeClientBounds(t *testing.T) {
 	if code != 2 || !strings.Contains(out, `--client-memory "1MiB": want a size of at least 16MiB`) {
 		t.Errorf("exit status %d, want 2 and the bound refused:\n%s", code, out)
 	}
+	code, out, _ = judgeRun(t, "--client-dir", dir, "--client", "python3 hog.py {file}", "--client-cpu", "10ms")
+	if code != 2 || !strings.Contains(out, "--client-cpu 10ms: want a duration of at least 1s") {
+		t.Errorf("exit status %d, want 2 and the CPU bound refused:\n%s", code, out)
+	}
 }

@@ -53,6 +53,11 @@ client in another, where 127.0.0.1:1379 is a relay that carries each of
 its connections to the server and records them: every scenario's traffic
 is a pcapng file (open it with stepkit dump or Wireshark with step.lua),
 with its decoding, its ladder diagram and both programs' output beside it.
+A server process serves up to 8 pairs of its row in turn, each client
+logging in as an id of its own (2362202 counting up by column); a pair that
+does not pass ends it, and one that failed on a process that had served
+others runs again on a fresh one, whose verdict it keeps (--fresh-servers:
+a server for every pair).
 A failing pair is blamed on the server, the client, or "unclear", in one
 line, from the capture's diagnoses, each program's own conformance checks
 (run once per program, restricted to the requirements blame names; see
