@@ -31,8 +31,65 @@ var pcapngMagic = []byte{0x0a, 0x0d, 0x0d, 0x0a}
 // openCapture sniffs the format from the first bytes: pcapng starts with a
 // section header block, pcap with one of four magic numbers (either byte
 // order, micro- or nanosecond timestamps). Both may be gzip-compressed.
-func openCapture(r io.Reader) (*capture, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
+//
+// With atOffsets, a capture that can be read at any offset (a file) is
+// read by a fileReader, which leaves unread what the decoder passes over.
+func openCapture(r io.Reader, atOffsets bool) (*capture, error) {
+	var file *io.SectionReader
+	if atOffsets {
+		file = sectionOf(r)
+		if file != nil {
+			r = io.NewSectionReader(file, 0, file.Size())
+		}
+	}
+	if file == nil {
+		return openStream(r, 1<<20)
+	}
+	// The stream reader checks the headers and gives their errors; the
+	// packets are then read at their offsets.
+	c, err := openStream(r, 4<<10)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case c.format == "pcapng":
+		c.src = newFileReader(file, file.Size(), true)
+	case c.format == "pcap" && !gzipped(file):
+		c.src = newFileReader(file, file.Size(), false)
+	}
+	return c, nil
+}
+
+// sectionOf returns the rest of r when it can be read at any offset, or nil.
+func sectionOf(r io.Reader) *io.SectionReader {
+	ra, ok := r.(io.ReaderAt)
+	sk, ok2 := r.(io.Seeker)
+	if !ok || !ok2 {
+		return nil
+	}
+	pos, err := sk.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return nil
+	}
+	end, err := sk.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil
+	}
+	if _, err := sk.Seek(pos, io.SeekStart); err != nil || end < pos {
+		return nil
+	}
+	return io.NewSectionReader(ra, pos, end-pos)
+}
+
+func gzipped(ra io.ReaderAt) bool {
+	var b [2]byte
+	_, err := ra.ReadAt(b[:], 0)
+	return err == nil && b[0] == 0x1f && b[1] == 0x8b
+}
+
+// openStream reads the capture from start to end.
+func openStream(r io.Reader, bufSize int) (*capture, error) {
+	br := bufio.NewReaderSize(r, bufSize)
 	head, err := br.Peek(4)
 	if err != nil {
 		if len(head) == 0 {

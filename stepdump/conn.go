@@ -152,6 +152,13 @@ func (c *connState) Accept(t *layers.TCP, ci gopacket.CaptureInfo, dir reassembl
 	}
 	pc, _ := ac.(*pktCtx)
 	h.accept(t, pc, start)
+	if lz := &c.d.lazy; lz.on && pc == c.d.cur {
+		// Only a segment handed on at once, alone, is read as the stream
+		// needs it; reassembly copies any other, so it is read whole now.
+		if reassembly.Sequence(t.Seq) != nextSeq || t.SYN || t.RST || h.heldBeyond() {
+			c.d.fillLazy(len(lz.payload))
+		}
+	}
 	return true
 }
 
@@ -177,7 +184,15 @@ func (c *connState) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.Ass
 	if avail > 0 {
 		data = sg.Fetch(avail)
 	}
-	c.half[dirIndex(dir)].deliver(data, skip, pc, pc.ci.Timestamp)
+	var lz *lazyPayload
+	if l := &c.d.lazy; l.on && pc == c.d.cur && !c.d.flushing {
+		if skip == 0 && len(data) == len(l.payload) && len(data) > 0 && &data[0] == &l.payload[0] {
+			lz = l
+		} else {
+			c.d.fillLazy(len(l.payload))
+		}
+	}
+	c.half[dirIndex(dir)].deliver(data, skip, pc, pc.ci.Timestamp, lz)
 }
 
 // packetOf recovers the packet number a delivered byte came in.
@@ -398,7 +413,7 @@ func binaryMissing(m *Message) bool {
 // message's own: nothing here changes a message, so they are shared.
 func lightCopy(m *Message) *Message {
 	c := *m
-	if m.Msg != nil {
+	if m.Msg != nil && m.Msg.Binary != nil {
 		c.Msg = m.Msg.WithoutBinary()
 	}
 	return &c

@@ -36,6 +36,13 @@ type Options struct {
 	// ExtractDir, when set, receives every file moved, rebuilt from its
 	// blocks (see Extracted).
 	ExtractDir string
+	// SkipBinary passes over binary parts instead of holding them: a
+	// frame's binary bytes are counted, not buffered, Message.Msg.Binary
+	// is nil, and from a capture file that can be read at any offset
+	// (io.ReaderAt) the bytes are not even read. Every message and note is
+	// the same as without it. It has no effect with HashBinary or
+	// ExtractDir, which need the bytes.
+	SkipBinary bool
 	// Limits bounds the frame sizes believed; larger headers are garbage.
 	Limits spec.Limits
 	// GapTimeout is how long (in capture time) a hole in a stream is
@@ -83,7 +90,7 @@ type PortCount struct {
 // order. It returns an error only when the input is not a capture at all or
 // cannot be read; damage inside a capture is reported as notes.
 func Decode(ctx context.Context, r io.Reader, opts Options, h Handler) (*Stats, error) {
-	c, err := openCapture(r)
+	c, err := openCapture(r, opts.SkipBinary && !opts.HashBinary && opts.ExtractDir == "")
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +178,36 @@ type decoder struct {
 	ip4 layers.IPv4
 	ip6 layers.IPv6
 	tcp layers.TCP
+	// scratch holds a frame's header and JSON while they are decoded
+	// without the binary part (Options.SkipBinary).
+	scratch []byte
+	// file reads the capture at offsets; partial says the current packet
+	// is read up to file.head only, its payload still to be filled.
+	file    *fileReader
+	partial bool
+	lazy    lazyPayload
+}
+
+// lazyPayload is the TCP payload of a packet read only in part: the stream
+// reads what it needs of it through fillLazy while reassembly hands it on.
+type lazyPayload struct {
+	on      bool
+	payload []byte
+	base    int // offset of payload[0] in the packet
+	valid   int // payload[:valid] is read
+}
+
+// fillLazy reads the lazy payload up to offset to; bytes passed over before
+// from stay unread.
+func (d *decoder) fillLazy(to int) { d.fillLazyRange(0, to) }
+
+func (d *decoder) fillLazyRange(from, to int) {
+	lz := &d.lazy
+	if to <= lz.valid {
+		return
+	}
+	d.file.fillRange(lz.base+max(from, lz.valid), lz.base+to)
+	lz.valid = to
 }
 
 type deferredEvent struct {
@@ -196,7 +233,11 @@ func newDecoder(c *capture, opts Options, h Handler) *decoder {
 	if opts.GapTimeout == 0 {
 		opts.GapTimeout = 2 * time.Second
 	}
+	if opts.HashBinary || opts.ExtractDir != "" {
+		opts.SkipBinary = false
+	}
 	d := &decoder{opts: opts, h: h, cap: c, conns: make(map[flowKey]*connState), ports: make(map[uint16]int)}
+	d.file, _ = c.src.(*fileReader)
 	d.files = newFileTracker(d)
 	d.stats.Format = c.format
 	d.stats.Port = opts.Port
@@ -222,7 +263,15 @@ func (d *decoder) run(ctx context.Context) (*Stats, error) {
 				return &d.stats, err
 			}
 		}
-		data, ci, err := d.cap.src.ZeroCopyReadPacketData()
+		var data []byte
+		var ci gopacket.CaptureInfo
+		var err error
+		if d.file != nil {
+			data, ci, err = d.file.next()
+			d.partial = err == nil && d.file.head < len(data)
+		} else {
+			data, ci, err = d.cap.src.ZeroCopyReadPacketData()
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				readErr = err
@@ -348,6 +397,12 @@ func (d *decoder) packet(data []byte, ci gopacket.CaptureInfo) {
 	if d.cap.ng {
 		d.noteLinkType(lt)
 	}
+	hdrEnd := -1
+	if d.partial {
+		if hdrEnd = d.headerEnd(lt, data); hdrEnd < 0 {
+			d.fillPacket(0)
+		}
+	}
 	ipData, version, err := networkLayer(lt, data)
 	if err != nil {
 		d.badPacket(ci, "%v", err)
@@ -400,8 +455,22 @@ func (d *decoder) packet(data []byte, ci gopacket.CaptureInfo) {
 		d.stats.OtherTCP++
 		return
 	}
+	if d.partial {
+		if cap(data)-cap(t.Payload) != hdrEnd {
+			// Not the headers looked at first: read all and start again.
+			d.fillPacket(0)
+			d.packet(data, ci)
+			return
+		}
+		// The payload is read as the stream needs it (see Accept).
+		d.lazy = lazyPayload{on: true, payload: t.Payload, base: hdrEnd, valid: min(max(d.file.head-hdrEnd, 0), len(t.Payload))}
+		defer d.endLazy()
+	}
 	pc := newPktCtx(ci, d.pkt, len(t.Payload))
 	if want := payloadLen - int(t.DataOffset)*4; want > len(t.Payload) && ci.CaptureLength < ci.Length {
+		if d.lazy.on {
+			d.fillLazy(len(t.Payload))
+		}
 		// Snaplen truncation: keep the sequence space whole by padding
 		// with zeros; the stream marks those bytes as missing.
 		if want-len(t.Payload) <= 1<<16 {
@@ -419,6 +488,50 @@ func (d *decoder) packet(data []byte, ci gopacket.CaptureInfo) {
 		}
 	}
 	d.asm.AssembleWithContext(netFlow, t, pc)
+}
+
+// headerEnd returns where a TCP segment's payload starts in a packet read
+// up to file.head, or -1 when it is not a TCP segment whose headers that
+// holds.
+func (d *decoder) headerEnd(lt layers.LinkType, data []byte) int {
+	ip, version, err := networkLayer(lt, data)
+	if err != nil {
+		return -1
+	}
+	at := len(data) - len(ip)
+	switch version {
+	case 4:
+		if len(ip) < 20 || ip[9] != byte(layers.IPProtocolTCP) {
+			return -1
+		}
+		at += int(ip[0]&0x0f) * 4
+	case 6:
+		if len(ip) < 40 || ip[6] != byte(layers.IPProtocolTCP) {
+			return -1
+		}
+		at += 40
+	default:
+		return -1
+	}
+	if at+13 > d.file.head {
+		return -1
+	}
+	if end := at + int(data[at+12]>>4)*4; end <= d.file.head {
+		return end
+	}
+	return -1
+}
+
+// endLazy ends a packet read in part.
+func (d *decoder) endLazy() {
+	d.lazy = lazyPayload{}
+	d.partial = false
+}
+
+// fillPacket reads the current packet from offset from on.
+func (d *decoder) fillPacket(from int) {
+	d.file.fill(from)
+	d.partial = false
 }
 
 func (d *decoder) portMatch(t *layers.TCP) bool {

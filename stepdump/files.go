@@ -199,7 +199,10 @@ func (f *fileState) plan(m *spec.Message) {
 	}
 }
 
+// block records block idx of f, carried by m; data is its bytes, nil when
+// they were passed over (Options.SkipBinary), which only extraction needs.
 func (t *fileTracker) block(c *connState, h *halfStream, f *fileState, m *Message, idx int64, data []byte) {
+	size := int64(m.BinaryLen)
 	f.lastPkt = m.Packet
 	what := "upload"
 	if !f.id.upload {
@@ -212,16 +215,16 @@ func (t *fileTracker) block(c *connState, h *halfStream, f *fileState, m *Messag
 				fmt.Sprintf("%s of %q: block_index %d is outside the plan (0..%d)", what, f.id.key, idx, f.total-1))
 			return
 		}
-		if int64(len(data)) != want {
+		if size != want {
 			c.note(h, m.Packet, m.Time, m.Offset, NoteBlockSize, Error,
 				fmt.Sprintf("%s of %q: block %d is %d bytes, the plan (size %d, block_size %d) wants %d",
-					what, f.id.key, idx, len(data), f.size, f.blockSize, want))
+					what, f.id.key, idx, size, f.size, f.blockSize, want))
 		}
 	}
 	if idx < 0 || idx >= maxTrackedBlocks {
 		return
 	}
-	c.move(f.id.key, f.id.upload, len(data))
+	c.move(f.id.key, f.id.upload, int(size))
 	f.sent.set(idx)
 	f.maxIndex = max(f.maxIndex, idx)
 	if binaryMissing(m) {

@@ -79,7 +79,9 @@ func Run(ctx context.Context, r io.Reader, out io.Writer, cfg Config) (*Result, 
 		tl = NewTimeline()
 		handlers = append(handlers, tl)
 	}
-	opts := Options{Port: cfg.Port, OnlyPort: cfg.OnlyPort, HashBinary: cfg.Verbose, ExtractDir: cfg.Extract}
+	// Nothing but a verbose listing (MD5s) or extraction reads the bytes of
+	// binary parts: otherwise they are passed over, unread where possible.
+	opts := Options{Port: cfg.Port, OnlyPort: cfg.OnlyPort, HashBinary: cfg.Verbose, ExtractDir: cfg.Extract, SkipBinary: true}
 	var st *Stats
 	var err error
 	if live {

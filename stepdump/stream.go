@@ -41,6 +41,14 @@ type halfStream struct {
 	skipFrom  int64
 	finished  bool
 	frames    int64
+
+	// A frame whose header and JSON have arrived while its binary part is
+	// passed over uncopied (Options.SkipBinary): binLeft bytes are still to
+	// come, after which bin is handed on as if it had been cut whole.
+	bin     *Message
+	binPos  int64
+	binN    int
+	binLeft int64
 }
 
 func (h *halfStream) fromClient() bool { return h.dir == h.c.clientDir }
@@ -217,24 +225,40 @@ func (h *halfStream) fillLost(upTo int64) {
 }
 
 // deliver takes reassembled bytes; skip > 0 says that many bytes before them
-// were never seen.
-func (h *halfStream) deliver(data []byte, skip int, pc *pktCtx, ts time.Time) {
+// were never seen. With lz, data is a payload read only as far as needed:
+// the bytes of binary parts passed over are never read.
+func (h *halfStream) deliver(data []byte, skip int, pc *pktCtx, ts time.Time, lz *lazyPayload) {
 	num := pc.num
 	if skip > 0 {
 		h.gap(int64(skip), num, ts)
 		h.delivered += int64(skip)
 		h.deliveredSeq = h.deliveredSeq.Add(skip)
 	}
-	if len(data) > 0 {
+	for len(data) > 0 {
+		if h.binLeft > 0 {
+			k := min(int64(len(data)), h.binLeft)
+			h.delivered += k
+			h.deliveredSeq = h.deliveredSeq.Add(int(k))
+			h.passBinary(k, num, ts)
+			data = data[k:]
+			continue
+		}
+		n := len(data)
+		if lz != nil {
+			n = h.wanted(n)
+			from := len(lz.payload) - len(data)
+			h.c.d.fillLazyRange(from, from+n)
+		}
 		if h.r > 0 && (h.r == len(h.buf) || h.r >= 1<<16) {
-			n := copy(h.buf, h.buf[h.r:])
-			h.buf = h.buf[:n]
+			k := copy(h.buf, h.buf[h.r:])
+			h.buf = h.buf[:k]
 			h.bufOff += int64(h.r)
 			h.r = 0
 		}
-		h.buf = append(h.buf, data...)
-		h.delivered += int64(len(data))
-		h.deliveredSeq = h.deliveredSeq.Add(len(data))
+		h.buf = append(h.buf, data[:n]...)
+		h.delivered += int64(n)
+		h.deliveredSeq = h.deliveredSeq.Add(n)
+		data = data[n:]
 		h.process(num, ts, false)
 	}
 	if len(h.seen) > 0 {
@@ -249,12 +273,62 @@ func (h *halfStream) deliver(data []byte, skip int, pc *pktCtx, ts time.Time) {
 	}
 }
 
+// wanted returns how many of the n bytes arriving next to take before
+// cutting frames again: where a frame starts, only up to the end of its
+// header and JSON, after which its binary part may be passed over.
+func (h *halfStream) wanted(n int) int {
+	if !h.c.d.opts.SkipBinary || !h.synced || h.tentative || len(h.holes) > 0 {
+		return n
+	}
+	live := len(h.buf) - h.r
+	if live < spec.HeaderLen {
+		return min(n, spec.HeaderLen-live)
+	}
+	jlen := binary.BigEndian.Uint32(h.buf[h.r : h.r+4])
+	if jlen > h.c.d.opts.Limits.MaxJSON {
+		return n
+	}
+	jsonEnd := spec.HeaderLen + int(jlen)
+	if live < jsonEnd {
+		return min(n, jsonEnd-live)
+	}
+	// Up to the frame's end: the next frame is looked at on its own.
+	blen := binary.BigEndian.Uint32(h.buf[h.r+4 : h.r+8])
+	if end := jsonEnd + int(blen); blen <= h.c.d.opts.Limits.MaxBinary && end > live {
+		return min(n, end-live)
+	}
+	return n
+}
+
+// heldBeyond reports whether reassembly may hold segments beyond the next
+// byte to deliver, waiting for a hole to fill.
+func (h *halfStream) heldBeyond() bool {
+	for _, s := range h.seen {
+		if s.Start > h.delivered {
+			return true
+		}
+	}
+	return false
+}
+
 // gap handles n bytes that reassembly gave up waiting for.
 func (h *halfStream) gap(n int64, num int64, ts time.Time) {
 	start := h.bufOff + int64(len(h.buf))
 	h.c.conn.Summary.LostBytes += n
 	h.c.note(h, num, ts, start, NoteBytesLost, Error,
 		fmt.Sprintf("stream bytes %d-%d (%d bytes) are not in the capture", start, start+n, n))
+	if h.binLeft > 0 {
+		// The hole falls in a binary part being passed over: the frame
+		// keeps its place and its message says which bytes are missing.
+		k := min(n, h.binLeft)
+		h.addHole(Range{start, start + k})
+		h.passBinary(k, num, ts)
+		n -= k
+		start += k
+		if n == 0 {
+			return
+		}
+	}
 	if h.synced && !h.tentative {
 		live := h.buf[h.r:]
 		if len(live) >= spec.HeaderLen {
@@ -385,6 +459,9 @@ func (h *halfStream) process(num int64, ts time.Time, final bool) {
 			h.skip(1)
 			continue
 		}
+		if h.c.d.opts.SkipBinary && !final && h.skipBinary(live, pos, jlen, blen) {
+			return
+		}
 		msg, n, err := spec.DecodeFrame(live, lim)
 		var fe *spec.FrameError
 		errors.As(err, &fe)
@@ -498,6 +575,12 @@ func (h *halfStream) scan(live []byte, pos int64) (int, bool) {
 
 // frame hands a cut frame to the connection and moves past it.
 func (h *halfStream) frame(m *Message, pos int64, n int) {
+	h.emit(m, pos, n)
+	h.consume(n)
+}
+
+// emit hands the frame of n bytes at stream offset pos to the connection.
+func (h *halfStream) emit(m *Message, pos int64, n int) {
 	if h.tentative {
 		h.tentative = false
 	}
@@ -505,7 +588,51 @@ func (h *halfStream) frame(m *Message, pos int64, n int) {
 	m.Missing = h.missingIn(pos, pos+int64(n))
 	h.frames++
 	h.c.frame(h, m)
-	h.consume(n)
+}
+
+// skipBinary starts passing over the binary part of the frame at the head
+// of live, whose header and JSON have arrived but not all of its binary
+// part. It does so only where the frame could not turn out otherwise: the
+// stream is in step (no guessed boundary, no bytes lost) and the JSON
+// decodes within the length its header gives. It reports whether it took
+// the frame; then all of live is consumed.
+func (h *halfStream) skipBinary(live []byte, pos int64, jlen, blen uint32) bool {
+	jsonEnd := spec.HeaderLen + int64(jlen)
+	if h.tentative || blen == 0 || len(h.holes) > 0 || !h.headerWithinLimits(live) ||
+		int64(len(live)) < jsonEnd || int64(len(live)) >= jsonEnd+int64(blen) {
+		return false
+	}
+	d := h.c.d
+	d.scratch = append(d.scratch[:0], live[:jsonEnd]...)
+	binary.BigEndian.PutUint32(d.scratch[4:8], 0)
+	msg, _, err := spec.DecodeFrame(d.scratch, d.opts.Limits)
+	if err != nil {
+		// A character-count JSON length or a broken JSON part: the whole
+		// frame is needed to tell.
+		return false
+	}
+	msg.Binary = nil
+	h.bin = &Message{Offset: pos, JSONLen: jlen, BinaryLen: blen, Msg: msg}
+	h.binPos = pos
+	h.binN = int(jsonEnd) + int(blen)
+	h.binLeft = jsonEnd + int64(blen) - int64(len(live))
+	h.consume(len(live))
+	return true
+}
+
+// passBinary counts n bytes of the binary part being passed over; the
+// packet num that brings its last byte completes the frame.
+func (h *halfStream) passBinary(n int64, num int64, ts time.Time) {
+	h.binLeft -= n
+	h.bufOff += n
+	if h.binLeft > 0 {
+		return
+	}
+	m := h.bin
+	h.bin = nil
+	m.Packet, m.Time = num, ts
+	h.emit(m, h.binPos, h.binN)
+	h.pruneHoles()
 }
 
 func (h *halfStream) reportSkipped(num int64, ts time.Time, at int64) {
@@ -563,12 +690,32 @@ func (h *halfStream) truncated(live []byte, pos int64, num int64, ts time.Time) 
 	h.c.frame(h, m)
 }
 
+// binaryCut reports the frame being passed over as truncated() reports a
+// frame the capture ends inside.
+func (h *halfStream) binaryCut(num int64, ts time.Time) {
+	m, pos := h.bin, h.binPos
+	total := int64(h.binN)
+	have := total - h.binLeft
+	h.bin, h.binLeft = nil, 0
+	h.c.note(h, num, ts, pos, NoteTruncatedFrame, Warning,
+		fmt.Sprintf("capture ends inside the frame at stream offset %d: %d of %d bytes", pos, have, total))
+	m.Packet, m.Time = num, ts
+	m.Err = fmt.Errorf("frame cut short by the end of the capture (%d of %d bytes)", have, total)
+	missing := h.missingIn(pos, pos+have)
+	m.Missing = append(missing, Range{have, total})
+	h.frames++
+	h.c.frame(h, m)
+}
+
 // finish is called when no more bytes will come in this direction.
 func (h *halfStream) finish(num int64, ts time.Time) {
 	if h.finished {
 		return
 	}
 	h.finished = true
+	if h.binLeft > 0 {
+		h.binaryCut(num, ts)
+	}
 	h.process(num, ts, true)
 	if h.r < len(h.buf) {
 		live := h.buf[h.r:]
