@@ -94,7 +94,11 @@ func Decode(ctx context.Context, r io.Reader, opts Options, h Handler) (*Stats, 
 	if err != nil {
 		return nil, err
 	}
-	return newDecoder(c, opts, h).run(ctx)
+	d := newDecoder(c, opts, h)
+	if d.file != nil {
+		defer d.file.Close()
+	}
+	return d.run(ctx)
 }
 
 // DecodeLive captures packets on an interface and decodes them as they

@@ -56,6 +56,7 @@ type fileReader struct {
 	ancil  [1]any
 
 	fallback packetSource // pcapgo, from the first record not read here
+	ahead    *readAhead
 }
 
 type ngIface struct {
@@ -102,8 +103,8 @@ func (r *fileReader) u64(b []byte) uint64 {
 // view returns n bytes of the file at off, which the caller has checked
 // are within its size, reading a window there when they are not cached.
 func (r *fileReader) view(off int64, n int) ([]byte, error) {
-	if off >= r.winOff && r.winOff >= 0 && off+int64(n) <= r.winOff+int64(len(r.win)) {
-		return r.win[off-r.winOff : off-r.winOff+int64(n)], nil
+	if b := r.at(off); len(b) >= n {
+		return b[:n], nil
 	}
 	// A record's trailer and options may lie between what was read and
 	// the next record: that is still reading on.
@@ -141,8 +142,9 @@ func (r *fileReader) readAt(b []byte, off int64) error {
 // first packetHead bytes read.
 func (r *fileReader) packet(off int64, n int) error {
 	r.dataOff = off
-	if off >= r.winOff && r.winOff >= 0 && off+int64(n) <= r.winOff+int64(len(r.win)) {
-		r.data = r.win[off-r.winOff : off-r.winOff+int64(n)]
+	b := r.at(off)
+	if len(b) >= n {
+		r.data = b[:n]
 		r.head = n
 		return nil
 	}
@@ -150,11 +152,27 @@ func (r *fileReader) packet(off int64, n int) error {
 		r.pkt = make([]byte, n)
 	}
 	r.data = r.pkt[:n]
-	if _, err := r.view(off, min(n, packetHead)); err != nil {
-		return err
+	if len(b) < min(n, packetHead) {
+		var err error
+		if _, err = r.view(off, min(n, packetHead)); err != nil {
+			return err
+		}
+		b = r.at(off)
 	}
-	// The window holds the packet's start, and maybe more of it.
-	r.head = copy(r.data, r.win[off-r.winOff:])
+	// What is cached holds the packet's start, and maybe more of it.
+	r.head = copy(r.data, b)
+	return nil
+}
+
+// at returns the bytes of the file from off on that are at hand, in the
+// window or read ahead; none when neither holds off.
+func (r *fileReader) at(off int64) []byte {
+	if r.winOff >= 0 && off >= r.winOff && off < r.winOff+int64(len(r.win)) {
+		return r.win[off-r.winOff:]
+	}
+	if r.ahead != nil {
+		return r.ahead.at(off)
+	}
 	return nil
 }
 
@@ -199,6 +217,9 @@ func (r *fileReader) next() ([]byte, gopacket.CaptureInfo, error) {
 	if r.err != nil {
 		return nil, gopacket.CaptureInfo{}, r.err
 	}
+	if r.fallback == nil && r.ahead == nil && r.off == 0 {
+		r.ahead = startReadAhead(r.ra, r.size, r.ng)
+	}
 	if r.fallback == nil {
 		var data []byte
 		var ci gopacket.CaptureInfo
@@ -222,8 +243,17 @@ func (r *fileReader) next() ([]byte, gopacket.CaptureInfo, error) {
 	return data, ci, err
 }
 
+// Close stops reading ahead.
+func (r *fileReader) Close() {
+	if r.ahead != nil {
+		r.ahead.stop()
+		r.ahead = nil
+	}
+}
+
 // fallBack hands the file from the current record on to pcapgo.
 func (r *fileReader) fallBack() error {
+	r.Close()
 	rest := io.NewSectionReader(r.ra, r.off, r.size-r.off)
 	if !r.ng {
 		pr, err := pcapgo.NewReader(io.MultiReader(bytes.NewReader(r.header), rest))
@@ -462,4 +492,167 @@ func (r *fileReader) iface(b []byte) (ngIface, bool) {
 		return ifc, false
 	}
 	return ifc, true
+}
+
+// readAhead reads, on a goroutine of its own, the stretches of the file
+// the decoder will look at: each record's start, as far as a packet's
+// headers and a frame's JSON, and runs of small records whole, passing
+// over the rest of large ones. On two cores the reading then costs the
+// decoding nothing. It only ever saves a read: what it does not hold is
+// read where it is wanted, so it may stop anywhere (an odd record length,
+// the end of the file) without changing what is decoded.
+type readAhead struct {
+	full chan *aheadChunk // chunks read, in file order
+	free chan *aheadChunk
+	done chan struct{}
+	// The decoder's side: the chunk it reads from, the next window in it,
+	// and the one before, which it may still hold bytes of.
+	cur, prev *aheadChunk
+	i         int
+}
+
+type aheadChunk struct {
+	buf  []byte
+	wins []aheadWin
+}
+
+// aheadWin is a stretch of the file, starting at a record.
+type aheadWin struct {
+	off int64
+	b   []byte
+}
+
+const (
+	aheadChunks    = 4
+	aheadChunkSize = 256 << 10
+	aheadWins      = 64
+)
+
+func startReadAhead(ra io.ReaderAt, size int64, ng bool) *readAhead {
+	a := &readAhead{
+		full: make(chan *aheadChunk, aheadChunks),
+		free: make(chan *aheadChunk, aheadChunks),
+		done: make(chan struct{}),
+	}
+	for range aheadChunks {
+		a.free <- &aheadChunk{buf: make([]byte, aheadChunkSize)}
+	}
+	go a.run(ra, size, ng)
+	return a
+}
+
+func (a *readAhead) stop() { close(a.done) }
+
+// run walks the records from the file's first, reading windows of the
+// file at record starts until the end, a read error or a length it cannot
+// follow.
+func (a *readAhead) run(ra io.ReaderAt, size int64, ng bool) {
+	defer close(a.full)
+	off, big := int64(24), false // a pcap's records follow its 24-byte header
+	hdr, need := 16, int64(16+packetHead)
+	if ng {
+		off, hdr, need = 0, 12, 28+packetHead
+	} else {
+		var magic [4]byte
+		if _, err := ra.ReadAt(magic[:], 0); err != nil {
+			return
+		}
+		big = binary.BigEndian.Uint32(magic[:])&0xffff0000 == 0xa1b20000
+	}
+	w := minWindow
+	for off < size {
+		var c *aheadChunk
+		select {
+		case c = <-a.free:
+		case <-a.done:
+			return
+		}
+		c.wins = c.wins[:0]
+		used := 0
+		for off < size && len(c.wins) < aheadWins && used+w <= len(c.buf) {
+			b := c.buf[used : used+int(min(int64(w), size-off))]
+			if n, _ := ra.ReadAt(b, off); n < len(b) {
+				off = size // a read error: the decoder meets it itself
+				break
+			}
+			c.wins = append(c.wins, aheadWin{off, b})
+			used += len(b)
+			// Follow the records to the first not wholly in the window:
+			// the next window starts there, or past it when its start is.
+			end := off + int64(len(b))
+			rec := off
+			for rec+int64(hdr) <= end {
+				h := b[rec-off:]
+				var n int64
+				if ng {
+					if binary.LittleEndian.Uint32(h[0:4]) == ngSHB {
+						big = binary.BigEndian.Uint32(h[8:12]) == 0x1A2B3C4D
+					}
+					if big {
+						n = int64(binary.BigEndian.Uint32(h[4:8]))
+					} else {
+						n = int64(binary.LittleEndian.Uint32(h[4:8]))
+					}
+					if n < 12 || n%4 != 0 {
+						off = size
+						break
+					}
+				} else if big {
+					n = 16 + int64(binary.BigEndian.Uint32(h[8:12]))
+				} else {
+					n = 16 + int64(binary.LittleEndian.Uint32(h[8:12]))
+				}
+				if rec+n > end {
+					if rec+min(n, need) > end {
+						break // its start is cut: the next window begins with it
+					}
+					rec += n // its start is here: pass over the rest
+					break
+				}
+				rec += n
+			}
+			if off == size {
+				break
+			}
+			if rec > end+64 {
+				w = max(w/2, minWindow)
+			} else {
+				w = min(w*2, aheadChunkSize)
+			}
+			off = max(rec, off+1)
+		}
+		select {
+		case a.full <- c:
+		case <-a.done:
+			return
+		}
+	}
+}
+
+// at returns what was read ahead of the file from off on, or nothing when
+// off was passed over or reading ahead has stopped. The decoder asks for
+// offsets that, record by record, only grow.
+func (a *readAhead) at(off int64) []byte {
+	for {
+		if a.cur != nil {
+			for ; a.i < len(a.cur.wins); a.i++ {
+				w := a.cur.wins[a.i]
+				if off < w.off {
+					return nil
+				}
+				if off < w.off+int64(len(w.b)) {
+					return w.b[off-w.off:]
+				}
+			}
+		}
+		c, ok := <-a.full
+		if !ok {
+			a.cur = nil
+			return nil
+		}
+		if a.prev != nil {
+			a.free <- a.prev
+		}
+		a.prev, a.cur, a.i = a.cur, c, 0
+	}
 }

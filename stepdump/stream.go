@@ -462,6 +462,9 @@ func (h *halfStream) process(num int64, ts time.Time, final bool) {
 		if h.c.d.opts.SkipBinary && !final && h.skipBinary(live, pos, jlen, blen) {
 			return
 		}
+		if !final && h.headerWithinLimits(live) && int64(len(live)) < int64(spec.HeaderLen)+int64(jlen)+int64(blen) {
+			return // the frame is not whole yet, as DecodeFrame would say
+		}
 		msg, n, err := spec.DecodeFrame(live, lim)
 		var fe *spec.FrameError
 		errors.As(err, &fe)
