@@ -151,6 +151,9 @@ func (c *connState) Accept(t *layers.TCP, ci gopacket.CaptureInfo, dir reassembl
 		c.resetSeen = true
 	}
 	pc, _ := ac.(*pktCtx)
+	if pc == c.d.cur && (nextSeq != reassembly.Sequence(t.Seq) || nextSeq == reassembly.Sequence(-1)) {
+		c.d.kept = true
+	}
 	h.accept(t, pc, start)
 	if lz := &c.d.lazy; lz.on && pc == c.d.cur {
 		// Only a segment handed on at once, alone, is read as the stream

@@ -146,10 +146,15 @@ type pktCtx struct {
 
 // newPktCtx makes the context of one segment, findable from its capture info.
 func newPktCtx(ci gopacket.CaptureInfo, num int64, capLen int) *pktCtx {
-	pc := &pktCtx{ci: ci, num: num, capLen: capLen, origLen: capLen}
+	pc := &pktCtx{}
+	pc.init(ci, num, capLen)
+	return pc
+}
+
+func (pc *pktCtx) init(ci gopacket.CaptureInfo, num int64, capLen int) {
+	*pc = pktCtx{ci: ci, num: num, capLen: capLen, origLen: capLen}
 	pc.anc[0] = pc
 	pc.ci.AncillaryData = pc.anc[:]
-	return pc
 }
 
 func (c *pktCtx) GetCaptureInfo() gopacket.CaptureInfo { return c.ci }
@@ -190,6 +195,11 @@ type decoder struct {
 	file    *fileReader
 	partial bool
 	lazy    lazyPayload
+	// A packet's context is used for the next packet unless reassembly
+	// may keep it (kept): only a segment that comes in sequence is handed
+	// on at once, never stored.
+	spare *pktCtx
+	kept  bool
 }
 
 // lazyPayload is the TCP payload of a packet read only in part: the stream
@@ -470,7 +480,12 @@ func (d *decoder) packet(data []byte, ci gopacket.CaptureInfo) {
 		d.lazy = lazyPayload{on: true, payload: t.Payload, base: hdrEnd, valid: min(max(d.file.head-hdrEnd, 0), len(t.Payload))}
 		defer d.endLazy()
 	}
-	pc := newPktCtx(ci, d.pkt, len(t.Payload))
+	pc := d.spare
+	if pc == nil {
+		pc = &pktCtx{}
+	}
+	d.spare, d.kept = nil, false
+	pc.init(ci, d.pkt, len(t.Payload))
 	if want := payloadLen - int(t.DataOffset)*4; want > len(t.Payload) && ci.CaptureLength < ci.Length {
 		if d.lazy.on {
 			d.fillLazy(len(t.Payload))
@@ -492,6 +507,9 @@ func (d *decoder) packet(data []byte, ci gopacket.CaptureInfo) {
 		}
 	}
 	d.asm.AssembleWithContext(netFlow, t, pc)
+	if !d.kept {
+		d.spare = pc
+	}
 }
 
 // headerEnd returns where a TCP segment's payload starts in a packet read

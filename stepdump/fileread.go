@@ -524,7 +524,7 @@ type aheadWin struct {
 
 const (
 	aheadChunks    = 4
-	aheadChunkSize = 256 << 10
+	aheadChunkSize = 64 << 10
 	aheadWins      = 64
 )
 
