@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"io"
 	"strings"
+	"sync"
 )
 
 // WriteHTML writes a self-contained HTML report (one file, no external
@@ -45,27 +46,28 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		Outcomes []Outcome
 		Broken   []RequirementVerdict
 	}{r, secs, Outcomes(), broken}
-	return htmlTemplate.Execute(w, data)
+	return htmlTemplate().Execute(w, data)
 }
 
-var htmlTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
-	"lower":  func(o Outcome) string { return strings.ToLower(strings.ReplaceAll(string(o), "-", "")) },
-	"lowers": func(s string) string { return strings.ToLower(strings.ReplaceAll(s, "-", "")) },
-	"join":   func(s []string) string { return strings.Join(s, ", ") },
-	"words":  func(s []string) string { return strings.Join(s, " ") },
-	"secs":   func(ms float64) string { return fmt.Sprintf("%.2f s", ms/1000) },
-	"msec":   func(ms float64) string { return fmt.Sprintf("%.1f ms", ms) },
-	"at":     func(e Event) string { return fmt.Sprintf("%.1f", float64(e.At.Microseconds())/1000) },
-	"arrow": func(e Event) string {
-		switch e.Dir {
-		case "send":
-			return "→"
-		case "recv":
-			return "←"
-		}
-		return "·"
-	},
-}).Parse(`<!DOCTYPE html>
+var htmlTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("report").Funcs(template.FuncMap{
+		"lower":  func(o Outcome) string { return strings.ToLower(strings.ReplaceAll(string(o), "-", "")) },
+		"lowers": func(s string) string { return strings.ToLower(strings.ReplaceAll(s, "-", "")) },
+		"join":   func(s []string) string { return strings.Join(s, ", ") },
+		"words":  func(s []string) string { return strings.Join(s, " ") },
+		"secs":   func(ms float64) string { return fmt.Sprintf("%.2f s", ms/1000) },
+		"msec":   func(ms float64) string { return fmt.Sprintf("%.1f ms", ms) },
+		"at":     func(e Event) string { return fmt.Sprintf("%.1f", float64(e.At.Microseconds())/1000) },
+		"arrow": func(e Event) string {
+			switch e.Dir {
+			case "send":
+				return "→"
+			case "recv":
+				return "←"
+			}
+			return "·"
+		},
+	}).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -135,3 +137,4 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.5em;overflow-x:auto;white-
 </body>
 </html>
 `))
+})

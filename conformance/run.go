@@ -134,10 +134,10 @@ func selector(sel string, ids []string) (func(id string, reqs []string) bool, er
 	}, nil
 }
 
-var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
+var ansi = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("\x1b\\[[0-9;]*m") })
 
 func plainText(s string) string {
-	s = ansi.ReplaceAllString(s, "")
+	s = ansi().ReplaceAllString(s, "")
 	return strings.Join(strings.Fields(s), " ")
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -148,18 +149,19 @@ func (r *Result) Counts() map[string]int {
 	return c
 }
 
-var htmlTmpl = template.Must(template.New("fuzz").Funcs(template.FuncMap{
-	"upper": strings.ToUpper,
-	"secs":  func(d time.Duration) string { return d.Round(time.Millisecond).String() },
-	"oracles": func(m map[string]int) []string {
-		var out []string
-		for k, v := range m {
-			out = append(out, fmt.Sprintf("%s %d", k, v))
-		}
-		sort.Strings(out)
-		return out
-	},
-}).Parse(`<!DOCTYPE html>
+var htmlTmpl = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("fuzz").Funcs(template.FuncMap{
+		"upper": strings.ToUpper,
+		"secs":  func(d time.Duration) string { return d.Round(time.Millisecond).String() },
+		"oracles": func(m map[string]int) []string {
+			var out []string
+			for k, v := range m {
+				out = append(out, fmt.Sprintf("%s %d", k, v))
+			}
+			sort.Strings(out)
+			return out
+		},
+	}).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>stepkit fuzz: {{.Target}}</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:2em;max-width:75em;color:#222}
@@ -190,6 +192,7 @@ pre,code{font-family:ui-monospace,monospace;font-size:.9em;white-space:pre-wrap;
 {{end}}
 </body></html>
 `))
+})
 
 // WriteHTML writes a self-contained HTML report.
-func (r *Result) WriteHTML(w io.Writer) error { return htmlTmpl.Execute(w, r) }
+func (r *Result) WriteHTML(w io.Writer) error { return htmlTmpl().Execute(w, r) }

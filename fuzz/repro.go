@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 )
@@ -111,7 +112,7 @@ func Replay(ctx context.Context, r *Repro, target Target, readTimeout time.Durat
 //go:embed repro.py.tmpl
 var pythonTemplate string
 
-var pyTmpl = template.Must(template.New("py").Parse(pythonTemplate))
+var pyTmpl = sync.OnceValue(func() *template.Template { return template.Must(template.New("py").Parse(pythonTemplate)) })
 
 func pythonScript(name string, fd *Finding, reproJSON []byte) ([]byte, error) {
 	var buf bytes.Buffer
@@ -131,7 +132,7 @@ func pythonScript(name string, fd *Finding, reproJSON []byte) ([]byte, error) {
 	if strings.Contains(data.Repro, "'''") {
 		data.Repro, data.Base64 = base64.StdEncoding.EncodeToString(reproJSON), true
 	}
-	if err := pyTmpl.Execute(&buf, data); err != nil {
+	if err := pyTmpl().Execute(&buf, data); err != nil {
 		return nil, errors.New("python reproducer: " + err.Error())
 	}
 	return buf.Bytes(), nil

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Submission is one student's program: a folder and how to run it.
@@ -22,7 +23,7 @@ type Submission struct {
 
 // validID is what a student id may look like: it names a folder of the
 // reports and a row of the class sheet.
-var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$`)
+var validID = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$`) })
 
 // Discover lists the sub-folders of dir as submissions, sorted by id.
 // Hidden folders and plain files are not submissions.
@@ -44,7 +45,7 @@ func Discover(dir string) ([]Submission, error) {
 		if err != nil || !info.IsDir() {
 			continue
 		}
-		if !validID.MatchString(e.Name()) {
+		if !validID().MatchString(e.Name()) {
 			return nil, fmt.Errorf("class folder: %q is not a usable student id (letters, digits, . _ @ + -)", e.Name())
 		}
 		subs = append(subs, Submission{ID: e.Name(), Dir: filepath.Join(abs, e.Name())})
@@ -106,7 +107,7 @@ func ReadRoster(r io.Reader, classDir string) ([]Submission, error) {
 		}
 		line, _ := cr.FieldPos(0)
 		id := get(rec, "id")
-		if !validID.MatchString(id) {
+		if !validID().MatchString(id) {
 			return nil, fmt.Errorf("roster line %d: %q is not a usable student id (letters, digits, . _ @ + -)", line, id)
 		}
 		if prev, dup := seen[id]; dup {

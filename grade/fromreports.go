@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stepkit/stepkit/conformance"
@@ -50,7 +51,7 @@ func FromReports(dir string, rubric *Rubric) (*Class, error) {
 			seen[id] = true
 			continue
 		}
-		if !validID.MatchString(id) {
+		if !validID().MatchString(id) {
 			return nil, fmt.Errorf("reports folder: %q is not a usable student id (letters, digits, . _ @ + -)", id)
 		}
 		if seen[id] {
@@ -167,8 +168,10 @@ type xmlProblem struct {
 }
 
 var (
-	caseIDInName = regexp.MustCompile(`\[([A-Z][A-Z0-9-]*-[0-9]+(?:\.[0-9]+)?)\]`)
-	findingLine  = regexp.MustCompile(`^(FAIL|NON-STRICT|INFORMATIONAL|ERROR)(?: ([A-Z][A-Z0-9-]*-[0-9]+) \((MUST|SHOULD|MAY)\))?: (.*)$`)
+	caseIDInName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\[([A-Z][A-Z0-9-]*-[0-9]+(?:\.[0-9]+)?)\]`) })
+	findingLine  = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(FAIL|NON-STRICT|INFORMATIONAL|ERROR)(?: ([A-Z][A-Z0-9-]*-[0-9]+) \((MUST|SHOULD|MAY)\))?: (.*)$`)
+	})
 )
 
 // fromJUnit rebuilds a report from stepkit's JUnit XML: the case from the
@@ -195,7 +198,7 @@ func fromJUnit(b []byte) (*conformance.Report, error) {
 		DurationMS: doc.Time * 1000}
 	for _, s := range doc.Suites {
 		for _, tc := range s.Cases {
-			m := caseIDInName.FindStringSubmatch(tc.Name)
+			m := caseIDInName().FindStringSubmatch(tc.Name)
 			if m == nil {
 				return nil, fmt.Errorf("test %q names no conformance case ([ID])", tc.Name)
 			}
@@ -235,7 +238,7 @@ func fromJUnit(b []byte) (*conformance.Report, error) {
 				if line == "exchange:" {
 					break
 				}
-				f := findingLine.FindStringSubmatch(line)
+				f := findingLine().FindStringSubmatch(line)
 				if f == nil {
 					continue
 				}

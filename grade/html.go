@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stepkit/stepkit/conformance"
@@ -168,7 +169,7 @@ func (c *Class) WriteHTML(w io.Writer) error {
 	if data.Fuzz {
 		data.FuzzCols = 1
 	}
-	return classTemplate.Execute(w, data)
+	return classTemplate().Execute(w, data)
 }
 
 func escapePath(p string) string {
@@ -215,20 +216,21 @@ func verdictRank(v string) int {
 	return 5
 }
 
-var classTemplate = template.Must(template.New("class").Funcs(template.FuncMap{
-	"secs": func(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) },
-	"vclass": func(v Verdict) string {
-		switch v {
-		case Conformant:
-			return "pass"
-		case NotConformant:
-			return "fail"
-		}
-		return "error"
-	},
-	"num": num,
-	"add": func(a, b int) int { return a + b },
-}).Parse(`<!DOCTYPE html>
+var classTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("class").Funcs(template.FuncMap{
+		"secs": func(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) },
+		"vclass": func(v Verdict) string {
+			switch v {
+			case Conformant:
+				return "pass"
+			case NotConformant:
+				return "fail"
+			}
+			return "error"
+		},
+		"num": num,
+		"add": func(a, b int) int { return a + b },
+	}).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -329,6 +331,7 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.4em;margin:.3em 0;white-sp
 </body>
 </html>
 `))
+})
 
 // fuzzed reports whether any server of the class was fuzzed.
 func (c *Class) fuzzed() bool {

@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 //go:embed interop.schema.json
@@ -70,11 +71,11 @@ func (m *Matrix) WriteReports(dir string) error {
 	if err := m.writeCSV(filepath.Join(dir, "interop.csv")); err != nil {
 		return err
 	}
-	if err := writeTemplate(filepath.Join(dir, "interop.html"), matrixPage, m.matrixView()); err != nil {
+	if err := writeTemplate(filepath.Join(dir, "interop.html"), matrixPage(), m.matrixView()); err != nil {
 		return err
 	}
 	for _, c := range cells {
-		if err := writeTemplate(filepath.Join(dir, filepath.FromSlash(c.Page)), cellPage, m.cellView(c)); err != nil {
+		if err := writeTemplate(filepath.Join(dir, filepath.FromSlash(c.Page)), cellPage(), m.cellView(c)); err != nil {
 			return err
 		}
 	}
@@ -87,7 +88,7 @@ func (m *Matrix) WriteReports(dir string) error {
 			progs = m.Clients
 		}
 		for _, p := range progs {
-			if err := writeTemplate(filepath.Join(dir, side, p.ID+".html"), programPage, m.programView(side, p)); err != nil {
+			if err := writeTemplate(filepath.Join(dir, side, p.ID+".html"), programPage(), m.programView(side, p)); err != nil {
 				return err
 			}
 		}
@@ -368,7 +369,8 @@ button{margin:.5em .4em .8em 0}
 
 var funcs = template.FuncMap{"join": strings.Join}
 
-var matrixPage = template.Must(template.New("m").Funcs(funcs).Parse(`<!doctype html><html><head><meta charset="utf-8"><title>{{.Title}}</title>` + style + `</head><body>
+var matrixPage = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("m").Funcs(funcs).Parse(`<!doctype html><html><head><meta charset="utf-8"><title>{{.Title}}</title>` + style + `</head><body>
 <h1>{{.Title}}</h1>
 <div class="sub">{{.Summary}}. Rows are servers, columns clients. Hover a cell for its blame, click it for the captures.</div>
 <div class="legend"><span class="pass">✓ pass</span><span class="fail-server">S server at fault</span><span class="fail-client">C client at fault</span><span class="fail-unclear">? unclear</span><span class="error">! grader error</span><span class="na">n/a</span></div>
@@ -411,8 +413,10 @@ A pair passes when every scenario that applies delivered the file whole (the ser
 </script>
 </body></html>
 `))
+})
 
-var cellPage = template.Must(template.New("c").Funcs(funcs).Parse(`<!doctype html><html><head><meta charset="utf-8"><title>{{.Server}} × {{.Client}}</title>` + style + `</head><body>
+var cellPage = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("c").Funcs(funcs).Parse(`<!doctype html><html><head><meta charset="utf-8"><title>{{.Server}} × {{.Client}}</title>` + style + `</head><body>
 <h1>server <a href="{{.ServerLink}}">{{.Server}}</a> × client <a href="{{.ClientLink}}">{{.Client}}</a>: {{.Outcome}}</h1>
 <div class="sub"><a href="../../../interop.html">the matrix</a> · the server's output: <a href="{{.ServerOut}}">{{.ServerOut}}</a>{{if .ServerConfLink}} · the server's own conformance: <a href="{{.ServerConfLink}}">{{.ServerConf.Verdict}}</a>{{end}}{{if .ClientConfLink}} · the client's own conformance: <a href="{{.ClientConfLink}}">{{.ClientConf.Verdict}}</a>{{end}}</div>
 {{if .Blame}}<div class="blame {{.Class}}">{{.Blame}}</div>{{end}}
@@ -428,8 +432,10 @@ var cellPage = template.Must(template.New("c").Funcs(funcs).Parse(`<!doctype htm
 <p>Each capture is the relay's record of the scenario, as pcapng: open it with <code>stepkit dump FILE</code> or in Wireshark with stepkit's dissector (<code>wireshark -X lua_script:step.lua FILE</code>).</p>
 </body></html>
 `))
+})
 
-var programPage = template.Must(template.New("p").Funcs(funcs).Parse(`<!doctype html><html><head><meta charset="utf-8"><title>{{.Side}} {{.Label}}</title>` + style + `</head><body>
+var programPage = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("p").Funcs(funcs).Parse(`<!doctype html><html><head><meta charset="utf-8"><title>{{.Side}} {{.Label}}</title>` + style + `</head><body>
 <h1>{{.Side}} {{.Label}}: {{.Passed}} of {{.Pairs}} pairs pass</h1>
 <div class="sub"><a href="../interop.html">the matrix</a>{{if .ConfLink}} · its own conformance: <a href="{{.ConfLink}}">{{.Conformance.Verdict}}</a>{{end}}</div>
 <table><tr><th>{{.Other}}</th><th>outcome</th><th>blame</th></tr>
@@ -437,3 +443,4 @@ var programPage = template.Must(template.New("p").Funcs(funcs).Parse(`<!doctype 
 {{end}}</table>
 </body></html>
 `))
+})

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Explain says in words which of the sandbox's restrictions a program of
@@ -50,32 +51,38 @@ func explainEnd(ended string) string {
 
 // errorKinds are the errors that restrictions cause, as runtimes print
 // them, most specific first.
-var errorKinds = []struct {
+var errorKinds = sync.OnceValue(func() []errorKind {
+	return []errorKind{
+		{"rofs", regexp.MustCompile(`(?i)read-only file system|\bEROFS\b|\[Errno 30\]`)},
+		{"acces", regexp.MustCompile(`(?i)permission denied|\bEACCES\b|\[Errno 13\]`)},
+		{"perm", regexp.MustCompile(`(?i)operation not permitted|\bEPERM\b|\[Errno 1\]`)},
+		{"nospace", regexp.MustCompile(`(?i)no space left on device|\bENOSPC\b|\[Errno 28\]`)},
+		{"fsize", regexp.MustCompile(`(?i)file too large|\bEFBIG\b|\[Errno 27\]`)},
+		{"nofile", regexp.MustCompile(`(?i)too many open files|\bEMFILE\b|\[Errno 24\]`)},
+		{"memory", regexp.MustCompile(`MemoryError|(?i)cannot allocate memory|\bENOMEM\b|\[Errno 12\]|out of memory|bad_alloc|OutOfMemoryError`)},
+		{"tasks", regexp.MustCompile(`(?i)can't start new thread|pthread_create failed|fork: retry|Resource temporarily unavailable|\bEAGAIN\b|\[Errno 11\]`)},
+		{"network", regexp.MustCompile(`(?i)network is unreachable|\bENETUNREACH\b|\[Errno 101\]|temporary failure in name resolution|name or service not known|\bEAI_AGAIN\b|getaddrinfo ENOTFOUND`)},
+		{"nodev", regexp.MustCompile(`(?i)(no such file or directory|\bENOENT\b|\[Errno 2\]).*['"]?/dev/|/dev/\S+.*(no such file or directory|\bENOENT\b)`)},
+		{"noent", regexp.MustCompile(`(?i)no such file or directory|\bENOENT\b|\[Errno 2\]`)},
+	}
+})
+
+type errorKind struct {
 	kind string
 	re   *regexp.Regexp
-}{
-	{"rofs", regexp.MustCompile(`(?i)read-only file system|\bEROFS\b|\[Errno 30\]`)},
-	{"acces", regexp.MustCompile(`(?i)permission denied|\bEACCES\b|\[Errno 13\]`)},
-	{"perm", regexp.MustCompile(`(?i)operation not permitted|\bEPERM\b|\[Errno 1\]`)},
-	{"nospace", regexp.MustCompile(`(?i)no space left on device|\bENOSPC\b|\[Errno 28\]`)},
-	{"fsize", regexp.MustCompile(`(?i)file too large|\bEFBIG\b|\[Errno 27\]`)},
-	{"nofile", regexp.MustCompile(`(?i)too many open files|\bEMFILE\b|\[Errno 24\]`)},
-	{"memory", regexp.MustCompile(`MemoryError|(?i)cannot allocate memory|\bENOMEM\b|\[Errno 12\]|out of memory|bad_alloc|OutOfMemoryError`)},
-	{"tasks", regexp.MustCompile(`(?i)can't start new thread|pthread_create failed|fork: retry|Resource temporarily unavailable|\bEAGAIN\b|\[Errno 11\]`)},
-	{"network", regexp.MustCompile(`(?i)network is unreachable|\bENETUNREACH\b|\[Errno 101\]|temporary failure in name resolution|name or service not known|\bEAI_AGAIN\b|getaddrinfo ENOTFOUND`)},
-	{"nodev", regexp.MustCompile(`(?i)(no such file or directory|\bENOENT\b|\[Errno 2\]).*['"]?/dev/|/dev/\S+.*(no such file or directory|\bENOENT\b)`)},
-	{"noent", regexp.MustCompile(`(?i)no such file or directory|\bENOENT\b|\[Errno 2\]`)},
 }
 
 // quotedPath and barePath find the path an error names.
 var (
-	quotedPath = regexp.MustCompile(`['"]((?:/|\.{1,2}/|[\w.-]+/)[^'"]*)['"]|['"]([\w.-]+)['"]`)
-	barePath   = regexp.MustCompile(`(?:^|[\s(])(/[^\s:'"()]+)`)
+	quotedPath = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`['"]((?:/|\.{1,2}/|[\w.-]+/)[^'"]*)['"]|['"]([\w.-]+)['"]`)
+	})
+	barePath = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?:^|[\s(])(/[^\s:'"()]+)`) })
 )
 
 func (s *Sandbox) explainLine(line, before string) string {
 	kind := ""
-	for _, k := range errorKinds {
+	for _, k := range errorKinds() {
 		if k.re.MatchString(line) {
 			kind = k.kind
 			break
@@ -85,9 +92,9 @@ func (s *Sandbox) explainLine(line, before string) string {
 		return ""
 	}
 	path := ""
-	if m := quotedPath.FindStringSubmatch(line); m != nil {
+	if m := quotedPath().FindStringSubmatch(line); m != nil {
 		path = m[1] + m[2]
-	} else if m := barePath.FindStringSubmatch(line); m != nil {
+	} else if m := barePath().FindStringSubmatch(line); m != nil {
 		path = m[1]
 	}
 	if path != "" && !filepath.IsAbs(path) {

@@ -463,7 +463,7 @@ func judgeStaleToken(r *caseRun) {
 	// a client that gives up on the token later than the LOGIN has broken
 	// TOKEN-5, not the course flow.
 	for _, line := range strings.Split(r.output(), "\n") {
-		if strings.Contains(strings.ToLower(line), "token") && failureWords.MatchString(line) {
+		if strings.Contains(strings.ToLower(line), "token") && failureWords().MatchString(line) {
 			r.fail("TOKEN-5", fmt.Sprintf("the client sent the token back, yet printed %q (%s): it judged the token by what it holds", strings.TrimSpace(line), r.run.Exit),
 				"no verdict on the token's contents", exchange)
 		}

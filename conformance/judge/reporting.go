@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/stepkit/stepkit/spec"
 )
@@ -15,10 +16,14 @@ import (
 
 var (
 	// failureWords mark a line that reports a failure.
-	failureWords = regexp.MustCompile(`(?i)(fail|error|refus|denied|reject|invalid|incorrect|wrong|unable|cannot|can't|could not|couldn't|abort|mismatch|not match|n't match|differ|exception|traceback|unauthori|forbidden|exist|time ?out|timed out|not complete|incomplete)`)
+	failureWords = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)(fail|error|refus|denied|reject|invalid|incorrect|wrong|unable|cannot|can't|could not|couldn't|abort|mismatch|not match|n't match|differ|exception|traceback|unauthori|forbidden|exist|time ?out|timed out|not complete|incomplete)`)
+	})
 	// successWords mark a line that claims success.
-	successWords = regexp.MustCompile(`(?i)(success|succeed|passed|complete|finished|\bdone\b|uploaded|\bok\b)`)
-	md5Words     = regexp.MustCompile(`(?i)(md5|checksum|hash|integrity)`)
+	successWords = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)(success|succeed|passed|complete|finished|\bdone\b|uploaded|\bok\b)`)
+	})
+	md5Words = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)(md5|checksum|hash|integrity)`) })
 )
 
 // output is what the client printed, without the status_msg texts the
@@ -52,7 +57,7 @@ func (r *caseRun) reported(codes ...string) (bool, string) {
 		return true, "it ended with " + r.run.Exit
 	}
 	for _, line := range strings.Split(r.output(), "\n") {
-		if failureWords.MatchString(line) {
+		if failureWords().MatchString(line) {
 			return true, fmt.Sprintf("it printed %q", strings.TrimSpace(line))
 		}
 		for _, c := range codes {
@@ -67,7 +72,7 @@ func (r *caseRun) reported(codes ...string) (bool, string) {
 // claims returns the first line of output that claims success.
 func (r *caseRun) claims() string {
 	for _, line := range strings.Split(r.output(), "\n") {
-		if successWords.MatchString(line) && !failureWords.MatchString(line) {
+		if successWords().MatchString(line) && !failureWords().MatchString(line) {
 			return strings.TrimSpace(line)
 		}
 	}
@@ -184,7 +189,7 @@ func judgeWrongMD5(r *caseRun) {
 		return
 	}
 	for _, line := range strings.Split(r.output(), "\n") {
-		if md5Words.MatchString(line) && failureWords.MatchString(line) {
+		if md5Words().MatchString(line) && failureWords().MatchString(line) {
 			r.note("the client reported the mismatch: it printed %q", strings.TrimSpace(line))
 			return
 		}
