@@ -410,6 +410,13 @@ func snippet(b []byte) string {
 // or ErrTruncatedBody (need more data). The character-count bug is detected
 // as by Reader.ReadMessage. The message's Binary aliases b.
 func DecodeFrame(b []byte, lim Limits) (*Message, int, error) {
+	return DecodeFrameInto(b, lim, nil)
+}
+
+// DecodeFrameInto is DecodeFrame decoding into m, whose memory it reuses
+// (a new message when m is nil). The message returned is m when the frame
+// decodes; otherwise m holds nothing of use.
+func DecodeFrameInto(b []byte, lim Limits, m *Message) (*Message, int, error) {
 	lim = lim.withDefaults()
 	if len(b) < HeaderLen {
 		return nil, 0, &FrameError{Err: ErrTruncatedHeader, Detail: fmt.Sprintf("%d of %d header bytes", len(b), HeaderLen)}
@@ -428,7 +435,10 @@ func DecodeFrame(b []byte, lim Limits) (*Message, int, error) {
 			Detail: fmt.Sprintf("%d of %d body bytes", len(b)-HeaderLen, end-HeaderLen)}
 	}
 	f := Frame{JSON: b[HeaderLen : HeaderLen+int(jlen)], Binary: b[HeaderLen+int(jlen) : end]}
-	m, perr := parseFrameJSON(f)
+	if m == nil {
+		m = NewMessage()
+	}
+	m, perr := parseFrameJSONInto(f, m)
 	if perr == nil {
 		m.Binary = f.Binary
 		return m, end, nil

@@ -371,7 +371,7 @@ func (c *connState) frame(h *halfStream, m *Message) {
 				s.User = userOf(m.Msg)
 			}
 		}
-		c.pending = append(c.pending, lightCopy(m))
+		c.pending = append(c.pending, c.lightCopy(m))
 		if len(c.pending) > 4096 {
 			c.unanswered(c.pending[0], "too many requests waiting")
 			c.pending = c.pending[1:]
@@ -414,12 +414,13 @@ func binaryMissing(m *Message) bool {
 // lightCopy keeps a request's fields without its binary part, which is
 // only valid during the frame's handling. The fields are the decoded
 // message's own: nothing here changes a message, so they are shared.
-func lightCopy(m *Message) *Message {
-	c := *m
+func (c *connState) lightCopy(m *Message) *Message {
+	cp := c.d.message()
+	*cp = *m
 	if m.Msg != nil && m.Msg.Binary != nil {
-		c.Msg = m.Msg.WithoutBinary()
+		cp.Msg = m.Msg.WithoutBinary()
 	}
-	return &c
+	return cp
 }
 
 // compatible reports whether resp can answer req. The course reference

@@ -36,6 +36,10 @@ type Options struct {
 	// ExtractDir, when set, receives every file moved, rebuilt from its
 	// blocks (see Extracted).
 	ExtractDir string
+	// ReuseMessages says the handlers keep neither a *Message nor its Msg
+	// once the call that hands it on returns: the decoder then uses their
+	// memory again for later frames, once their exchange is answered.
+	ReuseMessages bool
 	// SkipBinary passes over binary parts instead of holding them: a
 	// frame's binary bytes are counted, not buffered, Message.Msg.Binary
 	// is nil, and from a capture file that can be read at any offset
@@ -200,6 +204,54 @@ type decoder struct {
 	// on at once, never stored.
 	spare *pktCtx
 	kept  bool
+	// Messages and decoded JSON handed on and answered, to be used again
+	// (Options.ReuseMessages).
+	freeMsgs []*Message
+	freeJSON []*spec.Message
+}
+
+// message returns an empty Message.
+func (d *decoder) message() *Message {
+	if n := len(d.freeMsgs); n > 0 {
+		m := d.freeMsgs[n-1]
+		d.freeMsgs = d.freeMsgs[:n-1]
+		*m = Message{}
+		return m
+	}
+	return &Message{}
+}
+
+// decodeFrame is spec.DecodeFrame, into the memory of a message no longer
+// used where there is one.
+func (d *decoder) decodeFrame(b []byte) (*spec.Message, int, error) {
+	var into *spec.Message
+	if n := len(d.freeJSON); n > 0 {
+		into = d.freeJSON[n-1]
+		d.freeJSON = d.freeJSON[:n-1]
+	}
+	m, n, err := spec.DecodeFrameInto(b, d.opts.Limits, into)
+	if into != nil && m != into {
+		d.freeJSON = append(d.freeJSON, into)
+	}
+	return m, n, err
+}
+
+// release takes back a message the handlers are done with. A request's
+// decoded JSON lives on in its pending copy; a response ends the exchange,
+// so its JSON and its request's are free too.
+func (d *decoder) release(m *Message) {
+	if !m.FromClient {
+		if req := m.Request; req != nil {
+			if req.Msg != nil {
+				d.freeJSON = append(d.freeJSON, req.Msg)
+			}
+			d.freeMsgs = append(d.freeMsgs, req)
+		}
+		if m.Msg != nil {
+			d.freeJSON = append(d.freeJSON, m.Msg)
+		}
+	}
+	d.freeMsgs = append(d.freeMsgs, m)
 }
 
 // lazyPayload is the TCP payload of a packet read only in part: the stream
@@ -368,6 +420,9 @@ func (d *decoder) emitMessage(m *Message) {
 		return
 	}
 	d.h.Message(m)
+	if d.opts.ReuseMessages {
+		d.release(m)
+	}
 }
 
 func (d *decoder) note(n *Note) {

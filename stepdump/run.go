@@ -81,7 +81,9 @@ func Run(ctx context.Context, r io.Reader, out io.Writer, cfg Config) (*Result, 
 	}
 	// Nothing but a verbose listing (MD5s) or extraction reads the bytes of
 	// binary parts: otherwise they are passed over, unread where possible.
-	opts := Options{Port: cfg.Port, OnlyPort: cfg.OnlyPort, HashBinary: cfg.Verbose, ExtractDir: cfg.Extract, SkipBinary: true}
+	// The writers and the timeline keep no message; a diagram does.
+	opts := Options{Port: cfg.Port, OnlyPort: cfg.OnlyPort, HashBinary: cfg.Verbose, ExtractDir: cfg.Extract, SkipBinary: true,
+		ReuseMessages: cfg.Diagram == ""}
 	var st *Stats
 	var err error
 	if live {

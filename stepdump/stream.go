@@ -405,7 +405,6 @@ func (h *halfStream) skip(n int) {
 // process cuts as many frames as the buffer holds. final says no more bytes
 // will come.
 func (h *halfStream) process(num int64, ts time.Time, final bool) {
-	lim := h.c.d.opts.Limits
 	for {
 		live := h.buf[h.r:]
 		pos := h.bufOff + int64(h.r)
@@ -465,12 +464,14 @@ func (h *halfStream) process(num int64, ts time.Time, final bool) {
 		if !final && h.headerWithinLimits(live) && int64(len(live)) < int64(spec.HeaderLen)+int64(jlen)+int64(blen) {
 			return // the frame is not whole yet, as DecodeFrame would say
 		}
-		msg, n, err := spec.DecodeFrame(live, lim)
+		msg, n, err := h.c.d.decodeFrame(live)
 		var fe *spec.FrameError
 		errors.As(err, &fe)
 		switch {
 		case err == nil && len(h.missingIn(pos, pos+int64(spec.HeaderLen)+int64(jlen))) == 0:
-			h.frame(&Message{Packet: num, Time: ts, Offset: pos, JSONLen: jlen, BinaryLen: blen, Msg: msg}, pos, n)
+			m := h.c.d.message()
+			m.Packet, m.Time, m.Offset, m.JSONLen, m.BinaryLen, m.Msg = num, ts, pos, jlen, blen, msg
+			h.frame(m, pos, n)
 			continue
 		case fe != nil && (fe.Err == spec.ErrTruncatedHeader || fe.Err == spec.ErrTruncatedBody):
 			if final {
@@ -608,14 +609,15 @@ func (h *halfStream) skipBinary(live []byte, pos int64, jlen, blen uint32) bool 
 	d := h.c.d
 	d.scratch = append(d.scratch[:0], live[:jsonEnd]...)
 	binary.BigEndian.PutUint32(d.scratch[4:8], 0)
-	msg, _, err := spec.DecodeFrame(d.scratch, d.opts.Limits)
+	msg, _, err := d.decodeFrame(d.scratch)
 	if err != nil {
 		// A character-count JSON length or a broken JSON part: the whole
 		// frame is needed to tell.
 		return false
 	}
 	msg.Binary = nil
-	h.bin = &Message{Offset: pos, JSONLen: jlen, BinaryLen: blen, Msg: msg}
+	h.bin = d.message()
+	h.bin.Offset, h.bin.JSONLen, h.bin.BinaryLen, h.bin.Msg = pos, jlen, blen, msg
 	h.binPos = pos
 	h.binN = int(jsonEnd) + int(blen)
 	h.binLeft = jsonEnd + int64(blen) - int64(len(live))
