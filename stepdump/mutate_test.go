@@ -21,24 +21,7 @@ func TestMutatedCaptures(t *testing.T) {
 	for _, name := range []string{"basic.pcap", "pcapng.pcapng", "charcount.pcap"} {
 		b, _ := os.ReadFile(filepath.Join(capturesDir, name))
 		for i := 0; i < 150; i++ {
-			c := append([]byte(nil), b...)
-			desc := ""
-			for k := 0; k < 1+rng.Intn(4); k++ {
-				at := rng.Intn(len(c) - 8)
-				switch rng.Intn(4) {
-				case 0:
-					c[at] = byte(rng.Intn(256))
-				case 1:
-					binary.BigEndian.PutUint32(c[at:], rng.Uint32())
-				case 2:
-					binary.LittleEndian.PutUint32(c[at:], uint32(rng.Intn(1<<20)))
-				case 3:
-					if n := at + rng.Intn(64); n < len(c) {
-						c = append(c[:at], c[n:]...)
-					}
-				}
-				desc += "x"
-			}
+			c, desc := damage(rng, b, 4, 1<<20)
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
@@ -51,4 +34,29 @@ func TestMutatedCaptures(t *testing.T) {
 			}
 		}
 	}
+}
+
+// damage returns a copy of b with 1 to most changes, each a byte or a
+// 32-bit value rewritten (little-endian ones below maxLen, like a length)
+// or up to 64 bytes cut out, and one "x" a change.
+func damage(rng *rand.Rand, b []byte, most, maxLen int) ([]byte, string) {
+	c := append([]byte(nil), b...)
+	desc := ""
+	for k := 0; k < 1+rng.Intn(most); k++ {
+		at := rng.Intn(len(c) - 8)
+		switch rng.Intn(4) {
+		case 0:
+			c[at] = byte(rng.Intn(256))
+		case 1:
+			binary.BigEndian.PutUint32(c[at:], rng.Uint32())
+		case 2:
+			binary.LittleEndian.PutUint32(c[at:], uint32(rng.Intn(maxLen)))
+		case 3:
+			if n := at + rng.Intn(64); n < len(c) {
+				c = append(c[:at], c[n:]...)
+			}
+		}
+		desc += "x"
+	}
+	return c, desc
 }

@@ -3,7 +3,6 @@ package stepdump_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand"
@@ -148,22 +147,7 @@ func TestSkipBinaryDamagedCaptures(t *testing.T) {
 		}
 		for _, base := range [][]byte{b, asPcapngOrSame(t, b)} {
 			for i := 0; i < 120; i++ {
-				c := append([]byte(nil), base...)
-				for k := 0; k < 1+rng.Intn(3); k++ {
-					at := rng.Intn(len(c) - 8)
-					switch rng.Intn(4) {
-					case 0:
-						c[at] = byte(rng.Intn(256))
-					case 1:
-						binary.BigEndian.PutUint32(c[at:], rng.Uint32())
-					case 2:
-						binary.LittleEndian.PutUint32(c[at:], uint32(rng.Intn(1<<16)))
-					case 3:
-						if n := at + rng.Intn(64); n < len(c) {
-							c = append(c[:at], c[n:]...)
-						}
-					}
-				}
+				c, _ := damage(rng, base, 3, 1<<16)
 				sameWithSkip(t, fmt.Sprintf("%s damaged (%d)", name, i), c, stepdump.Options{AnyPort: i%2 == 0})
 			}
 		}
