@@ -379,7 +379,9 @@ func TestMidStreamAndSnaplen(t *testing.T) {
 	}
 }
 
-// FuzzDecode feeds damaged captures: nothing may panic or hang.
+// FuzzDecode feeds damaged captures: nothing may panic or hang, and passing
+// over binary parts at offsets with messages reused decodes them as reading
+// every byte does.
 func FuzzDecode(f *testing.F) {
 	for _, name := range []string{"basic.pcap", "charcount.pcap", "sll2.pcap", "pcapng.pcapng", "null.pcap"} {
 		b, err := os.ReadFile(filepath.Join(capturesDir, name))
@@ -394,8 +396,7 @@ func FuzzDecode(f *testing.F) {
 			b = append([]byte(nil), b...)
 			b[int(at)%len(b)] ^= x
 		}
-		r := &recorder{}
-		_, _ = stepdump.Decode(context.Background(), bytes.NewReader(b), stepdump.Options{AnyPort: at%2 == 0}, r)
+		sameWithSkip(t, "the input", b, stepdump.Options{AnyPort: at%2 == 0})
 	})
 }
 
