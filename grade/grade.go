@@ -64,6 +64,11 @@ type Options struct {
 	Run string
 	// Jobs is how many submissions are graded at once (DefaultJobs when 0).
 	Jobs int
+	// Slots, when set, is shared with other runs side by side: a
+	// submission is graded only while this run holds one of its slots, so
+	// that the runs keep to one bound together and a run whose class is
+	// done leaves its share to the others.
+	Slots chan struct{}
 	// Out is the folder of the class reports.
 	Out string
 	// Rubric gives the marks (DefaultRubric when nil).
@@ -145,7 +150,17 @@ func Run(ctx context.Context, o Options) (*Class, error) {
 			defer wg.Done()
 			for i := range work {
 				s := o.Submissions[i]
+				if o.Slots != nil {
+					select {
+					case o.Slots <- struct{}{}:
+					case <-ctx.Done():
+						continue
+					}
+				}
 				r := g.grade(ctx, s, filepath.Join(o.Out, "students", s.ID))
+				if o.Slots != nil {
+					<-o.Slots
+				}
 				r.compare(class.Baseline)
 				mu.Lock()
 				class.Results[i] = r

@@ -9,11 +9,32 @@ import (
 	"github.com/stepkit/stepkit/grade"
 )
 
+// ownChecks are the programs' own conformance results, by program id.
+type ownChecks struct {
+	servers, clients map[string]*Conformance
+}
+
+// failed says whether a program's own checks found it at fault; false
+// without own checks.
+func (own *ownChecks) failed(p Program, server bool) bool {
+	if own == nil {
+		return false
+	}
+	by := own.clients
+	if server {
+		by = own.servers
+	}
+	c := by[p.ID]
+	return c != nil && c.Verdict != string(grade.Conformant)
+}
+
 // runConformance runs each student program's own conformance checks once
 // (the server suite, the client judge), restricted to the requirements
 // blame cites, with grade: its class reports land in OUT/conformance/.
-func (m *Matrix) runConformance(ctx context.Context, o *Options) error {
-	jobs := (o.Jobs + 1) / 2
+// The two sides run side by side within one bound of o.Jobs programs at
+// once: when one side is done, the other has every slot.
+func runConformance(ctx context.Context, o *Options) (*ownChecks, error) {
+	slots := make(chan struct{}, o.Jobs)
 	var wg sync.WaitGroup
 	var errs [2]error
 	var classes [2]*grade.Class
@@ -33,7 +54,7 @@ func (m *Matrix) runConformance(ctx context.Context, o *Options) error {
 		go func() {
 			defer wg.Done()
 			classes[i], errs[i] = grade.Run(ctx, grade.Options{Kind: side.kind, Submissions: side.subs, Run: side.run,
-				Jobs: jobs, Out: filepath.Join(o.Out, "conformance", string(side.kind)), Stepkit: o.Stepkit,
+				Jobs: o.Jobs, Slots: slots, Out: filepath.Join(o.Out, "conformance", string(side.kind)), Stepkit: o.Stepkit,
 				Selectors: side.sel, StartTimeout: o.StartTimeout, RunTimeout: o.ConformanceTimeout,
 				Memory: o.Memory, CPU: o.CPU, RequireIsolation: true})
 		}()
@@ -41,22 +62,15 @@ func (m *Matrix) runConformance(ctx context.Context, o *Options) error {
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			return fmt.Errorf("conformance of the %s: %w", []string{"servers", "clients"}[i], err)
+			return nil, fmt.Errorf("conformance of the %s: %w", []string{"servers", "clients"}[i], err)
 		}
 	}
-	attach := func(progs []Program, class *grade.Class, kind grade.Kind) {
+	results := func(class *grade.Class, kind grade.Kind) map[string]*Conformance {
+		by := map[string]*Conformance{}
 		if class == nil {
-			return
+			return by
 		}
-		byID := map[string]*grade.Result{}
 		for _, r := range class.Results {
-			byID[r.ID] = r
-		}
-		for i := range progs {
-			r := byID[progs[i].ID]
-			if r == nil {
-				continue
-			}
 			c := &Conformance{Verdict: string(r.Verdict), Problem: r.Problem, Requirements: map[string]string{}}
 			if r.Report != nil {
 				for _, v := range r.Report.Requirements {
@@ -64,10 +78,19 @@ func (m *Matrix) runConformance(ctx context.Context, o *Options) error {
 				}
 				c.Report = filepath.Join("conformance", string(kind), "students", r.ID, "report.html")
 			}
-			progs[i].Conformance = c
+			by[r.ID] = c
 		}
+		return by
 	}
-	attach(m.Servers, classes[0], grade.Servers)
-	attach(m.Clients, classes[1], grade.Clients)
-	return nil
+	return &ownChecks{servers: results(classes[0], grade.Servers), clients: results(classes[1], grade.Clients)}, nil
+}
+
+// attach gives each program its own checks' results.
+func (m *Matrix) attach(own *ownChecks) {
+	for i := range m.Servers {
+		m.Servers[i].Conformance = own.servers[m.Servers[i].ID]
+	}
+	for i := range m.Clients {
+		m.Clients[i].Conformance = own.clients[m.Clients[i].ID]
+	}
 }

@@ -65,7 +65,7 @@ type Matrix struct {
 	Cells    [][]*Cell     `json:"-"`
 	Started  time.Time     `json:"started"`
 	Duration time.Duration `json:"-"`
-	// Conformance is the time each program's own checks took, before
+	// Conformance is the time each program's own checks took, alongside
 	// the pairs.
 	Conformance time.Duration `json:"-"`
 	Jobs        int           `json:"jobs"`

@@ -246,7 +246,7 @@ func (m *Matrix) matrixView() matrixView {
 	v.Summary = fmt.Sprintf("%d servers × %d clients (stepkit's own first on each side), %d scenarios per pair, in %.0f s with %d jobs",
 		len(m.Servers), len(m.Clients), len(m.Scenarios), m.Duration.Seconds(), m.Jobs)
 	if m.Conformance > 0 {
-		v.Summary += fmt.Sprintf(" (each program's own conformance checks: %.0f s of it)", m.Conformance.Seconds())
+		v.Summary += fmt.Sprintf(" (each program's own conformance checks ran alongside, for %.0f s)", m.Conformance.Seconds())
 	}
 	return v
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,15 +114,30 @@ func Run(ctx context.Context, o Options) (*Matrix, error) {
 	for _, s := range o.Scenarios {
 		m.Scenarios = append(m.Scenarios, ScenarioInfo{ID: s.ID, Title: s.Title, File: s.Name, Size: s.Size})
 	}
+	// Each program's own checks run alongside the pairs, within the same
+	// bound of jobs: they mostly wait (for answers, for read timeouts),
+	// and the pairs use the cores meanwhile. Blame, which needs them,
+	// comes after both.
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var own *ownChecks
+	var ownErr error
+	ownDone := make(chan struct{})
 	if o.Conformance {
 		if o.Phase != nil {
 			o.Phase("conformance")
 		}
-		start := time.Now()
-		if err := m.runConformance(ctx, &o); err != nil {
-			return nil, err
-		}
-		m.Conformance = time.Since(start)
+		go func() {
+			defer close(ownDone)
+			start := time.Now()
+			own, ownErr = runConformance(mctx, &o)
+			m.Conformance = time.Since(start)
+			if ownErr != nil {
+				cancel()
+			}
+		}()
+	} else {
+		close(ownDone)
 	}
 	if o.Phase != nil {
 		o.Phase("matrix")
@@ -134,18 +150,30 @@ func Run(ctx context.Context, o Options) (*Matrix, error) {
 	if o.FreshServers {
 		per = 1
 	}
-	segs := segments(len(m.Servers), len(m.Clients), per)
+	q := &segmentQueue{segs: segments(len(m.Servers), len(m.Clients), per)}
+	workers := min(o.Jobs, len(q.segs))
+	ordered := make(chan struct{})
+	go func() {
+		defer close(ordered)
+		<-ownDone
+		if ownErr == nil {
+			q.order(func(segs []segment) []segment { return longestFirst(segs, m, own) })
+		}
+	}()
 	total := len(m.Servers) * len(m.Clients)
-	work := make(chan segment)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	done := 0
-	for w := 0; w < o.Jobs && w < len(segs); w++ {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for sg := range work {
-				runSegment(ctx, &o, m, sg, func(col int, c *Cell) {
+			for mctx.Err() == nil {
+				sg, ok := q.next()
+				if !ok {
+					return
+				}
+				runSegment(mctx, &o, m, sg, func(col int, c *Cell) {
 					mu.Lock()
 					m.Cells[sg.server][col] = c
 					done++
@@ -157,19 +185,16 @@ func Run(ctx context.Context, o Options) (*Matrix, error) {
 			}
 		}()
 	}
-	for _, sg := range segs {
-		select {
-		case work <- sg:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	close(work)
 	wg.Wait()
+	<-ordered
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("interop stopped: %w", err)
+	}
+	if ownErr != nil {
+		return nil, ownErr
+	}
+	if own != nil {
+		m.attach(own)
 	}
 	m.blameAll()
 	m.Duration = time.Since(m.Started)
@@ -452,6 +477,55 @@ func segments(servers, clients, per int) []segment {
 		}
 	}
 	return out
+}
+
+// segmentQueue hands out segments in order to the jobs; the order of
+// those not yet taken may change while they run.
+type segmentQueue struct {
+	mu   sync.Mutex
+	segs []segment
+}
+
+func (q *segmentQueue) next() (segment, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.segs) == 0 {
+		return segment{}, false
+	}
+	sg := q.segs[0]
+	q.segs = q.segs[1:]
+	return sg, true
+}
+
+// order reorders the segments not yet taken.
+func (q *segmentQueue) order(f func([]segment) []segment) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.segs = f(q.segs)
+}
+
+// longestFirst orders segments so that the cells of programs that failed
+// their own checks run first: such cells take longest (a failing cell runs
+// again on a fresh server; a stall waits out its time), and started last
+// they would leave the cores idle at the end of the run. The order changes
+// no verdict: a segment's cells meet the same server history whenever it
+// runs. Without own checks the order is the matrix's.
+func longestFirst(segs []segment, m *Matrix, own *ownChecks) []segment {
+	failed := func(p Program, server bool) int {
+		if own.failed(p, server) {
+			return 1
+		}
+		return 0
+	}
+	risk := func(sg segment) int {
+		n := 0
+		for _, col := range sg.clients {
+			n += failed(m.Servers[sg.server], true) + failed(m.Clients[col], false)
+		}
+		return n
+	}
+	slices.SortStableFunc(segs, func(a, b segment) int { return risk(b) - risk(a) })
+	return segs
 }
 
 // host is the server process the cells of a segment share, started when

@@ -203,7 +203,7 @@ func runInterop(ctx context.Context, cmd *cobra.Command, o interopOptions) error
 			}
 		}
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%d pairs in %.1fs (%.1fs of it each program's own checks): %s\n%s\n", pairs, m.Duration.Seconds(), m.Conformance.Seconds(), strings.Join(parts, ", "),
+	fmt.Fprintf(cmd.OutOrStdout(), "%d pairs in %.1fs (each program's own checks alongside, for %.1fs): %s\n%s\n", pairs, m.Duration.Seconds(), m.Conformance.Seconds(), strings.Join(parts, ", "),
 		filepath.Join(o.out, "interop.html"))
 	return nil
 }
@@ -227,7 +227,7 @@ func (p *interopProgress) phase(name string) {
 	defer p.mu.Unlock()
 	switch name {
 	case "conformance":
-		fmt.Fprintln(p.w, "each program's own conformance checks, once")
+		fmt.Fprintln(p.w, "each program's own conformance checks, once, alongside the pairs")
 	case "matrix":
 		fmt.Fprintln(p.w, "the pairs")
 		if p.show {
