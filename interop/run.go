@@ -114,10 +114,10 @@ func Run(ctx context.Context, o Options) (*Matrix, error) {
 	for _, s := range o.Scenarios {
 		m.Scenarios = append(m.Scenarios, ScenarioInfo{ID: s.ID, Title: s.Title, File: s.Name, Size: s.Size})
 	}
-	// Each program's own checks run alongside the pairs, within the same
-	// bound of jobs: they mostly wait (for answers, for read timeouts),
-	// and the pairs use the cores meanwhile. Blame, which needs them,
-	// comes after both.
+	// Each program's own checks (o.Jobs at a time, both sides together)
+	// run alongside the pairs (o.Jobs segments at a time): the checks
+	// mostly wait (for answers, for read timeouts), and the pairs use the
+	// cores meanwhile. Blame, which needs the checks, comes after both.
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var own *ownChecks
