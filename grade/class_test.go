@@ -110,13 +110,10 @@ func gradeFixture(t *testing.T, subs []grade.Submission, jobs int) (*grade.Class
 	return gradeFixtureWith(t, subs, jobs, nil)
 }
 
-func gradeFixtureWith(t *testing.T, subs []grade.Submission, jobs int, newBox func(context.Context, grade.BoxConfig) (grade.Box, error)) (*grade.Class, [][]string, string) {
-	t.Helper()
-	out := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	var notices []string
-	class, err := grade.Run(ctx, grade.Options{
+// fixtureOptions grade the fixture class quickly: its selectors, short
+// timeouts and small bounds.
+func fixtureOptions(subs []grade.Submission, jobs int, out string, newBox func(context.Context, grade.BoxConfig) (grade.Box, error)) grade.Options {
+	return grade.Options{
 		Submissions:  subs,
 		Jobs:         jobs,
 		Out:          out,
@@ -126,9 +123,19 @@ func gradeFixtureWith(t *testing.T, subs []grade.Submission, jobs int, newBox fu
 		StartTimeout: 5 * time.Second,
 		Memory:       256 << 20,
 		CPU:          time.Minute,
-		Notice:       func(s string) { notices = append(notices, s) },
 		NewBox:       newBox,
-	})
+	}
+}
+
+func gradeFixtureWith(t *testing.T, subs []grade.Submission, jobs int, newBox func(context.Context, grade.BoxConfig) (grade.Box, error)) (*grade.Class, [][]string, string) {
+	t.Helper()
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var notices []string
+	o := fixtureOptions(subs, jobs, out, newBox)
+	o.Notice = func(s string) { notices = append(notices, s) }
+	class, err := grade.Run(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,20 +57,10 @@ func TestSharedSlots(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			classes[i], errs[i] = grade.Run(ctx, grade.Options{
-				Submissions:  subs,
-				Jobs:         3,
-				Slots:        slots,
-				Out:          filepath.Join(t.TempDir(), "class"),
-				Stepkit:      stepkitBin,
-				Selectors:    fixtureSelectors,
-				ReadTimeout:  1500 * time.Millisecond,
-				StartTimeout: 5 * time.Second,
-				Memory:       256 << 20,
-				CPU:          time.Minute,
-				Notice:       func(string) {},
-				NewBox:       counter.newBox,
-			})
+			o := fixtureOptions(subs, 3, filepath.Join(t.TempDir(), "class"), counter.newBox)
+			o.Slots = slots
+			o.Notice = func(string) {}
+			classes[i], errs[i] = grade.Run(ctx, o)
 		}()
 	}
 	wg.Wait()

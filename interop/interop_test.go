@@ -579,3 +579,30 @@ func TestSharedServer(t *testing.T) {
 		t.Errorf("the page of wornout × b does not say it ran twice: %v", err)
 	}
 }
+
+// TestOwnChecksCannotRun: when the programs' own checks cannot run (here
+// their report folder cannot be made), the pairs running beside them are
+// stopped and Run says why, instead of blaming without them.
+func TestOwnChecksCannotRun(t *testing.T) {
+	requireSandbox(t)
+	dir := t.TempDir()
+	srv, cli := class(t, dir, fixtureServers[:1], fixtureClients[:1])
+	out := filepath.Join(dir, "out")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "conformance"), []byte("in the way\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := interop.Run(context.Background(), interop.Options{Servers: srv, Clients: cli, Out: out,
+		Scenarios: interop.Scenarios()[:1], Conformance: true, Stepkit: stepkitBin, ClientTimeout: 60 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "conformance of the") {
+		t.Fatalf("Run: %v, want the own checks' error", err)
+	}
+	if m != nil {
+		t.Errorf("Run returned a matrix beside its error")
+	}
+	if _, err := os.Stat(filepath.Join(out, "interop.html")); err == nil {
+		t.Errorf("interop.html written although the own checks could not run")
+	}
+}

@@ -373,9 +373,12 @@ func (s *Sandbox) startHolder(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	if err != nil || in.ChildPID <= 0 {
-		h.Process.Kill()
-		h.Wait()
+		// The whole group, not bwrap alone: bwrap's child, the
+		// namespace's init to be, may not yet have asked to die with it
+		// and would hold the holder's stderr open, on which Wait waits.
 		lw.Close()
+		syscall.Kill(-h.Process.Pid, syscall.SIGKILL)
+		h.Wait()
 		s.holder, s.lifeline = nil, nil
 		if err == nil || errors.Is(err, io.EOF) {
 			err = errors.New(strings.TrimSpace(stderr.String()))

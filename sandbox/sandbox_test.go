@@ -635,3 +635,38 @@ func TestSparsePlanFile(t *testing.T) {
 		t.Fatalf("plan.bin: %v, %v", fi, err)
 	}
 }
+
+// TestNewCanceledWhileStarting cancels New at every moment of the
+// namespace holder's start: it returns (a sandbox, or the context's
+// error), never waits for ever, and a sandbox it returns closes.
+func TestNewCanceledWhileStarting(t *testing.T) {
+	needIsolation(t)
+	for i := range 60 {
+		delay := time.Duration(i%30) * time.Millisecond
+		ctx, cancel := context.WithCancel(context.Background())
+		type result struct {
+			s   *Sandbox
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			s, err := New(ctx, Config{Dir: progDir})
+			done <- result{s, err}
+		}()
+		time.Sleep(delay)
+		cancel()
+		select {
+		case r := <-done:
+			if r.err != nil && !strings.Contains(r.err.Error(), "context canceled") {
+				t.Errorf("canceled after %v: %v, want the context's error", delay, r.err)
+			}
+			if r.s != nil {
+				if err := r.s.Close(); err != nil {
+					t.Errorf("canceled after %v: Close: %v", delay, err)
+				}
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("New canceled after %v has not returned in a minute", delay)
+		}
+	}
+}
