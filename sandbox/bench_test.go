@@ -27,6 +27,24 @@ func BenchmarkNewClose(b *testing.B) {
 	}
 }
 
+// BenchmarkCommandTrue is the cost of one untrusted command that does
+// nothing (the chain that isolates it); BenchmarkExecTrue is its yardstick.
+func BenchmarkCommandTrue(b *testing.B) {
+	if ok, why := Available(); !ok {
+		b.Skip(why)
+	}
+	s, err := New(context.Background(), Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for b.Loop() {
+		if err := s.Command(context.Background(), []string{"true"}).Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkExecTrue(b *testing.B) {
 	for b.Loop() {
 		if err := exec.Command("true").Run(); err != nil {

@@ -31,12 +31,12 @@
 //
 // An untrusted command is
 //
-//	sh -c 'join cgroups' -- nsenter --net --pid --mount (the holder's) -- bwrap --ro-bind / /
+//	sh -c 'set limits, join cgroups' -- nsenter --net --pid --mount (the holder's) -- bwrap --ro-bind / /
 //	  --dev /dev --tmpfs /dev/shm --mqueue /dev/mqueue --proc /proc --tmpfs /tmp --tmpfs /run
 //	  --ro-bind HOSTS /etc/hosts --hostname stepkit-sandbox --bind WORKDIR WORKDIR --chdir WORKDIR
 //	  --unshare-pid --unshare-ipc --unshare-uts --die-with-parent --new-session --
 //	  setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps -all --bounding-set -all
-//	  --no-new-privs -- prlimit --cpu --nofile --fsize --core [--as] -- argv
+//	  --no-new-privs -- argv
 //
 // It runs as nobody (65534) with the scratch folder chowned to it, with a
 // PATH of /usr/local/bin:/usr/bin:/bin, HOME=WorkDir, USER=LOGNAME=nobody,
@@ -87,8 +87,13 @@
 // empty cgroups (stepkit-sandbox-*) are left, named after the grader's
 // pid and start time; the next sandbox made on the machine removes them.
 //
+// The shell sets the limits with its ulimit builtin (CPU soft and hard,
+// open files, file size, core dumps, address space without a memory
+// cgroup) before anything else runs: they hold for every process after
+// it, and a program cannot raise a hard limit.
+//
 // Isolation needs root (nsenter, setpriv, the chown of the scratch
-// folder) and bwrap, nsenter, setpriv, prlimit and cat on PATH (Debian:
+// folder) and bwrap, nsenter, setpriv and cat on PATH (Debian:
 // bubblewrap, util-linux, coreutils). Address Listen and DialContext
 // with IP literals such as 127.0.0.1:1379: name lookups may run on other
 // threads, in the host's namespace.
@@ -100,7 +105,7 @@
 // sandbox has Isolated() == false, uses the host network (callers pass a
 // free port), runs commands in the scratch folder, as the caller's user,
 // in a process group of their own, with the cgroups above when writable
-// (else RLIMIT_AS) and RLIMIT_CPU through prlimit when present; Why says
+// (else RLIMIT_AS) and the same limits through the shell; Why says
 // why. Close kills the process groups and what is left in the cgroups;
 // without cgroups a daemon that left its process group outlives Close.
 //

@@ -459,3 +459,60 @@ func TestForkBombIsBounded(t *testing.T) {
 		t.Fatalf("%d children: %q, %v (stderr %.200q)", 2*maxProcs, out, err, stderr.String())
 	}
 }
+
+// TestLimitsInForce reads the limits an untrusted program runs under, in
+// each kind of sandbox: what the shell at the head of the chain set must
+// reach the program, soft and hard, in the kernel's own units.
+func TestLimitsInForce(t *testing.T) {
+	ctx := testContext(t)
+	want := map[string]string{
+		"Max cpu time":       "3 4 seconds",
+		"Max open files":     "1024 1024 files",
+		"Max file size":      "8589934592 8589934592 bytes",
+		"Max core file size": "0 0 bytes",
+	}
+	cases := []struct {
+		name string
+		cfg  Config
+		as   string // Max address space, "" for unlimited
+	}{
+		{"isolated", Config{CPU: 3 * time.Second, Memory: 256 << 20}, ""},
+		{"isolated without cgroups", Config{CPU: 3 * time.Second, Memory: 256 << 20, noCgroup: true}, "268435456 268435456 bytes"},
+		{"fallback", Config{CPU: 3 * time.Second, Memory: 256 << 20, tools: map[string]string{"bwrap": "/nonexistent/bwrap"}, Fallback: true}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.cfg.tools == nil {
+				needIsolation(t)
+			}
+			s := newSandbox(t, c.cfg)
+			as := c.as
+			if s.cgroups == nil && as == "" {
+				as = "268435456 268435456 bytes" // no writable cgroups: RLIMIT_AS bounds memory
+			}
+			out, err := s.Command(ctx, []string{"cat", "/proc/self/limits"}).Output()
+			if err != nil {
+				t.Fatalf("cat /proc/self/limits: %v", err)
+			}
+			got := map[string]string{}
+			for _, line := range strings.Split(string(out), "\n") {
+				if len(line) < 26 {
+					continue
+				}
+				got[strings.TrimSpace(line[:26])] = strings.Join(strings.Fields(line[26:]), " ")
+			}
+			for k, v := range want {
+				if got[k] != v {
+					t.Errorf("%s: %q, want %q", k, got[k], v)
+				}
+			}
+			wantAS := "unlimited unlimited bytes"
+			if as != "" {
+				wantAS = as
+			}
+			if got["Max address space"] != wantAS {
+				t.Errorf("Max address space: %q, want %q", got["Max address space"], wantAS)
+			}
+		})
+	}
+}

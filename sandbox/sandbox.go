@@ -82,7 +82,7 @@ type Config struct {
 	Fallback bool
 
 	// tools overrides the programs looked up on PATH (bwrap, nsenter,
-	// setpriv, prlimit); tests use it to make isolation unavailable.
+	// setpriv, cat); tests use it to make isolation unavailable.
 	tools map[string]string
 	// noCgroup makes the sandbox skip cgroups, as on a machine without
 	// writable cgroup v1 memory and pids controllers.
@@ -140,7 +140,7 @@ type command struct {
 
 // tools are the absolute paths of the programs a sandbox runs.
 type tools struct {
-	bwrap, nsenter, setpriv, prlimit, cat string
+	bwrap, nsenter, setpriv, cat string
 }
 
 func lookTools(over map[string]string) (tools, error) {
@@ -148,7 +148,7 @@ func lookTools(over map[string]string) (tools, error) {
 	for _, x := range []struct {
 		name string
 		dst  *string
-	}{{"bwrap", &t.bwrap}, {"nsenter", &t.nsenter}, {"setpriv", &t.setpriv}, {"prlimit", &t.prlimit}, {"cat", &t.cat}} {
+	}{{"bwrap", &t.bwrap}, {"nsenter", &t.nsenter}, {"setpriv", &t.setpriv}, {"cat", &t.cat}} {
 		name := x.name
 		if p, ok := over[name]; ok {
 			name = p
@@ -445,15 +445,6 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *exec.Cmd {
 		c.cmd = failed(ctx, err)
 		return c.cmd
 	}
-	limits := []string{
-		"--cpu=" + strconv.FormatInt(cpuSeconds(s.cfg.cpu()), 10) + ":" + strconv.FormatInt(cpuSeconds(s.cfg.cpu())+1, 10),
-		"--nofile=" + strconv.Itoa(maxOpenFiles),
-		"--fsize=" + strconv.Itoa(maxFileSize),
-		"--core=0",
-	}
-	if s.cgroups == nil {
-		limits = append(limits, "--as="+strconv.FormatInt(s.cfg.memory(), 10))
-	}
 	var args []string
 	if s.cgroups != nil {
 		cg, err := s.cgroups.command(s.cfg.memory())
@@ -462,20 +453,15 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *exec.Cmd {
 			return c.cmd
 		}
 		c.cg = cg
-		// The shell joins the groups before anything untrusted runs, and
-		// every process after it inherits them.
-		args = append(args, "/bin/sh", "-c",
-			`p=$$; while [ "$1" != -- ]; do echo $p > "$1" || exit 126; shift; done; shift; exec "$@"`,
-			"stepkit-sandbox")
-		args = append(args, cg.procs()...)
-		args = append(args, "--")
 	}
+	// The shell sets the limits and joins the groups before anything
+	// untrusted runs; every process after it inherits both.
+	args = append(args, "/bin/sh", "-c", s.limitScript(), "stepkit-sandbox")
+	if c.cg != nil {
+		args = append(args, c.cg.procs()...)
+	}
+	args = append(args, "--")
 	if !s.Isolated() {
-		if p, err := exec.LookPath("prlimit"); err == nil {
-			args = append(args, p)
-			args = append(args, limits...)
-			args = append(args, "--")
-		}
 		args = append(args, prog)
 		args = append(args, argv[1:]...)
 		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
@@ -513,10 +499,7 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *exec.Cmd {
 		"--",
 		s.tools.setpriv, "--reuid="+strconv.Itoa(untrustedUID), "--regid="+strconv.Itoa(untrustedGID),
 		"--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
-		"--",
-		s.tools.prlimit)
-	args = append(args, limits...)
-	args = append(args, "--", prog)
+		"--", prog)
 	args = append(args, argv[1:]...)
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Dir = s.workDir
@@ -531,6 +514,24 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *exec.Cmd {
 	}
 	c.cmd = cmd
 	return s.track(c)
+}
+
+// limitScript is the shell that starts every untrusted command: it sets
+// the resource limits (soft CPU at the bound, hard a second later; open
+// files; file size, in ulimit's 512-byte blocks; no core dumps; address
+// space only where no memory cgroup bounds it), writes its pid into the
+// cgroup.procs files given before "--" and runs what follows. Doing both
+// in the shell that is already there spares a process in the chain.
+func (s *Sandbox) limitScript() string {
+	cpu := cpuSeconds(s.cfg.cpu())
+	var b strings.Builder
+	fmt.Fprintf(&b, "ulimit -S -t %d && ulimit -H -t %d && ulimit -n %d && ulimit -f %d && ulimit -c 0",
+		cpu, cpu+1, maxOpenFiles, maxFileSize/512)
+	if s.cgroups == nil {
+		fmt.Fprintf(&b, " && ulimit -v %d", s.cfg.memory()/1024)
+	}
+	b.WriteString(` || exit 126; p=$$; while [ "$1" != -- ]; do echo $p > "$1" || exit 126; shift; done; shift; exec "$@"`)
+	return b.String()
 }
 
 // shmSize bounds /dev/shm: half the memory bound, as Linux bounds a
