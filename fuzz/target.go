@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -117,7 +116,7 @@ type Process struct {
 
 	mu     sync.Mutex
 	box    *sandbox.Sandbox
-	cmd    *exec.Cmd
+	cmd    *sandbox.Cmd
 	out    *tail
 	exited chan struct{}
 	err    error

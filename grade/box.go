@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"time"
+
+	"github.com/stepkit/stepkit/sandbox"
 )
 
 // Box is where one submission runs: a sandbox.Sandbox, or anything with
@@ -15,7 +17,7 @@ type Box interface {
 	Why() string
 	WorkDir() string
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
-	Command(ctx context.Context, argv []string) *exec.Cmd
+	Command(ctx context.Context, argv []string) *sandbox.Cmd
 	Trusted(ctx context.Context, argv []string) *exec.Cmd
 	// Describe says in one line how a command of the box ended ("exit
 	// status 1", "killed: memory limit (256 MiB)").

@@ -372,7 +372,7 @@ func (g *grader) start(ctx context.Context, box Box, s Submission, values map[st
 		out.Close()
 		return nil, fmt.Errorf("start %q: %w", line, err)
 	}
-	p := &process{box: box, cmd: cmd, out: out, exited: make(chan struct{})}
+	p := &process{box: box, cmd: cmd.Cmd, out: out, exited: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.exited)

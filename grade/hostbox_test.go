@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+
+	"github.com/stepkit/stepkit/sandbox"
 )
 
 // hostBox runs a submission on the host network, in a scratch copy of its
@@ -43,17 +45,17 @@ func (b *hostBox) DialContext(ctx context.Context, network, addr string) (net.Co
 	return d.DialContext(ctx, network, addr)
 }
 
-func (b *hostBox) Command(ctx context.Context, argv []string) *exec.Cmd {
+func (b *hostBox) Command(ctx context.Context, argv []string) *sandbox.Cmd {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = b.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	b.cmds = append(b.cmds, cmd)
-	return cmd
+	return &sandbox.Cmd{Cmd: cmd}
 }
 
 func (b *hostBox) Trusted(ctx context.Context, argv []string) *exec.Cmd {
-	return b.Command(ctx, argv)
+	return b.Command(ctx, argv).Cmd
 }
 
 func (b *hostBox) Describe(err error, state *os.ProcessState) string {

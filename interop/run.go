@@ -7,7 +7,6 @@ import (
 	"html"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -292,7 +291,7 @@ func cellDir(server, client string) string {
 // server is a cell's running server.
 type server struct {
 	box    *sandbox.Sandbox
-	cmd    *exec.Cmd
+	cmd    *sandbox.Cmd
 	exited chan struct{}
 	err    error
 	ref    *refserver.Server

@@ -31,12 +31,26 @@
 //
 // An untrusted command is
 //
-//	sh -c 'set limits, join cgroups' -- nsenter --net --pid --mount (the holder's) -- bwrap --ro-bind / /
+//	sh -c 'set limits, join cgroups' -- bwrap --ro-bind / /
 //	  --dev /dev --tmpfs /dev/shm --mqueue /dev/mqueue --proc /proc --tmpfs /tmp --tmpfs /run
 //	  --ro-bind HOSTS /etc/hosts --hostname stepkit-sandbox --bind WORKDIR WORKDIR --chdir WORKDIR
 //	  --unshare-pid --unshare-ipc --unshare-uts --die-with-parent --new-session --
 //	  setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps -all --bounding-set -all
 //	  --no-new-privs -- argv
+//
+// started (Cmd.Start) from a thread switched into the namespace, like a
+// socket of Listen, so that its first process is born inside it. bwrap
+// makes the command's own pid namespace under the host's; every process
+// of the command is in the command's cgroups. Where cgroups cannot be
+// used, the shell runs instead
+//
+//	nsenter --net --pid --mount (the holder's) -- bwrap ...
+//
+// so that the command's pid namespace is nested in the holder's, whose
+// end takes it down; bwrap then runs in the holder's mount namespace too,
+// because it reads /proc/PID of the child it makes. Every link of the
+// chain is a process start, a few milliseconds each, so it keeps only
+// links with a job of their own.
 //
 // It runs as nobody (65534) with the scratch folder chowned to it, with a
 // PATH of /usr/local/bin:/usr/bin:/bin, HOME=WorkDir, USER=LOGNAME=nobody,
@@ -49,8 +63,7 @@
 // resolves localhost (IPv4 only, where a judge listens) and the
 // sandbox's host name to loopback addresses.
 // /run is hidden because connecting to a unix socket works on a
-// read-only mount. bwrap runs in the holder's mount namespace too, whose
-// /proc matches the holder's pid namespace.
+// read-only mount.
 //
 // Memory: when the cgroup v1 memory, pids and cpuacct controllers are
 // writable (root), each command gets its own groups under the caller's
@@ -68,10 +81,12 @@
 // dumps (none) are bounded too; /tmp is a 64 MiB tmpfs.
 //
 // Close kills the holder's init: the kernel then kills every process in
-// its pid namespace and in the nested ones of untrusted commands, daemons
-// that forked away included, and only then lets the init exit. Close
-// waits for that (on a pidfd), then kills trusted commands, kills what is
-// left in the commands' cgroups, removes them and the scratch folder.
+// its pid namespace (without cgroups, the untrusted commands' too, in the
+// nested ones) and only then lets the init exit. Close waits for that
+// (on a pidfd), then kills trusted commands and the commands' first
+// processes, kills what is left in the commands' cgroups, daemons that
+// forked away included, until each is empty, and removes them and the
+// scratch folder.
 // When an untrusted program's main process ends, its own pid namespace
 // ends too and takes leftover children with it, a moment after the exit
 // is reported.
@@ -117,7 +132,10 @@
 // cannot know; a program that never started is "did not start: python3:
 // not found". Sandbox.Limits describes the bounds for reports ("memory
 // 1 GiB (cgroup), CPU 2m0s"). Command and Trusted report a bad argv (empty,
-// not found, not executable) and a closed sandbox as the error of Start. A bwrap-run program killed by a
+// not found, not executable) and a closed sandbox as the error of Start.
+// Command returns a Cmd, an exec.Cmd whose Start (Run, Output,
+// CombinedOutput) starts the command from inside the namespace; callers
+// that run programs elsewhere too wrap their exec.Cmd as &Cmd{Cmd: c}. A bwrap-run program killed by a
 // signal is reported by bwrap as exit status 128+signal; Sandbox.Describe
 // reads it as the signal, so a program that exits with such a status on
 // its own is reported as killed.

@@ -374,9 +374,9 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("fallback %v: trusted missing program started", fallback)
 		}
 		// A program that fails says so in its own words.
-		cmd = s.Command(ctx, []string{"sh", "-c", "exit 3"})
-		err := cmd.Run()
-		if got := s.Describe(err, cmd.ProcessState); got != "exit status 3" {
+		cmd2 := s.Command(ctx, []string{"sh", "-c", "exit 3"})
+		err := cmd2.Run()
+		if got := s.Describe(err, cmd2.ProcessState); got != "exit status 3" {
 			t.Errorf("fallback %v: exit 3: Describe = %q", fallback, got)
 		}
 	}

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -127,7 +128,8 @@ type Sandbox struct {
 	closed bool
 
 	// nsMu keeps Close from closing netns while a socket is being made
-	// with it (the descriptor's number could name something else).
+	// or a command started with it (the descriptor's number could name
+	// something else).
 	nsMu sync.RWMutex
 }
 
@@ -432,25 +434,23 @@ func (s *Sandbox) env() []string {
 // bounded, killed with the sandbox. argv[0] is looked up in WorkDir when
 // it contains a slash, else on the sandbox PATH. Errors (empty argv, a
 // program not found, a closed sandbox) are returned by Start.
-func (s *Sandbox) Command(ctx context.Context, argv []string) *exec.Cmd {
+func (s *Sandbox) Command(ctx context.Context, argv []string) *Cmd {
 	c := &command{untrusted: true}
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
 	if closed {
-		return failed(ctx, errors.New("sandbox: closed"))
+		return &Cmd{Cmd: failed(ctx, errors.New("sandbox: closed"))}
 	}
 	prog, err := s.resolve(argv)
 	if err != nil {
-		c.cmd = failed(ctx, err)
-		return c.cmd
+		return &Cmd{Cmd: failed(ctx, err)}
 	}
 	var args []string
 	if s.cgroups != nil {
 		cg, err := s.cgroups.command(s.cfg.memory())
 		if err != nil {
-			c.cmd = failed(ctx, err)
-			return c.cmd
+			return &Cmd{Cmd: failed(ctx, err)}
 		}
 		c.cg = cg
 	}
@@ -476,10 +476,20 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *exec.Cmd {
 			return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		}
 		c.cmd = cmd
-		return s.track(c)
+		return &Cmd{Cmd: s.track(c)}
 	}
-	args = append(args, s.tools.nsenter, "--net="+s.nsPath+"net", "--pid="+s.nsPath+"pid", "--mount="+s.nsPath+"mnt", "--",
-		s.tools.bwrap,
+	// With cgroups, the command's first process is started from a thread
+	// inside the sandbox's network namespace (startInside), and bwrap makes
+	// its pid namespace under the host's: every process of the command is
+	// in its cgroups, which Close empties and waits for. Without them,
+	// nsenter also puts it in the holder's pid namespace, so that the end
+	// of the holder's init takes it down; bwrap must then run in the
+	// holder's mount namespace too, because it reads /proc/PID of the
+	// child it makes.
+	if c.cg == nil {
+		args = append(args, s.tools.nsenter, "--net="+s.nsPath+"net", "--pid="+s.nsPath+"pid", "--mount="+s.nsPath+"mnt", "--")
+	}
+	args = append(args, s.tools.bwrap,
 		"--ro-bind", "/", "/",
 		"--dev", "/dev",
 		// POSIX semaphores and shared memory (Python's multiprocessing
@@ -506,14 +516,96 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *exec.Cmd {
 	cmd.Env = s.env()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if c.cg != nil {
-		// When ctx is done, kill the whole tree, not only nsenter.
+		// When ctx is done, kill the whole tree, not only bwrap.
 		cmd.Cancel = func() error {
 			c.cg.kill()
 			return cmd.Process.Kill()
 		}
 	}
 	c.cmd = cmd
-	return s.track(c)
+	s.track(c)
+	if c.cg == nil {
+		return &Cmd{Cmd: cmd}
+	}
+	return &Cmd{Cmd: cmd, start: func() error { return s.startInside(cmd) }}
+}
+
+// Cmd is a command of a sandbox: an exec.Cmd whose Start (and Run, Output,
+// CombinedOutput) starts it as the sandbox needs. Start it through these
+// methods, never through the embedded exec.Cmd's own. A Cmd made of an
+// exec.Cmd alone, &Cmd{Cmd: c}, starts as c would.
+type Cmd struct {
+	*exec.Cmd
+	start func() error // nil: the exec.Cmd's own Start
+}
+
+// Start starts the command; see exec.Cmd.Start.
+func (c *Cmd) Start() error {
+	if c.start == nil || c.Cmd.Err != nil {
+		return c.Cmd.Start()
+	}
+	return c.start()
+}
+
+// Run starts the command and waits for it; see exec.Cmd.Run.
+func (c *Cmd) Run() error {
+	if err := c.Start(); err != nil {
+		return err
+	}
+	return c.Wait()
+}
+
+// Output runs the command and returns its standard output; see
+// exec.Cmd.Output, whose ExitError carries the standard error too.
+func (c *Cmd) Output() ([]byte, error) {
+	if c.Stdout != nil {
+		return nil, errors.New("exec: Stdout already set")
+	}
+	var stdout, stderr bytes.Buffer
+	c.Stdout = &stdout
+	captureErr := c.Stderr == nil
+	if captureErr {
+		c.Stderr = &stderr
+	}
+	err := c.Run()
+	var ee *exec.ExitError
+	if captureErr && errors.As(err, &ee) {
+		ee.Stderr = stderr.Bytes()
+	}
+	return stdout.Bytes(), err
+}
+
+// CombinedOutput runs the command and returns its standard output and
+// standard error together; see exec.Cmd.CombinedOutput.
+func (c *Cmd) CombinedOutput() ([]byte, error) {
+	if c.Stdout != nil || c.Stderr != nil {
+		return nil, errors.New("exec: Stdout or Stderr already set")
+	}
+	var b bytes.Buffer
+	c.Stdout, c.Stderr = &b, &b
+	err := c.Run()
+	return b.Bytes(), err
+}
+
+// startInside starts cmd from an OS thread switched into the sandbox's
+// network namespace, so that the command's first process is born there
+// and the chain needs no nsenter (a process less for every command). The
+// thread is switched back afterwards; if that fails, the command is
+// killed (its parent-death signal would kill it anyway) and the thread
+// stays locked, so that the runtime discards it. While a thread is
+// locked, the runtime makes new threads from a template thread, so none
+// inherits the namespace.
+func (s *Sandbox) startInside(cmd *exec.Cmd) error {
+	err := s.inNetns(cmd.Start)
+	var leave *leaveError
+	if errors.As(err, &leave) && cmd.Process != nil {
+		cmd.Process.Kill()
+		go cmd.Wait()
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	return nil
 }
 
 // limitScript is the shell that starts every untrusted command: it sets
@@ -685,7 +777,7 @@ func (s *Sandbox) inNetns(fn func() error) error {
 		}
 		ferr := fn()
 		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			done <- errors.Join(ferr, fmt.Errorf("leave network namespace: %w", err))
+			done <- errors.Join(ferr, &leaveError{err})
 			return // thread stays locked and dies with this goroutine
 		}
 		runtime.UnlockOSThread()
@@ -693,6 +785,13 @@ func (s *Sandbox) inNetns(fn func() error) error {
 	}()
 	return <-done
 }
+
+// leaveError is a thread's failure to switch back to its own network
+// namespace after it made something inside the sandbox's.
+type leaveError struct{ err error }
+
+func (e *leaveError) Error() string { return "leave network namespace: " + e.err.Error() }
+func (e *leaveError) Unwrap() error { return e.err }
 
 // Close kills every process of the sandbox (trusted ones included),
 // waits until the namespaces are empty, releases them and removes the
@@ -733,8 +832,9 @@ func (s *Sandbox) Close() error {
 			<-exited
 		}
 	}
-	// What is left: trusted commands, untrusted ones' nsenter (which dies
-	// with its child anyway) and, when not isolated, process groups.
+	// What is left: trusted commands, untrusted ones' first processes
+	// (whose bwrap children die with them; the rest of each command is in
+	// its cgroups, emptied below) and, when not isolated, process groups.
 	for _, c := range cmds {
 		if c.cmd.Process == nil {
 			continue

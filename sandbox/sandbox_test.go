@@ -90,13 +90,13 @@ func newSandbox(t *testing.T, cfg Config) *Sandbox {
 
 // running is a started command whose output the test reads line by line.
 type running struct {
-	cmd    *exec.Cmd
+	cmd    *Cmd
 	stdin  io.WriteCloser
 	stdout *bufio.Reader
 	stderr *bytes.Buffer
 }
 
-func start(t *testing.T, cmd *exec.Cmd) *running {
+func start(t *testing.T, cmd *Cmd) *running {
 	t.Helper()
 	r := &running{cmd: cmd, stderr: &bytes.Buffer{}}
 	var err error

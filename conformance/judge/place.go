@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/stepkit/stepkit/sandbox"
 )
 
 // place is where one case runs: the client's scratch folder and the network
@@ -23,7 +25,7 @@ type place interface {
 	WorkDir() string
 	Listen(ctx context.Context, network, addr string) (net.Listener, error)
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
-	Command(ctx context.Context, argv []string) *exec.Cmd
+	Command(ctx context.Context, argv []string) *sandbox.Cmd
 	Close() error
 }
 
@@ -65,7 +67,7 @@ func (h *hostPlace) DialContext(ctx context.Context, network, addr string) (net.
 	return d.DialContext(ctx, network, addr)
 }
 
-func (h *hostPlace) Command(ctx context.Context, argv []string) *exec.Cmd {
+func (h *hostPlace) Command(ctx context.Context, argv []string) *sandbox.Cmd {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = h.dir
 	cmd.Env = h.env
@@ -75,7 +77,7 @@ func (h *hostPlace) Command(ctx context.Context, argv []string) *exec.Cmd {
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second
 	h.cmds = append(h.cmds, cmd)
-	return cmd
+	return &sandbox.Cmd{Cmd: cmd}
 }
 
 func (h *hostPlace) Close() error {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/stepkit/stepkit/conformance"
 	"github.com/stepkit/stepkit/spec"
+	"github.com/stepkit/stepkit/sandbox"
 )
 
 // DefaultTimeout is the time limit of the client in each case.
@@ -301,7 +302,7 @@ func (r *caseRun) runClient(p place, argv []string) *conformance.ClientRun {
 	stdout, stderr := &tailBuffer{max: outputMax}, &tailBuffer{max: outputMax}
 	run := &conformance.ClientRun{Command: argv, ExitCode: -1}
 	start := time.Now()
-	var cmd *exec.Cmd
+	var cmd *sandbox.Cmd
 	var err error
 	for try := 0; ; try++ {
 		cmd = p.Command(ctx, argv)
