@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/stepkit/stepkit/conformance"
-	"github.com/stepkit/stepkit/spec"
 	"github.com/stepkit/stepkit/sandbox"
+	"github.com/stepkit/stepkit/spec"
 )
 
 // DefaultTimeout is the time limit of the client in each case.
