@@ -12,7 +12,11 @@
 //
 // # How
 //
-// A holder process keeps the namespaces alive:
+// Where the cgroups below can be used (root, cgroup v1), the network
+// namespace has no process in it: New unshares a new one on a locked
+// thread, brings its loopback up (SIOCSIFFLAGS) and keeps a descriptor
+// of it, which keeps it alive until Close or the grader's end. Elsewhere
+// a holder process keeps the namespaces alive:
 //
 //	bwrap --unshare-net --unshare-pid --as-pid-1 --die-with-parent --dev-bind / / --proc /proc
 //	  --info-fd 3 -- sh -c 'echo ready >&4 && exec cat'
@@ -80,13 +84,13 @@
 // file size (8 GiB, above the 2^32 + 1 bytes the suite plans) and core
 // dumps (none) are bounded too; /tmp is a 64 MiB tmpfs.
 //
-// Close kills the holder's init: the kernel then kills every process in
-// its pid namespace (without cgroups, the untrusted commands' too, in the
-// nested ones) and only then lets the init exit. Close waits for that
-// (on a pidfd), then kills trusted commands and the commands' first
-// processes, kills what is left in the commands' cgroups, daemons that
-// forked away included, until each is empty, and removes them and the
-// scratch folder.
+// Close kills trusted commands and the untrusted commands' first
+// processes, then kills what is left in the commands' cgroups, daemons
+// that forked away included, until each is empty, and removes them and
+// the scratch folder. Without cgroups it first kills the holder's init:
+// the kernel then kills every process in its pid namespace and in the
+// commands' nested ones, and only then lets the init exit; Close waits
+// for that on a pidfd.
 // When an untrusted program's main process ends, its own pid namespace
 // ends too and takes leftover children with it, a moment after the exit
 // is reported.
@@ -96,8 +100,11 @@
 // Close kills them too.
 //
 // If the grader dies without Close, its children die with it (parent
-// death signal) and the holder's init, which reads a pipe only the grader
-// writes, ends; the kernel then kills everything in the namespaces. Only
+// death signal), and so do the commands' bwrap children (--die-with-parent)
+// and with them the commands' pid namespaces; the network namespace goes
+// with the grader's descriptor, or the holder's init, which reads a pipe
+// only the grader writes, ends and the kernel kills everything in its
+// namespaces. Only
 // the scratch folder (stepkit-sandbox-* in the temporary folder) and the
 // empty cgroups (stepkit-sandbox-*) are left, named after the grader's
 // pid and start time; the next sandbox made on the machine removes them.
