@@ -316,54 +316,29 @@ func (s *Sandbox) makeNetns(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
-	type made struct {
-		fd  int
-		err error
-	}
-	done := make(chan made, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- made{-1, fmt.Errorf("sandbox: open own network namespace: %w", err)}
-			return
-		}
-		defer unix.Close(orig)
+	fd := -1
+	err := onThreadIn(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			done <- made{-1, fmt.Errorf("sandbox: new network namespace: %w", err)}
-			return
+			return fmt.Errorf("new network namespace: %w", err)
 		}
-		fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err == nil {
-			if err = loopbackUp(); err != nil {
-				unix.Close(fd)
-			}
-		} else {
-			err = fmt.Errorf("sandbox: open network namespace: %w", err)
+		return nil
+	}, func() error {
+		var err error
+		if fd, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+			return fmt.Errorf("open network namespace: %w", err)
 		}
-		if lerr := unix.Setns(orig, unix.CLONE_NEWNET); lerr != nil {
-			if err == nil {
-				unix.Close(fd)
-			}
-			done <- made{-1, errors.Join(err, &leaveError{lerr})}
-			return // the thread stays locked and ends with this goroutine
+		return loopbackUp()
+	})
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
 		}
-		runtime.UnlockOSThread()
-		if err != nil {
-			fd = -1
-		}
-		done <- made{fd, err}
-	}()
-	m := <-done
-	if m.err != nil {
-		return m.err
+		return fmt.Errorf("sandbox: %w", err)
 	}
-	s.netns = m.fd
+	s.netns = fd
 	// nsenter (Trusted) opens the namespace through this process's
 	// descriptor.
-	s.netnsPath = "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(m.fd)
+	s.netnsPath = "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(fd)
 	return nil
 }
 
@@ -371,19 +346,19 @@ func (s *Sandbox) makeNetns(ctx context.Context) error {
 func loopbackUp() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("sandbox: loopback: %w", err)
+		return fmt.Errorf("loopback: %w", err)
 	}
 	defer unix.Close(fd)
 	ifr, err := unix.NewIfreq("lo")
 	if err != nil {
-		return fmt.Errorf("sandbox: loopback: %w", err)
+		return fmt.Errorf("loopback: %w", err)
 	}
 	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("sandbox: loopback flags: %w", err)
+		return fmt.Errorf("loopback flags: %w", err)
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("sandbox: loopback up: %w", err)
+		return fmt.Errorf("loopback up: %w", err)
 	}
 	return nil
 }
@@ -681,9 +656,7 @@ func (c *Cmd) CombinedOutput() ([]byte, error) {
 // and the chain needs no nsenter (a process less for every command). The
 // thread is switched back afterwards; if that fails, the command is
 // killed (its parent-death signal would kill it anyway) and the thread
-// stays locked, so that the runtime discards it. While a thread is
-// locked, the runtime makes new threads from a template thread, so none
-// inherits the namespace.
+// stays locked, so that the runtime discards it.
 func (s *Sandbox) startInside(cmd *exec.Cmd) error {
 	err := s.inNetns(cmd.Start)
 	var leave *leaveError
@@ -849,6 +822,21 @@ func (s *Sandbox) inNetns(fn func() error) error {
 	if s.netns < 0 {
 		return errors.New("sandbox closed")
 	}
+	return onThreadIn(func() error {
+		if err := unix.Setns(s.netns, unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("enter network namespace: %w", err)
+		}
+		return nil
+	}, fn)
+}
+
+// onThreadIn runs fn on an OS thread that enter has switched into another
+// network namespace (setns into one, or unshare a new one), then switches
+// the thread back. If switching back fails, the error wraps a leaveError
+// and the thread stays locked, so that the runtime discards it when the
+// goroutine ends. While a thread is locked, the runtime makes its new
+// threads from a template thread, so none inherits the namespace.
+func onThreadIn(enter, fn func() error) error {
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -859,15 +847,15 @@ func (s *Sandbox) inNetns(fn func() error) error {
 			return
 		}
 		defer unix.Close(orig)
-		if err := unix.Setns(s.netns, unix.CLONE_NEWNET); err != nil {
+		if err := enter(); err != nil {
 			runtime.UnlockOSThread()
-			done <- fmt.Errorf("enter network namespace: %w", err)
+			done <- err
 			return
 		}
 		ferr := fn()
 		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
 			done <- errors.Join(ferr, &leaveError{err})
-			return // thread stays locked and dies with this goroutine
+			return // the thread stays locked and ends with this goroutine
 		}
 		runtime.UnlockOSThread()
 		done <- ferr
