@@ -451,6 +451,7 @@ func TestBadOptions(t *testing.T) {
 		{interop.Options{Clients: []grade.Submission{{ID: "x", Dir: dir}}, Out: dir, ClientRun: "python3 c.py {nope} {file}"}, "unknown placeholder {nope}"},
 		{interop.Options{Out: dir}, "no server and no client"},
 		{interop.Options{Servers: srv}, "no report folder"},
+		{interop.Options{Servers: srv, Out: dir, Scenarios: []interop.Scenario{interop.Scenarios()[0], interop.Scenarios()[0]}}, "scenario course twice"},
 	} {
 		_, err := interop.Run(context.Background(), tc.o)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

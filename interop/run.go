@@ -85,6 +85,14 @@ type Options struct {
 	Progress func(c *Cell, done, total int)
 	// Phase is told what the run is doing ("conformance", "matrix").
 	Phase func(string)
+
+	files map[string]scenarioFile // each scenario's file, by ID, made once a run
+}
+
+// scenarioFile is a scenario's file and its MD5.
+type scenarioFile struct {
+	data []byte
+	md5  string
 }
 
 // DefaultServerSelectors and DefaultClientSelectors are the requirements
@@ -246,6 +254,14 @@ func (o *Options) defaults() error {
 	o.Out = out
 	if o.Scenarios == nil {
 		o.Scenarios = Scenarios()
+	}
+	o.files = map[string]scenarioFile{}
+	for _, sc := range o.Scenarios {
+		if _, ok := o.files[sc.ID]; ok {
+			return fmt.Errorf("scenario %s twice: its id names the cell's files", sc.ID)
+		}
+		data := sc.data()
+		o.files[sc.ID] = scenarioFile{data: data, md5: md5hex(data)}
 	}
 	if o.ClientTimeout <= 0 {
 		o.ClientTimeout = DefaultClientTimeout
@@ -720,8 +736,9 @@ func provisional(c *Cell) Outcome {
 func runScenario(ctx context.Context, o *Options, sc Scenario, srv *server, box *sandbox.Sandbox, l net.Listener, rl *relay, cp Program, tmpl judge.Template, user, dir string, r *ScenarioResult) {
 	start := time.Now()
 	defer func() { r.Duration = time.Since(start) }()
-	data := sc.data()
-	r.File, r.Size, r.WantMD5 = sc.Name, sc.Size, md5hex(data)
+	f := o.files[sc.ID]
+	data := f.data
+	r.File, r.Size, r.WantMD5 = sc.Name, sc.Size, f.md5
 	rel := func(name string) string { return filepath.Join(cellDirOf(dir), name) }
 	r.Capture, r.Diagram, r.Dump, r.ClientOutput = rel(sc.ID+".pcapng"), rel(sc.ID+".ladder.html"), rel(sc.ID+".dump.txt"), rel(sc.ID+".client.txt")
 

@@ -137,6 +137,19 @@ func (c *commandCgroup) procs() []string {
 		filepath.Join(c.cpu, "cgroup.procs")}
 }
 
+// join puts processes in the command's groups; their children, forked
+// afterwards, are born there.
+func (c *commandCgroup) join(pids ...int) error {
+	for _, f := range c.procs() {
+		for _, pid := range pids {
+			if err := write(f, strconv.Itoa(pid)); err != nil {
+				return fmt.Errorf("cgroup: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
 // cpuTime is the CPU time the command's processes used.
 func (c *commandCgroup) cpuTime() time.Duration {
 	c.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -512,6 +513,74 @@ func TestLimitsInForce(t *testing.T) {
 			}
 			if got["Max address space"] != wantAS {
 				t.Errorf("Max address space: %q, want %q", got["Max address space"], wantAS)
+			}
+		})
+	}
+}
+
+// TestCommandHeldUntilReady: bwrap waits for the grader before it forks
+// the program, so that a start that fails once bwrap is running (its
+// cgroups cannot be joined, or anything later) runs nothing of the
+// program, leaves no bwrap behind, says why, and the sandbox still serves.
+func TestCommandHeldUntilReady(t *testing.T) {
+	needIsolation(t)
+	ctx := testContext(t)
+	cases := []struct {
+		name  string
+		spoil func(s *Sandbox, cg *commandCgroup) error
+		want  string
+	}{
+		{"cgroups gone", func(s *Sandbox, cg *commandCgroup) error { return cg.remove() }, "cgroup"},
+		// A failure a while after bwrap started: a program not held
+		// would have run by then.
+		{"late failure", func(s *Sandbox, cg *commandCgroup) error {
+			s.testHookHeld = func() error {
+				time.Sleep(500 * time.Millisecond)
+				return errors.New("held on purpose")
+			}
+			return nil
+		}, "held on purpose"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSandbox(t, Config{})
+			if s.cgroups == nil {
+				if os.Getenv("CI") == "true" {
+					t.Fatal("no cgroups in CI")
+				}
+				t.Skip("cgroups not writable here")
+			}
+			cmd := s.Command(ctx, []string{"sh", "-c", "echo ran > ran.txt"})
+			s.mu.Lock()
+			cg := s.cmds[len(s.cmds)-1].cg
+			s.mu.Unlock()
+			if err := c.spoil(s, cg); err != nil {
+				t.Fatal(err)
+			}
+			err := cmd.Start()
+			s.testHookHeld = nil
+			if err == nil {
+				cmd.Wait()
+				t.Fatal("the command started")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q does not say %q", err, c.want)
+			}
+			if got := s.Describe(err, nil); !strings.HasPrefix(got, "did not start: ") {
+				t.Errorf("Describe = %q, want a line starting %q", got, "did not start: ")
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for syscall.Kill(cmd.Process.Pid, 0) == nil {
+				if time.Now().After(deadline) {
+					t.Fatalf("bwrap (pid %d) still alive after the failed start", cmd.Process.Pid)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if _, err := os.Stat(filepath.Join(s.WorkDir(), "ran.txt")); err == nil {
+				t.Error("the program ran although its start failed")
+			}
+			if out, err := s.Command(ctx, []string{"echo", "ok"}).Output(); err != nil || string(out) != "ok\n" {
+				t.Errorf("next command: %q, %v", out, err)
 			}
 		})
 	}

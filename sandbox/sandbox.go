@@ -132,6 +132,10 @@ type Sandbox struct {
 	// or a command started with it (the descriptor's number could name
 	// something else).
 	nsMu sync.RWMutex
+
+	// testHookHeld, when set, runs while a command's bwrap is held
+	// (startBlocked); an error it returns fails the start.
+	testHookHeld func() error
 }
 
 // command is one command handed out by Command or Trusted.
@@ -181,13 +185,23 @@ func available(cfg *Config) (bool, string) {
 		// scratch folder to the unprivileged uid.
 		return false, "sandbox: isolation needs root"
 	}
+	if _, ok := bwrapWorks.Load(t.bwrap); ok {
+		return true, ""
+	}
 	out, err := exec.Command(t.bwrap, "--unshare-net", "--unshare-pid", "--die-with-parent",
 		"--as-pid-1", "--dev-bind", "/", "/", "--", "true").CombinedOutput()
 	if err != nil {
 		return false, fmt.Sprintf("sandbox: bwrap cannot make namespaces: %s", oneLine(out, err))
 	}
+	bwrapWorks.Store(t.bwrap, struct{}{})
 	return true, ""
 }
+
+// bwrapWorks holds the bwrap programs seen making namespaces: whether
+// they can is a fact of the machine, tried once per process rather than
+// for every sandbox (three process starts fewer for each). A failure is
+// not remembered; the next sandbox tries again.
+var bwrapWorks sync.Map // path → struct{}
 
 // New creates a sandbox: a network namespace with loopback up, held open
 // until Close, and the scratch copy of cfg.Dir. When namespaces cannot be
@@ -510,7 +524,6 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *Cmd {
 	if err != nil {
 		return &Cmd{Cmd: failed(ctx, err)}
 	}
-	var args []string
 	if s.cgroups != nil {
 		cg, err := s.cgroups.command(s.cfg.memory())
 		if err != nil {
@@ -518,13 +531,18 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *Cmd {
 		}
 		c.cg = cg
 	}
-	// The shell sets the limits and joins the groups before anything
-	// untrusted runs; every process after it inherits both.
-	args = append(args, "/bin/sh", "-c", s.limitScript(), "stepkit-sandbox")
-	if c.cg != nil {
-		args = append(args, c.cg.procs()...)
+	// Without cgroups, or without isolation, a shell sets the limits and
+	// joins the groups before anything untrusted runs; every process after
+	// it inherits both. An isolated command with cgroups needs no shell:
+	// startBlocked does both from here while bwrap waits.
+	var args []string
+	if c.cg == nil || !s.Isolated() {
+		args = append(args, "/bin/sh", "-c", s.limitScript(), "stepkit-sandbox")
+		if c.cg != nil {
+			args = append(args, c.cg.procs()...)
+		}
+		args = append(args, "--")
 	}
-	args = append(args, "--")
 	if !s.Isolated() {
 		args = append(args, prog)
 		args = append(args, argv[1:]...)
@@ -551,9 +569,11 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *Cmd {
 	// holder's mount namespace too, because it reads /proc/PID of the
 	// child it makes.
 	if c.cg == nil {
-		args = append(args, s.tools.nsenter, "--net="+s.nsPath+"net", "--pid="+s.nsPath+"pid", "--mount="+s.nsPath+"mnt", "--")
+		args = append(args, s.tools.nsenter, "--net="+s.nsPath+"net", "--pid="+s.nsPath+"pid", "--mount="+s.nsPath+"mnt", "--", s.tools.bwrap)
+	} else {
+		args = append(args, s.tools.bwrap, "--info-fd", "3", "--block-fd", "4")
 	}
-	args = append(args, s.tools.bwrap,
+	args = append(args,
 		"--ro-bind", "/", "/",
 		"--dev", "/dev",
 		// POSIX semaphores and shared memory (Python's multiprocessing
@@ -591,7 +611,7 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *Cmd {
 	if c.cg == nil {
 		return &Cmd{Cmd: cmd}
 	}
-	return &Cmd{Cmd: cmd, start: func() error { return s.startInside(cmd) }}
+	return &Cmd{Cmd: cmd, start: func() error { return s.startBlocked(cmd, c.cg) }}
 }
 
 // Cmd is a command of a sandbox: an exec.Cmd whose Start (and Run, Output,
@@ -670,7 +690,95 @@ func (s *Sandbox) startInside(cmd *exec.Cmd) error {
 	return nil
 }
 
-// limitScript is the shell that starts every untrusted command: it sets
+// startBlocked starts an isolated command whose bwrap reports its child
+// on fd 3 and waits on fd 4 before it forks the command: from here, the
+// two join the command's cgroups and the child gets the resource limits,
+// then the child goes on, so that every process of the command inherits
+// both, with no shell in the chain to set them (a process start fewer
+// for every command). bwrap is started inside the network namespace
+// (startInside).
+func (s *Sandbox) startBlocked(cmd *exec.Cmd, cg *commandCgroup) error {
+	infoR, infoW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer infoR.Close()
+	blockR, blockW, err := os.Pipe()
+	if err != nil {
+		infoW.Close()
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer blockW.Close()
+	cmd.ExtraFiles = []*os.File{infoW, blockR}
+	err = s.startInside(cmd)
+	infoW.Close()
+	blockR.Close()
+	if err != nil {
+		return err
+	}
+	var in struct {
+		ChildPID int `json:"child-pid"`
+	}
+	infoR.SetReadDeadline(time.Now().Add(bwrapReportWait))
+	err = json.NewDecoder(infoR).Decode(&in)
+	if err == nil && in.ChildPID <= 0 {
+		err = errors.New("no child pid")
+	}
+	if err != nil {
+		err = fmt.Errorf("bwrap's report: %w", err)
+	}
+	if err == nil {
+		err = cg.join(cmd.Process.Pid, in.ChildPID)
+	}
+	if err == nil {
+		err = s.limit(in.ChildPID)
+	}
+	if err == nil && s.testHookHeld != nil {
+		err = s.testHookHeld()
+	}
+	if err == nil {
+		_, err = blockW.Write([]byte{'1'})
+	}
+	if err != nil {
+		// Killed before the pipe closes: on end of file bwrap would go on.
+		if in.ChildPID > 0 {
+			unix.Kill(in.ChildPID, unix.SIGKILL)
+		}
+		cmd.Process.Kill()
+		go cmd.Wait()
+		return fmt.Errorf("sandbox: start: %w", err)
+	}
+	return nil
+}
+
+// bwrapReportWait bounds the wait for bwrap's report of its child, which
+// comes as soon as it has cloned it.
+const bwrapReportWait = 30 * time.Second
+
+// limit sets a process's resource limits, those limitScript sets with
+// ulimit where cgroups bound memory: CPU time (soft at the bound, hard a
+// second later), open files, file size, no core dumps.
+func (s *Sandbox) limit(pid int) error {
+	cpu := uint64(cpuSeconds(s.cfg.cpu()))
+	for _, l := range []struct {
+		resource int
+		cur, max uint64
+		name     string
+	}{
+		{unix.RLIMIT_CPU, cpu, cpu + 1, "CPU time"},
+		{unix.RLIMIT_NOFILE, maxOpenFiles, maxOpenFiles, "open files"},
+		{unix.RLIMIT_FSIZE, maxFileSize, maxFileSize, "file size"},
+		{unix.RLIMIT_CORE, 0, 0, "core size"},
+	} {
+		if err := unix.Prlimit(pid, l.resource, &unix.Rlimit{Cur: l.cur, Max: l.max}, nil); err != nil {
+			return fmt.Errorf("limit %s: %w", l.name, err)
+		}
+	}
+	return nil
+}
+
+// limitScript is the shell that starts an untrusted command without
+// cgroups or without isolation: it sets
 // the resource limits (soft CPU at the bound, hard a second later; open
 // files; file size, in ulimit's 512-byte blocks; no core dumps; address
 // space only where no memory cgroup bounds it), writes its pid into the
