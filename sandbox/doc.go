@@ -35,20 +35,37 @@
 //
 // An untrusted command is
 //
-//	sh -c 'set limits, join cgroups' -- bwrap --ro-bind / /
+//	bwrap --info-fd 3 --block-fd 4 --unshare-user --disable-userns --ro-bind / /
 //	  --dev /dev --tmpfs /dev/shm --mqueue /dev/mqueue --proc /proc --tmpfs /tmp --tmpfs /run
 //	  --ro-bind HOSTS /etc/hosts --hostname stepkit-sandbox --bind WORKDIR WORKDIR --chdir WORKDIR
-//	  --unshare-pid --unshare-ipc --unshare-uts --die-with-parent --new-session --
-//	  setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps -all --bounding-set -all
+//	  --unshare-pid --unshare-ipc --unshare-uts --die-with-parent --new-session -- argv
+//
+// started (Cmd.Start) as uid and gid 65534 with no supplementary groups,
+// from a thread switched into the namespace, like a socket of Listen, so
+// that its first process is born inside it. bwrap makes a user namespace
+// that maps 65534 to itself, drops every capability and sets
+// no_new_privs; the program can make no user namespace of its own. Where
+// an unprivileged bwrap cannot make a user namespace (New tries once per
+// process), bwrap runs as root without --unshare-user and
+//
+//	setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps -all --bounding-set -all
 //	  --no-new-privs -- argv
 //
-// started (Cmd.Start) from a thread switched into the namespace, like a
-// socket of Listen, so that its first process is born inside it. bwrap
-// makes the command's own pid namespace under the host's; every process
-// of the command is in the command's cgroups. Where cgroups cannot be
-// used, the shell runs instead
+// drops the privileges instead, a process start more. Inside the user
+// namespace, files of owners other than 65534 show as owned by nobody
+// (stat, ls -l); what a program may open is decided by the host's ids,
+// as with setpriv. bwrap
+// makes the command's own pid namespace under the host's and reports its
+// child on fd 3, then the child waits on fd 4 before it forks the
+// program: meanwhile Start puts bwrap and the child in the command's
+// cgroups and sets the child's resource limits (prlimit, from a thread
+// whose real uid and gid are the child's for the moment, since root in a
+// container may lack CAP_SYS_RESOURCE), so that every
+// process of the command is born in the groups, under the limits. A
+// start that fails there kills bwrap before anything of the program runs.
+// Where cgroups cannot be used, the command is instead
 //
-//	nsenter --net --pid --mount (the holder's) -- bwrap ...
+//	sh -c 'set limits' -- nsenter --net --pid --mount (the holder's) -- bwrap ...
 //
 // so that the command's pid namespace is nested in the holder's, whose
 // end takes it down; bwrap then runs in the holder's mount namespace too,
@@ -109,13 +126,13 @@
 // empty cgroups (stepkit-sandbox-*) are left, named after the grader's
 // pid and start time; the next sandbox made on the machine removes them.
 //
-// The shell sets the limits with its ulimit builtin (CPU soft and hard,
-// open files, file size, core dumps, address space without a memory
-// cgroup) before anything else runs: they hold for every process after
-// it, and a program cannot raise a hard limit.
+// The limits (CPU soft and hard, open files, file size, core dumps, and
+// address space without a memory cgroup, set by the shell's ulimit
+// builtin) are set before anything of the program runs: they hold for
+// every process after it, and a program cannot raise a hard limit.
 //
-// Isolation needs root (nsenter, setpriv, the chown of the scratch
-// folder) and bwrap, nsenter, setpriv and cat on PATH (Debian:
+// Isolation needs root (the namespaces, the cgroups, the chown of the
+// scratch folder) and bwrap, nsenter, setpriv and cat on PATH (Debian:
 // bubblewrap, util-linux, coreutils). Address Listen and DialContext
 // with IP literals such as 127.0.0.1:1379: name lookups may run on other
 // threads, in the host's namespace.

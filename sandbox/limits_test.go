@@ -478,6 +478,7 @@ func TestLimitsInForce(t *testing.T) {
 		as   string // Max address space, "" for unlimited
 	}{
 		{"isolated", Config{CPU: 3 * time.Second, Memory: 256 << 20}, ""},
+		{"isolated with setpriv", Config{CPU: 3 * time.Second, Memory: 256 << 20, noUserns: true}, ""},
 		{"isolated without cgroups", Config{CPU: 3 * time.Second, Memory: 256 << 20, noCgroup: true}, "268435456 268435456 bytes"},
 		{"fallback", Config{CPU: 3 * time.Second, Memory: 256 << 20, tools: map[string]string{"bwrap": "/nonexistent/bwrap"}, Fallback: true}, ""},
 	}
@@ -542,46 +543,48 @@ func TestCommandHeldUntilReady(t *testing.T) {
 		}, "held on purpose"},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			s := newSandbox(t, Config{})
-			if s.cgroups == nil {
-				if os.Getenv("CI") == "true" {
-					t.Fatal("no cgroups in CI")
+		for _, noUserns := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/setpriv=%v", c.name, noUserns), func(t *testing.T) {
+				s := newSandbox(t, Config{noUserns: noUserns})
+				if s.cgroups == nil {
+					if os.Getenv("CI") == "true" {
+						t.Fatal("no cgroups in CI")
+					}
+					t.Skip("cgroups not writable here")
 				}
-				t.Skip("cgroups not writable here")
-			}
-			cmd := s.Command(ctx, []string{"sh", "-c", "echo ran > ran.txt"})
-			s.mu.Lock()
-			cg := s.cmds[len(s.cmds)-1].cg
-			s.mu.Unlock()
-			if err := c.spoil(s, cg); err != nil {
-				t.Fatal(err)
-			}
-			err := cmd.Start()
-			s.testHookHeld = nil
-			if err == nil {
-				cmd.Wait()
-				t.Fatal("the command started")
-			}
-			if !strings.Contains(err.Error(), c.want) {
-				t.Errorf("error %q does not say %q", err, c.want)
-			}
-			if got := s.Describe(err, nil); !strings.HasPrefix(got, "did not start: ") {
-				t.Errorf("Describe = %q, want a line starting %q", got, "did not start: ")
-			}
-			deadline := time.Now().Add(10 * time.Second)
-			for syscall.Kill(cmd.Process.Pid, 0) == nil {
-				if time.Now().After(deadline) {
-					t.Fatalf("bwrap (pid %d) still alive after the failed start", cmd.Process.Pid)
+				cmd := s.Command(ctx, []string{"sh", "-c", "echo ran > ran.txt"})
+				s.mu.Lock()
+				cg := s.cmds[len(s.cmds)-1].cg
+				s.mu.Unlock()
+				if err := c.spoil(s, cg); err != nil {
+					t.Fatal(err)
 				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			if _, err := os.Stat(filepath.Join(s.WorkDir(), "ran.txt")); err == nil {
-				t.Error("the program ran although its start failed")
-			}
-			if out, err := s.Command(ctx, []string{"echo", "ok"}).Output(); err != nil || string(out) != "ok\n" {
-				t.Errorf("next command: %q, %v", out, err)
-			}
-		})
+				err := cmd.Start()
+				s.testHookHeld = nil
+				if err == nil {
+					cmd.Wait()
+					t.Fatal("the command started")
+				}
+				if !strings.Contains(err.Error(), c.want) {
+					t.Errorf("error %q does not say %q", err, c.want)
+				}
+				if got := s.Describe(err, nil); !strings.HasPrefix(got, "did not start: ") {
+					t.Errorf("Describe = %q, want a line starting %q", got, "did not start: ")
+				}
+				deadline := time.Now().Add(10 * time.Second)
+				for syscall.Kill(cmd.Process.Pid, 0) == nil {
+					if time.Now().After(deadline) {
+						t.Fatalf("bwrap (pid %d) still alive after the failed start", cmd.Process.Pid)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				if _, err := os.Stat(filepath.Join(s.WorkDir(), "ran.txt")); err == nil {
+					t.Error("the program ran although its start failed")
+				}
+				if out, err := s.Command(ctx, []string{"echo", "ok"}).Output(); err != nil || string(out) != "ok\n" {
+					t.Errorf("next command: %q, %v", out, err)
+				}
+			})
+		}
 	}
 }

@@ -88,6 +88,9 @@ type Config struct {
 	// noCgroup makes the sandbox skip cgroups, as on a machine without
 	// writable cgroup v1 memory and pids controllers.
 	noCgroup bool
+	// noUserns makes commands drop privileges with setpriv, as on a
+	// machine where an unprivileged bwrap cannot make a user namespace.
+	noUserns bool
 }
 
 func (c *Config) memory() int64 {
@@ -122,6 +125,7 @@ type Sandbox struct {
 	nsPath    string    // /proc/PID/ns, the holder's namespaces for nsenter; "" without a holder
 	netnsPath string    // the network namespace as a path, for nsenter
 	cgroups   *cgroups  // nil when cgroups are not used
+	userns    bool      // bwrap runs as the unprivileged uid, in a user namespace of its own
 	memLimit  string    // what bounds memory: "cgroup" or "RLIMIT_AS"
 
 	mu     sync.Mutex
@@ -261,8 +265,33 @@ func New(ctx context.Context, cfg Config) (*Sandbox, error) {
 	} else {
 		s.memLimit = "RLIMIT_AS"
 	}
+	if ok && s.cgroups != nil && !cfg.noUserns {
+		s.userns = s.usernsWorks(ctx)
+	}
 	return s, nil
 }
+
+// usernsWorks says whether bwrap, started as the unprivileged uid, can
+// make the user namespace and the rest of a command's sandbox here: it
+// runs true through that very chain once per process and bwrap program.
+// The answer is a fact of the machine (its kernel's settings), so a
+// failure is remembered too; the chain with setpriv is used then.
+func (s *Sandbox) usernsWorks(ctx context.Context) bool {
+	if v, ok := usernsTried.Load(s.tools.bwrap); ok {
+		return v.(bool)
+	}
+	s.userns = true
+	err := s.Command(ctx, []string{"true"}).Run()
+	if ctx.Err() != nil {
+		return false // not an answer: the next sandbox tries again
+	}
+	usernsTried.Store(s.tools.bwrap, err == nil)
+	return err == nil
+}
+
+// usernsTried holds, by bwrap program, whether an unprivileged bwrap
+// could make a command's sandbox (usernsWorks).
+var usernsTried sync.Map // path → bool
 
 // makeWorkDir makes the scratch folder and copies cfg.Dir into it, owned
 // by the unprivileged uid when the sandbox is isolated.
@@ -568,9 +597,24 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *Cmd {
 	// of the holder's init takes it down; bwrap must then run in the
 	// holder's mount namespace too, because it reads /proc/PID of the
 	// child it makes.
-	if c.cg == nil {
+	//
+	// The program runs as the unprivileged uid with no capabilities.
+	// Where the machine lets an unprivileged bwrap make a user namespace,
+	// bwrap itself is started as that uid (the user namespace maps it to
+	// itself, bwrap drops every capability, and the program can make no
+	// user namespace of its own); otherwise bwrap runs as root and setpriv
+	// drops the privileges, a process start more.
+	drop := []string{s.tools.setpriv, "--reuid=" + strconv.Itoa(untrustedUID), "--regid=" + strconv.Itoa(untrustedGID),
+		"--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"}
+	var cred *syscall.Credential
+	switch {
+	case c.cg == nil:
 		args = append(args, s.tools.nsenter, "--net="+s.nsPath+"net", "--pid="+s.nsPath+"pid", "--mount="+s.nsPath+"mnt", "--", s.tools.bwrap)
-	} else {
+	case s.userns:
+		args = append(args, s.tools.bwrap, "--info-fd", "3", "--block-fd", "4", "--unshare-user", "--disable-userns")
+		cred = &syscall.Credential{Uid: untrustedUID, Gid: untrustedGID, Groups: []uint32{}}
+		drop = nil
+	default:
 		args = append(args, s.tools.bwrap, "--info-fd", "3", "--block-fd", "4")
 	}
 	args = append(args,
@@ -590,15 +634,14 @@ func (s *Sandbox) Command(ctx context.Context, argv []string) *Cmd {
 		"--chdir", s.workDir,
 		"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
 		"--die-with-parent", "--new-session",
-		"--",
-		s.tools.setpriv, "--reuid="+strconv.Itoa(untrustedUID), "--regid="+strconv.Itoa(untrustedGID),
-		"--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
-		"--", prog)
+		"--")
+	args = append(args, drop...)
+	args = append(args, prog)
 	args = append(args, argv[1:]...)
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Dir = s.workDir
 	cmd.Env = s.env()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: cred}
 	if c.cg != nil {
 		// When ctx is done, kill the whole tree, not only bwrap.
 		cmd.Cancel = func() error {
@@ -757,8 +800,51 @@ const bwrapReportWait = 30 * time.Second
 
 // limit sets a process's resource limits, those limitScript sets with
 // ulimit where cgroups bound memory: CPU time (soft at the bound, hard a
-// second later), open files, file size, no core dumps.
+// second later), open files, file size, no core dumps. A bwrap started
+// as the unprivileged uid has a child of that uid, whose limits only a
+// process with CAP_SYS_RESOURCE or of the same real uid and gid may set;
+// root in a container often lacks the capability, so the limits are set
+// from a thread whose real ids are the child's for the moment (asThe).
 func (s *Sandbox) limit(pid int) error {
+	if s.userns {
+		return asThe(untrustedUID, untrustedGID, func() error { return s.setLimits(pid) })
+	}
+	return s.setLimits(pid)
+}
+
+// asThe runs fn on a locked OS thread whose real uid and gid are uid and
+// gid (effective and saved ones stay, and with them the capabilities),
+// and switches the thread back afterwards; a thread that cannot switch
+// back stays locked, so that the runtime discards it. Credentials are a
+// thread's own in Linux: raw setresuid and setresgid change this thread
+// alone, where Go's syscall.Setresuid would change every thread.
+func asThe(uid, gid int, fn func() error) error {
+	runtime.LockOSThread()
+	const keep = ^uintptr(0) // -1: leave this id as it is
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), keep, keep); e != 0 {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("real gid %d: %w", gid, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), keep, keep); e != 0 {
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, 0, keep, keep); e != 0 {
+			return fmt.Errorf("real gid back: %w", e)
+		}
+		runtime.UnlockOSThread()
+		return fmt.Errorf("real uid %d: %w", uid, e)
+	}
+	err := fn()
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, 0, keep, keep); e != 0 {
+		return errors.Join(err, fmt.Errorf("real uid back: %w", e))
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, 0, keep, keep); e != 0 {
+		return errors.Join(err, fmt.Errorf("real gid back: %w", e))
+	}
+	runtime.UnlockOSThread()
+	return err
+}
+
+// setLimits sets pid's limits (see limit).
+func (s *Sandbox) setLimits(pid int) error {
 	cpu := uint64(cpuSeconds(s.cfg.cpu()))
 	for _, l := range []struct {
 		resource int

@@ -274,17 +274,107 @@ func TestProgramCannotReachHost(t *testing.T) {
 	}
 }
 
+// TestProgramRunsUnprivileged checks both ways of dropping privileges
+// (bwrap started as the unprivileged uid in a user namespace, or bwrap
+// as root and setpriv): the program's real, effective and saved uids and
+// gids are 65534 as the host sees them, it has no capabilities, no
+// supplementary groups and no_new_privs, and the grader's own threads
+// keep their credentials.
 func TestProgramRunsUnprivileged(t *testing.T) {
 	needIsolation(t)
 	ctx := testContext(t)
-	s := newSandbox(t, Config{})
-	out, err := s.Command(ctx, []string{"./prog", "id"}).Output()
-	if err != nil {
-		t.Fatal(err)
+	for _, c := range []struct {
+		name string
+		cfg  Config
+	}{{"user namespace", Config{}}, {"setpriv", Config{noUserns: true}}} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSandbox(t, c.cfg)
+			if c.cfg.noUserns == false && s.cgroups != nil && !s.userns {
+				if os.Getenv("CI") == "true" {
+					t.Fatal("an unprivileged bwrap cannot make a user namespace in CI")
+				}
+				t.Log("an unprivileged bwrap cannot make a user namespace here: setpriv drops privileges")
+			}
+			out, err := s.Command(ctx, []string{"./prog", "id"}).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.TrimSpace(string(out)); got != "65534 65534" {
+				t.Fatalf("uid gid %q, want 65534 65534", got)
+			}
+			// As the host sees it: the program's /proc/PID/status from here.
+			cmd := s.Command(ctx, []string{"sleep", "30"})
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { cmd.Process.Kill(); cmd.Wait() }()
+			status := hostStatusOf(t, "sleep", s.WorkDir())
+			for _, f := range []string{"Uid", "Gid"} {
+				if got := strings.Join(strings.Fields(status[f]), " "); got != "65534 65534 65534 65534" {
+					t.Errorf("%s (real, effective, saved, fs) on the host: %q, want 65534 for each", f, got)
+				}
+			}
+			for _, f := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
+				if got := strings.TrimSpace(status[f]); strings.Trim(got, "0") != "" {
+					t.Errorf("%s: %s, want none", f, got)
+				}
+			}
+			if got := strings.TrimSpace(status["Groups"]); got != "" && got != "65534" {
+				t.Errorf("supplementary groups %q", got)
+			}
+			if got := strings.TrimSpace(status["NoNewPrivs"]); got != "1" {
+				t.Errorf("NoNewPrivs %q, want 1", got)
+			}
+			// The threads that set the child's limits are back to root.
+			tasks, _ := filepath.Glob("/proc/self/task/*/status")
+			for _, task := range tasks {
+				b, err := os.ReadFile(task)
+				if err != nil {
+					continue // the thread ended meanwhile
+				}
+				for _, line := range strings.Split(string(b), "\n") {
+					if f, ok := strings.CutPrefix(line, "Uid:"); ok && strings.Join(strings.Fields(f), " ") != "0 0 0 0" {
+						t.Errorf("a grader thread (%s) kept uids %q", task, f)
+					}
+					if f, ok := strings.CutPrefix(line, "Gid:"); ok && strings.Join(strings.Fields(f), " ") != "0 0 0 0" {
+						t.Errorf("a grader thread (%s) kept gids %q", task, f)
+					}
+				}
+			}
+		})
 	}
-	if got := strings.TrimSpace(string(out)); got != "65534 65534" {
-		t.Fatalf("uid gid %q, want 65534 65534", got)
+}
+
+// hostStatusOf finds the process named comm whose working folder is dir
+// and returns its /proc/PID/status fields, read from the host.
+func hostStatusOf(t *testing.T, comm, dir string) map[string]string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		procs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, p := range procs {
+			if c, _ := os.ReadFile(p + "/comm"); strings.TrimSpace(string(c)) != comm {
+				continue
+			}
+			if cwd, _ := os.Readlink(p + "/cwd"); cwd != dir {
+				continue
+			}
+			b, err := os.ReadFile(p + "/status")
+			if err != nil {
+				continue
+			}
+			fields := map[string]string{}
+			for _, line := range strings.Split(string(b), "\n") {
+				if k, v, ok := strings.Cut(line, ":"); ok {
+					fields[k] = v
+				}
+			}
+			return fields
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
+	t.Fatalf("no process %s in %s", comm, dir)
+	return nil
 }
 
 func TestProgramWritesOnlyWorkDirAndTmp(t *testing.T) {
