@@ -812,35 +812,46 @@ func (s *Sandbox) limit(pid int) error {
 	return s.setLimits(pid)
 }
 
-// asThe runs fn on a locked OS thread whose real uid and gid are uid and
-// gid (effective and saved ones stay, and with them the capabilities),
-// and switches the thread back afterwards; a thread that cannot switch
-// back stays locked, so that the runtime discards it. Credentials are a
+// asThe runs fn on an OS thread of its own whose real uid and gid are uid
+// and gid (effective and saved ones stay, and with them the
+// capabilities), and switches the thread back afterwards. The thread
+// belongs to a goroutine started for the purpose: one that cannot switch
+// back stays locked and ends with that goroutine, so that the runtime
+// discards it and no other code runs with its ids. Credentials are a
 // thread's own in Linux: raw setresuid and setresgid change this thread
 // alone, where Go's syscall.Setresuid would change every thread.
 func asThe(uid, gid int, fn func() error) error {
-	runtime.LockOSThread()
-	const keep = ^uintptr(0) // -1: leave this id as it is
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), keep, keep); e != 0 {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("real gid %d: %w", gid, e)
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), keep, keep); e != 0 {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		const keep = ^uintptr(0) // -1: leave this id as it is
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), keep, keep); e != 0 {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("real gid %d: %w", gid, e)
+			return
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), keep, keep); e != 0 {
+			if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, 0, keep, keep); e != 0 {
+				done <- fmt.Errorf("real gid back: %w", e)
+				return // the thread stays locked and ends with this goroutine
+			}
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("real uid %d: %w", uid, e)
+			return
+		}
+		err := fn()
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, 0, keep, keep); e != 0 {
+			done <- errors.Join(err, fmt.Errorf("real uid back: %w", e))
+			return
+		}
 		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, 0, keep, keep); e != 0 {
-			return fmt.Errorf("real gid back: %w", e)
+			done <- errors.Join(err, fmt.Errorf("real gid back: %w", e))
+			return
 		}
 		runtime.UnlockOSThread()
-		return fmt.Errorf("real uid %d: %w", uid, e)
-	}
-	err := fn()
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, 0, keep, keep); e != 0 {
-		return errors.Join(err, fmt.Errorf("real uid back: %w", e))
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, 0, keep, keep); e != 0 {
-		return errors.Join(err, fmt.Errorf("real gid back: %w", e))
-	}
-	runtime.UnlockOSThread()
-	return err
+		done <- err
+	}()
+	return <-done
 }
 
 // setLimits sets pid's limits (see limit).

@@ -289,7 +289,7 @@ func TestProgramRunsUnprivileged(t *testing.T) {
 	}{{"user namespace", Config{}}, {"setpriv", Config{noUserns: true}}} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newSandbox(t, c.cfg)
-			if c.cfg.noUserns == false && s.cgroups != nil && !s.userns {
+			if !c.cfg.noUserns && s.cgroups != nil && !s.userns {
 				if os.Getenv("CI") == "true" {
 					t.Fatal("an unprivileged bwrap cannot make a user namespace in CI")
 				}
